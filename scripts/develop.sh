@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs authgate for development on a fresh machine: installs what is missing, migrates the
+# SQLite database in ./data, bootstraps an admin, an API token and a demo app on first start
+# (printing them once), and serves on http://localhost:3000.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${AUTHGATE_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c "import authgate, fastapi, uvicorn" 2>/dev/null \
+    || [ pyproject.toml -nt "$VENV/.installed-run" ]; then
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet -e .
+    touch "$VENV/.installed-run"
+fi
+
+export AUTHGATE_ISSUER="${AUTHGATE_ISSUER:-http://localhost:3000}"
+export AUTHGATE_DATA_DIR="${AUTHGATE_DATA_DIR:-./data}"
+export AUTHGATE_PORT="${AUTHGATE_PORT:-3000}"
+exec "$VENV/bin/authgate" serve --dev "$@"

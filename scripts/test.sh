@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs what is missing (a virtualenv with the
+# project and its test dependencies; Debian's postgresql), starts a throwaway PostgreSQL cluster
+# on a loopback port, runs the checks and every test on SQLite and PostgreSQL, and stops it.
+# Usage: scripts/test.sh [pytest args…]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${AUTHGATE_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c "import authgate, pytest, authlib, importlinter" 2>/dev/null \
+    || [ pyproject.toml -nt "$VENV/.installed" ]; then
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet -e ".[test]"
+    touch "$VENV/.installed"
+fi
+
+PGDIR="$(mktemp -d /tmp/authgate-pg.XXXXXX)"
+PGPORT="${AUTHGATE_TEST_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
+cleanup() { scripts/pg.sh stop "$PGDIR" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+AUTHGATE_TEST_POSTGRES_URL="$(scripts/pg.sh start "$PGDIR" "$PGPORT" | tail -n 1)"
+export AUTHGATE_TEST_POSTGRES_URL AUTHGATE_REQUIRE_POSTGRES=1
+echo "PostgreSQL test cluster: $AUTHGATE_TEST_POSTGRES_URL"
+
+scripts/check
+"$VENV/bin/python" -m pytest -n 2 -p no:cacheprovider "$@"

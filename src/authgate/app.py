@@ -1,0 +1,90 @@
+"""Composition root: the only place where settings, storage, core and web meet."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from authgate import storage
+from authgate.config import Settings
+from authgate.core.context import Context
+from authgate.core.policy import Policy, SystemClock
+from authgate.core.ports import Clock
+from authgate.core.resources import canonical_resource
+from authgate.storage import SqlStore
+from authgate.web.routes import build_app
+
+
+class ConfigurationError(Exception):
+    """authgate cannot start with these settings; the message says what to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    store: SqlStore
+    ctx: Context
+
+
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
+        issuer=settings.issuer,
+        code_ttl=timedelta(seconds=settings.code_ttl_seconds),
+        access_token_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+        refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
+        refresh_reuse_grace=timedelta(seconds=settings.refresh_reuse_grace_seconds),
+        session_ttl=timedelta(seconds=settings.session_ttl_seconds),
+        default_audience=canonical_resource(settings.issuer),
+    )
+
+
+def dev_secret_key(settings: Settings) -> str:
+    """Read, or create once, the development secret key kept in the data directory."""
+    path = settings.data_dir / "secret.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def secret_key_bytes(settings: Settings, *, dev: bool) -> bytes:
+    key = settings.secret_key or (dev_secret_key(settings) if dev else "")
+    if len(key) < 32:
+        raise ConfigurationError(
+            "AUTHGATE_SECRET_KEY must be set to at least 32 characters "
+            "(or run `authgate serve --dev`, which generates one in the data directory)"
+        )
+    return hashlib.sha256(b"authgate-secret-key:" + key.encode()).digest()
+
+
+def check_schema(settings: Settings) -> None:
+    status = storage.schema_status(settings.resolved_database_url)
+    if status.state == "uninitialised":
+        raise ConfigurationError("The database is not migrated: run `authgate db upgrade` first")
+    if status.state == "behind":
+        raise ConfigurationError(
+            f"The database schema is at {status.current}, this authgate needs {status.head}: "
+            "run `authgate db upgrade`"
+        )
+    if status.state == "ahead":
+        raise ConfigurationError(
+            f"The database schema ({status.current}) is newer than this authgate "
+            f"({status.head}): upgrade authgate or point it at another database"
+        )
+
+
+def build_services(settings: Settings, *, dev: bool = False, clock: Clock | None = None) -> Services:
+    key = secret_key_bytes(settings, dev=dev)
+    store = storage.open_store(settings.resolved_database_url)
+    ctx = Context(store=store, clock=clock or SystemClock(), policy=policy_from(settings), secret_key=key)
+    return Services(settings=settings, store=store, ctx=ctx)
+
+
+def create_app(settings: Settings, *, dev: bool = False, services: Services | None = None) -> FastAPI:
+    services = services or build_services(settings, dev=dev)
+    return build_app(services.ctx, settings)

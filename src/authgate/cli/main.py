@@ -1,0 +1,33 @@
+"""The ``authgate`` command: serve, migrate and administer (one module per noun).
+
+Settings come from the ``AUTHGATE_*`` environment variables (see ``authgate settings``). Every
+admin command acts as the ``system`` actor through the same core functions as the API, so it
+is audited the same way. Errors print a message on stderr and exit 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import click
+
+from authgate import __version__
+from authgate.cli import apps, audit, db, serve, settings, tokens, users
+from authgate.cli.common import AuthgateGroup
+
+
+@click.group(cls=AuthgateGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="authgate")
+def cli() -> None:
+    """authgate: an OAuth 2.1 authorization server for MCP clients and servers."""
+
+
+cli.add_command(serve.serve)
+cli.add_command(db.db)
+cli.add_command(apps.apps)
+cli.add_command(users.users)
+cli.add_command(tokens.tokens)
+cli.add_command(settings.settings)
+cli.add_command(audit.audit)
+
+
+def main() -> None:
+    cli(prog_name="authgate")

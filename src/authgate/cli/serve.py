@@ -1,0 +1,150 @@
+"""``authgate serve``: run the server; ``--dev`` also migrates and bootstraps a playground.
+
+In development mode an empty database gets an admin user with a random password, a personal
+API token and a confidential "Demo app" with a secret. They are printed once, when created:
+only hashes are stored, so a later start can say where they are but not show them again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import click
+import uvicorn
+
+from authgate import storage
+from authgate.app import Services, build_services, check_schema, create_app
+from authgate.cli.common import emit, fields, json_option, load_settings
+from authgate.config import Settings
+from authgate.core import accounts, clients
+from authgate.core.context import SYSTEM, Context
+
+DEV_ADMIN = "admin"
+DEMO_APP = "Demo app"
+DEMO_REDIRECT_URIS = ("http://localhost:9876/callback", "http://127.0.0.1:9876/callback")
+
+
+@dataclass(frozen=True, slots=True)
+class DevBootstrap:
+    """What a first development start created; the only time its secrets exist in clear."""
+
+    username: str
+    password: str
+    api_token: str
+    client_id: str
+    client_secret: str
+
+    def as_dict(self, issuer: str) -> dict[str, Any]:
+        return {
+            "issuer": issuer,
+            "username": self.username,
+            "password": self.password,
+            "api_token": self.api_token,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "redirect_uris": list(DEMO_REDIRECT_URIS),
+        }
+
+
+def bootstrap(ctx: Context) -> DevBootstrap | None:
+    """Create the development admin, token and demo app, unless the database has users."""
+    if ctx.store.count_users() > 0:
+        return None
+    password = secrets.token_urlsafe(18)
+    user = accounts.create_user(ctx, SYSTEM, username=DEV_ADMIN, password=password, is_admin=True)
+    _, token = accounts.create_api_token(ctx, SYSTEM, user, "dev bootstrap", None)
+    demo = clients.AppFields(
+        name=DEMO_APP, redirect_uris=DEMO_REDIRECT_URIS, client_type="confidential"
+    )
+    app = clients.create_app(ctx, SYSTEM, demo)
+    _, secret = clients.create_secret(ctx, SYSTEM, app.id)
+    return DevBootstrap(DEV_ADMIN, password, token, app.id, secret)
+
+
+def created_text(made: DevBootstrap, issuer: str) -> str:
+    base = issuer.rstrip("/")
+    return "\n".join(
+        [
+            "Development bootstrap: created once; these secrets will not be shown again.",
+            "",
+            fields(
+                [
+                    ("Admin user", made.username),
+                    ("Admin password", made.password),
+                    ("API token", made.api_token),
+                    ("Demo app client_id", made.client_id),
+                    ("Demo app client_secret", made.client_secret),
+                    ("Demo app redirect URIs", ", ".join(DEMO_REDIRECT_URIS)),
+                ]
+            ),
+            "",
+            f"Sign in:      {base}/login",
+            f"Metadata:     {base}/.well-known/oauth-authorization-server",
+            f'Admin API:    curl -H "Authorization: Bearer {made.api_token}" '
+            f"{base}/api/v2/users/me",
+        ]
+    )
+
+
+def existing_text(ctx: Context, settings: Settings) -> str:
+    demo = next((app.id for app in ctx.store.list_apps() if app.name == DEMO_APP), None)
+    lines = [
+        f"Development data already exists in {settings.data_dir.resolve()}; its admin password, "
+        "API token and client secret were printed when they were created.",
+        f"  New API token:      authgate tokens create --user {DEV_ADMIN} --name dev",
+    ]
+    if demo is not None:
+        lines.append(f"  New client secret:  authgate apps secrets create {demo}")
+    lines.append(
+        "  Start over:         stop authgate and delete the database "
+        f"({settings.resolved_database_url})"
+    )
+    return "\n".join(lines)
+
+
+def report_bootstrap(services: Services, as_json: bool) -> None:
+    ctx, issuer = services.ctx, services.settings.issuer
+    made = bootstrap(ctx)
+    if made is not None:
+        emit(as_json, made.as_dict(issuer), lambda: created_text(made, issuer))
+    else:
+        emit(
+            as_json,
+            {"issuer": issuer, "bootstrapped": False},
+            existing_text(ctx, services.settings),
+        )
+
+
+@click.command()
+@click.option(
+    "--dev",
+    is_flag=True,
+    help="Development mode: migrate, generate a secret key "
+    "in the data directory and bootstrap an admin and a demo app.",
+)
+@click.option("--host", default=None, help="Listen address [default: AUTHGATE_HOST].")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Listen port [default: AUTHGATE_PORT].",
+)
+@json_option
+def serve(dev: bool, host: str | None, port: int | None, as_json: bool) -> None:
+    """Run the authorization server."""
+    settings = load_settings()
+    if dev:
+        storage.upgrade(settings.resolved_database_url)
+    check_schema(settings)
+    services = build_services(settings, dev=dev)
+    if dev:
+        report_bootstrap(services, as_json)
+    uvicorn.run(
+        create_app(settings, dev=dev, services=services),
+        host=host or settings.host,
+        port=port or settings.port,
+        proxy_headers=False,
+        log_config=None,
+    )

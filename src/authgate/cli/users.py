@@ -1,0 +1,78 @@
+"""``authgate users``: create and list local users (as ``system``, through ``core.accounts``)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from authgate.cli.common import context, emit, fields, json_option, table
+from authgate.core import accounts
+from authgate.core.context import SYSTEM
+from authgate.web.admin.schemas import UserOut
+
+
+@click.group()
+def users() -> None:
+    """Local user accounts."""
+
+
+def read_password(password: str | None, from_stdin: bool) -> str:
+    """The password from --password, from stdin, or asked for twice without echo."""
+    if password is not None and from_stdin:
+        raise click.UsageError("Use either --password or --password-stdin, not both")
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if password is not None:
+        return password
+    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@users.command()
+@click.option("--username", required=True)
+@click.option("--admin", "is_admin", is_flag=True, help="Make the user an administrator.")
+@click.option("--password", default=None, help="Visible in the process list: prefer the prompt.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--email", default="")
+@click.option("--name", default="", help="The display name.")
+@json_option
+def create(
+    username: str,
+    is_admin: bool,
+    password: str | None,
+    password_stdin: bool,
+    email: str,
+    name: str,
+    as_json: bool,
+) -> None:
+    """Create a user who signs in with a password."""
+    secret = read_password(password, password_stdin)
+    user = accounts.create_user(
+        context(),
+        SYSTEM,
+        username=username,
+        password=secret,
+        email=email,
+        name=name,
+        is_admin=is_admin,
+    )
+    out = UserOut.of(user)
+    text = fields([("ID", out.id), ("Username", out.username), ("Admin", out.is_admin)])
+    emit(as_json, out.model_dump(mode="json"), f"Created user.\n{text}")
+
+
+@users.command(name="list")
+@json_option
+def list_users(as_json: bool) -> None:
+    """List every user."""
+    out = [UserOut.of(user) for user in context().store.list_users()]
+    rows = [
+        [u.id, u.username, "yes" if u.is_admin else "no", "yes" if u.disabled else "no"]
+        for u in out
+    ]
+    emit(
+        as_json,
+        [u.model_dump(mode="json") for u in out],
+        lambda: table(["ID", "USERNAME", "ADMIN", "DISABLED"], rows),
+    )

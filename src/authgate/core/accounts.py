@@ -1,0 +1,225 @@
+"""Local users, browser sessions and personal API tokens.
+
+Passwords are Argon2id hashes; session cookies and API tokens are prefixed secrets of which
+only a SHA-256 is stored. A failed sign-in never says whether the account exists.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from authgate.core import audit
+from authgate.core.context import Actor, Context
+from authgate.core.errors import Conflict, InvalidTokenError, NotFound, ValidationFailed
+from authgate.core.models import ApiToken, Session, User
+from authgate.core.ports import DuplicateKeyError
+from authgate.crypto import passwords, secrets
+
+SESSION_KIND = "ses"
+API_TOKEN_KIND = "pat"
+_USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
+
+
+def _check_username(username: str) -> str:
+    name = username.strip().lower()
+    if not _USERNAME.fullmatch(name):
+        raise ValidationFailed(
+            "Invalid username",
+            validations={"username": "1-64 characters: a-z, 0-9, '.', '_' or '-'"},
+        )
+    return name
+
+
+def _check_password(password: str) -> None:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise ValidationFailed(
+            "Invalid password",
+            validations={"password": f"{MIN_PASSWORD} to {MAX_PASSWORD} characters"},
+        )
+
+
+def create_user(
+    ctx: Context,
+    actor: Actor,
+    *,
+    username: str,
+    password: str | None,
+    email: str = "",
+    name: str = "",
+    is_admin: bool = False,
+) -> User:
+    username = _check_username(username)
+    if password is not None:
+        _check_password(password)
+    if len(email) > 256 or len(name) > 128:
+        raise ValidationFailed("Invalid user", validations={"email": "at most 256 characters"})
+    now = ctx.clock.now()
+    user = User(
+        id=str(uuid.uuid4()),
+        username=username,
+        email=email.strip(),
+        name=name.strip(),
+        password_hash=passwords.hash_password(password) if password is not None else None,
+        is_admin=is_admin,
+        disabled=False,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        ctx.store.create_user(user)
+    except DuplicateKeyError as exc:
+        raise Conflict(f"A user named {username!r} already exists") from exc
+    audit.record(
+        ctx, actor, "user.created", target_type="user", target_id=user.id,
+        username=username, is_admin=is_admin,
+    )
+    return user
+
+
+def update_user(
+    ctx: Context,
+    actor: Actor,
+    user_id: str,
+    *,
+    password: str | None = None,
+    is_admin: bool | None = None,
+    disabled: bool | None = None,
+    email: str | None = None,
+    name: str | None = None,
+) -> User:
+    user = ctx.store.get_user(user_id)
+    if user is None:
+        raise NotFound("No such user")
+    changes: dict[str, object] = {}
+    if password is not None:
+        _check_password(password)
+        changes["password_hash"] = passwords.hash_password(password)
+    for field, value in (("is_admin", is_admin), ("disabled", disabled), ("email", email),
+                         ("name", name)):
+        if value is not None:
+            changes[field] = value
+    updated = replace(user, updated_at=ctx.clock.now(), **changes)  # type: ignore[arg-type]
+    ctx.store.update_user(updated)
+    if disabled or password is not None:
+        ctx.store.delete_user_sessions(user.id)
+    fields = sorted(k if k != "password_hash" else "password" for k in changes)
+    audit.record(ctx, actor, "user.updated", target_type="user", target_id=user.id, fields=fields)
+    return updated
+
+
+def sign_in(ctx: Context, actor: Actor, username: str, password: str) -> User | None:
+    """Check a username and password; audit success and failure alike."""
+    name = username.strip().lower()
+    user = ctx.store.get_user_by_username(name) if len(name) <= 64 else None
+    ok = passwords.verify_password(user.password_hash if user else None, password[:MAX_PASSWORD])
+    if user is None or not ok or user.disabled:
+        reason = "unknown_user" if user is None else "disabled" if ok else "bad_password"
+        audit.record(
+            ctx, actor, "user.login_failed", target_type="user",
+            target_id=user.id if user else None, username=name[:64], reason=reason,
+        )
+        return None
+    audit.record(ctx, actor.as_user(user.id), "user.logged_in", target_type="user",
+                 target_id=user.id)
+    return user
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    session: Session
+    user: User
+
+
+def start_session(ctx: Context, actor: Actor, user: User) -> tuple[Session, str]:
+    """Create a session; returns it and the cookie value (shown once, stored hashed)."""
+    now = ctx.clock.now()
+    value = secrets.generate(SESSION_KIND)
+    session = Session(
+        id=str(uuid.uuid4()),
+        user_id=user.id,
+        token_hash=value.hash,
+        created_at=now,
+        expires_at=now + ctx.policy.session_ttl,
+        ip=actor.ip,
+        user_agent=actor.user_agent[:256] if actor.user_agent else None,
+    )
+    ctx.store.create_session(session)
+    return session, value.value
+
+
+def resolve_session(ctx: Context, cookie: str | None) -> SignedIn | None:
+    parsed = secrets.parse(cookie, SESSION_KIND) if cookie else None
+    if parsed is None:
+        return None
+    session = ctx.store.get_session_by_hash(parsed.hash)
+    if session is None or session.expires_at <= ctx.clock.now():
+        return None
+    user = ctx.store.get_user(session.user_id)
+    if user is None or user.disabled:
+        return None
+    return SignedIn(session, user)
+
+
+def end_session(ctx: Context, actor: Actor, signed_in: SignedIn) -> None:
+    ctx.store.delete_session(signed_in.session.id)
+    audit.record(ctx, actor, "user.logged_out", target_type="user", target_id=signed_in.user.id)
+
+
+def create_api_token(
+    ctx: Context, actor: Actor, user: User, name: str, lifetime: timedelta | None
+) -> tuple[ApiToken, str]:
+    name = name.strip()
+    if not 1 <= len(name) <= 64:
+        raise ValidationFailed("Invalid token name", validations={"name": "1 to 64 characters"})
+    now = ctx.clock.now()
+    value = secrets.generate(API_TOKEN_KIND)
+    token = ApiToken(
+        id=str(uuid.uuid4()),
+        user_id=user.id,
+        name=name,
+        prefix=value.prefix,
+        token_hash=value.hash,
+        created_at=now,
+        expires_at=now + lifetime if lifetime else None,
+    )
+    ctx.store.create_api_token(token)
+    audit.record(ctx, actor, "api_token.created", target_type="api_token", target_id=token.id,
+                 user_id=user.id, name=name, prefix=token.prefix)
+    return token, value.value
+
+
+def delete_api_token(ctx: Context, actor: Actor, user: User, token_id: str) -> None:
+    tokens = {t.id: t for t in ctx.store.list_api_tokens(user.id)}
+    if token_id not in tokens or not ctx.store.delete_api_token(token_id):
+        raise NotFound("No such API token")
+    audit.record(ctx, actor, "api_token.deleted", target_type="api_token", target_id=token_id,
+                 user_id=user.id)
+
+
+def resolve_api_token(ctx: Context, value: str) -> User:
+    parsed = secrets.parse(value, API_TOKEN_KIND)
+    token = ctx.store.get_api_token_by_prefix(parsed.prefix) if parsed else None
+    if parsed is None or token is None:
+        raise InvalidTokenError("The API token is invalid")
+    if not secrets.constant_time_equal(token.token_hash, parsed.hash):
+        raise InvalidTokenError("The API token is invalid")
+    now = ctx.clock.now()
+    if token.expires_at is not None and token.expires_at <= now:
+        raise InvalidTokenError("The API token has expired")
+    user = ctx.store.get_user(token.user_id)
+    if user is None or user.disabled:
+        raise InvalidTokenError("The API token is invalid")
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        ctx.store.touch_api_token(token.id, now)
+    return user
+
+
+def is_api_token(value: str) -> bool:
+    return value.startswith(f"ag{API_TOKEN_KIND}_")
+
+

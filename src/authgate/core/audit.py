@@ -1,0 +1,46 @@
+"""The audit trail: one event per security-relevant change, named ``noun.past_participle``.
+
+Details never carry a secret: callers pass identifiers (ids, prefixes), never tokens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from authgate.core.context import Actor, Context
+from authgate.core.models import AuditEvent
+
+# Keys that must never reach the audit log, whatever a caller passes.
+_FORBIDDEN_KEYS = frozenset(
+    {"password", "secret", "client_secret", "token", "code", "refresh_token", "access_token"}
+)
+
+
+def record(
+    ctx: Context,
+    actor: Actor,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    **details: Any,
+) -> AuditEvent:
+    for key in details:
+        if key in _FORBIDDEN_KEYS:
+            raise ValueError(f"audit details must not carry {key!r}")
+    event = AuditEvent(
+        id=str(uuid.uuid4()),
+        at=ctx.clock.now(),
+        action=action,
+        actor_type=actor.type,
+        actor_id=actor.id,
+        target_type=target_type,
+        target_id=target_id,
+        ip=actor.ip,
+        user_agent=actor.user_agent[:256] if actor.user_agent else None,
+        request_id=actor.request_id,
+        details=details,
+    )
+    ctx.store.append_audit(event)
+    return event

@@ -1,0 +1,178 @@
+"""The authorization endpoint (RFC 6749 §4.1.1–4.1.2, RFC 7636 §4.3, RFC 8707 §2, RFC 9207).
+
+Checks run in two phases. Until client and redirect_uri are verified, an error must not be
+sent to the redirect_uri ("the authorization server SHOULD inform the resource owner of the
+error and MUST NOT automatically redirect the user-agent to the invalid redirection URI",
+RFC 6749 §4.1.2.1): those raise plain ``OAuthError``s, shown as a page. After, errors raise
+``AuthorizationRedirect`` carrying the verified target.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from authgate.core import pkce, redirect_uris, resources, scopes
+from authgate.core.context import Context
+from authgate.core.errors import (
+    AccessDeniedError,
+    InvalidClientError,
+    InvalidRequestError,
+    OAuthError,
+    UnauthorizedClientError,
+    UnsupportedResponseTypeError,
+)
+from authgate.core.models import App, AuthorizationCode, User
+from authgate.core.params import Params
+from authgate.crypto import secrets
+
+CODE_KIND = "ac"
+MAX_STATE_LENGTH = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRequest:
+    """A fully validated authorization request, ready for consent."""
+
+    app: App
+    redirect_uri: str
+    redirect_uri_provided: bool
+    state: str | None
+    scope: str
+    resource: str
+    code_challenge: str | None
+    code_challenge_method: str | None
+
+
+class AuthorizationRedirect(Exception):
+    """An error to be delivered to the verified redirect_uri with ``state`` and ``iss``."""
+
+    def __init__(self, error: OAuthError, redirect_uri: str, state: str | None) -> None:
+        super().__init__(error.description)
+        self.error = error
+        self.redirect_uri = redirect_uri
+        self.state = state
+
+
+def redirect_url(redirect_uri: str, params: dict[str, str]) -> str:
+    """Add response parameters to the redirect URI, keeping its own query (RFC 6749 §3.1.2)."""
+    parts = urlsplit(redirect_uri)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def error_redirect_url(exc: AuthorizationRedirect, issuer: str) -> str:
+    params = {"error": exc.error.error, "error_description": exc.error.description}
+    if exc.state is not None:
+        params["state"] = exc.state
+    params["iss"] = issuer
+    return redirect_url(exc.redirect_uri, params)
+
+
+def verify_client(ctx: Context, params: Params) -> tuple[App, str, bool]:
+    """Phase one: the client and its redirect_uri. Errors here are shown, never redirected."""
+    client_id = params.get("client_id")
+    if client_id is None:
+        raise InvalidRequestError("Missing client_id parameter")
+    app = ctx.store.get_app(client_id) if len(client_id) <= 255 else None
+    if app is None:
+        raise InvalidClientError("The client_id is not known to this server")
+    requested = params.get("redirect_uri")
+    redirect_uri = redirect_uris.resolve(app.redirect_uris, requested)
+    if redirect_uri is None:
+        if requested is None:
+            raise InvalidRequestError("redirect_uri is required: the client registered several")
+        raise InvalidRequestError("The redirect_uri does not match any registered for the client")
+    return app, redirect_uri, requested is not None
+
+
+def validate(ctx: Context, params: Params) -> AuthorizationRequest:
+    """Validate a whole authorization request (GET shows consent, POST issues the code)."""
+    app, redirect_uri, provided = verify_client(ctx, params)
+    state: str | None = None
+    try:
+        state = params.get("state")
+        if state is not None and len(state) > MAX_STATE_LENGTH:
+            state = None
+            raise InvalidRequestError("The state parameter is too long")
+        return _validate_rest(ctx, params, app, redirect_uri, provided, state)
+    except OAuthError as exc:
+        raise AuthorizationRedirect(exc, redirect_uri, state) from exc
+
+
+def _validate_rest(
+    ctx: Context,
+    params: Params,
+    app: App,
+    redirect_uri: str,
+    provided: bool,
+    state: str | None,
+) -> AuthorizationRequest:
+    response_type = params.get("response_type")
+    if response_type is None:
+        raise InvalidRequestError("Missing required parameter: response_type")
+    if response_type != "code":
+        raise UnsupportedResponseTypeError("Only response_type=code is supported")
+    if "authorization_code" not in app.grant_types:
+        raise UnauthorizedClientError("The client may not use the authorization_code grant")
+    challenge = params.get("code_challenge")
+    method = params.get("code_challenge_method")
+    # OAuth 2.1 §7.5.1: PKCE for every public client; confidential ones may opt out (legacy).
+    pkce.check_challenge(challenge, method, required=app.is_public or app.require_pkce)
+    resource_param = params.get("resource")
+    resource = (
+        resources.canonical_resource(resource_param)
+        if resource_param is not None
+        else ctx.policy.audience
+    )
+    scope = scopes.negotiate(params.get("scope"), app.scope)
+    return AuthorizationRequest(
+        app=app,
+        redirect_uri=redirect_uri,
+        redirect_uri_provided=provided,
+        state=state,
+        scope=scope,
+        resource=resource,
+        code_challenge=challenge,
+        code_challenge_method="S256" if challenge is not None else None,
+    )
+
+
+def issue_code(
+    ctx: Context, request: AuthorizationRequest, user: User, auth_time: datetime
+) -> str:
+    """Store a single-use code bound to the request and the user; returns the redirect URL."""
+    now = ctx.clock.now()
+    code = secrets.generate(CODE_KIND)
+    ctx.store.create_code(
+        AuthorizationCode(
+            id=str(uuid.uuid4()),
+            prefix=code.prefix,
+            code_hash=code.hash,
+            app_id=request.app.id,
+            user_id=user.id,
+            redirect_uri=request.redirect_uri,
+            redirect_uri_provided=request.redirect_uri_provided,
+            code_challenge=request.code_challenge,
+            code_challenge_method=request.code_challenge_method,
+            scope=request.scope,
+            resource=request.resource,
+            state_hash=secrets.sha256_hex(request.state) if request.state else None,
+            auth_time=auth_time,
+            created_at=now,
+            expires_at=now + ctx.policy.code_ttl,
+        )
+    )
+    params = {"code": code.value}
+    if request.state is not None:
+        params["state"] = request.state
+    params["iss"] = ctx.policy.issuer
+    return redirect_url(request.redirect_uri, params)
+
+
+def deny_url(ctx: Context, request: AuthorizationRequest) -> str:
+    denied = AccessDeniedError("The resource owner denied the request")
+    exc = AuthorizationRedirect(denied, request.redirect_uri, request.state)
+    return error_redirect_url(exc, ctx.policy.issuer)

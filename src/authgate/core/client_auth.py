@@ -1,0 +1,106 @@
+"""Client authentication at the token endpoint (RFC 6749 §2.3.1, §3.2.1; OAuth 2.1 §2.4).
+
+Methods: ``client_secret_basic``, ``client_secret_post`` and ``none`` (public clients, PKCE
+only). "The client MUST NOT use more than one authentication method in each request"
+(RFC 6749 §2.3).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import unquote_plus
+
+from authgate.core.context import Context
+from authgate.core.errors import InvalidClientError, InvalidRequestError
+from authgate.core.models import App, AppSecret, AuthMethod
+from authgate.core.params import Params
+from authgate.crypto import secrets
+
+SECRET_KIND = "cs"
+TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCredentials:
+    client_id: str | None
+    client_secret: str | None
+    method: AuthMethod
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedClient:
+    app: App
+    secret: AppSecret | None
+    method: AuthMethod
+
+
+def _parse_basic(header: str) -> tuple[str, str]:
+    scheme, _, encoded = header.partition(" ")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidClientError(debug="malformed Basic header", basic=True) from exc
+    client_id, sep, client_secret = decoded.partition(":")
+    if not sep or not client_id:
+        raise InvalidClientError(debug="Basic header without client_id:secret", basic=True)
+    # RFC 6749 §2.3.1: both are form-urlencoded before being joined.
+    return unquote_plus(client_id), unquote_plus(client_secret)
+
+
+def parse_credentials(authorization: str | None, params: Params) -> ClientCredentials:
+    body_id = params.get("client_id")
+    body_secret = params.get("client_secret")
+    if authorization and authorization.split(" ", 1)[0].lower() == "basic":
+        client_id, client_secret = _parse_basic(authorization)
+        if body_secret is not None:
+            raise InvalidRequestError("Use one client authentication method: Basic or the body")
+        if body_id is not None and body_id != client_id:
+            raise InvalidRequestError("client_id in the body does not match the Basic header")
+        return ClientCredentials(client_id, client_secret or None, "client_secret_basic")
+    if body_secret is not None:
+        return ClientCredentials(body_id, body_secret, "client_secret_post")
+    return ClientCredentials(body_id, None, "none")
+
+
+def authenticate(ctx: Context, creds: ClientCredentials) -> AuthenticatedClient:
+    """Authenticate the client or raise ``invalid_client`` (401)."""
+    basic = creds.method == "client_secret_basic"
+    if creds.client_id is None:
+        raise InvalidClientError("Client authentication is required", basic=basic)
+    app = ctx.store.get_app(creds.client_id) if len(creds.client_id) <= 255 else None
+    if app is None:
+        raise InvalidClientError(debug="unknown client_id", basic=basic)
+    if app.is_public:
+        if creds.client_secret is not None:
+            raise InvalidClientError(debug="public client presented a secret", basic=basic)
+        return AuthenticatedClient(app, None, "none")
+    if creds.client_secret is None:
+        raise InvalidClientError("Client authentication is required", basic=basic)
+    # An app that pins a method (or a dynamically registered client) accepts only that one.
+    if app.token_endpoint_auth_method is not None and app.token_endpoint_auth_method != creds.method:
+        raise InvalidClientError(
+            f"This client must authenticate with {app.token_endpoint_auth_method}", basic=basic
+        )
+    secret = _check_secret(ctx, app, creds.client_secret)
+    if secret is None:
+        raise InvalidClientError(debug="secret mismatch", basic=basic)
+    now = ctx.clock.now()
+    # last_used_at is informational: refresh it at most once a minute, off the hot path.
+    if secret.last_used_at is None or now - secret.last_used_at > TOUCH_INTERVAL:
+        ctx.store.touch_secret(secret.id, now)
+    return AuthenticatedClient(app, secret, creds.method)
+
+
+def _check_secret(ctx: Context, app: App, presented: str) -> AppSecret | None:
+    parsed = secrets.parse(presented, SECRET_KIND)
+    if parsed is None:
+        return None
+    secret = ctx.store.get_secret_by_prefix(parsed.prefix)
+    if secret is None or secret.app_id != app.id:
+        return None
+    if not secrets.constant_time_equal(secret.secret_hash, parsed.hash):
+        return None
+    return secret

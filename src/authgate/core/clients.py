@@ -1,0 +1,198 @@
+"""OAuth clients ("apps") and their secrets: one behaviour for the admin API, the CLI and the
+pages, with one audit trail.
+
+A new secret is returned in full exactly once; afterwards only its last 6 characters are shown.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
+
+from authgate.core import audit, redirect_uris, scopes
+from authgate.core.client_auth import SECRET_KIND
+from authgate.core.context import Actor, Context
+from authgate.core.errors import NotFound, OAuthError, ValidationFailed
+from authgate.core.models import App, AppSecret, AuthMethod, ClientType, GrantType
+from authgate.crypto import secrets
+
+DEFAULT_GRANTS: tuple[GrantType, ...] = ("authorization_code", "refresh_token")
+SUPPORTED_GRANTS = frozenset({"authorization_code", "refresh_token"})
+AUTH_METHODS = frozenset({"client_secret_basic", "client_secret_post", "none"})
+MAX_NAME = 64
+MAX_ICON = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class AppFields:
+    """What an operator may set on an app; None means "keep" on update, default on create."""
+
+    name: str | None = None
+    icon: str | None = None
+    redirect_uris: Sequence[str] | None = None
+    client_type: ClientType | None = None
+    require_pkce: bool | None = None
+    token_endpoint_auth_method: AuthMethod | None = None
+    grant_types: Sequence[str] | None = None
+    scope: str | None = None
+    first_party: bool | None = None
+
+
+def _invalid(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"Invalid {field}: {message}", validations={field: message})
+
+
+def _check_name(name: str | None) -> str:
+    name = (name or "").strip()
+    if not 1 <= len(name) <= MAX_NAME or any(ord(c) < 0x20 for c in name):
+        raise _invalid("name", f"1 to {MAX_NAME} printable characters")
+    return name
+
+
+def _check_icon(icon: str | None) -> str:
+    icon = (icon or "").strip()
+    if not icon:
+        return ""
+    parts = urlsplit(icon)
+    if len(icon) > MAX_ICON or parts.scheme not in ("https", "http") or not parts.netloc:
+        raise _invalid("icon", "an http(s) URL of at most 2048 characters")
+    return icon
+
+
+def _check_grants(grants: Sequence[str], client_type: ClientType) -> tuple[GrantType, ...]:
+    if not grants or any(g not in SUPPORTED_GRANTS for g in grants):
+        raise _invalid("grant_types", f"a non-empty subset of {sorted(SUPPORTED_GRANTS)}")
+    return tuple(dict.fromkeys(grants))  # type: ignore[arg-type]
+
+
+def _validated(fields: AppFields, base: App | None, now_app: dict[str, object]) -> dict[str, object]:
+    client_type = fields.client_type or (base.client_type if base else "confidential")
+    if client_type not in ("confidential", "public"):
+        raise _invalid("client_type", "confidential or public")
+    if base is not None and client_type != base.client_type:
+        raise _invalid("client_type", "cannot change once the app exists")
+    uris = fields.redirect_uris if fields.redirect_uris is not None else (
+        base.redirect_uris if base else ()
+    )
+    try:
+        checked_uris = redirect_uris.validate_redirect_uris(
+            list(uris), public=client_type == "public"
+        )
+    except OAuthError as exc:
+        raise _invalid("redirect_uris", exc.description) from exc
+    method = fields.token_endpoint_auth_method
+    if method is None and base is not None:
+        method = base.token_endpoint_auth_method
+    if method is not None and method not in AUTH_METHODS:
+        raise _invalid("token_endpoint_auth_method", f"one of {sorted(AUTH_METHODS)}")
+    if client_type == "public" and method not in (None, "none"):
+        raise _invalid("token_endpoint_auth_method", "a public client authenticates with none")
+    if client_type == "confidential" and method == "none":
+        raise _invalid("token_endpoint_auth_method", "a confidential client needs a secret")
+    require_pkce = fields.require_pkce
+    if require_pkce is None:
+        require_pkce = base.require_pkce if base else True
+    if client_type == "public" and not require_pkce:
+        raise _invalid("require_pkce", "public clients always use PKCE")
+    grants = fields.grant_types if fields.grant_types is not None else (
+        base.grant_types if base else DEFAULT_GRANTS
+    )
+    scope = fields.scope if fields.scope is not None else (base.scope if base else None)
+    if scope is not None:
+        try:
+            scope = scopes.format_scope(scopes.parse_scope(scope.strip())) or None
+        except OAuthError as exc:
+            raise _invalid("scope", exc.description) from exc
+    return {
+        **now_app,
+        "name": _check_name(fields.name if fields.name is not None else (base.name if base else None)),
+        "icon": _check_icon(fields.icon if fields.icon is not None else (base.icon if base else "")),
+        "redirect_uris": checked_uris,
+        "client_type": client_type,
+        "require_pkce": True if client_type == "public" else require_pkce,
+        "token_endpoint_auth_method": "none" if client_type == "public" else method,
+        "grant_types": _check_grants(list(grants), client_type),
+        "scope": scope,
+        "first_party": fields.first_party if fields.first_party is not None else (
+            base.first_party if base else False
+        ),
+    }
+
+
+def create_app(ctx: Context, actor: Actor, fields: AppFields) -> App:
+    now = ctx.clock.now()
+    values = _validated(fields, None, {"updated_at": now})
+    app = App(id=str(uuid.uuid4()), dynamically_registered=False, created_at=now, **values)  # type: ignore[arg-type]
+    ctx.store.create_app(app)
+    audit.record(ctx, actor, "app.created", target_type="app", target_id=app.id,
+                 **_audit_fields(app))
+    return app
+
+
+def update_app(ctx: Context, actor: Actor, app_id: str, fields: AppFields) -> App:
+    app = get_app(ctx, app_id)
+    values = _validated(fields, app, {"updated_at": ctx.clock.now()})
+    updated = replace(app, **values)  # type: ignore[arg-type]
+    ctx.store.update_app(updated)
+    audit.record(ctx, actor, "app.updated", target_type="app", target_id=app.id,
+                 **_audit_fields(updated))
+    return updated
+
+
+def _audit_fields(app: App) -> dict[str, object]:
+    return {
+        "name": app.name,
+        "redirect_uris": list(app.redirect_uris),
+        "client_type": app.client_type,
+        "require_pkce": app.require_pkce,
+        "grant_types": list(app.grant_types),
+        "scope": app.scope,
+        "first_party": app.first_party,
+    }
+
+
+def get_app(ctx: Context, app_id: str) -> App:
+    app = ctx.store.get_app(app_id) if len(app_id) <= 255 else None
+    if app is None:
+        raise NotFound("No such app")
+    return app
+
+
+def delete_app(ctx: Context, actor: Actor, app_id: str) -> None:
+    app = get_app(ctx, app_id)
+    ctx.store.delete_app(app.id)
+    audit.record(ctx, actor, "app.deleted", target_type="app", target_id=app.id, name=app.name)
+
+
+def create_secret(ctx: Context, actor: Actor, app_id: str) -> tuple[AppSecret, str]:
+    app = get_app(ctx, app_id)
+    if app.is_public:
+        raise ValidationFailed("Public clients have no secrets")
+    value = secrets.generate(SECRET_KIND)
+    secret = AppSecret(
+        id=str(uuid.uuid4()),
+        app_id=app.id,
+        prefix=value.prefix,
+        secret_hash=value.hash,
+        display_secret=value.last6,
+        created_at=ctx.clock.now(),
+    )
+    ctx.store.create_secret(secret)
+    audit.record(ctx, actor, "secret.created", target_type="secret", target_id=secret.id,
+                 app_id=app.id, prefix=secret.prefix)
+    return secret, value.value
+
+
+def list_secrets(ctx: Context, app_id: str) -> Sequence[AppSecret]:
+    return ctx.store.list_secrets(get_app(ctx, app_id).id)
+
+
+def delete_secret(ctx: Context, actor: Actor, app_id: str, secret_id: str) -> None:
+    app = get_app(ctx, app_id)
+    if secret_id not in {s.id for s in ctx.store.list_secrets(app.id)}:
+        raise NotFound("No such secret for this app")
+    ctx.store.delete_secret(secret_id, ctx.clock.now())
+    audit.record(ctx, actor, "secret.deleted", target_type="secret", target_id=secret_id,
+                 app_id=app.id)

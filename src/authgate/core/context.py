@@ -1,0 +1,38 @@
+"""What every core operation runs with: the store, the clock and the policy, plus who is acting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from authgate.core.models import ActorType
+from authgate.core.policy import Policy
+from authgate.core.ports import Clock, Store
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    store: Store
+    clock: Clock
+    policy: Policy
+    # Key material for HMACs (CSRF tokens); derived from AUTHGATE_SECRET_KEY by app.py.
+    secret_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who caused an event and from where; recorded with every audit event."""
+
+    type: ActorType
+    id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+    def as_user(self, user_id: str) -> Actor:
+        return Actor("user", user_id, self.ip, self.user_agent, self.request_id)
+
+    def as_client(self, client_id: str) -> Actor:
+        return Actor("client", client_id, self.ip, self.user_agent, self.request_id)
+
+
+SYSTEM = Actor("system")

@@ -1,0 +1,90 @@
+"""The refresh_token grant with rotation and reuse detection (RFC 6749 §6, OAuth 2.1 §4.3.1).
+
+"The authorization server MUST ensure that refresh tokens cannot be used more than once ...
+if a refresh token is compromised and subsequently used by both the attacker and the legitimate
+client, one of them will present an invalidated refresh token, which will inform the
+authorization server of the breach." A reuse within a short grace period by the same client
+re-issues in the same family (clients that retry); any later reuse revokes the family.
+"""
+
+from __future__ import annotations
+
+from authgate.core import audit, resources, scopes
+from authgate.core.client_auth import AuthenticatedClient
+from authgate.core.context import Actor, Context
+from authgate.core.errors import InvalidGrantError, InvalidTargetError
+from authgate.core.models import Grant, RefreshToken
+from authgate.core.params import Params
+from authgate.core.tokens import TokenResponse, mint
+from authgate.crypto import secrets
+
+REFRESH_KIND = "rt"
+INVALID_REFRESH = "The refresh token is invalid or expired"
+
+
+class RefreshTokenGrant:
+    grant_type = "refresh_token"
+
+    def handle(
+        self, ctx: Context, client: AuthenticatedClient, params: Params, actor: Actor
+    ) -> TokenResponse:
+        token = _find_refresh_token(ctx, params.require("refresh_token"))
+        if token.app_id != client.app.id:
+            raise InvalidGrantError(INVALID_REFRESH, debug="refresh token of another client")
+        now = ctx.clock.now()
+        grant = ctx.store.get_grant(token.grant_id)
+        if token.revoked_at is not None or grant is None or grant.revoked_at is not None:
+            raise InvalidGrantError(INVALID_REFRESH, debug="refresh token revoked")
+        if token.expires_at <= now:
+            raise InvalidGrantError(INVALID_REFRESH, debug="refresh token expired")
+        resource = params.get("resource")
+        # A refresh may narrow the audience, never change it; with one audience, that is "same".
+        if resource is not None and resources.canonical_resource(resource) != token.audience:
+            raise InvalidTargetError("The resource parameter is invalid")
+        scope = scopes.narrow(params.get("scope"), token.scope)
+        secret_id = client.secret.id if client.secret else token.secret_id
+        minted = mint(ctx, grant, secret_id=secret_id, with_refresh=True, scope=scope)
+        assert minted.refresh is not None
+        if token.consumed_at is None and ctx.store.rotate_refresh_token(
+            token.id, now, minted.access, minted.refresh
+        ):
+            return minted.response(now)
+        # Already used (or lost a race): reuse handling.
+        current = ctx.store.get_refresh_token_by_prefix(token.prefix) or token
+        if _within_grace(ctx, current) and ctx.store.issue_in_family(
+            grant.id, minted.access, minted.refresh
+        ):
+            return minted.response(now)
+        _revoke_family(ctx, grant, current, actor)
+        raise InvalidGrantError(INVALID_REFRESH, debug="refresh token reused")
+
+
+def _find_refresh_token(ctx: Context, value: str) -> RefreshToken:
+    parsed = secrets.parse(value, REFRESH_KIND)
+    token = ctx.store.get_refresh_token_by_prefix(parsed.prefix) if parsed else None
+    if parsed is None or token is None:
+        raise InvalidGrantError(INVALID_REFRESH, debug="unknown or malformed refresh token")
+    if not secrets.constant_time_equal(token.token_hash, parsed.hash):
+        raise InvalidGrantError(INVALID_REFRESH, debug="refresh token hash mismatch")
+    return token
+
+
+def _within_grace(ctx: Context, token: RefreshToken) -> bool:
+    grace = ctx.policy.refresh_reuse_grace
+    if not grace or token.consumed_at is None or token.revoked_at is not None:
+        return False
+    return ctx.clock.now() - token.consumed_at <= grace
+
+
+def _revoke_family(ctx: Context, grant: Grant, token: RefreshToken, actor: Actor) -> None:
+    ctx.store.revoke_grant(grant.id, ctx.clock.now())
+    audit.record(
+        ctx,
+        actor,
+        "refresh_token.reused",
+        target_type="grant",
+        target_id=grant.id,
+        app_id=grant.app_id,
+        user_id=grant.user_id,
+        refresh_token_prefix=token.prefix,
+    )

@@ -1,0 +1,52 @@
+"""Authorization server metadata (RFC 8414 §2) and protected resource metadata (RFC 9728 §2).
+
+"The issuer value returned MUST be identical to the authorization server's issuer identifier
+value into which the well-known URI string was inserted" (RFC 8414 §3.3): every place authgate
+names itself uses the one configured string.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authgate.core.policy import Policy
+from authgate.core.token import GRANTS
+
+
+def well_known_paths(issuer: str) -> list[str]:
+    """Where the metadata is served: root form, plus the path-insertion form (RFC 8414 §3.1)."""
+    path = issuer.split("://", 1)[-1].partition("/")[2].strip("/")
+    base = "/.well-known/oauth-authorization-server"
+    return [base] if not path else [f"{base}/{path}", base]
+
+
+def authorization_server(policy: Policy) -> dict[str, Any]:
+    issuer = policy.issuer
+    base = issuer.rstrip("/")
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{base}/oauth2/authorize",
+        "token_endpoint": f"{base}/oauth2/tokens",
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": sorted(GRANTS),
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        "scopes_supported": [],
+        "authorization_response_iss_parameter_supported": True,
+        "resource_indicators_supported": True,
+    }
+
+
+def protected_resource(policy: Policy) -> dict[str, Any]:
+    return {
+        "resource": policy.audience,
+        "authorization_servers": [policy.issuer],
+        "bearer_methods_supported": ["header"],
+        "scopes_supported": [],
+        "resource_name": "authgate management API",
+    }

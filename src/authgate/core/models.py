@@ -1,0 +1,184 @@
+"""Domain values of authgate. Rows become these at the storage boundary; core sees nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+ClientType = Literal["confidential", "public"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
+ActorType = Literal["user", "client", "system", "anonymous"]
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    username: str
+    email: str
+    name: str
+    password_hash: str | None
+    is_admin: bool
+    disabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A browser session. Only the SHA-256 of the cookie value is stored."""
+
+    id: str
+    user_id: str
+    token_hash: str
+    created_at: datetime
+    expires_at: datetime
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A personal API token (``agpat_…``) for the management API and scripts."""
+
+    id: str
+    user_id: str
+    name: str
+    prefix: str
+    token_hash: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """An OAuth client. ``id`` is its ``client_id``."""
+
+    id: str
+    name: str
+    icon: str
+    redirect_uris: tuple[str, ...]
+    client_type: ClientType
+    require_pkce: bool
+    token_endpoint_auth_method: AuthMethod | None
+    grant_types: tuple[GrantType, ...]
+    scope: str | None
+    first_party: bool
+    dynamically_registered: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def is_public(self) -> bool:
+        return self.client_type == "public"
+
+
+@dataclass(frozen=True, slots=True)
+class AppSecret:
+    id: str
+    app_id: str
+    prefix: str
+    secret_hash: str
+    display_secret: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationCode:
+    """A single-use code, bound to everything the user consented to (RFC 6749 §4.1.2)."""
+
+    id: str
+    prefix: str
+    code_hash: str
+    app_id: str
+    user_id: str
+    redirect_uri: str
+    redirect_uri_provided: bool
+    code_challenge: str | None
+    code_challenge_method: str | None
+    scope: str
+    resource: str
+    state_hash: str | None
+    auth_time: datetime
+    created_at: datetime
+    expires_at: datetime
+    consumed_at: datetime | None = None
+    grant_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """The family that one code redemption starts: every refresh and access token descends from it."""
+
+    id: str
+    app_id: str
+    user_id: str | None
+    resource: str
+    scope: str
+    auth_time: datetime | None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    id: str
+    prefix: str
+    token_hash: str
+    grant_id: str | None
+    app_id: str
+    user_id: str | None
+    secret_id: str | None
+    audience: str
+    scope: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    id: str
+    prefix: str
+    token_hash: str
+    grant_id: str
+    app_id: str
+    user_id: str | None
+    secret_id: str | None
+    audience: str
+    scope: str
+    created_at: datetime
+    expires_at: datetime
+    consumed_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One security-relevant event. ``details`` never holds a secret."""
+
+    id: str
+    at: datetime
+    action: str
+    actor_type: ActorType
+    actor_id: str | None
+    target_type: str | None
+    target_id: str | None
+    ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    action: str | None = None
+    actor_id: str | None = None
+    target_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    offset: int = 0

@@ -1,0 +1,153 @@
+"""What core needs from the outside world: storage, time and randomness, as typing.Protocols.
+
+Storage adapters (``authgate.storage``) and the in-memory fake (``tests/fakes.py``) implement
+``Store``. Every method is one atomic unit: a method that changes several rows changes all of
+them or none. Storage exceptions never leave the adapter except as the two below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from authgate.core.models import (
+    AccessToken,
+    ApiToken,
+    App,
+    AppSecret,
+    AuditEvent,
+    AuditQuery,
+    AuthorizationCode,
+    Grant,
+    RefreshToken,
+    Session,
+    User,
+)
+
+
+class DuplicateKeyError(Exception):
+    """A unique constraint refused the write (e.g. a username that exists)."""
+
+
+class StoreUnavailableError(Exception):
+    """The database could not be reached; the request may be retried."""
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class UserStore(Protocol):
+    def create_user(self, user: User) -> None: ...
+    def get_user(self, user_id: str) -> User | None: ...
+    def get_user_by_username(self, username: str) -> User | None: ...
+    def list_users(self) -> Sequence[User]: ...
+    def update_user(self, user: User) -> None: ...
+    def count_users(self) -> int: ...
+
+
+class SessionStore(Protocol):
+    def create_session(self, session: Session) -> None: ...
+    def get_session_by_hash(self, token_hash: str) -> Session | None: ...
+    def delete_session(self, session_id: str) -> None: ...
+    def delete_user_sessions(self, user_id: str) -> None: ...
+
+
+class ApiTokenStore(Protocol):
+    def create_api_token(self, token: ApiToken) -> None: ...
+    def get_api_token_by_prefix(self, prefix: str) -> ApiToken | None: ...
+    def list_api_tokens(self, user_id: str) -> Sequence[ApiToken]: ...
+    def delete_api_token(self, token_id: str) -> bool: ...
+    def touch_api_token(self, token_id: str, at: datetime) -> None: ...
+
+
+class AppStore(Protocol):
+    def create_app(self, app: App) -> None: ...
+    def get_app(self, app_id: str) -> App | None: ...
+    def list_apps(self) -> Sequence[App]: ...
+    def update_app(self, app: App) -> None: ...
+    def delete_app(self, app_id: str) -> bool:
+        """Delete the app with its secrets, codes, grants and tokens."""
+        ...
+
+    def list_apps_authorized_by(self, user_id: str, now: datetime) -> Sequence[App]:
+        """Apps for which the user holds an unrevoked grant with a live token."""
+        ...
+
+    def create_secret(self, secret: AppSecret) -> None: ...
+    def get_secret_by_prefix(self, prefix: str) -> AppSecret | None: ...
+    def list_secrets(self, app_id: str) -> Sequence[AppSecret]: ...
+    def delete_secret(self, secret_id: str, now: datetime) -> bool:
+        """Delete the secret and revoke every grant whose tokens were issued with it."""
+        ...
+
+    def touch_secret(self, secret_id: str, at: datetime) -> None: ...
+
+
+class CodeStore(Protocol):
+    def create_code(self, code: AuthorizationCode) -> None: ...
+    def get_code_by_prefix(self, prefix: str) -> AuthorizationCode | None: ...
+    def redeem_code(
+        self,
+        code_id: str,
+        now: datetime,
+        grant: Grant,
+        access: AccessToken,
+        refresh: RefreshToken | None,
+    ) -> bool:
+        """Atomically mark the code consumed (only if unconsumed), record ``grant`` on it and
+        store the grant and tokens. Returns False, storing nothing, if it was consumed already."""
+        ...
+
+
+class TokenStore(Protocol):
+    def get_grant(self, grant_id: str) -> Grant | None: ...
+    def get_access_token_by_prefix(self, prefix: str) -> AccessToken | None: ...
+    def get_refresh_token_by_prefix(self, prefix: str) -> RefreshToken | None: ...
+    def create_access_token(self, access: AccessToken) -> None: ...
+    def rotate_refresh_token(
+        self, old_id: str, now: datetime, access: AccessToken, refresh: RefreshToken
+    ) -> bool:
+        """Atomically consume ``old_id`` (only if unconsumed and unrevoked) and store the new
+        pair. Returns False, storing nothing, if it was consumed or revoked already."""
+        ...
+
+    def issue_in_family(self, grant_id: str, access: AccessToken, refresh: RefreshToken) -> bool:
+        """Store a new pair in the grant's family if the grant is not revoked (grace re-issue)."""
+        ...
+
+    def revoke_grant(self, grant_id: str, now: datetime) -> bool:
+        """Revoke the grant and every token of it. True if anything was live."""
+        ...
+
+    def revoke_access_token(self, token_id: str, now: datetime) -> bool: ...
+    def revoke_user_app(self, user_id: str, app_id: str, now: datetime) -> int:
+        """Revoke every grant and token and delete every code of one user for one app."""
+        ...
+
+
+class AuditStore(Protocol):
+    def append_audit(self, event: AuditEvent) -> None: ...
+    def list_audit(self, query: AuditQuery) -> tuple[Sequence[AuditEvent], int]:
+        """Newest first; returns the page and the total count matching the filters."""
+        ...
+
+
+class SettingsStore(Protocol):
+    def get_setting(self, key: str) -> Any | None: ...
+    def set_setting(self, key: str, value: Any) -> None: ...
+
+
+class Store(
+    UserStore,
+    SessionStore,
+    ApiTokenStore,
+    AppStore,
+    CodeStore,
+    TokenStore,
+    AuditStore,
+    SettingsStore,
+    Protocol,
+):
+    """Everything core persists."""

@@ -1,0 +1,113 @@
+"""redirect_uri registration rules and matching (RFC 6749 §3.1.2, OAuth 2.1 §2.3.1, RFC 8252 §7.3).
+
+"Authorization servers MUST compare and match redirect URI using exact string matching" (OAuth 2.1
+§4.1.1), except that for loopback redirects "the authorization server MUST allow any port to be
+specified at the time of the request" (RFC 8252 §7.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import SplitResult, urlsplit
+
+from authgate.core.errors import InvalidRedirectUriError
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
+DANGEROUS_SCHEMES = frozenset(
+    {"javascript", "data", "file", "vbscript", "ftp", "about", "blob", "filesystem", "view-source"}
+)
+PUBLIC_FORBIDDEN_SCHEMES = frozenset({"mailto", "tel", "sms"})
+MAX_URIS = 32
+MAX_URI_LENGTH = 2048
+
+
+def _split(uri: str) -> SplitResult | None:
+    try:
+        parts = urlsplit(uri)
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        return None
+    return parts
+
+
+def _netloc_host(parts: SplitResult) -> str:
+    host = parts.netloc.rsplit("@", 1)[-1]
+    if host.startswith("["):
+        return host[: host.index("]") + 1] if "]" in host else host
+    return host.split(":", 1)[0].lower()
+
+
+def is_loopback(uri: str) -> bool:
+    parts = _split(uri)
+    return parts is not None and parts.scheme == "http" and _netloc_host(parts) in LOOPBACK_HOSTS
+
+
+def validate_redirect_uri(uri: str, *, public: bool) -> str:
+    """Check one URI at registration; returns it unchanged or raises invalid_redirect_uri."""
+    if not uri or len(uri) > MAX_URI_LENGTH:
+        raise InvalidRedirectUriError("redirect_uri must be 1 to 2048 characters")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in uri):
+        raise InvalidRedirectUriError("redirect_uri must not contain spaces or control characters")
+    parts = _split(uri)
+    if parts is None or not parts.scheme:
+        raise InvalidRedirectUriError("redirect_uri must be an absolute URI")
+    scheme = parts.scheme.lower()
+    if parts.fragment or "#" in uri:
+        raise InvalidRedirectUriError("redirect_uri must not contain a fragment")
+    if scheme in DANGEROUS_SCHEMES or (public and scheme in PUBLIC_FORBIDDEN_SCHEMES):
+        raise InvalidRedirectUriError(f"The {scheme}: scheme is not allowed for redirect_uri")
+    if scheme == "https":
+        if not parts.netloc:
+            raise InvalidRedirectUriError("An https redirect_uri must have a host")
+    elif scheme == "http":
+        # OAuth 2.1 §2.3.1: http only for loopback (native apps on the same machine).
+        if _netloc_host(parts) not in LOOPBACK_HOSTS:
+            raise InvalidRedirectUriError(
+                "http redirect_uri is only allowed for localhost, 127.0.0.1 and [::1]"
+            )
+    elif not (parts.netloc or parts.path):
+        # Private-use schemes (RFC 8252 §7.1) need a path or authority: `cursor://anysphere/cb`.
+        raise InvalidRedirectUriError("A private-use redirect_uri needs a path")
+    if parts.username or parts.password:
+        raise InvalidRedirectUriError("redirect_uri must not contain user information")
+    return uri
+
+
+def validate_redirect_uris(uris: Sequence[str], *, public: bool) -> tuple[str, ...]:
+    if not uris:
+        raise InvalidRedirectUriError("At least one redirect_uri is required")
+    if len(uris) > MAX_URIS:
+        raise InvalidRedirectUriError(f"At most {MAX_URIS} redirect URIs may be registered")
+    checked = tuple(validate_redirect_uri(u, public=public) for u in uris)
+    if len(set(checked)) != len(checked):
+        raise InvalidRedirectUriError("redirect_uris contains duplicates")
+    return checked
+
+
+def _without_port(parts: SplitResult) -> SplitResult:
+    return parts._replace(netloc=_netloc_host(parts))
+
+
+def matches(registered: str, requested: str) -> bool:
+    """Exact string match; for http loopback hosts the port alone may differ (RFC 8252 §7.3)."""
+    if registered == requested:
+        return True
+    if not (is_loopback(registered) and is_loopback(requested)):
+        return False
+    reg, req = _split(registered), _split(requested)
+    assert reg is not None and req is not None
+    # Same host on both sides (127.0.0.1 is not localhost), same path, query and fragment.
+    return _without_port(reg) == _without_port(req) and "@" not in req.netloc
+
+
+def resolve(registered: Sequence[str], requested: str | None) -> str | None:
+    """The redirect URI to use, or None if the request names none of the registered ones.
+
+    Without a requested URI, the only registered one is used; "if multiple redirect URIs have
+    been registered, the client MUST include a redirect URI" (OAuth 2.1 §2.3.2)."""
+    if requested is None:
+        return registered[0] if len(registered) == 1 else None
+    for uri in registered:
+        if matches(uri, requested):
+            return requested
+    return None

@@ -1,0 +1,32 @@
+"""The token endpoint (RFC 6749 §3.2): client authentication, then the grant's handler."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from authgate.core import client_auth
+from authgate.core.context import Actor, Context
+from authgate.core.errors import UnauthorizedClientError, UnsupportedGrantTypeError
+from authgate.core.grants.authorization_code import AuthorizationCodeGrant
+from authgate.core.grants.base import GrantHandler
+from authgate.core.grants.refresh_token import RefreshTokenGrant
+from authgate.core.params import Params
+from authgate.core.tokens import TokenResponse
+
+GRANTS: Mapping[str, GrantHandler] = {
+    handler.grant_type: handler for handler in (AuthorizationCodeGrant(), RefreshTokenGrant())
+}
+
+
+def exchange(
+    ctx: Context, params: Params, authorization: str | None, actor: Actor
+) -> TokenResponse:
+    grant_type = params.get("grant_type")
+    handler = GRANTS.get(grant_type or "")
+    if handler is None:
+        raise UnsupportedGrantTypeError("The grant type is missing or unsupported")
+    creds = client_auth.parse_credentials(authorization, params)
+    client = client_auth.authenticate(ctx, creds)
+    if grant_type not in client.app.grant_types:
+        raise UnauthorizedClientError(f"The client may not use the {grant_type} grant")
+    return handler.handle(ctx, client, params, actor.as_client(client.app.id))

@@ -1,0 +1,83 @@
+"""Database URLs and engines: which driver, which pool, which per-connection settings.
+
+SQLite runs in WAL mode with foreign keys on; write transactions start with ``BEGIN
+IMMEDIATE`` so two writers queue on the busy timeout instead of failing with "database is
+locked" when a deferred reader tries to upgrade its lock. PostgreSQL goes through psycopg 3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.pool import StaticPool
+
+#: Execution option that marks a connection's next transaction as a writer.
+WRITE_OPTION = "authgate_write"
+
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA synchronous=NORMAL",
+)
+
+
+def parse_url(url: str) -> URL:
+    """Map the URLs users write to the drivers authgate ships with."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and parsed.get_driver_name() in ("", "pysqlite"):
+        return parsed.set(drivername="sqlite+pysqlite")
+    raise ValueError(f"unsupported database URL scheme: {parsed.drivername!r}")
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a file-backed SQLite URL, else None."""
+    if url.get_backend_name() != "sqlite" or is_memory_sqlite(url):
+        return None
+    return Path(str(url.database))
+
+
+def make_engine(url: str | URL) -> Engine:
+    parsed = parse_url(url) if isinstance(url, str) else url
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return _sqlite_engine(parsed)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if is_memory_sqlite(url):
+        # One shared connection, or every checkout would see a different empty database.
+        kwargs["poolclass"] = StaticPool
+    else:
+        kwargs["connect_args"]["timeout"] = 5.0
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "connect", _on_sqlite_connect)
+    event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # Hand transaction control to SQLAlchemy's "begin" event (pysqlite's own is broken).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(conn: Connection) -> None:
+    mode = "IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,118 @@
+"""SQL queries for OAuth clients (apps) and their secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, insert, select, union, update
+
+from authgate.core.models import App, AppSecret
+from authgate.storage.sql.base import SqlBase, values_of
+from authgate.storage.sql.revoke import revoke_grants
+from authgate.storage.sql.tables import access_tokens, app_secrets, apps, grants, refresh_tokens
+
+
+def _to_app(row: Row[Any]) -> App:
+    fields = dict(row._mapping)
+    fields["redirect_uris"] = tuple(fields["redirect_uris"])
+    fields["grant_types"] = tuple(fields["grant_types"])
+    return App(**fields)
+
+
+def _to_secret(row: Row[Any]) -> AppSecret:
+    return AppSecret(**row._mapping)
+
+
+class AppQueries(SqlBase):
+    def create_app(self, app: App) -> None:
+        with self._transaction(write=True) as conn:
+            conn.execute(insert(apps).values(values_of(app)))
+
+    def get_app(self, app_id: str) -> App | None:
+        with self._transaction() as conn:
+            row = conn.execute(select(apps).where(apps.c.id == app_id)).first()
+        return _to_app(row) if row else None
+
+    def list_apps(self) -> Sequence[App]:
+        query = select(apps).order_by(apps.c.created_at, apps.c.id)
+        with self._transaction() as conn:
+            return [_to_app(row) for row in conn.execute(query)]
+
+    def update_app(self, app: App) -> None:
+        changes = values_of(app)
+        del changes["id"]
+        with self._transaction(write=True) as conn:
+            conn.execute(update(apps).where(apps.c.id == app.id).values(changes))
+
+    def delete_app(self, app_id: str) -> bool:
+        """Delete the app; ON DELETE CASCADE removes its secrets, codes, grants and tokens."""
+        with self._transaction(write=True) as conn:
+            return conn.execute(delete(apps).where(apps.c.id == app_id)).rowcount == 1
+
+    def list_apps_authorized_by(self, user_id: str, now: datetime) -> Sequence[App]:
+        live_refresh = select(refresh_tokens.c.id).where(
+            refresh_tokens.c.grant_id == grants.c.id,
+            refresh_tokens.c.revoked_at.is_(None),
+            refresh_tokens.c.consumed_at.is_(None),
+            refresh_tokens.c.expires_at > now,
+        )
+        live_access = select(access_tokens.c.id).where(
+            access_tokens.c.grant_id == grants.c.id,
+            access_tokens.c.revoked_at.is_(None),
+            access_tokens.c.expires_at > now,
+        )
+        live_grant = select(grants.c.id).where(
+            grants.c.app_id == apps.c.id,
+            grants.c.user_id == user_id,
+            grants.c.revoked_at.is_(None),
+            live_refresh.exists() | live_access.exists(),
+        )
+        query = select(apps).where(live_grant.exists()).order_by(apps.c.created_at, apps.c.id)
+        with self._transaction() as conn:
+            return [_to_app(row) for row in conn.execute(query)]
+
+
+class SecretQueries(SqlBase):
+    def create_secret(self, secret: AppSecret) -> None:
+        with self._transaction(write=True) as conn:
+            conn.execute(insert(app_secrets).values(values_of(secret)))
+
+    def get_secret_by_prefix(self, prefix: str) -> AppSecret | None:
+        query = select(app_secrets).where(app_secrets.c.prefix == prefix)
+        with self._transaction() as conn:
+            row = conn.execute(query).first()
+        return _to_secret(row) if row else None
+
+    def list_secrets(self, app_id: str) -> Sequence[AppSecret]:
+        query = (
+            select(app_secrets)
+            .where(app_secrets.c.app_id == app_id)
+            .order_by(app_secrets.c.created_at, app_secrets.c.id)
+        )
+        with self._transaction() as conn:
+            return [_to_secret(row) for row in conn.execute(query)]
+
+    def delete_secret(self, secret_id: str, now: datetime) -> bool:
+        """Revoke every grant a token of this secret belongs to, then delete the secret.
+
+        A leaked secret may have minted tokens anywhere in a family, so the whole family goes.
+        """
+        issued_with = union(
+            select(access_tokens.c.grant_id).where(access_tokens.c.secret_id == secret_id),
+            select(refresh_tokens.c.grant_id).where(refresh_tokens.c.secret_id == secret_id),
+        )
+        grantless = update(access_tokens).where(
+            access_tokens.c.secret_id == secret_id, access_tokens.c.revoked_at.is_(None)
+        )
+        with self._transaction(write=True) as conn:
+            revoke_grants(conn, grants.c.id.in_(issued_with), now)
+            conn.execute(grantless.values(revoked_at=now))  # client_credentials tokens
+            deleted = conn.execute(delete(app_secrets).where(app_secrets.c.id == secret_id))
+        return deleted.rowcount == 1
+
+    def touch_secret(self, secret_id: str, at: datetime) -> None:
+        query = update(app_secrets).where(app_secrets.c.id == secret_id).values(last_used_at=at)
+        with self._transaction(write=True) as conn:
+            conn.execute(query)

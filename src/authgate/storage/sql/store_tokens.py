@@ -1,0 +1,173 @@
+"""SQL queries for authorization codes, grants and the access and refresh tokens of a grant.
+
+Single-use rows are claimed with ``UPDATE … WHERE consumed_at IS NULL`` and the row count
+decides who won, so two concurrent redemptions mint one family (DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from authgate.core.models import AccessToken, AuthorizationCode, Grant, RefreshToken
+from authgate.storage.sql.base import SqlBase, values_of
+from authgate.storage.sql.revoke import revoke_grants
+from authgate.storage.sql.tables import (
+    access_tokens,
+    authorization_codes,
+    grants,
+    refresh_tokens,
+)
+
+
+def _to_code(row: Row[Any]) -> AuthorizationCode:
+    return AuthorizationCode(**row._mapping)
+
+
+def _to_grant(row: Row[Any]) -> Grant:
+    return Grant(**row._mapping)
+
+
+def _to_access(row: Row[Any]) -> AccessToken:
+    return AccessToken(**row._mapping)
+
+
+def _to_refresh(row: Row[Any]) -> RefreshToken:
+    return RefreshToken(**row._mapping)
+
+
+def _insert_pair(conn: Connection, access: AccessToken, refresh: RefreshToken | None) -> None:
+    conn.execute(insert(access_tokens).values(values_of(access)))
+    if refresh is not None:
+        conn.execute(insert(refresh_tokens).values(values_of(refresh)))
+
+
+def _lock_live_grant(conn: Connection, grant_id: str) -> bool:
+    """Lock the grant row (PostgreSQL) and say whether it exists and is unrevoked.
+
+    Holding the lock until commit orders us against ``revoke_grant``, which updates the grant
+    row first: either it sees the tokens we insert, or we see its ``revoked_at``.
+    """
+    query = (
+        select(grants.c.id)
+        .where(grants.c.id == grant_id, grants.c.revoked_at.is_(None))
+        .with_for_update()
+    )
+    return conn.execute(query).first() is not None
+
+
+class CodeQueries(SqlBase):
+    def create_code(self, code: AuthorizationCode) -> None:
+        with self._transaction(write=True) as conn:
+            conn.execute(insert(authorization_codes).values(values_of(code)))
+
+    def get_code_by_prefix(self, prefix: str) -> AuthorizationCode | None:
+        query = select(authorization_codes).where(authorization_codes.c.prefix == prefix)
+        with self._transaction() as conn:
+            row = conn.execute(query).first()
+        return _to_code(row) if row else None
+
+    def redeem_code(
+        self,
+        code_id: str,
+        now: datetime,
+        grant: Grant,
+        access: AccessToken,
+        refresh: RefreshToken | None,
+    ) -> bool:
+        claim = (
+            update(authorization_codes)
+            .where(authorization_codes.c.id == code_id, authorization_codes.c.consumed_at.is_(None))
+            .values(consumed_at=now, grant_id=grant.id)
+        )
+        with self._transaction(write=True) as conn:
+            if conn.execute(claim).rowcount != 1:
+                return False
+            conn.execute(insert(grants).values(values_of(grant)))
+            _insert_pair(conn, access, refresh)
+        return True
+
+
+class TokenQueries(SqlBase):
+    def get_grant(self, grant_id: str) -> Grant | None:
+        with self._transaction() as conn:
+            row = conn.execute(select(grants).where(grants.c.id == grant_id)).first()
+        return _to_grant(row) if row else None
+
+    def get_access_token_by_prefix(self, prefix: str) -> AccessToken | None:
+        query = select(access_tokens).where(access_tokens.c.prefix == prefix)
+        with self._transaction() as conn:
+            row = conn.execute(query).first()
+        return _to_access(row) if row else None
+
+    def get_refresh_token_by_prefix(self, prefix: str) -> RefreshToken | None:
+        query = select(refresh_tokens).where(refresh_tokens.c.prefix == prefix)
+        with self._transaction() as conn:
+            row = conn.execute(query).first()
+        return _to_refresh(row) if row else None
+
+    def create_access_token(self, access: AccessToken) -> None:
+        with self._transaction(write=True) as conn:
+            _insert_pair(conn, access, None)
+
+    def rotate_refresh_token(
+        self, old_id: str, now: datetime, access: AccessToken, refresh: RefreshToken
+    ) -> bool:
+        family = select(refresh_tokens.c.grant_id).where(refresh_tokens.c.id == old_id)
+        claim = (
+            update(refresh_tokens)
+            .where(
+                refresh_tokens.c.id == old_id,
+                refresh_tokens.c.consumed_at.is_(None),
+                refresh_tokens.c.revoked_at.is_(None),
+            )
+            .values(consumed_at=now)
+        )
+        with self._transaction(write=True) as conn:
+            grant_id = conn.execute(family).scalar_one_or_none()
+            if grant_id is None or not _lock_live_grant(conn, grant_id):
+                return False
+            if conn.execute(claim).rowcount != 1:
+                return False
+            _insert_pair(conn, access, refresh)
+        return True
+
+    def issue_in_family(self, grant_id: str, access: AccessToken, refresh: RefreshToken) -> bool:
+        with self._transaction(write=True) as conn:
+            if not _lock_live_grant(conn, grant_id):
+                return False
+            _insert_pair(conn, access, refresh)
+        return True
+
+    def revoke_grant(self, grant_id: str, now: datetime) -> bool:
+        with self._transaction(write=True) as conn:
+            revoked = revoke_grants(conn, grants.c.id == grant_id, now)
+        return sum(revoked) > 0
+
+    def revoke_access_token(self, token_id: str, now: datetime) -> bool:
+        query = (
+            update(access_tokens)
+            .where(access_tokens.c.id == token_id, access_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        with self._transaction(write=True) as conn:
+            return conn.execute(query).rowcount == 1
+
+    def revoke_user_app(self, user_id: str, app_id: str, now: datetime) -> int:
+        theirs = and_(grants.c.user_id == user_id, grants.c.app_id == app_id)
+        stray_access = update(access_tokens).where(
+            access_tokens.c.user_id == user_id,
+            access_tokens.c.app_id == app_id,
+            access_tokens.c.revoked_at.is_(None),
+        )
+        codes = delete(authorization_codes).where(
+            authorization_codes.c.user_id == user_id, authorization_codes.c.app_id == app_id
+        )
+        with self._transaction(write=True) as conn:
+            revoked_grants, _ = revoke_grants(conn, theirs, now)
+            conn.execute(stray_access.values(revoked_at=now))
+            conn.execute(codes)
+        return revoked_grants

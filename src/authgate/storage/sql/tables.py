@@ -1,0 +1,202 @@
+"""The SQL schema of authgate as SQLAlchemy Core tables (DESIGN.md §4).
+
+Columns mirror the dataclasses of ``authgate.core.models`` one to one, so a row becomes a model
+with ``Model(**row._mapping)``. This module describes the schema the code expects; the
+migrations in ``migrations/versions`` create it and ``tests/storage/test_migrations.py`` checks
+that the two agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, ForeignKey, Index, MetaData, String, Table, Text
+
+from authgate.storage.sql.types import PortableJSON, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _fk(target: str, *, on_delete: str = "CASCADE") -> ForeignKey:
+    return ForeignKey(target, ondelete=on_delete)
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("username", String, nullable=False),
+    Column("email", String, nullable=False),
+    Column("name", String, nullable=False),
+    Column("password_hash", String, nullable=True),
+    Column("is_admin", Boolean, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_users_username", "username", unique=True),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("user_id", String, _fk("users.id"), nullable=False),
+    Column("token_hash", String, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("ip", String, nullable=True),
+    Column("user_agent", Text, nullable=True),
+    Index("ix_sessions_token_hash", "token_hash", unique=True),
+    Index("ix_sessions_user_id", "user_id"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("user_id", String, _fk("users.id"), nullable=False),
+    Column("name", String, nullable=False),
+    Column("prefix", String, nullable=False),
+    Column("token_hash", String, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Index("ix_api_tokens_prefix", "prefix", unique=True),
+    Index("ix_api_tokens_user_id", "user_id"),
+)
+
+apps = Table(
+    "apps",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("name", String, nullable=False),
+    Column("icon", Text, nullable=False),
+    Column("redirect_uris", PortableJSON, nullable=False),
+    Column("client_type", String, nullable=False),
+    Column("require_pkce", Boolean, nullable=False),
+    Column("token_endpoint_auth_method", String, nullable=True),
+    Column("grant_types", PortableJSON, nullable=False),
+    Column("scope", Text, nullable=True),
+    Column("first_party", Boolean, nullable=False),
+    Column("dynamically_registered", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+app_secrets = Table(
+    "app_secrets",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("app_id", String, _fk("apps.id"), nullable=False),
+    Column("prefix", String, nullable=False),
+    Column("secret_hash", String, nullable=False),
+    Column("display_secret", String, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Index("ix_app_secrets_prefix", "prefix", unique=True),
+    Index("ix_app_secrets_app_id", "app_id"),
+)
+
+# ``grant_id`` is recorded on redemption *before* the grant row is inserted (the UPDATE is what
+# claims the code), so it is an indexed reference rather than a foreign key.
+authorization_codes = Table(
+    "authorization_codes",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("prefix", String, nullable=False),
+    Column("code_hash", String, nullable=False),
+    Column("app_id", String, _fk("apps.id"), nullable=False),
+    Column("user_id", String, _fk("users.id"), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("redirect_uri_provided", Boolean, nullable=False),
+    Column("code_challenge", String, nullable=True),
+    Column("code_challenge_method", String, nullable=True),
+    Column("scope", Text, nullable=False),
+    Column("resource", Text, nullable=False),
+    Column("state_hash", String, nullable=True),
+    Column("auth_time", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("consumed_at", UTCDateTime, nullable=True),
+    Column("grant_id", String, nullable=True),
+    Index("ix_authorization_codes_prefix", "prefix", unique=True),
+    Index("ix_authorization_codes_app_id", "app_id"),
+    Index("ix_authorization_codes_user_id", "user_id"),
+    Index("ix_authorization_codes_grant_id", "grant_id"),
+)
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("app_id", String, _fk("apps.id"), nullable=False),
+    Column("user_id", String, _fk("users.id"), nullable=True),
+    Column("resource", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("auth_time", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Index("ix_grants_app_id", "app_id"),
+    Index("ix_grants_user_id", "user_id"),
+)
+
+
+def _token_table(name: str, *, refresh: bool) -> Table:
+    """access_tokens and refresh_tokens share their shape; refresh tokens are single use."""
+    extra = [Column("consumed_at", UTCDateTime, nullable=True)] if refresh else []
+    return Table(
+        name,
+        metadata,
+        Column("id", String, primary_key=True),
+        Column("prefix", String, nullable=False),
+        Column("token_hash", String, nullable=False),
+        Column("grant_id", String, _fk("grants.id"), nullable=not refresh),
+        Column("app_id", String, _fk("apps.id"), nullable=False),
+        Column("user_id", String, nullable=True),
+        Column("secret_id", String, _fk("app_secrets.id", on_delete="SET NULL"), nullable=True),
+        Column("audience", Text, nullable=False),
+        Column("scope", Text, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("expires_at", UTCDateTime, nullable=False),
+        *extra,
+        Column("revoked_at", UTCDateTime, nullable=True),
+        Index(f"ix_{name}_prefix", "prefix", unique=True),
+        Index(f"ix_{name}_grant_id", "grant_id"),
+        Index(f"ix_{name}_app_id", "app_id"),
+        Index(f"ix_{name}_user_id", "user_id"),
+        Index(f"ix_{name}_secret_id", "secret_id"),
+    )
+
+
+access_tokens = _token_table("access_tokens", refresh=False)
+refresh_tokens = _token_table("refresh_tokens", refresh=True)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("action", String, nullable=False),
+    Column("actor_type", String, nullable=False),
+    Column("actor_id", String, nullable=True),
+    Column("target_type", String, nullable=True),
+    Column("target_id", String, nullable=True),
+    Column("ip", String, nullable=True),
+    Column("user_agent", Text, nullable=True),
+    Column("request_id", String, nullable=True),
+    Column("details", PortableJSON, nullable=False),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_action", "action"),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String, primary_key=True),
+    Column("value", PortableJSON, nullable=True),
+)

@@ -1,0 +1,109 @@
+"""Management API for OAuth clients ("apps") and their secrets (Coder's ``oauth2-provider/apps``).
+
+Every rule lives in ``core.clients``; this module maps HTTP to it and back. The only HTTP-level
+rule is Coder's ``callback_url``: accepted as the first redirect URI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Request, Response
+
+from authgate.core import clients
+from authgate.core.context import Context
+from authgate.core.errors import Forbidden, NotFound, ValidationFailed
+from authgate.core.models import App
+from authgate.web.admin.auth import Admin, Ctx, CurrentPrincipal, actor, no_store
+from authgate.web.admin.schemas import AppIn, AppOut, SecretCreated, SecretOut
+
+router = APIRouter(prefix="/oauth2-provider/apps", tags=["apps"])
+
+
+def redirect_uris_of(body: AppIn) -> list[str] | None:
+    """``redirect_uris``, or Coder's ``callback_url`` as the only one; both must agree."""
+    if body.redirect_uris is None:
+        return None if body.callback_url is None else [body.callback_url]
+    if body.callback_url is not None and body.redirect_uris[:1] != [body.callback_url]:
+        message = "must equal redirect_uris[0] when both are sent"
+        raise ValidationFailed(
+            f"Invalid callback_url: {message}", validations={"callback_url": message}
+        )
+    return body.redirect_uris
+
+
+def fields_of(body: AppIn) -> clients.AppFields:
+    return clients.AppFields(
+        name=body.name,
+        icon=body.icon,
+        redirect_uris=redirect_uris_of(body),
+        client_type=body.client_type,
+        require_pkce=body.require_pkce,
+        token_endpoint_auth_method=body.token_endpoint_auth_method,
+        grant_types=body.grant_types,
+        scope=body.scope,
+        first_party=body.first_party,
+    )
+
+
+def render(ctx: Context, apps: Sequence[App]) -> list[AppOut]:
+    return [AppOut.of(app, ctx.policy.issuer) for app in apps]
+
+
+def authorized_apps(ctx: Context, user_id: str) -> list[AppOut]:
+    """Apps the user has authorized and still holds a live token for."""
+    return render(ctx, ctx.store.list_apps_authorized_by(user_id, ctx.clock.now()))
+
+
+@router.get("", response_model=list[AppOut])
+def list_apps(ctx: Ctx, who: CurrentPrincipal, user_id: str | None = None) -> list[AppOut]:
+    """All apps (administrators), or the apps that ``user_id`` has authorized."""
+    asks_for_self = user_id is not None and user_id == who.user.id
+    if not (asks_for_self or who.is_admin):
+        raise Forbidden("Only an administrator may list all apps or another user's apps")
+    if user_id is None:
+        return render(ctx, ctx.store.list_apps())
+    if ctx.store.get_user(user_id) is None:
+        raise NotFound("No such user")
+    return authorized_apps(ctx, user_id)
+
+
+@router.post("", status_code=201, response_model=AppOut)
+def create_app(ctx: Ctx, who: Admin, request: Request, body: AppIn) -> AppOut:
+    app = clients.create_app(ctx, actor(request, who), fields_of(body))
+    return AppOut.of(app, ctx.policy.issuer)
+
+
+@router.get("/{app}", response_model=AppOut)
+def get_app(ctx: Ctx, who: Admin, app: str) -> AppOut:
+    return AppOut.of(clients.get_app(ctx, app), ctx.policy.issuer)
+
+
+@router.put("/{app}", response_model=AppOut)
+def update_app(ctx: Ctx, who: Admin, request: Request, app: str, body: AppIn) -> AppOut:
+    updated = clients.update_app(ctx, actor(request, who), app, fields_of(body))
+    return AppOut.of(updated, ctx.policy.issuer)
+
+
+@router.delete("/{app}", status_code=204, response_class=Response)
+def delete_app(ctx: Ctx, who: Admin, request: Request, app: str) -> None:
+    clients.delete_app(ctx, actor(request, who), app)
+
+
+@router.get("/{app}/secrets", response_model=list[SecretOut])
+def list_secrets(ctx: Ctx, who: Admin, app: str) -> list[SecretOut]:
+    return [SecretOut.of(secret) for secret in clients.list_secrets(ctx, app)]
+
+
+@router.post("/{app}/secrets", status_code=201, response_model=SecretCreated)
+def create_secret(
+    ctx: Ctx, who: Admin, request: Request, response: Response, app: str
+) -> SecretCreated:
+    secret, value = clients.create_secret(ctx, actor(request, who), app)
+    no_store(response)
+    return SecretCreated(id=secret.id, client_secret_full=value)
+
+
+@router.delete("/{app}/secrets/{secret_id}", status_code=204, response_class=Response)
+def delete_secret(ctx: Ctx, who: Admin, request: Request, app: str, secret_id: str) -> None:
+    clients.delete_secret(ctx, actor(request, who), app, secret_id)

@@ -1,0 +1,273 @@
+"""Request and response bodies of the management API (shapes kept from Coder's codersdk).
+
+Response models are built from core models by their ``of`` constructors, the one place where a
+domain value becomes JSON; the CLI's ``--json`` output reuses them so both speak the same shape.
+No response model carries a secret except the one-time ``client_secret_full`` and ``token``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from authgate.core.models import ApiToken, App, AppSecret, AuditEvent, User
+
+ClientTypeName = Literal["confidential", "public"]
+AuthMethodName = Literal["client_secret_basic", "client_secret_post", "none"]
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document (``application/problem+json``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    validations: dict[str, str] | None = None
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": Problem.model_json_schema()}},
+    }
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem("Invalid input; `validations` names the offending fields"),
+    401: _problem("No valid credentials"),
+    403: _problem("The caller may not do this"),
+    404: _problem("No such object"),
+}
+
+
+# Apps (OAuth clients)
+
+
+class AppEndpoints(BaseModel):
+    authorization: str
+    token: str
+    token_revoke: str
+    device_authorization: str = ""
+
+    @classmethod
+    def of(cls, issuer: str) -> AppEndpoints:
+        base = issuer.rstrip("/")
+        return cls(
+            authorization=f"{base}/oauth2/authorize",
+            token=f"{base}/oauth2/tokens",
+            token_revoke=f"{base}/oauth2/revoke",
+        )
+
+
+class AppOut(BaseModel):
+    id: str = Field(description="The app's client_id")
+    name: str
+    icon: str
+    callback_url: str = Field(description="The first redirect URI (Coder compatibility)")
+    redirect_uris: list[str]
+    client_type: ClientTypeName
+    require_pkce: bool
+    token_endpoint_auth_method: AuthMethodName | None = Field(
+        description="The one method the app must use, or null when any secret method is accepted"
+    )
+    grant_types: list[str]
+    scope: str | None
+    first_party: bool
+    dynamically_registered: bool
+    created_at: datetime
+    updated_at: datetime
+    endpoints: AppEndpoints
+
+    @classmethod
+    def of(cls, app: App, issuer: str) -> AppOut:
+        return cls(
+            id=app.id,
+            name=app.name,
+            icon=app.icon,
+            callback_url=app.redirect_uris[0] if app.redirect_uris else "",
+            redirect_uris=list(app.redirect_uris),
+            client_type=app.client_type,
+            require_pkce=app.require_pkce,
+            token_endpoint_auth_method=app.token_endpoint_auth_method,
+            grant_types=list(app.grant_types),
+            scope=app.scope,
+            first_party=app.first_party,
+            dynamically_registered=app.dynamically_registered,
+            created_at=app.created_at,
+            updated_at=app.updated_at,
+            endpoints=AppEndpoints.of(issuer),
+        )
+
+
+class AppIn(BaseModel):
+    """Create or replace an app. On PUT, an omitted field keeps its stored value."""
+
+    name: str
+    icon: str | None = None
+    redirect_uris: list[str] | None = None
+    callback_url: str | None = Field(
+        None,
+        description="Coder's single callback URL: used as the redirect URI when `redirect_uris` "
+        "is absent; when both are sent it must equal `redirect_uris[0]`",
+    )
+    client_type: ClientTypeName | None = None
+    require_pkce: bool | None = None
+    token_endpoint_auth_method: AuthMethodName | None = None
+    grant_types: list[str] | None = None
+    scope: str | None = None
+    first_party: bool | None = None
+
+
+class SecretOut(BaseModel):
+    id: str
+    last_used_at: datetime | None
+    client_secret_truncated: str = Field(description="The last 6 characters of the secret")
+
+    @classmethod
+    def of(cls, secret: AppSecret) -> SecretOut:
+        return cls(
+            id=secret.id,
+            last_used_at=secret.last_used_at,
+            client_secret_truncated=secret.display_secret,
+        )
+
+
+class SecretCreated(BaseModel):
+    id: str
+    client_secret_full: str = Field(description="The whole secret; shown this once only")
+
+
+# Users
+
+
+class UserOut(BaseModel):
+    id: str
+    username: str
+    email: str
+    name: str
+    is_admin: bool
+    disabled: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            username=user.username,
+            email=user.email,
+            name=user.name,
+            is_admin=user.is_admin,
+            disabled=user.disabled,
+            created_at=user.created_at,
+        )
+
+
+class UserCreate(BaseModel):
+    username: str
+    password: str
+    email: str = ""
+    name: str = ""
+    is_admin: bool = False
+
+
+class UserPatch(BaseModel):
+    """Only the fields sent change."""
+
+    password: str | None = None
+    is_admin: bool | None = None
+    disabled: bool | None = None
+    email: str | None = None
+    name: str | None = None
+
+
+# Personal API tokens
+
+MAX_TOKEN_LIFETIME = 5 * 366 * 86400
+
+
+class ApiTokenOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, token: ApiToken) -> ApiTokenOut:
+        return cls(
+            id=token.id,
+            name=token.name,
+            prefix=token.prefix,
+            created_at=token.created_at,
+            expires_at=token.expires_at,
+            last_used_at=token.last_used_at,
+        )
+
+
+class ApiTokenCreate(BaseModel):
+    name: str
+    lifetime_seconds: int | None = Field(
+        None, ge=60, le=MAX_TOKEN_LIFETIME, description="Omit for a token that does not expire"
+    )
+
+
+class ApiTokenCreated(BaseModel):
+    id: str
+    name: str
+    token: str = Field(description="The whole token; shown this once only")
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, token: ApiToken, value: str) -> ApiTokenCreated:
+        return cls(
+            id=token.id,
+            name=token.name,
+            token=value,
+            prefix=token.prefix,
+            created_at=token.created_at,
+            expires_at=token.expires_at,
+        )
+
+
+# Audit log
+
+
+class AuditEventOut(BaseModel):
+    id: str
+    at: datetime
+    action: str
+    actor_type: str
+    actor_id: str | None
+    target_type: str | None
+    target_id: str | None
+    ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    details: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> AuditEventOut:
+        return cls(
+            id=event.id,
+            at=event.at,
+            action=event.action,
+            actor_type=event.actor_type,
+            actor_id=event.actor_id,
+            target_type=event.target_type,
+            target_id=event.target_id,
+            ip=event.ip,
+            user_agent=event.user_agent,
+            request_id=event.request_id,
+            details=dict(event.details),
+        )
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEventOut]
+    count: int = Field(description="How many events match the filters, across all pages")

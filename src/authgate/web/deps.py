@@ -1,0 +1,116 @@
+"""Per-request helpers: the core context, who is calling, and how they authenticated."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from starlette.requests import HTTPConnection
+
+from authgate.config import Settings
+from authgate.core import accounts, tokens
+from authgate.core.context import Actor, Context
+from authgate.core.errors import Forbidden, OAuthError, Unauthenticated
+from authgate.core.models import User
+
+SESSION_COOKIE = "authgate_session"
+ADMIN_SCOPE = "admin"
+
+
+def ctx_of(conn: HTTPConnection) -> Context:
+    ctx: Context = conn.app.state.ctx
+    return ctx
+
+
+def settings_of(conn: HTTPConnection) -> Settings:
+    settings: Settings = conn.app.state.settings
+    return settings
+
+
+def request_id(conn: HTTPConnection) -> str:
+    rid = conn.scope.get("state", {}).get("request_id")
+    return rid if isinstance(rid, str) else str(uuid.uuid4())
+
+
+def client_ip(conn: HTTPConnection) -> str | None:
+    if settings_of(conn).trust_proxy_headers:
+        forwarded = conn.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",")[0].strip()[:64]
+    return conn.client.host if conn.client else None
+
+
+def actor_of(conn: HTTPConnection) -> Actor:
+    return Actor(
+        type="anonymous",
+        ip=client_ip(conn),
+        user_agent=conn.headers.get("user-agent"),
+        request_id=request_id(conn),
+    )
+
+
+def signed_in(conn: HTTPConnection) -> accounts.SignedIn | None:
+    return accounts.resolve_session(ctx_of(conn), conn.cookies.get(SESSION_COOKIE))
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller of the management API."""
+
+    user: User
+    via: Literal["api_token", "session", "oauth"]
+    scope: tuple[str, ...] = ()
+
+    @property
+    def is_admin(self) -> bool:
+        # An OAuth token acts for its user, but admin rights need the `admin` scope too.
+        if self.via == "oauth":
+            return self.user.is_admin and ADMIN_SCOPE in self.scope
+        return self.user.is_admin
+
+
+def bearer_token(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthenticated("The Authorization header must be `Bearer <token>`")
+    return value.strip()
+
+
+def principal(conn: HTTPConnection) -> Principal:
+    """Authenticate a management-API call: API token, OAuth access token or browser session."""
+    ctx = ctx_of(conn)
+    token = bearer_token(conn)
+    if token is not None:
+        try:
+            if accounts.is_api_token(token):
+                return Principal(accounts.resolve_api_token(ctx, token), "api_token")
+            access = tokens.check_access_token(ctx, token, audience=ctx.policy.audience)
+        except OAuthError as exc:
+            raise Unauthenticated(exc.description) from exc
+        user = ctx.store.get_user(access.user_id) if access.user_id else None
+        if user is None or user.disabled:
+            raise Unauthenticated("The access token does not act for a user")
+        return Principal(user, "oauth", tuple(access.scope.split()))
+    session = signed_in(conn)
+    if session is None:
+        raise Unauthenticated("Authentication required: send `Authorization: Bearer <token>`")
+    return Principal(session.user, "session")
+
+
+def admin(conn: HTTPConnection) -> Principal:
+    who = principal(conn)
+    if not who.is_admin:
+        raise Forbidden("This operation needs an administrator")
+    return who
+
+
+def actor_for(conn: HTTPConnection, who: Principal) -> Actor:
+    return actor_of(conn).as_user(who.user.id)
+
+
+def actor_for_user(conn: HTTPConnection, user_id: str) -> Actor:
+    return actor_of(conn).as_user(user_id)

@@ -1,0 +1,123 @@
+"""The one place that turns errors into HTTP (DESIGN.md §3).
+
+OAuth errors become RFC 6749 §5.2 JSON with ``Cache-Control: no-store``; authorization-endpoint
+errors become a redirect (only to a verified redirect_uri) or an HTML page; management errors
+become RFC 9457 ``application/problem+json``; anything unexpected is a bare 500 whose details
+go to the log under the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from authgate.core.authorize import AuthorizationRedirect, error_redirect_url
+from authgate.core.errors import (
+    InvalidClientError,
+    ManagementError,
+    OAuthError,
+    ServerError,
+    TemporarilyUnavailableError,
+    Unauthenticated,
+    ValidationFailed,
+)
+from authgate.core.ports import StoreUnavailableError
+from authgate.web import deps
+from authgate.web.templating import render
+
+log = logging.getLogger("authgate.errors")
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def oauth_json(exc: OAuthError) -> JSONResponse:
+    if exc.debug:
+        log.info("oauth error %s: %s (%s)", exc.error, exc.description, exc.debug)
+    headers = dict(NO_STORE)
+    if isinstance(exc, InvalidClientError) and exc.basic:
+        headers["WWW-Authenticate"] = 'Basic realm="authgate", charset="UTF-8"'
+    body = {"error": exc.error, "error_description": exc.description}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+def error_page(request: Request, exc: OAuthError, *, status: int | None = None) -> Response:
+    """An HTML page for a person; the description is escaped by the template."""
+    if exc.debug:
+        log.info("page error %s: %s (%s)", exc.error, exc.description, exc.debug)
+    context = {"error": exc.error, "description": exc.description}
+    return render(request, "error.html", context, status=status or exc.status_code)
+
+
+def authorize_error(request: Request, exc: Exception) -> Response:
+    """Authorization endpoint: redirect only to a verified redirect_uri, else show a page."""
+    if isinstance(exc, AuthorizationRedirect):
+        issuer = deps.ctx_of(request).policy.issuer
+        return RedirectResponse(error_redirect_url(exc, issuer), status_code=302)
+    if isinstance(exc, OAuthError):
+        return error_page(request, exc, status=400 if exc.status_code < 500 else exc.status_code)
+    raise exc
+
+
+def problem(exc: ManagementError, request: Request) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": exc.title,
+        "status": exc.status,
+        "detail": exc.detail,
+    }
+    if exc.validations:
+        body["validations"] = exc.validations
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthenticated):
+        issuer = deps.ctx_of(request).policy.issuer.rstrip("/")
+        headers["WWW-Authenticate"] = (
+            f'Bearer resource_metadata="{issuer}/.well-known/oauth-protected-resource"'
+        )
+    return JSONResponse(
+        body, status_code=exc.status, headers=headers, media_type="application/problem+json"
+    )
+
+
+async def _management_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ManagementError)
+    return problem(exc, request)
+
+
+async def _validation_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    validations = {
+        ".".join(str(p) for p in err.get("loc", ())[1:]) or "body": str(err.get("msg", "invalid"))
+        for err in exc.errors()
+    }
+    return problem(ValidationFailed("The request body is invalid", validations=validations), request)
+
+
+async def _oauth_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OAuthError)
+    if request.url.path.startswith("/api/"):
+        error = Unauthenticated(exc.description) if exc.status_code == 401 else None
+        if error is not None:
+            return problem(error, request)
+    return oauth_json(exc)
+
+
+async def _unavailable_handler(request: Request, exc: Exception) -> Response:
+    log.warning("database unavailable (request %s): %s", deps.request_id(request), exc)
+    return oauth_json(TemporarilyUnavailableError("The service is temporarily unavailable"))
+
+
+async def _unexpected_handler(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error (request %s)", deps.request_id(request), exc_info=exc)
+    return oauth_json(ServerError("The server encountered an unexpected error"))
+
+
+EXCEPTION_HANDLERS = {
+    ManagementError: _management_handler,
+    RequestValidationError: _validation_handler,
+    OAuthError: _oauth_handler,
+    StoreUnavailableError: _unavailable_handler,
+    Exception: _unexpected_handler,
+}

@@ -1,0 +1,119 @@
+"""Sign-in and sign-out pages. Only a local path is accepted as the return target."""
+
+from __future__ import annotations
+
+import secrets
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from authgate.core import accounts, consent
+from authgate.crypto.secrets import constant_time_equal
+from authgate.web import deps
+from authgate.web.templating import render
+
+LOGIN_CSRF_COOKIE = "authgate_login_csrf"
+MAX_RETURN_TO = 4096
+
+
+def safe_return_to(value: str | None) -> str:
+    """A local absolute path, or "/": never another origin (no open redirect)."""
+    if (
+        not value
+        or len(value) > MAX_RETURN_TO
+        or not value.startswith("/")
+        or value.startswith(("//", "/\\"))
+        or any(ord(c) < 0x20 for c in value)
+    ):
+        return "/"
+    return value
+
+
+def _login_page(request: Request, return_to: str, *, error: str | None, status: int) -> Response:
+    token = secrets.token_urlsafe(32)
+    context = {"return_to": return_to, "csrf_token": token, "error": error}
+    response = render(request, "login.html", context, status=status)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=deps.settings_of(request).secure_cookies,
+        path="/login",
+    )
+    return response
+
+
+async def login_get(request: Request) -> Response:
+    return_to = safe_return_to(request.query_params.get("return_to"))
+    who = await run_in_threadpool(deps.signed_in, request)
+    if who is not None:
+        return RedirectResponse(return_to, status_code=302)
+    return _login_page(request, return_to, error=None, status=200)
+
+
+async def login_post(request: Request) -> Response:
+    form = await request.form()
+    return_to = safe_return_to(str(form.get("return_to") or ""))
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    sent = str(form.get("csrf_token") or "")
+    if not cookie or not constant_time_equal(cookie, sent):
+        return _login_page(
+            request, return_to, error="Your sign-in form expired. Please try again.", status=403
+        )
+    ctx = deps.ctx_of(request)
+    actor = deps.actor_of(request)
+    username = str(form.get("username") or "")
+    password = str(form.get("password") or "")
+    user = await run_in_threadpool(accounts.sign_in, ctx, actor, username, password)
+    if user is None:
+        # The same words whether the account exists or not.
+        return _login_page(
+            request, return_to, error="Incorrect username or password.", status=401
+        )
+    _, value = await run_in_threadpool(accounts.start_session, ctx, actor.as_user(user.id), user)
+    response = RedirectResponse(return_to, status_code=303)
+    settings = deps.settings_of(request)
+    response.set_cookie(
+        deps.SESSION_COOKIE,
+        value,
+        max_age=settings.session_ttl_seconds,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+async def logout_get(request: Request) -> Response:
+    who = await run_in_threadpool(deps.signed_in, request)
+    if who is None:
+        return RedirectResponse("/login", status_code=302)
+    token = consent.csrf_token(deps.ctx_of(request), who.session.id)
+    return render(request, "logout.html", {"user": who.user, "csrf_token": token})
+
+
+async def logout_post(request: Request) -> Response:
+    who = await run_in_threadpool(deps.signed_in, request)
+    form = await request.form()
+    ctx = deps.ctx_of(request)
+    sent = form.get("csrf_token")
+    if who is not None and consent.check_csrf(
+        ctx, who.session.id, sent if isinstance(sent, str) else None
+    ):
+        await run_in_threadpool(
+            accounts.end_session, ctx, deps.actor_for_user(request, who.user.id), who
+        )
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(deps.SESSION_COOKIE, path="/")
+    return response
+
+
+async def home(request: Request) -> Response:
+    who = await run_in_threadpool(deps.signed_in, request)
+    if who is None:
+        return RedirectResponse("/login", status_code=302)
+    return render(request, "home.html", {"user": who.user})

@@ -1,0 +1,197 @@
+"""Shared fixtures: a migrated database per test (SQLite, and PostgreSQL when the test command
+started one), the app on it, users, tokens and apps."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from authgate import storage
+from authgate.app import Services, build_services, create_app
+from authgate.config import Settings
+from authgate.core import accounts, clients
+from authgate.core.context import SYSTEM
+from authgate.core.models import App, User
+from tests.clock import MovableClock
+from tests.flows import REDIRECT_URI, login
+
+PG_URL = os.environ.get("AUTHGATE_TEST_POSTGRES_URL")
+REQUIRE_PG = os.environ.get("AUTHGATE_REQUIRE_POSTGRES") == "1"
+PASSWORD = "correct horse battery staple"
+ISSUER = "http://testserver"
+
+
+def _pg_template() -> str:
+    """Migrate one template database per session; each test clones it (fast)."""
+    assert PG_URL is not None
+    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"),
+                             isolation_level="AUTOCOMMIT")
+    name = f"authgate_tpl_{os.getpid()}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    storage.upgrade(_pg_db_url(name))
+    return name
+
+
+def _pg_db_url(name: str) -> str:
+    assert PG_URL is not None
+    base, _, _ = PG_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> str | None:
+    if PG_URL is None:
+        return None
+    return _pg_template()
+
+
+def _backends() -> list[object]:
+    return ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=_backends())
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_template: str | None
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'authgate.db'}"
+        storage.upgrade(url)
+        yield url
+        return
+    if PG_URL is None:
+        if REQUIRE_PG:
+            pytest.fail("AUTHGATE_REQUIRE_POSTGRES=1 but AUTHGATE_TEST_POSTGRES_URL is not set")
+        pytest.skip("PostgreSQL not configured (set AUTHGATE_TEST_POSTGRES_URL)")
+    name = f"authgate_t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    yield _pg_db_url(name)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        issuer=ISSUER,
+        data_dir=tmp_path,
+        database_url=database_url,
+        secret_key="test-secret-key-" + "x" * 32,
+    )
+
+
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock()
+
+
+@pytest.fixture
+def services(settings: Settings, clock: MovableClock) -> Iterator[Services]:
+    services = build_services(settings, clock=clock)
+    yield services
+    services.store.close()
+
+
+@pytest.fixture
+def client(settings: Settings, services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, services=services), base_url=ISSUER) as test_client:
+        yield test_client
+
+
+@dataclass(frozen=True)
+class Account:
+    user: User
+    password: str
+    api_token: str
+
+
+def make_account(services: Services, username: str, *, admin: bool) -> Account:
+    user = accounts.create_user(
+        services.ctx, SYSTEM, username=username, password=PASSWORD, is_admin=admin
+    )
+    _, token = accounts.create_api_token(services.ctx, SYSTEM, user, "tests", None)
+    return Account(user, PASSWORD, token)
+
+
+@pytest.fixture
+def admin(services: Services) -> Account:
+    return make_account(services, "admin", admin=True)
+
+
+@pytest.fixture
+def alice(services: Services) -> Account:
+    return make_account(services, "alice", admin=False)
+
+
+@pytest.fixture
+def signed_in(client: TestClient, alice: Account) -> TestClient:
+    login(client, alice.user.username, alice.password)
+    return client
+
+
+@dataclass(frozen=True)
+class Client:
+    app: App
+    secret: str | None
+
+    @property
+    def id(self) -> str:
+        return self.app.id
+
+
+def make_client(services: Services, **fields: object) -> Client:
+    values: dict[str, object] = {"name": "Test app", "redirect_uris": [REDIRECT_URI]}
+    values.update(fields)
+    app = clients.create_app(services.ctx, SYSTEM, clients.AppFields(**values))  # type: ignore[arg-type]
+    if app.is_public:
+        return Client(app, None)
+    _, secret = clients.create_secret(services.ctx, SYSTEM, app.id)
+    return Client(app, secret)
+
+
+@pytest.fixture
+def confidential(services: Services) -> Client:
+    return make_client(services)
+
+
+@pytest.fixture
+def public(services: Services) -> Client:
+    return make_client(services, name="Public app", client_type="public")
+
+
+@dataclass(frozen=True)
+class Issued:
+    access: int
+    refresh: int
+    grants: int
+    consumed_codes: int
+    live_access: int
+
+
+def issued(services: Services, app_id: str) -> Issued:
+    """What the database holds for one app: the state an error test asserts did not change."""
+    queries = {
+        "access": "SELECT count(*) FROM access_tokens WHERE app_id = :a",
+        "refresh": "SELECT count(*) FROM refresh_tokens WHERE app_id = :a",
+        "grants": "SELECT count(*) FROM grants WHERE app_id = :a",
+        "consumed_codes": "SELECT count(*) FROM authorization_codes "
+        "WHERE app_id = :a AND consumed_at IS NOT NULL",
+        "live_access": "SELECT count(*) FROM access_tokens WHERE app_id = :a "
+        "AND revoked_at IS NULL",
+    }
+    with services.store.engine.connect() as conn:
+        values = {k: int(conn.execute(sa.text(q), {"a": app_id}).scalar_one()) for k, q in queries.items()}
+    return Issued(**values)

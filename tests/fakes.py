@@ -1,0 +1,420 @@
+"""In-memory test doubles for the ports of ``authgate.core.ports``.
+
+``InMemoryStore`` keeps dicts behind one lock and honours the same contract as ``SqlStore``
+(the storage contract suite runs against both): unique keys raise ``DuplicateKeyError``,
+references to missing parents raise ``ValueError``, deletes cascade like the foreign keys do,
+and every datetime comes back as aware UTC.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from authgate.core.models import (
+    AccessToken,
+    ApiToken,
+    App,
+    AppSecret,
+    AuditEvent,
+    AuditQuery,
+    AuthorizationCode,
+    Grant,
+    RefreshToken,
+    Session,
+    User,
+)
+from authgate.core.ports import DuplicateKeyError
+
+M = TypeVar("M")
+
+
+def _utc(model: M) -> M:
+    """The model with every datetime field normalised to UTC, as the database would."""
+    changes: dict[str, datetime] = {}
+    for f in dataclasses.fields(model):  # type: ignore[arg-type]
+        value = getattr(model, f.name)
+        if isinstance(value, datetime):
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ValueError(f"naive datetime given to the store: {value!r}")
+            changes[f.name] = value.astimezone(UTC)
+    return dataclasses.replace(model, **changes) if changes else model  # type: ignore[type-var]
+
+
+class _Table(dict[str, Any]):
+    """Rows by id, with the unique columns (besides id) that must stay unique."""
+
+    def __init__(self, *unique: str) -> None:
+        super().__init__()
+        self.unique = unique
+
+    def check_unique(self, row: Any, replacing: str | None = None) -> None:
+        if replacing is None and row.id in self:
+            raise DuplicateKeyError(f"duplicate id {row.id!r}")
+        for column in self.unique:
+            value = getattr(row, column)
+            if any(getattr(o, column) == value and o.id != row.id for o in self.values()):
+                raise DuplicateKeyError(f"duplicate {column}")
+
+
+class InMemoryStore:
+    """A ``Store`` for fast core tests. One lock; every method is atomic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.users = _Table("username")
+        self.sessions = _Table("token_hash")
+        self.api_tokens = _Table("prefix")
+        self.apps = _Table()
+        self.secrets = _Table("prefix")
+        self.codes = _Table("prefix")
+        self.grants = _Table()
+        self.access = _Table("prefix")
+        self.refresh = _Table("prefix")
+        self.audit = _Table()
+        self.settings: dict[str, Any] = {}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _insert(self, table: _Table, row: Any, **parents: tuple[_Table, str | None]) -> None:
+        row = _utc(row)
+        table.check_unique(row)
+        for name, (parent, key) in parents.items():
+            if key is not None and key not in parent:
+                raise ValueError(f"{name} {key!r} does not exist")
+        table[row.id] = row
+
+    def _update(self, table: _Table, row: Any) -> None:
+        if row.id in table:
+            row = _utc(row)
+            table.check_unique(row, replacing=row.id)
+            table[row.id] = row
+
+    @staticmethod
+    def _sorted(rows: Iterable[M], key: Callable[[M], Any]) -> list[M]:
+        return sorted(rows, key=key)
+
+    def _revoke_where(self, table: _Table, match: Callable[[Any], bool], now: datetime) -> int:
+        hits = [t for t in table.values() if match(t) and t.revoked_at is None]
+        for token in hits:
+            table[token.id] = dataclasses.replace(token, revoked_at=now.astimezone(UTC))
+        return len(hits)
+
+    def _revoke_grants(self, grant_ids: set[str], now: datetime) -> tuple[int, int]:
+        revoked = self._revoke_where(self.grants, lambda g: g.id in grant_ids, now)
+        tokens = sum(
+            self._revoke_where(table, lambda t: t.grant_id in grant_ids, now)
+            for table in (self.access, self.refresh)
+        )
+        return revoked, tokens
+
+    def _insert_pair(self, access: AccessToken, refresh: RefreshToken | None) -> None:
+        pending: list[tuple[_Table, AccessToken | RefreshToken]] = [(self.access, _utc(access))]
+        if refresh is not None:
+            pending.append((self.refresh, _utc(refresh)))
+        for table, token in pending:  # check everything before writing anything
+            table.check_unique(token)
+            self._check_token_parents(token)
+        for table, token in pending:
+            table[token.id] = token
+
+    def _check_token_parents(self, token: AccessToken | RefreshToken) -> None:
+        if token.app_id not in self.apps:
+            raise ValueError(f"app {token.app_id!r} does not exist")
+        if token.grant_id is not None and token.grant_id not in self.grants:
+            raise ValueError(f"grant {token.grant_id!r} does not exist")
+        if token.secret_id is not None and token.secret_id not in self.secrets:
+            raise ValueError(f"secret {token.secret_id!r} does not exist")
+
+    # -- users, sessions, API tokens -------------------------------------------------------
+
+    def create_user(self, user: User) -> None:
+        with self._lock:
+            self._insert(self.users, user)
+
+    def get_user(self, user_id: str) -> User | None:
+        with self._lock:
+            return self.users.get(user_id)
+
+    def get_user_by_username(self, username: str) -> User | None:
+        with self._lock:
+            return next((u for u in self.users.values() if u.username == username), None)
+
+    def list_users(self) -> Sequence[User]:
+        with self._lock:
+            return self._sorted(self.users.values(), lambda u: (u.created_at, u.id))
+
+    def update_user(self, user: User) -> None:
+        with self._lock:
+            self._update(self.users, user)
+
+    def count_users(self) -> int:
+        with self._lock:
+            return len(self.users)
+
+    def create_session(self, session: Session) -> None:
+        with self._lock:
+            self._insert(self.sessions, session, user=(self.users, session.user_id))
+
+    def get_session_by_hash(self, token_hash: str) -> Session | None:
+        with self._lock:
+            return next((s for s in self.sessions.values() if s.token_hash == token_hash), None)
+
+    def delete_session(self, session_id: str) -> None:
+        with self._lock:
+            self.sessions.pop(session_id, None)
+
+    def delete_user_sessions(self, user_id: str) -> None:
+        with self._lock:
+            for s in [s for s in self.sessions.values() if s.user_id == user_id]:
+                del self.sessions[s.id]
+
+    def create_api_token(self, token: ApiToken) -> None:
+        with self._lock:
+            self._insert(self.api_tokens, token, user=(self.users, token.user_id))
+
+    def get_api_token_by_prefix(self, prefix: str) -> ApiToken | None:
+        with self._lock:
+            return next((t for t in self.api_tokens.values() if t.prefix == prefix), None)
+
+    def list_api_tokens(self, user_id: str) -> Sequence[ApiToken]:
+        with self._lock:
+            mine = [t for t in self.api_tokens.values() if t.user_id == user_id]
+            return self._sorted(mine, lambda t: (t.created_at, t.id))
+
+    def delete_api_token(self, token_id: str) -> bool:
+        with self._lock:
+            return self.api_tokens.pop(token_id, None) is not None
+
+    def touch_api_token(self, token_id: str, at: datetime) -> None:
+        with self._lock:
+            if token_id in self.api_tokens:
+                token = self.api_tokens[token_id]
+                self.api_tokens[token_id] = _utc(dataclasses.replace(token, last_used_at=at))
+
+    # -- apps and secrets ------------------------------------------------------------------
+
+    def create_app(self, app: App) -> None:
+        with self._lock:
+            self._insert(self.apps, app)
+
+    def get_app(self, app_id: str) -> App | None:
+        with self._lock:
+            return self.apps.get(app_id)
+
+    def list_apps(self) -> Sequence[App]:
+        with self._lock:
+            return self._sorted(self.apps.values(), lambda a: (a.created_at, a.id))
+
+    def update_app(self, app: App) -> None:
+        with self._lock:
+            self._update(self.apps, app)
+
+    def delete_app(self, app_id: str) -> bool:
+        with self._lock:
+            if self.apps.pop(app_id, None) is None:
+                return False
+            for table in (self.secrets, self.codes, self.grants, self.access, self.refresh):
+                for row in [r for r in table.values() if r.app_id == app_id]:
+                    del table[row.id]
+            return True
+
+    def list_apps_authorized_by(self, user_id: str, now: datetime) -> Sequence[App]:
+        with self._lock:
+            live = {
+                g.app_id
+                for g in self.grants.values()
+                if g.user_id == user_id and g.revoked_at is None and self._has_live_token(g, now)
+            }
+            return self._sorted(
+                (a for a in self.apps.values() if a.id in live), lambda a: (a.created_at, a.id)
+            )
+
+    def _has_live_token(self, grant: Grant, now: datetime) -> bool:
+        refresh = any(
+            t.grant_id == grant.id
+            and t.revoked_at is None
+            and t.consumed_at is None
+            and t.expires_at > now
+            for t in self.refresh.values()
+        )
+        access = any(
+            t.grant_id == grant.id and t.revoked_at is None and t.expires_at > now
+            for t in self.access.values()
+        )
+        return refresh or access
+
+    def create_secret(self, secret: AppSecret) -> None:
+        with self._lock:
+            self._insert(self.secrets, secret, app=(self.apps, secret.app_id))
+
+    def get_secret_by_prefix(self, prefix: str) -> AppSecret | None:
+        with self._lock:
+            return next((s for s in self.secrets.values() if s.prefix == prefix), None)
+
+    def list_secrets(self, app_id: str) -> Sequence[AppSecret]:
+        with self._lock:
+            theirs = [s for s in self.secrets.values() if s.app_id == app_id]
+            return self._sorted(theirs, lambda s: (s.created_at, s.id))
+
+    def delete_secret(self, secret_id: str, now: datetime) -> bool:
+        with self._lock:
+            issued = [t for t in (*self.access.values(), *self.refresh.values())]
+            issued = [t for t in issued if t.secret_id == secret_id]
+            self._revoke_grants({t.grant_id for t in issued if t.grant_id}, now)
+            self._revoke_where(self.access, lambda t: t.secret_id == secret_id, now)
+            for table in (self.access, self.refresh):  # ON DELETE SET NULL
+                for t in [t for t in table.values() if t.secret_id == secret_id]:
+                    table[t.id] = dataclasses.replace(t, secret_id=None)
+            return self.secrets.pop(secret_id, None) is not None
+
+    def touch_secret(self, secret_id: str, at: datetime) -> None:
+        with self._lock:
+            if secret_id in self.secrets:
+                secret = self.secrets[secret_id]
+                self.secrets[secret_id] = _utc(dataclasses.replace(secret, last_used_at=at))
+
+    # -- codes, grants, tokens -------------------------------------------------------------
+
+    def create_code(self, code: AuthorizationCode) -> None:
+        with self._lock:
+            self._insert(
+                self.codes, code, app=(self.apps, code.app_id), user=(self.users, code.user_id)
+            )
+
+    def get_code_by_prefix(self, prefix: str) -> AuthorizationCode | None:
+        with self._lock:
+            return next((c for c in self.codes.values() if c.prefix == prefix), None)
+
+    def redeem_code(
+        self,
+        code_id: str,
+        now: datetime,
+        grant: Grant,
+        access: AccessToken,
+        refresh: RefreshToken | None,
+    ) -> bool:
+        with self._lock:
+            code = self.codes.get(code_id)
+            if code is None or code.consumed_at is not None:
+                return False
+            snapshot = (dict(self.grants), dict(self.access), dict(self.refresh))
+            try:
+                self._insert(
+                    self.grants,
+                    grant,
+                    app=(self.apps, grant.app_id),
+                    user=(self.users, grant.user_id),
+                )
+                self._insert_pair(access, refresh)
+            except Exception:
+                self._restore(snapshot)
+                raise
+            consumed = dataclasses.replace(code, consumed_at=now, grant_id=grant.id)
+            self.codes[code_id] = _utc(consumed)
+            return True
+
+    def _restore(self, snapshot: tuple[dict[str, Any], ...]) -> None:
+        for table, saved in zip((self.grants, self.access, self.refresh), snapshot, strict=True):
+            table.clear()
+            table.update(saved)
+
+    def get_grant(self, grant_id: str) -> Grant | None:
+        with self._lock:
+            return self.grants.get(grant_id)
+
+    def get_access_token_by_prefix(self, prefix: str) -> AccessToken | None:
+        with self._lock:
+            return next((t for t in self.access.values() if t.prefix == prefix), None)
+
+    def get_refresh_token_by_prefix(self, prefix: str) -> RefreshToken | None:
+        with self._lock:
+            return next((t for t in self.refresh.values() if t.prefix == prefix), None)
+
+    def create_access_token(self, access: AccessToken) -> None:
+        with self._lock:
+            self._insert_pair(access, None)
+
+    def rotate_refresh_token(
+        self, old_id: str, now: datetime, access: AccessToken, refresh: RefreshToken
+    ) -> bool:
+        with self._lock:
+            old = self.refresh.get(old_id)
+            if old is None or old.consumed_at is not None or old.revoked_at is not None:
+                return False
+            if not self._grant_is_live(old.grant_id):
+                return False
+            self._insert_pair(access, refresh)
+            self.refresh[old_id] = _utc(dataclasses.replace(old, consumed_at=now))
+            return True
+
+    def _grant_is_live(self, grant_id: str) -> bool:
+        grant = self.grants.get(grant_id)
+        return grant is not None and grant.revoked_at is None
+
+    def issue_in_family(self, grant_id: str, access: AccessToken, refresh: RefreshToken) -> bool:
+        with self._lock:
+            if not self._grant_is_live(grant_id):
+                return False
+            self._insert_pair(access, refresh)
+            return True
+
+    def revoke_grant(self, grant_id: str, now: datetime) -> bool:
+        with self._lock:
+            return sum(self._revoke_grants({grant_id}, now)) > 0
+
+    def revoke_access_token(self, token_id: str, now: datetime) -> bool:
+        with self._lock:
+            return self._revoke_where(self.access, lambda t: t.id == token_id, now) == 1
+
+    def revoke_user_app(self, user_id: str, app_id: str, now: datetime) -> int:
+        with self._lock:
+            theirs = {
+                g.id for g in self.grants.values() if g.user_id == user_id and g.app_id == app_id
+            }
+            revoked, _ = self._revoke_grants(theirs, now)
+            self._revoke_where(
+                self.access, lambda t: t.user_id == user_id and t.app_id == app_id, now
+            )
+            for code in [
+                c for c in self.codes.values() if (c.user_id, c.app_id) == (user_id, app_id)
+            ]:
+                del self.codes[code.id]
+            return revoked
+
+    # -- audit and settings ----------------------------------------------------------------
+
+    def append_audit(self, event: AuditEvent) -> None:
+        with self._lock:
+            self._insert(
+                self.audit, dataclasses.replace(event, details=copy.deepcopy(event.details))
+            )
+
+    def list_audit(self, query: AuditQuery) -> tuple[Sequence[AuditEvent], int]:
+        with self._lock:
+            hits = [e for e in self.audit.values() if _matches(e, query)]
+        hits.sort(key=lambda e: (e.at, e.id), reverse=True)
+        return hits[query.offset : query.offset + query.limit], len(hits)
+
+    def get_setting(self, key: str) -> Any | None:
+        with self._lock:
+            return copy.deepcopy(self.settings.get(key))
+
+    def set_setting(self, key: str, value: Any) -> None:
+        with self._lock:
+            self.settings[key] = copy.deepcopy(value)
+
+
+def _matches(event: AuditEvent, query: AuditQuery) -> bool:
+    """Same filters as the SQL store: ``since`` inclusive, ``until`` exclusive."""
+    return (
+        (query.action is None or event.action == query.action)
+        and (query.actor_id is None or event.actor_id == query.actor_id)
+        and (query.target_id is None or event.target_id == query.target_id)
+        and (query.since is None or event.at >= query.since)
+        and (query.until is None or event.at < query.until)
+    )

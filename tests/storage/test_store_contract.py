@@ -1,0 +1,696 @@
+"""The ``Store`` contract (authgate.core.ports), run against every backend.
+
+Each test runs on the in-memory fake, SQLite and PostgreSQL (see conftest.py), so the fake that
+core tests rely on cannot drift from the real stores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import pytest
+
+from authgate.core.models import AuditQuery
+from authgate.core.ports import DuplicateKeyError, Store
+from tests.storage import store_builders as b
+
+T = TypeVar("T")
+
+
+def assert_round_trip(stored: Any, original: Any) -> None:
+    """Equal field by field, tuples still tuples, and every datetime aware UTC."""
+    assert stored is not None
+    assert type(stored) is type(original)
+    for f in dataclasses.fields(original):
+        got, want = getattr(stored, f.name), getattr(original, f.name)
+        assert got == want, f.name
+        assert type(got) is type(want), f.name
+        if isinstance(got, datetime):
+            assert got.tzinfo == UTC and got.utcoffset() == timedelta(0), f.name
+
+
+def run_together(n: int, call: Callable[[int], T]) -> list[T]:
+    """Call ``call(i)`` from n threads released at the same instant."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = call(i)
+        except BaseException as error:  # surfaced below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    return results
+
+
+@pytest.fixture
+def family(store: Store) -> dict[str, Any]:
+    """A user, an app with a secret, and one redeemed code: a live grant family."""
+    u, a = b.user(), b.app()
+    store.create_user(u)
+    store.create_app(a)
+    s = b.secret(a.id)
+    store.create_secret(s)
+    c = b.code(a.id, u.id)
+    store.create_code(c)
+    g = b.grant(a.id, u.id)
+    at_, rt = b.access(g, a.id, secret_id=s.id), b.refresh(g, secret_id=s.id)
+    assert store.redeem_code(c.id, b.at(0.5), g, at_, rt)
+    return {"user": u, "app": a, "secret": s, "code": c, "grant": g, "access": at_, "refresh": rt}
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+def test_user_round_trip(store: Store) -> None:
+    u = b.user()
+    store.create_user(u)
+    assert_round_trip(store.get_user(u.id), u)
+    assert_round_trip(store.get_user_by_username(u.username), u)
+    assert store.get_user("missing") is None
+    assert store.get_user_by_username("missing") is None
+
+
+def test_user_with_nulls_round_trips(store: Store) -> None:
+    u = b.user(password_hash=None, is_admin=False, disabled=True)
+    store.create_user(u)
+    assert_round_trip(store.get_user(u.id), u)
+
+
+def test_list_and_count_users(store: Store) -> None:
+    assert store.count_users() == 0
+    assert list(store.list_users()) == []
+    later, earlier = b.user(created_at=b.at(5)), b.user(created_at=b.at(1))
+    store.create_user(later)
+    store.create_user(earlier)
+    assert [u.id for u in store.list_users()] == [earlier.id, later.id]
+    assert store.count_users() == 2
+
+
+def test_update_user_replaces_every_field(store: Store) -> None:
+    u = b.user()
+    store.create_user(u)
+    changed = dataclasses.replace(
+        u,
+        username=u.username + "x",
+        email="new@example.test",
+        name="New",
+        password_hash=None,
+        is_admin=False,
+        disabled=True,
+        updated_at=b.at(30),
+    )
+    store.update_user(changed)
+    assert_round_trip(store.get_user(u.id), changed)
+    assert store.get_user_by_username(u.username) is None
+    assert store.count_users() == 1
+
+
+def test_duplicate_username_or_id_is_refused(store: Store) -> None:
+    u = b.user()
+    store.create_user(u)
+    with pytest.raises(DuplicateKeyError):
+        store.create_user(b.user(username=u.username))
+    with pytest.raises(DuplicateKeyError):
+        store.create_user(b.user(id=u.id))
+    other = b.user()
+    store.create_user(other)
+    with pytest.raises(DuplicateKeyError):
+        store.update_user(dataclasses.replace(other, username=u.username))
+    assert store.count_users() == 2
+    assert_round_trip(store.get_user(other.id), other)
+
+
+def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        store.create_user(b.user(created_at=datetime(2026, 1, 1)))
+    assert store.count_users() == 0
+
+
+# -- sessions and API tokens ---------------------------------------------------------------
+
+
+def test_session_round_trip_and_delete(store: Store) -> None:
+    u = b.user()
+    store.create_user(u)
+    s1, s2 = b.session(u.id), b.session(u.id, ip=None, user_agent=None)
+    store.create_session(s1)
+    store.create_session(s2)
+    assert_round_trip(store.get_session_by_hash(s1.token_hash), s1)
+    assert_round_trip(store.get_session_by_hash(s2.token_hash), s2)
+    store.delete_session(s1.id)
+    assert store.get_session_by_hash(s1.token_hash) is None
+    assert store.get_session_by_hash(s2.token_hash) is not None
+
+
+def test_duplicate_session_hash_is_refused(store: Store) -> None:
+    u = b.user()
+    store.create_user(u)
+    s = b.session(u.id)
+    store.create_session(s)
+    with pytest.raises(DuplicateKeyError):
+        store.create_session(b.session(u.id, token_hash=s.token_hash))
+
+
+def test_delete_user_sessions_leaves_other_users_alone(store: Store) -> None:
+    u, other = b.user(), b.user()
+    store.create_user(u)
+    store.create_user(other)
+    mine, theirs = [b.session(u.id), b.session(u.id)], b.session(other.id)
+    for s in [*mine, theirs]:
+        store.create_session(s)
+    store.delete_user_sessions(u.id)
+    assert all(store.get_session_by_hash(s.token_hash) is None for s in mine)
+    assert_round_trip(store.get_session_by_hash(theirs.token_hash), theirs)
+
+
+def test_api_token_lifecycle(store: Store) -> None:
+    u = b.user()
+    store.create_user(u)
+    first, second = b.api_token(u.id, created_at=b.at(1)), b.api_token(u.id, expires_at=None)
+    store.create_api_token(first)
+    store.create_api_token(second)
+    assert_round_trip(store.get_api_token_by_prefix(first.prefix), first)
+    assert [t.id for t in store.list_api_tokens(u.id)] == [second.id, first.id]
+    assert list(store.list_api_tokens("nobody")) == []
+
+    store.touch_api_token(first.id, b.at(10).astimezone(b.PLUS_TWO))
+    touched = store.get_api_token_by_prefix(first.prefix)
+    assert_round_trip(touched, dataclasses.replace(first, last_used_at=b.at(10)))
+
+    with pytest.raises(DuplicateKeyError):
+        store.create_api_token(b.api_token(u.id, prefix=first.prefix))
+    assert store.delete_api_token(first.id) is True
+    assert store.delete_api_token(first.id) is False
+    assert store.get_api_token_by_prefix(first.prefix) is None
+    assert [t.id for t in store.list_api_tokens(u.id)] == [second.id]
+
+
+# -- apps and secrets ----------------------------------------------------------------------
+
+
+def test_app_round_trip_keeps_tuples(store: Store) -> None:
+    a = b.app()
+    public = b.app(
+        client_type="public",
+        token_endpoint_auth_method=None,
+        scope=None,
+        redirect_uris=(),
+        grant_types=("client_credentials",),
+        first_party=True,
+        created_at=b.at(1),
+    )
+    store.create_app(a)
+    store.create_app(public)
+    assert_round_trip(store.get_app(a.id), a)
+    assert_round_trip(store.get_app(public.id), public)
+    assert [x.id for x in store.list_apps()] == [a.id, public.id]
+    assert store.get_app("missing") is None
+    with pytest.raises(DuplicateKeyError):
+        store.create_app(b.app(id=a.id))
+
+
+def test_update_app(store: Store) -> None:
+    a = b.app()
+    store.create_app(a)
+    changed = dataclasses.replace(
+        a,
+        name="Renamed",
+        redirect_uris=("https://new.example.test/cb",),
+        grant_types=("authorization_code",),
+        require_pkce=False,
+        updated_at=b.at(9),
+    )
+    store.update_app(changed)
+    assert_round_trip(store.get_app(a.id), changed)
+
+
+def test_secret_lifecycle(store: Store) -> None:
+    a = b.app()
+    store.create_app(a)
+    s1, s2 = b.secret(a.id, created_at=b.at(2)), b.secret(a.id, created_at=b.at(1))
+    store.create_secret(s1)
+    store.create_secret(s2)
+    assert_round_trip(store.get_secret_by_prefix(s1.prefix), s1)
+    assert [s.id for s in store.list_secrets(a.id)] == [s2.id, s1.id]
+    store.touch_secret(s1.id, b.at(3))
+    assert_round_trip(
+        store.get_secret_by_prefix(s1.prefix), dataclasses.replace(s1, last_used_at=b.at(3))
+    )
+    with pytest.raises(DuplicateKeyError):
+        store.create_secret(b.secret(a.id, prefix=s1.prefix))
+    assert store.delete_secret(s1.id, b.at(4)) is True
+    assert store.delete_secret(s1.id, b.at(4)) is False
+    assert store.get_secret_by_prefix(s1.prefix) is None
+    assert [s.id for s in store.list_secrets(a.id)] == [s2.id]
+
+
+def test_secret_of_missing_app_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError):
+        store.create_secret(b.secret("no-such-app"))
+
+
+# -- codes ---------------------------------------------------------------------------------
+
+
+def test_code_round_trip(store: Store) -> None:
+    u, a = b.user(), b.app()
+    store.create_user(u)
+    store.create_app(a)
+    c = b.code(a.id, u.id)
+    bare = b.code(
+        a.id,
+        u.id,
+        redirect_uri_provided=False,
+        code_challenge=None,
+        code_challenge_method=None,
+        state_hash=None,
+    )
+    store.create_code(c)
+    store.create_code(bare)
+    assert_round_trip(store.get_code_by_prefix(c.prefix), c)
+    assert_round_trip(store.get_code_by_prefix(bare.prefix), bare)
+    with pytest.raises(DuplicateKeyError):
+        store.create_code(b.code(a.id, u.id, prefix=c.prefix))
+
+
+def test_redeem_code_once(store: Store, family: dict[str, Any]) -> None:
+    c, g = family["code"], family["grant"]
+    stored = store.get_code_by_prefix(c.prefix)
+    assert_round_trip(stored, dataclasses.replace(c, consumed_at=b.at(0.5), grant_id=g.id))
+    assert_round_trip(store.get_grant(g.id), g)
+    assert_round_trip(store.get_access_token_by_prefix(family["access"].prefix), family["access"])
+    assert_round_trip(
+        store.get_refresh_token_by_prefix(family["refresh"].prefix), family["refresh"]
+    )
+
+    g2 = b.grant(g.app_id, g.user_id)
+    a2, r2 = b.access(g2, g.app_id), b.refresh(g2)
+    assert store.redeem_code(c.id, b.at(0.7), g2, a2, r2) is False
+    assert store.get_grant(g2.id) is None
+    assert store.get_access_token_by_prefix(a2.prefix) is None
+    assert store.get_refresh_token_by_prefix(r2.prefix) is None
+    again = store.get_code_by_prefix(c.prefix)
+    assert again is not None and again.consumed_at == b.at(0.5) and again.grant_id == g.id
+
+
+def test_redeem_code_without_refresh_token(store: Store) -> None:
+    u, a = b.user(), b.app()
+    store.create_user(u)
+    store.create_app(a)
+    c = b.code(a.id, u.id)
+    store.create_code(c)
+    g = b.grant(a.id, u.id)
+    at_ = b.access(g, a.id)
+    assert store.redeem_code(c.id, b.at(0.5), g, at_, None) is True
+    assert_round_trip(store.get_access_token_by_prefix(at_.prefix), at_)
+
+
+def test_redeem_unknown_code_stores_nothing(store: Store) -> None:
+    a, u = b.app(), b.user()
+    store.create_app(a)
+    store.create_user(u)
+    g = b.grant(a.id, u.id)
+    assert store.redeem_code("no-such-code", b.at(0), g, b.access(g, a.id), None) is False
+    assert store.get_grant(g.id) is None
+
+
+def test_failed_redemption_is_rolled_back(store: Store, family: dict[str, Any]) -> None:
+    """A write that fails half way leaves the code unconsumed and no grant behind."""
+    u, a = family["user"], family["app"]
+    c = b.code(a.id, u.id)
+    store.create_code(c)
+    g = b.grant(a.id, u.id)
+    clash = b.access(g, a.id, prefix=family["access"].prefix)
+    with pytest.raises(DuplicateKeyError):
+        store.redeem_code(c.id, b.at(1), g, clash, b.refresh(g))
+    stored = store.get_code_by_prefix(c.prefix)
+    assert stored is not None and stored.consumed_at is None and stored.grant_id is None
+    assert store.get_grant(g.id) is None
+
+
+def test_concurrent_redemption_mints_one_family(store: Store) -> None:
+    u, a = b.user(), b.app()
+    store.create_user(u)
+    store.create_app(a)
+    c = b.code(a.id, u.id)
+    store.create_code(c)
+    attempts = []
+    for _ in range(8):
+        g = b.grant(a.id, u.id)
+        attempts.append((g, b.access(g, a.id), b.refresh(g)))
+
+    results = run_together(8, lambda i: store.redeem_code(c.id, b.at(1), *attempts[i]))
+
+    assert results.count(True) == 1 and results.count(False) == 7
+    winner = results.index(True)
+    stored_grants = [store.get_grant(g.id) for g, _, _ in attempts]
+    assert [x is not None for x in stored_grants] == [i == winner for i in range(8)]
+    stored_access = [store.get_access_token_by_prefix(x.prefix) for _, x, _ in attempts]
+    assert sum(x is not None for x in stored_access) == 1
+    stored_refresh = [store.get_refresh_token_by_prefix(r.prefix) for _, _, r in attempts]
+    assert sum(r is not None for r in stored_refresh) == 1
+    consumed = store.get_code_by_prefix(c.prefix)
+    assert consumed is not None and consumed.grant_id == attempts[winner][0].id
+
+
+# -- tokens --------------------------------------------------------------------------------
+
+
+def test_client_credentials_access_token_round_trip(store: Store) -> None:
+    a = b.app()
+    store.create_app(a)
+    s = b.secret(a.id)
+    store.create_secret(s)
+    token = b.access(None, a.id, secret_id=s.id)
+    store.create_access_token(token)
+    assert_round_trip(store.get_access_token_by_prefix(token.prefix), token)
+    assert store.get_access_token_by_prefix("missing") is None
+    with pytest.raises(DuplicateKeyError):
+        store.create_access_token(b.access(None, a.id, prefix=token.prefix))
+
+
+def test_rotate_refresh_token_once(store: Store, family: dict[str, Any]) -> None:
+    g, old = family["grant"], family["refresh"]
+    a2, r2 = b.access(g, g.app_id), b.refresh(g)
+    assert store.rotate_refresh_token(old.id, b.at(10), a2, r2) is True
+    assert_round_trip(
+        store.get_refresh_token_by_prefix(old.prefix),
+        dataclasses.replace(old, consumed_at=b.at(10)),
+    )
+    assert_round_trip(store.get_access_token_by_prefix(a2.prefix), a2)
+    assert_round_trip(store.get_refresh_token_by_prefix(r2.prefix), r2)
+
+    a3, r3 = b.access(g, g.app_id), b.refresh(g)
+    assert store.rotate_refresh_token(old.id, b.at(11), a3, r3) is False
+    assert store.get_access_token_by_prefix(a3.prefix) is None
+    assert store.get_refresh_token_by_prefix(r3.prefix) is None
+    still = store.get_refresh_token_by_prefix(old.prefix)
+    assert still is not None and still.consumed_at == b.at(10)
+
+
+def test_rotate_revoked_refresh_token_is_refused(store: Store, family: dict[str, Any]) -> None:
+    g, old = family["grant"], family["refresh"]
+    assert store.revoke_grant(g.id, b.at(5)) is True
+    a2, r2 = b.access(g, g.app_id), b.refresh(g)
+    assert store.rotate_refresh_token(old.id, b.at(10), a2, r2) is False
+    assert store.get_refresh_token_by_prefix(r2.prefix) is None
+    assert store.get_access_token_by_prefix(a2.prefix) is None
+    assert store.rotate_refresh_token("missing", b.at(10), a2, r2) is False
+
+
+def test_concurrent_rotation_mints_one_pair(store: Store, family: dict[str, Any]) -> None:
+    g, old = family["grant"], family["refresh"]
+    pairs = [(b.access(g, g.app_id), b.refresh(g)) for _ in range(8)]
+
+    results = run_together(8, lambda i: store.rotate_refresh_token(old.id, b.at(10), *pairs[i]))
+
+    assert results.count(True) == 1
+    winner = results.index(True)
+    stored = [store.get_refresh_token_by_prefix(r.prefix) is not None for _, r in pairs]
+    assert stored == [i == winner for i in range(8)]
+    assert sum(store.get_access_token_by_prefix(x.prefix) is not None for x, _ in pairs) == 1
+
+
+def test_issue_in_family(store: Store, family: dict[str, Any]) -> None:
+    g = family["grant"]
+    a2, r2 = b.access(g, g.app_id), b.refresh(g)
+    assert store.issue_in_family(g.id, a2, r2) is True
+    assert_round_trip(store.get_access_token_by_prefix(a2.prefix), a2)
+    assert_round_trip(store.get_refresh_token_by_prefix(r2.prefix), r2)
+
+    assert store.revoke_grant(g.id, b.at(20)) is True
+    a3, r3 = b.access(g, g.app_id), b.refresh(g)
+    assert store.issue_in_family(g.id, a3, r3) is False
+    assert store.get_access_token_by_prefix(a3.prefix) is None
+    assert store.get_refresh_token_by_prefix(r3.prefix) is None
+    assert store.issue_in_family("no-such-grant", a3, r3) is False
+
+
+def test_revoke_grant_revokes_the_whole_family(store: Store, family: dict[str, Any]) -> None:
+    g, a = family["grant"], family["app"]
+    a2, r2 = b.access(g, a.id), b.refresh(g)
+    assert store.rotate_refresh_token(family["refresh"].id, b.at(5), a2, r2)
+    bystander = b.grant(a.id, family["user"].id)
+    other_code = b.code(a.id, family["user"].id)
+    store.create_code(other_code)
+    bystander_access = b.access(bystander, a.id)
+    assert store.redeem_code(other_code.id, b.at(1), bystander, bystander_access, None)
+
+    assert store.revoke_grant(g.id, b.at(30)) is True
+
+    revoked = store.get_grant(g.id)
+    assert revoked is not None and revoked.revoked_at == b.at(30)
+    for token in (family["access"], a2):
+        stored = store.get_access_token_by_prefix(token.prefix)
+        assert stored is not None and stored.revoked_at == b.at(30)
+    for rt in (family["refresh"], r2):
+        stored_rt = store.get_refresh_token_by_prefix(rt.prefix)
+        assert stored_rt is not None and stored_rt.revoked_at == b.at(30)
+    untouched = store.get_access_token_by_prefix(bystander_access.prefix)
+    assert untouched is not None and untouched.revoked_at is None
+    assert_round_trip(store.get_grant(bystander.id), bystander)
+
+    assert store.revoke_grant(g.id, b.at(40)) is False
+    again = store.get_grant(g.id)
+    assert again is not None and again.revoked_at == b.at(30)
+
+
+def test_revoke_access_token(store: Store, family: dict[str, Any]) -> None:
+    token = family["access"]
+    assert store.revoke_access_token(token.id, b.at(3)) is True
+    assert store.revoke_access_token(token.id, b.at(4)) is False
+    stored = store.get_access_token_by_prefix(token.prefix)
+    assert stored is not None and stored.revoked_at == b.at(3)
+    grant = store.get_grant(family["grant"].id)
+    assert grant is not None and grant.revoked_at is None
+    assert store.revoke_access_token("missing", b.at(4)) is False
+
+
+def test_delete_secret_revokes_what_it_issued(store: Store, family: dict[str, Any]) -> None:
+    a, u, s1 = family["app"], family["user"], family["secret"]
+    s2 = b.secret(a.id)
+    store.create_secret(s2)
+    # A second family whose tokens came from the other secret.
+    c2 = b.code(a.id, u.id)
+    store.create_code(c2)
+    g2 = b.grant(a.id, u.id)
+    a2, r2 = b.access(g2, a.id, secret_id=s2.id), b.refresh(g2, secret_id=s2.id)
+    assert store.redeem_code(c2.id, b.at(1), g2, a2, r2)
+    # In the first family, a later pair minted with the other secret: the family still goes.
+    a1b, r1b = b.access(family["grant"], a.id, secret_id=s2.id), b.refresh(family["grant"])
+    assert store.issue_in_family(family["grant"].id, a1b, r1b)
+    cc1 = b.access(None, a.id, secret_id=s1.id)  # client_credentials token of s1
+    cc2 = b.access(None, a.id, secret_id=s2.id)
+    store.create_access_token(cc1)
+    store.create_access_token(cc2)
+
+    assert store.delete_secret(s1.id, b.at(50)) is True
+
+    assert store.get_secret_by_prefix(s1.prefix) is None
+    g1 = store.get_grant(family["grant"].id)
+    assert g1 is not None and g1.revoked_at == b.at(50)
+    for token in (family["access"], a1b, cc1):
+        stored = store.get_access_token_by_prefix(token.prefix)
+        assert stored is not None and stored.revoked_at == b.at(50)
+        assert stored.secret_id in (None, s2.id)
+    stored_rt = store.get_refresh_token_by_prefix(family["refresh"].prefix)
+    assert (
+        stored_rt is not None and stored_rt.revoked_at == b.at(50) and stored_rt.secret_id is None
+    )
+
+    assert_round_trip(store.get_grant(g2.id), g2)
+    assert_round_trip(store.get_access_token_by_prefix(a2.prefix), a2)
+    assert_round_trip(store.get_refresh_token_by_prefix(r2.prefix), r2)
+    assert_round_trip(store.get_access_token_by_prefix(cc2.prefix), cc2)
+    assert [s.id for s in store.list_secrets(a.id)] == [s2.id]
+
+
+def test_delete_app_cascades(store: Store, family: dict[str, Any]) -> None:
+    a, u = family["app"], family["user"]
+    other = b.app()
+    store.create_app(other)
+    other_code = b.code(other.id, u.id)
+    store.create_code(other_code)
+    og = b.grant(other.id, u.id)
+    oa, orf = b.access(og, other.id), b.refresh(og)
+    assert store.redeem_code(other_code.id, b.at(1), og, oa, orf)
+    pending = b.code(a.id, u.id)
+    store.create_code(pending)
+
+    assert store.delete_app(a.id) is True
+    assert store.delete_app(a.id) is False
+
+    assert store.get_app(a.id) is None
+    assert store.get_code_by_prefix(family["code"].prefix) is None
+    assert store.get_code_by_prefix(pending.prefix) is None
+    assert store.get_secret_by_prefix(family["secret"].prefix) is None
+    assert list(store.list_secrets(a.id)) == []
+    assert store.get_grant(family["grant"].id) is None
+    assert store.get_access_token_by_prefix(family["access"].prefix) is None
+    assert store.get_refresh_token_by_prefix(family["refresh"].prefix) is None
+    # The other app and the user are untouched.
+    assert_round_trip(store.get_app(other.id), other)
+    assert_round_trip(store.get_grant(og.id), og)
+    assert_round_trip(store.get_access_token_by_prefix(oa.prefix), oa)
+    assert_round_trip(store.get_refresh_token_by_prefix(orf.prefix), orf)
+    assert store.get_code_by_prefix(other_code.prefix) is not None
+    assert store.get_user(u.id) is not None
+
+
+def test_revoke_user_app(store: Store, family: dict[str, Any]) -> None:
+    a, u = family["app"], family["user"]
+    # A second grant for the same user and app, and a code not yet redeemed.
+    c2 = b.code(a.id, u.id)
+    store.create_code(c2)
+    g2 = b.grant(a.id, u.id)
+    a2 = b.access(g2, a.id)
+    assert store.redeem_code(c2.id, b.at(1), g2, a2, b.refresh(g2))
+    pending = b.code(a.id, u.id)
+    store.create_code(pending)
+    # Someone else's grant for the same app, and the user's grant for another app.
+    other_user = b.user()
+    store.create_user(other_user)
+    c3 = b.code(a.id, other_user.id)
+    store.create_code(c3)
+    g3 = b.grant(a.id, other_user.id)
+    assert store.redeem_code(c3.id, b.at(1), g3, b.access(g3, a.id), None)
+    other_app = b.app()
+    store.create_app(other_app)
+    c4 = b.code(other_app.id, u.id)
+    store.create_code(c4)
+    g4 = b.grant(other_app.id, u.id)
+    assert store.redeem_code(c4.id, b.at(1), g4, b.access(g4, other_app.id), None)
+
+    assert store.revoke_user_app(u.id, a.id, b.at(60)) == 2
+
+    for gid in (family["grant"].id, g2.id):
+        stored = store.get_grant(gid)
+        assert stored is not None and stored.revoked_at == b.at(60)
+    for token in (family["access"], a2):
+        at_ = store.get_access_token_by_prefix(token.prefix)
+        assert at_ is not None and at_.revoked_at == b.at(60)
+    rt = store.get_refresh_token_by_prefix(family["refresh"].prefix)
+    assert rt is not None and rt.revoked_at == b.at(60)
+    for c in (family["code"], c2, pending):
+        assert store.get_code_by_prefix(c.prefix) is None
+    assert_round_trip(store.get_grant(g3.id), g3)
+    assert_round_trip(store.get_grant(g4.id), g4)
+    assert store.get_code_by_prefix(c3.prefix) is not None
+    assert store.get_code_by_prefix(c4.prefix) is not None
+    assert store.revoke_user_app(u.id, a.id, b.at(61)) == 0
+
+
+def _authorize(store: Store, app_id: str, user_id: str, **tokens: Any) -> Any:
+    """A grant of user for app with one access and (optionally) one refresh token."""
+    c = b.code(app_id, user_id)
+    store.create_code(c)
+    g = b.grant(app_id, user_id)
+    refresh = b.refresh(g, **tokens["refresh"]) if "refresh" in tokens else None
+    assert store.redeem_code(c.id, b.at(0), g, b.access(g, app_id, **tokens["access"]), refresh)
+    return g
+
+
+def test_list_apps_authorized_by(store: Store) -> None:
+    u, other_user = b.user(), b.user()
+    store.create_user(u)
+    store.create_user(other_user)
+    apps = {n: b.app(name=n, created_at=b.at(i)) for i, n in enumerate("ABCDEFG")}
+    for a in apps.values():
+        store.create_app(a)
+    now = b.at(120)
+    expired, live = {"expires_at": b.at(60)}, {"expires_at": b.at(600)}
+    _authorize(store, apps["A"].id, u.id, access=expired, refresh=live)  # live refresh
+    _authorize(store, apps["B"].id, u.id, access=live)  # live access only
+    _authorize(store, apps["C"].id, u.id, access=expired, refresh=expired)  # all expired
+    g = _authorize(store, apps["D"].id, u.id, access=live, refresh=live)
+    store.revoke_grant(g.id, b.at(100))  # revoked family
+    _authorize(store, apps["E"].id, other_user.id, access=live, refresh=live)  # someone else
+    _authorize(store, apps["F"].id, u.id, access=expired, refresh={**live, "consumed_at": b.at(1)})
+    _authorize(store, apps["G"].id, u.id, access={**live, "revoked_at": b.at(1)})
+
+    found = store.list_apps_authorized_by(u.id, now)
+    assert [a.name for a in found] == ["A", "B"]
+    assert_round_trip(found[0], apps["A"])
+    assert [a.name for a in store.list_apps_authorized_by(other_user.id, now)] == ["E"]
+    assert list(store.list_apps_authorized_by(u.id, b.at(10_000))) == []
+
+
+# -- audit log and settings ----------------------------------------------------------------
+
+
+def test_audit_round_trip(store: Store) -> None:
+    e = b.event()
+    bare = b.event(
+        actor_type="anonymous",
+        actor_id=None,
+        target_type=None,
+        target_id=None,
+        ip=None,
+        user_agent=None,
+        request_id=None,
+        details={},
+        at=b.at(1).astimezone(b.PLUS_TWO),
+    )
+    store.append_audit(e)
+    store.append_audit(bare)
+    events, total = store.list_audit(AuditQuery())
+    assert total == 2
+    assert_round_trip(events[0], bare)
+    assert_round_trip(events[1], e)
+    with pytest.raises(DuplicateKeyError):
+        store.append_audit(b.event(id=e.id))
+
+
+def test_audit_filters_order_and_paging(store: Store) -> None:
+    events = [
+        b.event(
+            at=b.at(i),
+            action="app.created" if i % 2 else "user.login",
+            actor_id=f"u{i % 3}",
+            target_id=f"t{i % 4}",
+        )
+        for i in range(10)
+    ]
+    for e in reversed(events):  # insertion order must not matter
+        store.append_audit(e)
+
+    page, total = store.list_audit(AuditQuery(limit=3))
+    assert total == 10
+    assert [e.id for e in page] == [events[9].id, events[8].id, events[7].id]
+    page, total = store.list_audit(AuditQuery(limit=4, offset=8))
+    assert total == 10 and [e.id for e in page] == [events[1].id, events[0].id]
+
+    page, total = store.list_audit(AuditQuery(action="app.created"))
+    assert total == 5 and [e.id for e in page] == [events[i].id for i in (9, 7, 5, 3, 1)]
+    page, total = store.list_audit(AuditQuery(actor_id="u1", target_id="t1"))
+    assert [e.id for e in page] == [events[1].id] and total == 1
+    page, total = store.list_audit(AuditQuery(since=b.at(3), until=b.at(6)))
+    assert total == 3 and [e.id for e in page] == [events[5].id, events[4].id, events[3].id]
+    page, total = store.list_audit(AuditQuery(action="user.login", since=b.at(3), limit=1))
+    assert total == 3 and [e.id for e in page] == [events[8].id]
+    assert store.list_audit(AuditQuery(action="nothing")) == ([], 0)
+
+
+def test_settings_get_set_overwrite(store: Store) -> None:
+    assert store.get_setting("registration") is None
+    store.set_setting("registration", {"enabled": True, "allowed": ["https://a.test"]})
+    store.set_setting("ttl", 300)
+    assert store.get_setting("registration") == {"enabled": True, "allowed": ["https://a.test"]}
+    store.set_setting("registration", {"enabled": False})
+    assert store.get_setting("registration") == {"enabled": False}
+    assert store.get_setting("ttl") == 300
+    store.set_setting("ttl", "five minutes")
+    assert store.get_setting("ttl") == "five minutes"
