@@ -23,12 +23,14 @@ find_bindir() {
         dirname "$(readlink -f "$initdb")"
         return 0
     fi
-    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    local dir
+    # Newest major version first.
+    while read -r dir; do
         if [[ -x "$dir/initdb" ]]; then
             echo "$dir"
             return 0
         fi
-    done
+    done < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r)
     return 1
 }
 
@@ -79,7 +81,10 @@ HBA
     as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/socket -c fsync=off \
             -c synchronous_commit=off -c full_page_writes=off" \
-        start >/dev/null || die "pg_ctl start failed, see $dir/server.log"
+        start >/dev/null || {
+        tail -n 5 "$dir/server.log" >&2 || true
+        die "pg_ctl start failed, see $dir/server.log (remove it with: $0 stop $dir)"
+    }
     echo "postgresql://postgres@127.0.0.1:$port/postgres"
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from authgate.storage import SchemaStatus, downgrade, open_store, schema_status, upgrade
+from authgate.storage.sql import migrate
 from authgate.storage.sql.engine import make_engine
 from authgate.storage.sql.tables import metadata
 from tests.storage.conftest import SQL_BACKENDS
@@ -94,16 +96,47 @@ def test_schema_status(empty_database_url: str) -> None:
     assert schema_status(url) == SchemaStatus(current="9999", head="0001", state="ahead")
 
 
-@every_sql_backend
-def test_schema_status_behind(empty_database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A database at an older revision than the code's head reports "behind"."""
-    from authgate.storage.sql import migrate
+NEXT_REVISION = """
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
 
-    upgrade(empty_database_url)
-    # Only one revision exists yet, so pretend the code's head has moved on past it.
-    monkeypatch.setattr(migrate, "head_revision", lambda: "0002")
-    status = schema_status(empty_database_url)
-    assert status == SchemaStatus(current="0001", head="0002", state="behind")
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
+"""
+
+
+@every_sql_backend
+def test_schema_status_behind_after_downgrade(
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Code with a newer head sees a downgraded database as behind, older code as ahead."""
+    newer = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
+    (newer / "versions" / "0002_next.py").write_text(NEXT_REVISION)
+    url = empty_database_url
+
+    def run_as(migrations: Path) -> None:
+        monkeypatch.setattr(migrate, "MIGRATIONS_DIR", migrations)
+
+    current = migrate.MIGRATIONS_DIR
+    run_as(newer)
+    upgrade(url)
+    assert schema_status(url) == SchemaStatus("0002", "0002", "up_to_date")
+    run_as(current)  # this code must not touch a database migrated by newer code
+    assert schema_status(url) == SchemaStatus("0002", "0001", "ahead")
+    run_as(newer)
+    downgrade(url, "0001")
+    assert schema_status(url) == SchemaStatus("0001", "0002", "behind")
+    run_as(current)
+    assert schema_status(url) == SchemaStatus("0001", "0001", "up_to_date")
+    assert table_names(url) == TABLES
 
 
 @every_sql_backend

@@ -22,7 +22,7 @@ MIGRATION_LOCK_KEY = 0x61757468_67617465  # "authgate"
 def _migrate(conn: Connection) -> None:
     # One transaction for the whole run (both backends have transactional DDL); on SQLite it
     # starts with BEGIN IMMEDIATE, which serialises concurrent upgrades like the PG lock does.
-    pass
+    conn.execution_options(**{WRITE_OPTION: True})
     context.configure(
         connection=conn, target_metadata=metadata, compare_type=True, transactional_ddl=True
     )
@@ -32,7 +32,7 @@ def _migrate(conn: Connection) -> None:
 
 def _run(engine: Engine) -> None:
     with engine.connect() as conn:
-        if True:
+        if conn.dialect.name != "postgresql":
             _migrate(conn)
             return
         conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})

@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# End-to-end OAuth 2.1 check of a running authgate, the way an MCP client uses it: discovery,
+# PKCE authorization code flow through sign-in and consent, resource indicators, refresh token
+# rotation, the management API with an OAuth token, and withdrawal. It creates a test app and
+# deletes it again, also when a step fails.
+#
+#   AUTHGATE_USERNAME=admin AUTHGATE_PASSWORD=… AUTHGATE_TOKEN=agpat_… \
+#       scripts/oauth2/test-mcp-oauth2.sh
+#
+# Env: AUTHGATE_URL (default http://localhost:3000), AUTHGATE_ISSUER (default AUTHGATE_URL),
+# AUTHGATE_TOKEN (an admin's API token; SESSION_TOKEN accepted), AUTHGATE_USERNAME (default
+# admin) and AUTHGATE_PASSWORD (the user who signs in and consents),
+# AUTHGATE_REFRESH_REUSE_GRACE_SECONDS (the server's setting, default 10: the reuse check waits
+# it out). Prints one `✓` line per step and a summary; exits 1 at the first failure.
+set -Eeuo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+
+EXPECTED_ISSUER="${AUTHGATE_ISSUER:-$AUTHGATE_URL}"
+USERNAME="${AUTHGATE_USERNAME:-admin}"
+PASSWORD="${AUTHGATE_PASSWORD:-}"
+GRACE="${AUTHGATE_REFRESH_REUSE_GRACE_SECONDS:-10}"
+RESOURCE="https://api.example.com"
+OTHER_RESOURCE="https://other.example.com"
+
+PASSED=0
+STEP="starting"
+CLIENT_ID=""
+CLEANED=0
+
+# ---------------------------------------------------------------------------------------------
+# Reporting: lib.sh's die() is replaced so every failure names the step, cleans up and
+# prints the summary.
+
+die() {
+    printf '✗ %s\n  %s\n' "$STEP" "$1" >&2
+    if [ -n "${2:-}" ]; then
+        printf '  server answered:\n' >&2
+        printf '%s\n' "$2" | json_pretty | sed 's/^/    /' >&2
+    fi
+    cleanup
+    printf '%d passed, 1 failed\n' "$PASSED"
+    exit 1
+}
+
+step() { STEP="$1"; }
+
+pass() {
+    PASSED=$((PASSED + 1))
+    printf '✓ %s\n' "$1"
+}
+
+cleanup() {
+    trap - EXIT INT TERM ERR
+    if [ -n "$CLIENT_ID" ] && [ "$CLEANED" = 0 ]; then
+        CLEANED=1
+        "$HERE/cleanup-test-app.sh" "$CLIENT_ID" >/dev/null 2>&1 ||
+            printf '  (cleanup: could not delete app %s)\n' "$CLIENT_ID" >&2
+    fi
+    remove_http_tmp
+}
+
+on_error() {
+    die "unexpected failure of a command at line $1 of $0"
+}
+
+trap 'on_error $LINENO' ERR
+trap cleanup EXIT
+trap 'die "interrupted"' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# Checks.
+
+expect_status() {
+    [ "$HTTP_STATUS" = "$1" ] || die "$2 answered HTTP $HTTP_STATUS, expected $1" "$HTTP_BODY"
+}
+
+# expect_oauth_error STATUS ERROR WHAT: an RFC 6749 §5.2 error response.
+expect_oauth_error() {
+    local error
+    error="$(printf '%s' "$HTTP_BODY" | json_get error)"
+    if [ "$HTTP_STATUS" != "$1" ] || [ "$error" != "$2" ]; then
+        die "$3: expected HTTP $1 with error \"$2\", got HTTP $HTTP_STATUS" "$HTTP_BODY"
+    fi
+    [ -n "$(printf '%s' "$HTTP_BODY" | json_get error_description)" ] ||
+        die "$3: the error response has no error_description" "$HTTP_BODY"
+    [ -z "$(printf '%s' "$HTTP_BODY" | json_get access_token)" ] ||
+        die "$3: an error response carried an access_token" "$HTTP_BODY"
+}
+
+# expect_tokens WHAT: a successful token response (RFC 6749 §5.1); sets ACCESS_TOKEN and
+# REFRESH_TOKEN.
+expect_tokens() {
+    expect_status 200 "$1"
+    ACCESS_TOKEN="$(printf '%s' "$HTTP_BODY" | json_get access_token)"
+    REFRESH_TOKEN="$(printf '%s' "$HTTP_BODY" | json_get refresh_token)"
+    local token_type expires_in
+    token_type="$(printf '%s' "$HTTP_BODY" | json_get token_type)"
+    expires_in="$(printf '%s' "$HTTP_BODY" | json_get expires_in)"
+    case "$ACCESS_TOKEN" in agat_*) ;; *) die "$1: no agat_… access_token" "$HTTP_BODY" ;; esac
+    case "$REFRESH_TOKEN" in agrt_*) ;; *) die "$1: no agrt_… refresh_token" "$HTTP_BODY" ;; esac
+    [ "$token_type" = Bearer ] || die "$1: token_type is '$token_type', expected Bearer" "$HTTP_BODY"
+    if ! [[ "$expires_in" =~ ^[1-9][0-9]*$ ]]; then
+        die "$1: expires_in is '$expires_in', expected a positive integer" "$HTTP_BODY"
+    fi
+    [ "$(header cache-control)" = no-store ] ||
+        die "$1: Cache-Control is '$(header cache-control)', expected no-store"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Flow steps.
+
+authorize_url() { # STATE CHALLENGE [RESOURCE]
+    local url
+    url="$AUTHORIZATION_ENDPOINT?response_type=code&client_id=$(urlencode "$CLIENT_ID")"
+    url+="&redirect_uri=$(urlencode "$REDIRECT_URI")&state=$(urlencode "$1")"
+    url+="&code_challenge=$2&code_challenge_method=S256"
+    if [ -n "${3:-}" ]; then
+        url+="&resource=$(urlencode "$3")"
+    fi
+    printf '%s' "$url"
+}
+
+# get_code [RESOURCE]: a new PKCE pair (VERIFIER) and an authorization code (CODE), consented
+# in the browser session; checks the callback's state and iss (RFC 9207).
+get_code() {
+    local state challenge got
+    state="$(random_state)"
+    VERIFIER="$(pkce_verifier)"
+    challenge="$(pkce_challenge "$VERIFIER")"
+    consent "$(authorize_url "$state" "$challenge" "${1:-}")" allow
+    case "$CALLBACK_URL" in
+    "$REDIRECT_URI?"*) ;;
+    *) die "the consent redirect goes to '$CALLBACK_URL', not to $REDIRECT_URI" ;;
+    esac
+    if has_query_param "$CALLBACK_URL" error; then
+        die "the authorization was refused: $(query_param "$CALLBACK_URL" error):" \
+            "$(query_param "$CALLBACK_URL" error_description)"
+    fi
+    CODE="$(query_param "$CALLBACK_URL" code)"
+    case "$CODE" in agac_*) ;; *) die "the callback has no agac_… code: $CALLBACK_URL" ;; esac
+    got="$(query_param "$CALLBACK_URL" state)"
+    [ "$got" = "$state" ] || die "the callback's state is '$got', expected '$state'"
+    got="$(query_param "$CALLBACK_URL" iss)"
+    [ "$got" = "$ISSUER" ] || die "the callback's iss is '$got', expected the issuer '$ISSUER'"
+}
+
+# exchange CODE VERIFIER [curl args…]: the authorization_code grant with client_secret_post.
+exchange() {
+    local code="$1" verifier="$2"
+    shift 2
+    http POST "$TOKEN_ENDPOINT" --data-urlencode grant_type=authorization_code \
+        --data-urlencode "code=$code" --data-urlencode "code_verifier=$verifier" \
+        --data-urlencode "redirect_uri=$REDIRECT_URI" --data-urlencode "client_id=$CLIENT_ID" \
+        --data-urlencode "client_secret=$CLIENT_SECRET" "$@"
+}
+
+# refresh REFRESH_TOKEN: the refresh_token grant with client_secret_basic.
+refresh() {
+    http POST "$TOKEN_ENDPOINT" -u "$CLIENT_ID:$CLIENT_SECRET" \
+        --data-urlencode grant_type=refresh_token --data-urlencode "refresh_token=$1"
+}
+
+users_me() { # [TOKEN]
+    if [ -n "${1:-}" ]; then
+        http GET "$AUTHGATE_URL/api/v2/users/me" -H "Authorization: Bearer $1"
+    else
+        http GET "$AUTHGATE_URL/api/v2/users/me"
+    fi
+}
+
+expect_token_works() { # TOKEN WHAT
+    users_me "$1"
+    expect_status 200 "GET /api/v2/users/me with $2"
+    local who
+    who="$(printf '%s' "$HTTP_BODY" | json_get username)"
+    [ "$who" = "$(printf '%s' "$USERNAME" | tr '[:upper:]' '[:lower:]')" ] ||
+        die "GET /api/v2/users/me with $2 answered user '$who', expected '$USERNAME'" "$HTTP_BODY"
+}
+
+expect_token_refused() { # TOKEN WHAT
+    users_me "$1"
+    expect_status 401 "GET /api/v2/users/me with $2"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+need curl
+need_token
+[ -n "$PASSWORD" ] || die "AUTHGATE_PASSWORD is not set: the password of $USERNAME (the admin \
+password \`authgate serve --dev\` printed on first start)"
+[[ "$GRACE" =~ ^[0-9]+$ ]] || die "AUTHGATE_REFRESH_REUSE_GRACE_SECONDS must be a number of seconds"
+printf 'Testing authgate at %s\n' "$AUTHGATE_URL"
+
+step "authorization server metadata (RFC 8414)"
+http GET "$AUTHGATE_URL/.well-known/oauth-authorization-server"
+expect_status 200 "GET /.well-known/oauth-authorization-server"
+METADATA="$HTTP_BODY"
+ISSUER="$(printf '%s' "$METADATA" | json_get issuer)"
+[ "$ISSUER" = "$EXPECTED_ISSUER" ] || die "issuer is '$ISSUER', expected '$EXPECTED_ISSUER' \
+(set AUTHGATE_ISSUER when the server's issuer differs from AUTHGATE_URL)" "$METADATA"
+AUTHORIZATION_ENDPOINT="$(printf '%s' "$METADATA" | json_get authorization_endpoint)"
+TOKEN_ENDPOINT="$(printf '%s' "$METADATA" | json_get token_endpoint)"
+[ "$AUTHORIZATION_ENDPOINT" = "${ISSUER%/}/oauth2/authorize" ] ||
+    die "authorization_endpoint is '$AUTHORIZATION_ENDPOINT'" "$METADATA"
+[ "$TOKEN_ENDPOINT" = "${ISSUER%/}/oauth2/tokens" ] ||
+    die "token_endpoint is '$TOKEN_ENDPOINT'" "$METADATA"
+printf '%s' "$METADATA" | json_array_has code_challenge_methods_supported S256 ||
+    die "code_challenge_methods_supported does not list S256" "$METADATA"
+printf '%s' "$METADATA" | json_array_has grant_types_supported refresh_token ||
+    die "grant_types_supported does not list refresh_token" "$METADATA"
+[ "$(printf '%s' "$METADATA" | json_get authorization_response_iss_parameter_supported)" = true ] ||
+    die "authorization_response_iss_parameter_supported is not true" "$METADATA"
+pass "$STEP: issuer $ISSUER, endpoints, S256, iss parameter"
+
+step "protected resource metadata (RFC 9728)"
+http GET "$AUTHGATE_URL/.well-known/oauth-protected-resource"
+expect_status 200 "GET /.well-known/oauth-protected-resource"
+printf '%s' "$HTTP_BODY" | json_array_has authorization_servers "$ISSUER" ||
+    die "authorization_servers does not list $ISSUER" "$HTTP_BODY"
+printf '%s' "$HTTP_BODY" | json_array_has bearer_methods_supported header ||
+    die "bearer_methods_supported does not list header" "$HTTP_BODY"
+pass "$STEP: resource $(printf '%s' "$HTTP_BODY" | json_get resource)"
+
+step "management API without a token (RFC 6750 §3)"
+users_me
+expect_status 401 "GET /api/v2/users/me without a token"
+case "$(header www-authenticate)" in
+Bearer*) ;;
+*) die "the 401 has no 'WWW-Authenticate: Bearer' header" "$HTTP_BODY" ;;
+esac
+pass "$STEP: 401 with WWW-Authenticate: Bearer"
+
+step "create a test app and a client secret"
+SETUP_ERR="$(mktemp)"
+if ! EXPORTS="$("$HERE/setup-test-app.sh" 2>"$SETUP_ERR")"; then
+    MESSAGE="$(cat "$SETUP_ERR")"
+    rm -f "$SETUP_ERR"
+    die "setup-test-app.sh failed:
+$(printf '%s\n' "$MESSAGE" | sed 's/^/  /')"
+fi
+rm -f "$SETUP_ERR"
+eval "$EXPORTS"
+pass "$STEP: client_id $CLIENT_ID"
+
+step "sign in as $USERNAME"
+sign_in "$USERNAME" "$PASSWORD"
+pass "$STEP"
+
+step "authorization code flow with PKCE: consent"
+get_code
+CODE1="$CODE" VERIFIER1="$VERIFIER"
+pass "$STEP: code, state and iss on the callback"
+
+step "exchange the code (client_secret_post)"
+exchange "$CODE1" "$VERIFIER1"
+expect_tokens "the token request"
+ACCESS1="$ACCESS_TOKEN" REFRESH1="$REFRESH_TOKEN"
+pass "$STEP: access and refresh token, Cache-Control: no-store"
+
+step "the access token on the management API"
+expect_token_works "$ACCESS1" "the access token"
+pass "$STEP: GET /api/v2/users/me is $USERNAME"
+
+step "a wrong code_verifier is refused (RFC 7636 §4.6)"
+get_code
+exchange "$CODE" "$(pkce_verifier)"
+expect_oauth_error 400 invalid_grant "the exchange with a wrong code_verifier"
+pass "$STEP: invalid_grant"
+
+step "a failed exchange leaves the code usable"
+exchange "$CODE" "$VERIFIER"
+expect_tokens "the exchange with the right code_verifier"
+ACCESS_B="$ACCESS_TOKEN"
+pass "$STEP"
+
+step "a replayed code is refused and its tokens revoked (RFC 6749 §4.1.2)"
+exchange "$CODE" "$VERIFIER"
+expect_oauth_error 400 invalid_grant "the second exchange of one code"
+expect_token_refused "$ACCESS_B" "a token minted from the replayed code"
+pass "$STEP"
+
+step "resource indicator (RFC 8707)"
+get_code "$RESOURCE"
+exchange "$CODE" "$VERIFIER" --data-urlencode "resource=$RESOURCE"
+expect_tokens "the exchange with resource=$RESOURCE"
+expect_token_refused "$ACCESS_TOKEN" "a token for $RESOURCE"
+pass "$STEP: token for $RESOURCE, refused by authgate's own API"
+
+step "a different resource at the token endpoint is refused"
+get_code "$RESOURCE"
+exchange "$CODE" "$VERIFIER" --data-urlencode "resource=$OTHER_RESOURCE"
+expect_oauth_error 400 invalid_target "the exchange with resource=$OTHER_RESOURCE"
+exchange "$CODE" "$VERIFIER"
+expect_tokens "the exchange of the same code without resource"
+pass "$STEP: invalid_target; omitting resource is allowed"
+
+step "refresh (client_secret_basic)"
+refresh "$REFRESH1"
+expect_tokens "the refresh request"
+ACCESS2="$ACCESS_TOKEN" REFRESH2="$REFRESH_TOKEN"
+[ "$ACCESS2" != "$ACCESS1" ] || die "the refresh returned the same access token"
+[ "$REFRESH2" != "$REFRESH1" ] || die "the refresh token was not rotated"
+expect_token_works "$ACCESS2" "the refreshed access token"
+pass "$STEP: new access token, rotated refresh token"
+
+step "reusing a rotated refresh token revokes the family (OAuth 2.1 §4.3.1)"
+if [ "$GRACE" -gt 0 ]; then
+    printf '  waiting %ss for the refresh reuse grace period\n' "$((GRACE + 1))"
+    sleep "$((GRACE + 1))"
+fi
+refresh "$REFRESH1"
+expect_oauth_error 400 invalid_grant "the reuse of the old refresh token"
+refresh "$REFRESH2"
+expect_oauth_error 400 invalid_grant "the newest refresh token after the reuse"
+expect_token_refused "$ACCESS2" "an access token of the revoked family"
+pass "$STEP"
+
+step "withdraw the app's tokens (DELETE /oauth2/tokens)"
+get_code
+exchange "$CODE" "$VERIFIER"
+expect_tokens "the token request"
+expect_token_works "$ACCESS_TOKEN" "a fresh access token"
+http DELETE "$AUTHGATE_URL/oauth2/tokens?client_id=$(urlencode "$CLIENT_ID")"
+expect_status 204 "DELETE /oauth2/tokens?client_id=$CLIENT_ID"
+expect_token_refused "$ACCESS_TOKEN" "a withdrawn access token"
+refresh "$REFRESH_TOKEN"
+expect_oauth_error 400 invalid_grant "the refresh with a withdrawn refresh token"
+pass "$STEP: access and refresh token revoked"
+
+step "delete the test app"
+CLEANUP_OUT="$("$HERE/cleanup-test-app.sh" "$CLIENT_ID" 2>&1)" || die "$CLEANUP_OUT"
+CLEANED=1
+api GET "/api/v2/oauth2-provider/apps/$CLIENT_ID"
+expect_status 404 "GET /api/v2/oauth2-provider/apps/$CLIENT_ID after the deletion"
+pass "$STEP"
+
+cleanup
+printf '%d passed, 0 failed\n' "$PASSED"

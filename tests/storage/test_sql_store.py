@@ -1,0 +1,128 @@
+"""What only the SQL store has: URLs, connection settings, in-memory mode, failure mapping."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from authgate.core.ports import StoreUnavailableError
+from authgate.storage import open_store, schema_status, upgrade
+from authgate.storage.sql.engine import parse_url
+from tests.storage import store_builders as b
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/authgate"
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgresql://u:p@db.internal:5432/authgate", "postgresql+psycopg"),
+        ("postgres://u@db/authgate", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@db/authgate", "postgresql+psycopg"),
+        ("postgresql+psycopg2://u@db/authgate", "postgresql+psycopg"),
+        ("sqlite:///var/lib/authgate/authgate.db", "sqlite+pysqlite"),
+        ("sqlite://", "sqlite+pysqlite"),
+    ],
+)
+def test_urls_map_to_the_shipped_drivers(url: str, driver: str) -> None:
+    parsed = parse_url(url)
+    assert parsed.drivername == driver
+    assert parsed.database == parse_url(url).database
+
+
+@pytest.mark.parametrize("url", ["mysql://u@db/authgate", "sqlite+aiosqlite:///x.db"])
+def test_other_databases_are_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        open_store(url)
+
+
+def test_sqlite_connection_settings(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'authgate.db'}"
+    upgrade(url)
+    store = open_store(url)
+    try:
+        with store.engine.connect() as conn:
+            pragmas = {
+                name: conn.execute(text(f"PRAGMA {name}")).scalar_one()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
+            }
+    finally:
+        store.close()
+    assert pragmas == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "busy_timeout": 5000,
+        "synchronous": 1,
+    }
+
+
+def test_sqlite_stores_utc(tmp_path: Path) -> None:
+    """Whatever zone the caller used, the column holds the UTC wall time."""
+    url = f"sqlite:///{tmp_path / 'authgate.db'}"
+    upgrade(url)
+    store = open_store(url)
+    try:
+        store.create_user(b.user(id="u1", created_at=b.at(0).astimezone(b.PLUS_TWO)))
+        with store.engine.connect() as conn:
+            raw = conn.execute(text("SELECT created_at FROM users WHERE id = 'u1'")).scalar_one()
+    finally:
+        store.close()
+    assert raw == "2026-03-04 05:06:07.123456"
+
+
+def test_in_memory_store_is_migrated_and_shared_between_threads() -> None:
+    store = open_store("sqlite://")
+    try:
+        u, a = b.user(), b.app()
+        store.create_user(u)
+        store.create_app(a)
+        c = b.code(a.id, u.id)
+        store.create_code(c)
+        grants = [b.grant(a.id, u.id) for _ in range(8)]
+        results: list[bool] = []
+        barrier = threading.Barrier(8)
+
+        def redeem(i: int) -> None:
+            barrier.wait()
+            results.append(
+                store.redeem_code(c.id, b.at(1), grants[i], b.access(grants[i], a.id), None)
+            )
+
+        threads = [threading.Thread(target=redeem, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert sorted(results) == [False] * 7 + [True]
+        assert sum(store.get_grant(g.id) is not None for g in grants) == 1
+    finally:
+        store.close()
+
+
+def test_unreachable_database_is_unavailable() -> None:
+    store = open_store(UNREACHABLE)
+    try:
+        assert store.ping() is False
+        with pytest.raises(StoreUnavailableError):
+            store.get_user("u1")
+        with pytest.raises(StoreUnavailableError):
+            store.create_user(b.user())
+    finally:
+        store.close()
+    with pytest.raises(StoreUnavailableError):
+        schema_status(UNREACHABLE)
+    with pytest.raises(StoreUnavailableError):
+        upgrade(UNREACHABLE)
+
+
+def test_store_without_schema_is_unavailable(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        assert store.ping() is True
+        with pytest.raises(StoreUnavailableError):
+            store.count_users()
+    finally:
+        store.close()
