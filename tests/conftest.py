@@ -31,8 +31,9 @@ ISSUER = "http://testserver"
 def _pg_template() -> str:
     """Migrate one template database per session; each test clones it (fast)."""
     assert PG_URL is not None
-    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        PG_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
     name = f"authgate_tpl_{os.getpid()}"
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
@@ -73,8 +74,9 @@ def database_url(
             pytest.fail("AUTHGATE_REQUIRE_POSTGRES=1 but AUTHGATE_TEST_POSTGRES_URL is not set")
         pytest.skip("PostgreSQL not configured (set AUTHGATE_TEST_POSTGRES_URL)")
     name = f"authgate_t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"),
-                             isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        PG_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
     yield _pg_db_url(name)
@@ -193,5 +195,7 @@ def issued(services: Services, app_id: str) -> Issued:
         "AND revoked_at IS NULL",
     }
     with services.store.engine.connect() as conn:
-        values = {k: int(conn.execute(sa.text(q), {"a": app_id}).scalar_one()) for k, q in queries.items()}
+        values = {
+            k: int(conn.execute(sa.text(q), {"a": app_id}).scalar_one()) for k, q in queries.items()
+        }
     return Issued(**values)

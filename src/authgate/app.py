@@ -78,13 +78,19 @@ def check_schema(settings: Settings) -> None:
         )
 
 
-def build_services(settings: Settings, *, dev: bool = False, clock: Clock | None = None) -> Services:
+def build_services(
+    settings: Settings, *, dev: bool = False, clock: Clock | None = None
+) -> Services:
     key = secret_key_bytes(settings, dev=dev)
     store = storage.open_store(settings.resolved_database_url)
-    ctx = Context(store=store, clock=clock or SystemClock(), policy=policy_from(settings), secret_key=key)
+    ctx = Context(
+        store=store, clock=clock or SystemClock(), policy=policy_from(settings), secret_key=key
+    )
     return Services(settings=settings, store=store, ctx=ctx)
 
 
-def create_app(settings: Settings, *, dev: bool = False, services: Services | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, *, dev: bool = False, services: Services | None = None
+) -> FastAPI:
     services = services or build_services(settings, dev=dev)
     return build_app(services.ctx, settings)

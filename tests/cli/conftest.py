@@ -31,7 +31,8 @@ class Cli:
 
     def settings(self) -> Settings:
         """The settings the CLI sees (passed as a mapping: mypy has no pydantic plugin here)."""
-        return Settings(**{"data_dir": self.data_dir, "issuer": ISSUER})
+        values: dict[str, Any] = {"data_dir": self.data_dir, "issuer": ISSUER}
+        return Settings(**values)
 
     def run(self, *args: str, input: str | None = None) -> Result:
         return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)

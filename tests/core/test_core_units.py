@@ -30,8 +30,9 @@ REDIRECT = "http://127.0.0.1:9876/callback"
 
 @pytest.fixture
 def ctx() -> Context:
-    return Context(InMemoryStore(), MovableClock(), Policy(issuer=ISSUER, default_audience=ISSUER),
-                   b"k" * 32)
+    return Context(
+        InMemoryStore(), MovableClock(), Policy(issuer=ISSUER, default_audience=ISSUER), b"k" * 32
+    )
 
 
 class TestSecrets:
@@ -133,10 +134,16 @@ def test_params_repetition_is_lazy() -> None:
 
 def test_public_app_rules(ctx: Context) -> None:
     with pytest.raises(ValidationFailed):
-        clients.create_app(ctx, SYSTEM, clients.AppFields(
-            name="x", redirect_uris=[REDIRECT], client_type="public", require_pkce=False))
-    app = clients.create_app(ctx, SYSTEM, clients.AppFields(
-        name="x", redirect_uris=[REDIRECT], client_type="public"))
+        clients.create_app(
+            ctx,
+            SYSTEM,
+            clients.AppFields(
+                name="x", redirect_uris=[REDIRECT], client_type="public", require_pkce=False
+            ),
+        )
+    app = clients.create_app(
+        ctx, SYSTEM, clients.AppFields(name="x", redirect_uris=[REDIRECT], client_type="public")
+    )
     assert app.token_endpoint_auth_method == "none" and app.require_pkce
     with pytest.raises(ValidationFailed):
         clients.create_secret(ctx, SYSTEM, app.id)
@@ -146,11 +153,17 @@ def test_public_app_rules(ctx: Context) -> None:
 
 def _code(ctx: Context, app_id: str, verifier: str) -> str:
     user = ctx.store.get_user_by_username("u") or create_user(
-        ctx, SYSTEM, username="u", password="password123")
-    params = Params.from_pairs([
-        ("client_id", app_id), ("response_type", "code"), ("redirect_uri", REDIRECT),
-        ("code_challenge", s256(verifier)), ("state", "s"),
-    ])
+        ctx, SYSTEM, username="u", password="password123"
+    )
+    params = Params.from_pairs(
+        [
+            ("client_id", app_id),
+            ("response_type", "code"),
+            ("redirect_uri", REDIRECT),
+            ("code_challenge", s256(verifier)),
+            ("state", "s"),
+        ]
+    )
     request = authorize.validate(ctx, params)
     url = authorize.issue_code(ctx, request, user, ctx.clock.now())
     query = parse_qs(urlsplit(url).query)
@@ -159,14 +172,20 @@ def _code(ctx: Context, app_id: str, verifier: str) -> str:
 
 
 def test_concurrent_redemptions_mint_one_token(ctx: Context) -> None:
-    app = clients.create_app(ctx, SYSTEM, clients.AppFields(name="x", redirect_uris=[REDIRECT],
-                                                            client_type="public"))
+    app = clients.create_app(
+        ctx, SYSTEM, clients.AppFields(name="x", redirect_uris=[REDIRECT], client_type="public")
+    )
     verifier = "v" * 50
     code = _code(ctx, app.id, verifier)
-    params = Params.from_pairs([
-        ("grant_type", "authorization_code"), ("code", code), ("client_id", app.id),
-        ("redirect_uri", REDIRECT), ("code_verifier", verifier),
-    ])
+    params = Params.from_pairs(
+        [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("client_id", app.id),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ]
+    )
     results: list[str] = []
     barrier = threading.Barrier(8)
 
@@ -187,15 +206,20 @@ def test_concurrent_redemptions_mint_one_token(ctx: Context) -> None:
 
 
 def test_expiry_uses_the_injected_clock(ctx: Context) -> None:
-    app = clients.create_app(ctx, SYSTEM, clients.AppFields(name="x", redirect_uris=[REDIRECT],
-                                                            client_type="public"))
+    app = clients.create_app(
+        ctx, SYSTEM, clients.AppFields(name="x", redirect_uris=[REDIRECT], client_type="public")
+    )
     code = _code(ctx, app.id, "w" * 43)
     assert isinstance(ctx.clock, MovableClock)
     ctx.clock.advance(seconds=601)
-    params = Params.from_pairs([
-        ("grant_type", "authorization_code"), ("code", code), ("client_id", app.id),
-        ("code_verifier", "w" * 43),
-    ])
+    params = Params.from_pairs(
+        [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("client_id", app.id),
+            ("code_verifier", "w" * 43),
+        ]
+    )
     with pytest.raises(InvalidGrantError):
         token.exchange(ctx, params, None, SYSTEM)
     assert isinstance(ctx.clock.now(), datetime)

@@ -77,7 +77,9 @@ def test_unregistered_redirect_uri_is_a_page_not_a_redirect(
 @pytest.mark.parametrize(
     ("registered", "requested"),
     [
-        pytest.param("http://localhost:8080/cb", "http://localhost:51234/cb", id="8252-7.3-localhost"),
+        pytest.param(
+            "http://localhost:8080/cb", "http://localhost:51234/cb", id="8252-7.3-localhost"
+        ),
         pytest.param("http://127.0.0.1/cb", "http://127.0.0.1:9999/cb", id="8252-7.3-ipv4"),
         pytest.param("http://[::1]:1/cb", "http://[::1]:2/cb", id="8252-7.3-ipv6"),
     ],
@@ -87,7 +89,9 @@ def test_loopback_port_may_vary(
 ) -> None:
     app = make_client(services, redirect_uris=[registered])
     pkce = generate_pkce()
-    resp = decide(signed_in, authorize_url(app.id, redirect_uri=requested, challenge=pkce.challenge))
+    resp = decide(
+        signed_in, authorize_url(app.id, redirect_uri=requested, challenge=pkce.challenge)
+    )
     assert resp.headers["location"].startswith(requested + "?")
     assert "code" in callback_params(resp)
 
@@ -128,7 +132,8 @@ def test_single_registered_redirect_uri_is_the_default(
 def test_registered_query_is_kept(signed_in: TestClient, services: Services) -> None:
     app = make_client(services, redirect_uris=["http://localhost:9876/cb?tenant=a"])
     url = authorize_url(
-        app.id, redirect_uri="http://localhost:9876/cb?tenant=a",
+        app.id,
+        redirect_uri="http://localhost:9876/cb?tenant=a",
         challenge=generate_pkce().challenge,
     )
     params = callback_params(decide(signed_in, url))
@@ -165,18 +170,25 @@ def test_repeated_redirect_uri_is_a_page(signed_in: TestClient, confidential: Cl
 
 VERIFIED_CLIENT_ERRORS = [
     pytest.param({"response_type": "token"}, "unsupported_response_type", id="4.1.2.1-implicit"),
-    pytest.param({"response_type": "code id_token"}, "unsupported_response_type", id="4.1.2.1-hybrid"),
+    pytest.param(
+        {"response_type": "code id_token"}, "unsupported_response_type", id="4.1.2.1-hybrid"
+    ),
     pytest.param({"response_type": ""}, "invalid_request", id="4.1.2.1-empty-response_type"),
-    pytest.param({"scope": "bad\"scope"}, "invalid_scope", id="3.3-malformed-scope"),
+    pytest.param({"scope": 'bad"scope'}, "invalid_scope", id="3.3-malformed-scope"),
     pytest.param({"state": "s" * 3000}, "invalid_request", id="4.1.1-oversize-state"),
-    pytest.param({"code_challenge_method": "S512"}, "invalid_request", id="7636-4.3-unknown-method"),
+    pytest.param(
+        {"code_challenge_method": "S512"}, "invalid_request", id="7636-4.3-unknown-method"
+    ),
 ]
 
 
 @pytest.mark.parametrize(("override", "error"), VERIFIED_CLIENT_ERRORS)
 def test_errors_after_verification_redirect_with_state_and_iss(
-    signed_in: TestClient, services: Services, confidential: Client,
-    override: dict[str, str], error: str,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
+    override: dict[str, str],
+    error: str,
 ) -> None:
     pkce = generate_pkce()
     params = {
@@ -210,7 +222,8 @@ def test_repeated_state_is_redirected_invalid_request(
 
 def test_unknown_parameters_are_ignored(signed_in: TestClient, confidential: Client) -> None:
     url = authorize_url(
-        confidential.id, challenge=generate_pkce().challenge,
+        confidential.id,
+        challenge=generate_pkce().challenge,
         extra={"foo": "bar", "client_secret": "ignored"},
     )
     assert "code" in callback_params(decide(signed_in, url))
@@ -253,10 +266,15 @@ def test_deny_redirects_access_denied(
 
 
 def test_consent_page_shows_what_is_asked(signed_in: TestClient, services: Services) -> None:
-    app = make_client(services, name="<b>Evil</b> & Co", icon="https://cdn.example.com/i.png",
-                      scope="read write")
-    url = authorize_url(app.id, challenge=generate_pkce().challenge, scope="read",
-                        resource="https://mcp.example.com/mcp")
+    app = make_client(
+        services, name="<b>Evil</b> & Co", icon="https://cdn.example.com/i.png", scope="read write"
+    )
+    url = authorize_url(
+        app.id,
+        challenge=generate_pkce().challenge,
+        scope="read",
+        resource="https://mcp.example.com/mcp",
+    )
     page = signed_in.get(url)
     assert page.status_code == 200
     assert "&lt;b&gt;Evil&lt;/b&gt; &amp; Co" in page.text and "<b>Evil</b>" not in page.text
@@ -300,7 +318,11 @@ def test_consent_post_without_valid_csrf_changes_nothing(
 
 
 def test_csrf_token_of_another_session_is_refused(
-    client: TestClient, services: Services, confidential: Client, alice, admin  # type: ignore[no-untyped-def]
+    client: TestClient,
+    services: Services,
+    confidential: Client,
+    alice,
+    admin,  # type: ignore[no-untyped-def]
 ) -> None:
     from tests.flows import login
 
@@ -309,8 +331,9 @@ def test_csrf_token_of_another_session_is_refused(
     admin_token = csrf_from(client.get(url))
     client.cookies.clear()
     login(client, alice.user.username, alice.password)
-    resp = client.post(url, data={"decision": "allow", "csrf_token": admin_token},
-                       follow_redirects=False)
+    resp = client.post(
+        url, data={"decision": "allow", "csrf_token": admin_token}, follow_redirects=False
+    )
     assert_error_page(resp, 403, "access_denied")
     assert _code_count(services, confidential.id) == 0
 
@@ -328,6 +351,7 @@ def test_authorize_has_no_cors(signed_in: TestClient, confidential: Client) -> N
     url = authorize_url(confidential.id, challenge=generate_pkce().challenge)
     resp = signed_in.get(url, headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in resp.headers
-    pre = signed_in.options(url, headers={"Origin": "https://evil.example",
-                                          "Access-Control-Request-Method": "POST"})
+    pre = signed_in.options(
+        url, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert "access-control-allow-origin" not in pre.headers

@@ -28,8 +28,9 @@ def _tokens(client: TestClient, app: Client, **kwargs: Any) -> dict[str, Any]:
     pkce = generate_pkce()
     code = authorize(client, app.id, challenge=pkce.challenge, **kwargs)
     return assert_token_response(
-        exchange_code(client, code, client_id=app.id, client_secret=app.secret,
-                      verifier=pkce.verifier)
+        exchange_code(
+            client, code, client_id=app.id, client_secret=app.secret, verifier=pkce.verifier
+        )
     )
 
 
@@ -41,8 +42,12 @@ def _me(client: TestClient, token: str) -> int:
 def test_rotation(signed_in: TestClient, services: Services, confidential: Client) -> None:
     first = _tokens(signed_in, confidential)
     second = assert_token_response(
-        refresh(signed_in, first["refresh_token"], client_id=confidential.id,
-                client_secret=confidential.secret)
+        refresh(
+            signed_in,
+            first["refresh_token"],
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+        )
     )
     assert second["access_token"] != first["access_token"]
     assert second["refresh_token"] != first["refresh_token"]
@@ -56,13 +61,23 @@ def test_reuse_within_grace_reissues_in_family(
     signed_in: TestClient, services: Services, confidential: Client, clock: MovableClock
 ) -> None:
     first = _tokens(signed_in, confidential)
-    second = assert_token_response(refresh(signed_in, first["refresh_token"],
-                                           client_id=confidential.id,
-                                           client_secret=confidential.secret))
+    second = assert_token_response(
+        refresh(
+            signed_in,
+            first["refresh_token"],
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+        )
+    )
     clock.advance(seconds=5)
-    retry = assert_token_response(refresh(signed_in, first["refresh_token"],
-                                          client_id=confidential.id,
-                                          client_secret=confidential.secret))
+    retry = assert_token_response(
+        refresh(
+            signed_in,
+            first["refresh_token"],
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+        )
+    )
     assert retry["refresh_token"] not in (first["refresh_token"], second["refresh_token"])
     assert _me(signed_in, second["access_token"]) == 200
     assert _me(signed_in, retry["access_token"]) == 200
@@ -73,19 +88,36 @@ def test_reuse_after_grace_revokes_family(
     signed_in: TestClient, services: Services, confidential: Client, clock: MovableClock
 ) -> None:
     first = _tokens(signed_in, confidential)
-    second = assert_token_response(refresh(signed_in, first["refresh_token"],
-                                           client_id=confidential.id,
-                                           client_secret=confidential.secret))
+    second = assert_token_response(
+        refresh(
+            signed_in,
+            first["refresh_token"],
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+        )
+    )
     clock.advance(seconds=11)
-    replay = refresh(signed_in, first["refresh_token"], client_id=confidential.id,
-                     client_secret=confidential.secret)
+    replay = refresh(
+        signed_in,
+        first["refresh_token"],
+        client_id=confidential.id,
+        client_secret=confidential.secret,
+    )
     body = assert_oauth_error(replay, 400, "invalid_grant")
     assert body["error_description"] == "The refresh token is invalid or expired"
     assert issued(services, confidential.id).live_access == 0
     assert _me(signed_in, second["access_token"]) == 401
     # The legitimate holder's newest refresh token is dead too.
-    assert_oauth_error(refresh(signed_in, second["refresh_token"], client_id=confidential.id,
-                               client_secret=confidential.secret), 400, "invalid_grant")
+    assert_oauth_error(
+        refresh(
+            signed_in,
+            second["refresh_token"],
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+        ),
+        400,
+        "invalid_grant",
+    )
     events, count = services.store.list_audit(AuditQuery(action="refresh_token.reused"))
     assert count == 1
     assert events[0].details["app_id"] == confidential.id
@@ -100,10 +132,10 @@ def test_strict_mode_revokes_at_once(settings: Settings, clock: MovableClock) ->
     with TestClient(create_app(strict, services=services), base_url=ISSUER) as client:
         login(client, account.user.username, account.password)
         first = _tokens(client, app)
-        assert_token_response(refresh(client, first["refresh_token"], client_id=app.id,
-                                      client_secret=app.secret))
-        replay = refresh(client, first["refresh_token"], client_id=app.id,
-                         client_secret=app.secret)
+        assert_token_response(
+            refresh(client, first["refresh_token"], client_id=app.id, client_secret=app.secret)
+        )
+        replay = refresh(client, first["refresh_token"], client_id=app.id, client_secret=app.secret)
         assert_oauth_error(replay, 400, "invalid_grant")
     assert issued(services, app.id).live_access == 0
     services.store.close()
@@ -135,8 +167,12 @@ def test_expired_refresh_token(
 ) -> None:
     first = _tokens(signed_in, confidential)
     clock.advance(days=31)
-    resp = refresh(signed_in, first["refresh_token"], client_id=confidential.id,
-                   client_secret=confidential.secret)
+    resp = refresh(
+        signed_in,
+        first["refresh_token"],
+        client_id=confidential.id,
+        client_secret=confidential.secret,
+    )
     assert_oauth_error(resp, 400, "invalid_grant")
     assert issued(services, confidential.id).refresh == 1
 
@@ -146,13 +182,20 @@ def test_refresh_needs_client_authentication(
 ) -> None:
     first = _tokens(signed_in, confidential)
     for secret in (None, "agcs_wrong"):
-        resp = refresh(signed_in, first["refresh_token"], client_id=confidential.id,
-                       client_secret=secret)
+        resp = refresh(
+            signed_in, first["refresh_token"], client_id=confidential.id, client_secret=secret
+        )
         assert_oauth_error(resp, 401, "invalid_client")
     assert issued(services, confidential.id).refresh == 1
     # Not consumed by the failures.
-    assert_token_response(refresh(signed_in, first["refresh_token"], client_id=confidential.id,
-                                  client_secret=confidential.secret))
+    assert_token_response(
+        refresh(
+            signed_in,
+            first["refresh_token"],
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+        )
+    )
 
 
 def test_refresh_token_of_another_client(
@@ -160,27 +203,51 @@ def test_refresh_token_of_another_client(
 ) -> None:
     other = make_client(services, name="Other")
     first = _tokens(signed_in, confidential)
-    resp = refresh(signed_in, first["refresh_token"], client_id=other.id,
-                   client_secret=other.secret)
+    resp = refresh(
+        signed_in, first["refresh_token"], client_id=other.id, client_secret=other.secret
+    )
     assert_oauth_error(resp, 400, "invalid_grant")
     assert issued(services, other.id).access == 0
-    assert_token_response(refresh(signed_in, first["refresh_token"], client_id=confidential.id,
-                                  client_secret=confidential.secret))
+    assert_token_response(
+        refresh(
+            signed_in,
+            first["refresh_token"],
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+        )
+    )
 
 
 def test_scope_may_narrow_never_widen(signed_in: TestClient, services: Services) -> None:
     app = make_client(services, scope="read write")
     first = _tokens(signed_in, app, scope="read write")
     assert first["scope"] == "read write"
-    wide = refresh(signed_in, first["refresh_token"], client_id=app.id, client_secret=app.secret,
-                   scope="read write admin")
+    wide = refresh(
+        signed_in,
+        first["refresh_token"],
+        client_id=app.id,
+        client_secret=app.secret,
+        scope="read write admin",
+    )
     assert_oauth_error(wide, 400, "invalid_scope")
-    narrow = assert_token_response(refresh(signed_in, first["refresh_token"], client_id=app.id,
-                                           client_secret=app.secret, scope="read"))
+    narrow = assert_token_response(
+        refresh(
+            signed_in,
+            first["refresh_token"],
+            client_id=app.id,
+            client_secret=app.secret,
+            scope="read",
+        )
+    )
     assert narrow["scope"] == "read"
     # Once narrowed, the family cannot grow back.
-    again = refresh(signed_in, narrow["refresh_token"], client_id=app.id,
-                    client_secret=app.secret, scope="read write")
+    again = refresh(
+        signed_in,
+        narrow["refresh_token"],
+        client_id=app.id,
+        client_secret=app.secret,
+        scope="read write",
+    )
     assert_oauth_error(again, 400, "invalid_scope")
 
 

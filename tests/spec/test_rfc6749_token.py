@@ -53,8 +53,12 @@ def test_success_post_and_basic(
         pkce = generate_pkce()
         code = authorize(signed_in, confidential.id, challenge=pkce.challenge)
         resp = exchange_code(
-            signed_in, code, client_id=confidential.id, client_secret=confidential.secret,
-            verifier=pkce.verifier, basic=basic,
+            signed_in,
+            code,
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+            verifier=pkce.verifier,
+            basic=basic,
         )
         body = assert_token_response(resp)
         assert body["refresh_token"].startswith("agrt_")
@@ -75,12 +79,15 @@ def test_singular_token_path_is_an_alias(
 
 
 def test_access_token_works_on_users_me(
-    signed_in: TestClient, confidential: Client, code_and_verifier: tuple[str, str], alice  # type: ignore[no-untyped-def]
+    signed_in: TestClient,
+    confidential: Client,
+    code_and_verifier: tuple[str, str],
+    alice,  # type: ignore[no-untyped-def]
 ) -> None:
     code, verifier = code_and_verifier
-    token = assert_token_response(
-        token_request(signed_in, _base(code, verifier, confidential))
-    )["access_token"]
+    token = assert_token_response(token_request(signed_in, _base(code, verifier, confidential)))[
+        "access_token"
+    ]
     signed_in.cookies.clear()
     me = signed_in.get("/api/v2/users/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200, me.text
@@ -99,8 +106,11 @@ MALFORMED_SECRETS = [
 
 @pytest.mark.parametrize("secret", MALFORMED_SECRETS)
 def test_malformed_client_secret(
-    signed_in: TestClient, services: Services, confidential: Client,
-    code_and_verifier: tuple[str, str], secret: str,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
+    code_and_verifier: tuple[str, str],
+    secret: str,
 ) -> None:
     code, verifier = code_and_verifier
     data = _base(code, verifier, confidential) | {"client_secret": secret}
@@ -110,7 +120,9 @@ def test_malformed_client_secret(
 
 
 def test_secret_of_another_app(
-    signed_in: TestClient, services: Services, confidential: Client,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
     code_and_verifier: tuple[str, str],
 ) -> None:
     other = make_client(services, name="Other")
@@ -126,16 +138,26 @@ def test_secret_of_another_app(
         pytest.param("Basic !!!notbase64", None, id="2.3.1-not-base64"),
         pytest.param("Basic " + base64.b64encode(b"no-colon").decode(), None, id="2.3.1-no-colon"),
         pytest.param("Basic " + base64.b64encode(b":secret").decode(), None, id="2.3.1-empty-id"),
-        pytest.param("Basic " + base64.b64encode(b"\xff\xfe:x").decode(), None, id="2.3.1-not-utf8"),
+        pytest.param(
+            "Basic " + base64.b64encode(b"\xff\xfe:x").decode(), None, id="2.3.1-not-utf8"
+        ),
     ],
 )
 def test_malformed_basic_header(
-    signed_in: TestClient, services: Services, confidential: Client,
-    code_and_verifier: tuple[str, str], header: str, desc: str | None,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
+    code_and_verifier: tuple[str, str],
+    header: str,
+    desc: str | None,
 ) -> None:
     code, verifier = code_and_verifier
-    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-            "redirect_uri": REDIRECT_URI}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "redirect_uri": REDIRECT_URI,
+    }
     resp = signed_in.post("/oauth2/tokens", data=data, headers={"Authorization": header})
     assert_oauth_error(resp, 401, "invalid_client")
     assert resp.headers["www-authenticate"].startswith("Basic")
@@ -143,12 +165,18 @@ def test_malformed_basic_header(
 
 
 def test_wrong_basic_secret_has_www_authenticate(
-    signed_in: TestClient, services: Services, confidential: Client,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
     code_and_verifier: tuple[str, str],
 ) -> None:
     code, verifier = code_and_verifier
-    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-            "redirect_uri": REDIRECT_URI}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "redirect_uri": REDIRECT_URI,
+    }
     resp = token_request(signed_in, data, basic=(confidential.id, "agcs_wrong"))
     assert_oauth_error(resp, 401, "invalid_client")
     assert resp.headers["www-authenticate"] == 'Basic realm="authgate", charset="UTF-8"'
@@ -166,7 +194,9 @@ def test_post_failure_has_no_www_authenticate(
 
 
 def test_basic_and_post_at_once_is_invalid_request(
-    signed_in: TestClient, services: Services, confidential: Client,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
     code_and_verifier: tuple[str, str],
 ) -> None:
     code, verifier = code_and_verifier
@@ -179,7 +209,9 @@ def test_basic_and_post_at_once_is_invalid_request(
 @pytest.mark.parametrize(
     ("change", "status", "error"),
     [
-        pytest.param({"client_id": "non-existent-client"}, 401, "invalid_client", id="2.3-unknown-client"),
+        pytest.param(
+            {"client_id": "non-existent-client"}, 401, "invalid_client", id="2.3-unknown-client"
+        ),
         pytest.param({"client_id": ""}, 401, "invalid_client", id="2.3-empty-client_id"),
         pytest.param({"client_secret": ""}, 401, "invalid_client", id="2.3-missing-secret"),
         pytest.param({"code": ""}, 400, "invalid_request", id="4.1.3-missing-code"),
@@ -187,13 +219,23 @@ def test_basic_and_post_at_once_is_invalid_request(
         pytest.param({"grant_type": ""}, 400, "unsupported_grant_type", id="5.2-empty-grant_type"),
         pytest.param({"grant_type": "implicit"}, 400, "unsupported_grant_type", id="5.2-implicit"),
         pytest.param({"grant_type": "password"}, 400, "unsupported_grant_type", id="5.2-password"),
-        pytest.param({"redirect_uri": "http://localhost:9876/other"}, 400, "invalid_grant", id="4.1.3-redirect-mismatch"),
+        pytest.param(
+            {"redirect_uri": "http://localhost:9876/other"},
+            400,
+            "invalid_grant",
+            id="4.1.3-redirect-mismatch",
+        ),
         pytest.param({"redirect_uri": ""}, 400, "invalid_grant", id="4.1.3-redirect-missing"),
     ],
 )
 def test_token_request_errors(
-    signed_in: TestClient, services: Services, confidential: Client,
-    code_and_verifier: tuple[str, str], change: dict[str, str], status: int, error: str,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
+    code_and_verifier: tuple[str, str],
+    change: dict[str, str],
+    status: int,
+    error: str,
 ) -> None:
     code, verifier = code_and_verifier
     data = _base(code, verifier, confidential) | change
@@ -212,8 +254,11 @@ MALFORMED_CODES = [
 
 @pytest.mark.parametrize("bad_code", MALFORMED_CODES)
 def test_malformed_codes(
-    signed_in: TestClient, services: Services, confidential: Client,
-    code_and_verifier: tuple[str, str], bad_code: str,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
+    code_and_verifier: tuple[str, str],
+    bad_code: str,
 ) -> None:
     _, verifier = code_and_verifier
     data = _base(bad_code, verifier, confidential)
@@ -223,21 +268,27 @@ def test_malformed_codes(
 
 
 def test_tampered_code_secret(
-    signed_in: TestClient, services: Services, confidential: Client,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
     code_and_verifier: tuple[str, str],
 ) -> None:
     code, verifier = code_and_verifier
     head, prefix, rest = code.split("_")
     # Same prefix, a different secret whose checksum is recomputed would still fail the hash.
     tampered = f"{head}_{prefix}_{rest[::-1]}"
-    assert_oauth_error(token_request(signed_in, _base(tampered, verifier, confidential)), 400,
-                       "invalid_grant")
+    assert_oauth_error(
+        token_request(signed_in, _base(tampered, verifier, confidential)), 400, "invalid_grant"
+    )
     assert_token_response(token_request(signed_in, _base(code, verifier, confidential)))
 
 
 def test_expired_code(
-    signed_in: TestClient, services: Services, confidential: Client,
-    code_and_verifier: tuple[str, str], clock: MovableClock,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
+    code_and_verifier: tuple[str, str],
+    clock: MovableClock,
 ) -> None:
     code, verifier = code_and_verifier
     clock.advance(seconds=601)
@@ -249,7 +300,9 @@ def test_expired_code(
 
 
 def test_code_of_another_client(
-    signed_in: TestClient, services: Services, confidential: Client,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
     code_and_verifier: tuple[str, str],
 ) -> None:
     other = make_client(services, name="Other")
@@ -263,8 +316,11 @@ def test_code_of_another_client(
 
 
 def test_reused_code_revokes_what_it_issued(
-    signed_in: TestClient, services: Services, confidential: Client,
-    code_and_verifier: tuple[str, str], alice,  # type: ignore[no-untyped-def]
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
+    code_and_verifier: tuple[str, str],
+    alice,  # type: ignore[no-untyped-def]
 ) -> None:
     code, verifier = code_and_verifier
     first = assert_token_response(token_request(signed_in, _base(code, verifier, confidential)))
@@ -273,13 +329,19 @@ def test_reused_code_revokes_what_it_issued(
     state = issued(services, confidential.id)
     assert (state.access, state.live_access, state.grants) == (1, 0, 1)
     signed_in.cookies.clear()
-    me = signed_in.get("/api/v2/users/me",
-                       headers={"Authorization": f"Bearer {first['access_token']}"})
+    me = signed_in.get(
+        "/api/v2/users/me", headers={"Authorization": f"Bearer {first['access_token']}"}
+    )
     assert me.status_code == 401
-    again = token_request(signed_in, {
-        "grant_type": "refresh_token", "refresh_token": first["refresh_token"],
-        "client_id": confidential.id, "client_secret": confidential.secret or "",
-    })
+    again = token_request(
+        signed_in,
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+            "client_id": confidential.id,
+            "client_secret": confidential.secret or "",
+        },
+    )
     assert_oauth_error(again, 400, "invalid_grant")
     events, _ = services.store.list_audit(
         __import__("authgate.core.models", fromlist=["AuditQuery"]).AuditQuery(
@@ -290,9 +352,7 @@ def test_reused_code_revokes_what_it_issued(
     assert code not in str(events[0].details)
 
 
-def test_scope_at_exchange_is_ignored(
-    signed_in: TestClient, services: Services
-) -> None:
+def test_scope_at_exchange_is_ignored(signed_in: TestClient, services: Services) -> None:
     app = make_client(services, scope="read write")
     pkce = generate_pkce()
     code = authorize(signed_in, app.id, challenge=pkce.challenge, scope="read")
@@ -311,26 +371,37 @@ def test_scope_at_exchange_is_ignored(
     ],
 )
 def test_repeated_parameters(
-    signed_in: TestClient, services: Services, confidential: Client,
-    code_and_verifier: tuple[str, str], name: str,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
+    code_and_verifier: tuple[str, str],
+    name: str,
 ) -> None:
     code, verifier = code_and_verifier
     data = _base(code, verifier, confidential)
     pairs = [*data.items(), (name, data[name])]
-    resp = signed_in.post("/oauth2/tokens", content=httpx.QueryParams(pairs).__str__(),
-                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    resp = signed_in.post(
+        "/oauth2/tokens",
+        content=httpx.QueryParams(pairs).__str__(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert_oauth_error(resp, 400, "invalid_request", name)
     assert_nothing_issued(services, confidential.id)
 
 
 def test_repeated_grant_type(
-    signed_in: TestClient, services: Services, confidential: Client,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
     code_and_verifier: tuple[str, str],
 ) -> None:
     code, verifier = code_and_verifier
     pairs = [*_base(code, verifier, confidential).items(), ("grant_type", "authorization_code")]
-    resp = signed_in.post("/oauth2/tokens", content=str(httpx.QueryParams(pairs)),
-                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    resp = signed_in.post(
+        "/oauth2/tokens",
+        content=str(httpx.QueryParams(pairs)),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert_oauth_error(resp, 400, "unsupported_grant_type")
     assert_nothing_issued(services, confidential.id)
 
@@ -344,7 +415,9 @@ def test_unknown_parameters_are_ignored(
 
 
 def test_secret_in_query_string_is_refused(
-    signed_in: TestClient, services: Services, confidential: Client,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
     code_and_verifier: tuple[str, str],
 ) -> None:
     code, verifier = code_and_verifier
@@ -378,8 +451,10 @@ def test_token_endpoint_rejects_get(signed_in: TestClient) -> None:
 
 
 def test_cors_preflight(signed_in: TestClient) -> None:
-    resp = signed_in.options("/oauth2/tokens", headers={
-        "Origin": "https://claude.example", "Access-Control-Request-Method": "POST"})
+    resp = signed_in.options(
+        "/oauth2/tokens",
+        headers={"Origin": "https://claude.example", "Access-Control-Request-Method": "POST"},
+    )
     assert resp.status_code == 204
     assert resp.headers["access-control-allow-origin"] == "*"
     assert "POST" in resp.headers["access-control-allow-methods"]
@@ -391,22 +466,27 @@ def test_public_client_needs_no_secret_and_may_not_send_one(
 ) -> None:
     pkce = generate_pkce()
     code = authorize(signed_in, public.id, challenge=pkce.challenge)
-    bad = exchange_code(signed_in, code, client_id=public.id, client_secret="agcs_x",
-                        verifier=pkce.verifier)
+    bad = exchange_code(
+        signed_in, code, client_id=public.id, client_secret="agcs_x", verifier=pkce.verifier
+    )
     assert_oauth_error(bad, 401, "invalid_client")
     assert_nothing_issued(services, public.id)
-    ok = exchange_code(signed_in, code, client_id=public.id, client_secret=None,
-                       verifier=pkce.verifier)
+    ok = exchange_code(
+        signed_in, code, client_id=public.id, client_secret=None, verifier=pkce.verifier
+    )
     assert_token_response(ok)
 
 
 def test_confidential_client_without_secret_is_invalid_client(
-    signed_in: TestClient, services: Services, confidential: Client,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
     code_and_verifier: tuple[str, str],
 ) -> None:
     code, verifier = code_and_verifier
-    resp = exchange_code(signed_in, code, client_id=confidential.id, client_secret=None,
-                         verifier=verifier)
+    resp = exchange_code(
+        signed_in, code, client_id=confidential.id, client_secret=None, verifier=verifier
+    )
     assert_oauth_error(resp, 401, "invalid_client", "authentication is required")
     assert_nothing_issued(services, confidential.id)
 
@@ -424,12 +504,24 @@ def test_pinned_auth_method_is_the_only_one(
     app = make_client(services, token_endpoint_auth_method=pinned)
     pkce = generate_pkce()
     code = authorize(signed_in, app.id, challenge=pkce.challenge)
-    resp = exchange_code(signed_in, code, client_id=app.id, client_secret=app.secret,
-                         verifier=pkce.verifier, basic=basic)
+    resp = exchange_code(
+        signed_in,
+        code,
+        client_id=app.id,
+        client_secret=app.secret,
+        verifier=pkce.verifier,
+        basic=basic,
+    )
     assert_oauth_error(resp, 401, "invalid_client", pinned)
     assert_nothing_issued(services, app.id)
-    ok = exchange_code(signed_in, code, client_id=app.id, client_secret=app.secret,
-                       verifier=pkce.verifier, basic=not basic)
+    ok = exchange_code(
+        signed_in,
+        code,
+        client_id=app.id,
+        client_secret=app.secret,
+        verifier=pkce.verifier,
+        basic=not basic,
+    )
     assert_token_response(ok)
 
 
@@ -438,16 +530,25 @@ def test_basic_credentials_are_form_urlencoded(
 ) -> None:
     # RFC 6749 §2.3.1: the client_id and secret are form-urlencoded before Basic encoding.
     code, verifier = code_and_verifier
-    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-            "redirect_uri": REDIRECT_URI}
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "redirect_uri": REDIRECT_URI,
+    }
     raw = f"{confidential.id}:{confidential.secret}".encode()
-    resp = signed_in.post("/oauth2/tokens", data=data,
-                          headers={"Authorization": "Basic " + base64.b64encode(raw).decode()})
+    resp = signed_in.post(
+        "/oauth2/tokens",
+        data=data,
+        headers={"Authorization": "Basic " + base64.b64encode(raw).decode()},
+    )
     assert_token_response(resp)
 
 
 def test_deleted_secret_revokes_tokens_issued_with_it(
-    signed_in: TestClient, services: Services, confidential: Client,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
     code_and_verifier: tuple[str, str],
 ) -> None:
     from authgate.core import clients
@@ -459,13 +560,16 @@ def test_deleted_secret_revokes_tokens_issued_with_it(
     clients.delete_secret(services.ctx, SYSTEM, confidential.id, secret.id)
     assert issued(services, confidential.id).live_access == 0
     signed_in.cookies.clear()
-    me = signed_in.get("/api/v2/users/me",
-                       headers={"Authorization": f"Bearer {body['access_token']}"})
+    me = signed_in.get(
+        "/api/v2/users/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
     assert me.status_code == 401
 
 
 def test_deleted_app_cannot_exchange(
-    signed_in: TestClient, services: Services, confidential: Client,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
     code_and_verifier: tuple[str, str],
 ) -> None:
     from authgate.core import clients

@@ -45,7 +45,10 @@ def test_verify_rejects(verifier: str, challenge: str) -> None:
 def test_vector_through_the_whole_flow(signed_in: TestClient, confidential: Client) -> None:
     code = authorize(signed_in, confidential.id, challenge=VECTOR_CHALLENGE)
     resp = exchange_code(
-        signed_in, code, client_id=confidential.id, client_secret=confidential.secret,
+        signed_in,
+        code,
+        client_id=confidential.id,
+        client_secret=confidential.secret,
         verifier=VECTOR_VERIFIER,
     )
     assert_token_response(resp)
@@ -74,7 +77,10 @@ def test_bad_verifier_issues_nothing_and_keeps_the_code(
     pkce = generate_pkce()
     code = authorize(signed_in, confidential.id, challenge=pkce.challenge)
     resp = exchange_code(
-        signed_in, code, client_id=confidential.id, client_secret=confidential.secret,
+        signed_in,
+        code,
+        client_id=confidential.id,
+        client_secret=confidential.secret,
         verifier=verifier,
     )
     assert_oauth_error(resp, status, error)
@@ -82,7 +88,10 @@ def test_bad_verifier_issues_nothing_and_keeps_the_code(
     assert (state.access, state.refresh, state.grants, state.consumed_codes) == (0, 0, 0, 0)
     # A failed request never consumes the code: the right verifier still works.
     ok = exchange_code(
-        signed_in, code, client_id=confidential.id, client_secret=confidential.secret,
+        signed_in,
+        code,
+        client_id=confidential.id,
+        client_secret=confidential.secret,
         verifier=pkce.verifier,
     )
     assert_token_response(ok)
@@ -90,7 +99,8 @@ def test_bad_verifier_issues_nothing_and_keeps_the_code(
 
 def test_plain_method_is_refused_at_authorize(signed_in: TestClient, confidential: Client) -> None:
     url = authorize_url(
-        confidential.id, challenge=None,
+        confidential.id,
+        challenge=None,
         extra={"code_challenge": VECTOR_VERIFIER, "code_challenge_method": "plain"},
     )
     params = callback_params(signed_in.get(url, follow_redirects=False))
@@ -105,7 +115,10 @@ def test_challenge_without_method_is_s256(signed_in: TestClient, confidential: C
     url = authorize_url(confidential.id, extra={"code_challenge": pkce.challenge})
     code = callback_params(decide(signed_in, url))["code"]
     resp = exchange_code(
-        signed_in, code, client_id=confidential.id, client_secret=confidential.secret,
+        signed_in,
+        code,
+        client_id=confidential.id,
+        client_secret=confidential.secret,
         verifier=pkce.verifier,
     )
     assert_token_response(resp)
@@ -119,7 +132,10 @@ def test_client_that_meant_plain_fails_safely(
     url = authorize_url(confidential.id, extra={"code_challenge": verifier})
     code = callback_params(decide(signed_in, url))["code"]
     resp = exchange_code(
-        signed_in, code, client_id=confidential.id, client_secret=confidential.secret,
+        signed_in,
+        code,
+        client_id=confidential.id,
+        client_secret=confidential.secret,
         verifier=verifier,
     )
     assert_oauth_error(resp, 400, "invalid_grant")
@@ -171,7 +187,10 @@ def test_verifier_without_challenge_is_a_downgrade(
     legacy = make_client(services, require_pkce=False)
     code = authorize(signed_in, legacy.id)
     resp = exchange_code(
-        signed_in, code, client_id=legacy.id, client_secret=legacy.secret,
+        signed_in,
+        code,
+        client_id=legacy.id,
+        client_secret=legacy.secret,
         verifier=generate_pkce().verifier,
     )
     assert_oauth_error(resp, 400, "invalid_grant", "code_challenge")

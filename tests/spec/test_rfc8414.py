@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from authgate.app import build_services, create_app
 from authgate.config import Settings
 from tests.conftest import Client, make_account, make_client
-from tests.flows import authorize, callback_params, decide, authorize_url, generate_pkce, login
+from tests.flows import authorize, authorize_url, callback_params, decide, generate_pkce, login
 
 
 def test_metadata_document(client: TestClient) -> None:
@@ -25,7 +25,10 @@ def test_metadata_document(client: TestClient) -> None:
     assert body["code_challenge_methods_supported"] == ["S256"]
     assert body["authorization_response_iss_parameter_supported"] is True
     assert set(body["token_endpoint_auth_methods_supported"]) == {
-        "client_secret_basic", "client_secret_post", "none"}
+        "client_secret_basic",
+        "client_secret_post",
+        "none",
+    }
     # Only what is enabled: nothing of later features yet.
     for absent in ("registration_endpoint", "introspection_endpoint", "jwks_uri"):
         assert absent not in body

@@ -8,8 +8,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from authgate.app import Services
-from authgate.core.resources import canonical_resource
 from authgate.core.errors import InvalidTargetError
+from authgate.core.resources import canonical_resource
 from tests.conftest import Client, issued
 from tests.flows import (
     RESOURCE,
@@ -28,17 +28,25 @@ def _audience(services: Services, app_id: str) -> set[str]:
     import sqlalchemy as sa
 
     with services.store.engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT audience FROM access_tokens WHERE app_id = :a"),
-                            {"a": app_id})
+        rows = conn.execute(
+            sa.text("SELECT audience FROM access_tokens WHERE app_id = :a"), {"a": app_id}
+        )
         return {r[0] for r in rows}
 
 
-def _flow(client: TestClient, app: Client, *, at_authorize: str | None,
-          at_token: str | None) -> Any:
+def _flow(
+    client: TestClient, app: Client, *, at_authorize: str | None, at_token: str | None
+) -> Any:
     pkce = generate_pkce()
     code = authorize(client, app.id, challenge=pkce.challenge, resource=at_authorize)
-    return exchange_code(client, code, client_id=app.id, client_secret=app.secret,
-                         verifier=pkce.verifier, resource=at_token)
+    return exchange_code(
+        client,
+        code,
+        client_id=app.id,
+        client_secret=app.secret,
+        verifier=pkce.verifier,
+        resource=at_token,
+    )
 
 
 def test_no_resource_gets_authgate_audience(
@@ -69,8 +77,11 @@ def test_resource_at_authorize_only(
     ],
 )
 def test_resource_mismatch_is_invalid_target(
-    signed_in: TestClient, services: Services, confidential: Client,
-    at_authorize: str | None, at_token: str,
+    signed_in: TestClient,
+    services: Services,
+    confidential: Client,
+    at_authorize: str | None,
+    at_token: str,
 ) -> None:
     resp = _flow(signed_in, confidential, at_authorize=at_authorize, at_token=at_token)
     assert_oauth_error(resp, 400, "invalid_target")
@@ -81,8 +92,9 @@ def test_resource_mismatch_is_invalid_target(
 def test_equivalent_spelling_is_the_same_resource(
     signed_in: TestClient, services: Services, confidential: Client
 ) -> None:
-    resp = _flow(signed_in, confidential, at_authorize="https://API.example.com:443/",
-                 at_token=RESOURCE)
+    resp = _flow(
+        signed_in, confidential, at_authorize="https://API.example.com:443/", at_token=RESOURCE
+    )
     assert_token_response(resp)
     assert _audience(services, confidential.id) == {RESOURCE}
 
@@ -108,46 +120,74 @@ def test_invalid_resource_at_authorize_is_redirected(
 
 def test_two_resources_are_refused(signed_in: TestClient, confidential: Client) -> None:
     url = authorize_url(confidential.id, challenge=generate_pkce().challenge, resource=RESOURCE)
-    got = callback_params(signed_in.get(url + "&resource=https%3A%2F%2Fb.example",
-                                        follow_redirects=False))
+    got = callback_params(
+        signed_in.get(url + "&resource=https%3A%2F%2Fb.example", follow_redirects=False)
+    )
     assert got["error"] == "invalid_target"
 
 
 def test_refresh_with_same_or_no_resource(
     signed_in: TestClient, services: Services, confidential: Client
 ) -> None:
-    body = assert_token_response(_flow(signed_in, confidential, at_authorize=RESOURCE,
-                                       at_token=RESOURCE))
-    same = assert_token_response(refresh(signed_in, body["refresh_token"],
-                                         client_id=confidential.id,
-                                         client_secret=confidential.secret, resource=RESOURCE))
-    assert_token_response(refresh(signed_in, same["refresh_token"], client_id=confidential.id,
-                                  client_secret=confidential.secret))
+    body = assert_token_response(
+        _flow(signed_in, confidential, at_authorize=RESOURCE, at_token=RESOURCE)
+    )
+    same = assert_token_response(
+        refresh(
+            signed_in,
+            body["refresh_token"],
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+            resource=RESOURCE,
+        )
+    )
+    assert_token_response(
+        refresh(
+            signed_in,
+            same["refresh_token"],
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+        )
+    )
     assert _audience(services, confidential.id) == {RESOURCE}
 
 
 def test_refresh_with_different_resource(
     signed_in: TestClient, services: Services, confidential: Client
 ) -> None:
-    body = assert_token_response(_flow(signed_in, confidential, at_authorize=RESOURCE,
-                                       at_token=None))
-    resp = refresh(signed_in, body["refresh_token"], client_id=confidential.id,
-                   client_secret=confidential.secret, resource="https://other.example.com")
+    body = assert_token_response(
+        _flow(signed_in, confidential, at_authorize=RESOURCE, at_token=None)
+    )
+    resp = refresh(
+        signed_in,
+        body["refresh_token"],
+        client_id=confidential.id,
+        client_secret=confidential.secret,
+        resource="https://other.example.com",
+    )
     assert_oauth_error(resp, 400, "invalid_target")
     assert issued(services, confidential.id).access == 1
     # The refresh token was not consumed by the refusal.
-    assert_token_response(refresh(signed_in, body["refresh_token"], client_id=confidential.id,
-                                  client_secret=confidential.secret))
+    assert_token_response(
+        refresh(
+            signed_in,
+            body["refresh_token"],
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+        )
+    )
 
 
 def test_token_for_another_audience_is_refused_by_authgate_api(
     signed_in: TestClient, confidential: Client
 ) -> None:
-    body = assert_token_response(_flow(signed_in, confidential, at_authorize=RESOURCE,
-                                       at_token=None))
+    body = assert_token_response(
+        _flow(signed_in, confidential, at_authorize=RESOURCE, at_token=None)
+    )
     signed_in.cookies.clear()
-    resp = signed_in.get("/api/v2/users/me",
-                         headers={"Authorization": f"Bearer {body['access_token']}"})
+    resp = signed_in.get(
+        "/api/v2/users/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
     assert resp.status_code == 401
     assert "audience" in resp.json()["detail"]
     assert "resource_metadata=" in resp.headers["www-authenticate"]

@@ -20,7 +20,7 @@ def test_authlib_flow(signed_in: TestClient, confidential: Client, auth_method: 
         redirect_uri=REDIRECT_URI,
         code_challenge_method="S256",
         token_endpoint_auth_method=auth_method,
-        transport=signed_in._transport,  # noqa: SLF001 - the in-process app, no sockets
+        transport=signed_in._transport,
         base_url="http://testserver",
     )
     verifier = generate_token(48)
@@ -29,17 +29,22 @@ def test_authlib_flow(signed_in: TestClient, confidential: Client, auth_method: 
     )
     page = signed_in.get(url)
     assert page.status_code == 200
-    decision = signed_in.post(url, data={"csrf_token": csrf_from(page), "decision": "allow"},
-                              follow_redirects=False)
+    decision = signed_in.post(
+        url, data={"csrf_token": csrf_from(page), "decision": "allow"}, follow_redirects=False
+    )
     callback = decision.headers["location"]
     token = oauth.fetch_token(
-        "http://testserver/oauth2/tokens", authorization_response=callback,
-        code_verifier=verifier, state=state, resource=RESOURCE,
+        "http://testserver/oauth2/tokens",
+        authorization_response=callback,
+        code_verifier=verifier,
+        state=state,
+        resource=RESOURCE,
     )
     assert token["token_type"] == "Bearer"
     assert token["access_token"].startswith("agat_")
     assert token["expires_at"] > 0
-    refreshed = oauth.refresh_token("http://testserver/oauth2/tokens",
-                                    refresh_token=token["refresh_token"])
+    refreshed = oauth.refresh_token(
+        "http://testserver/oauth2/tokens", refresh_token=token["refresh_token"]
+    )
     assert refreshed["access_token"] != token["access_token"]
     assert refreshed["refresh_token"] != token["refresh_token"]

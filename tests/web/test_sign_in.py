@@ -30,12 +30,15 @@ def test_sign_in_sets_a_hardened_cookie_and_stores_only_a_hash(
     client: TestClient, services: Services, alice: Account
 ) -> None:
     token = _csrf(client)
-    resp = client.post("/login", data={"username": "alice", "password": PASSWORD,
-                                       "csrf_token": token, "return_to": "/"},
-                       follow_redirects=False)
+    resp = client.post(
+        "/login",
+        data={"username": "alice", "password": PASSWORD, "csrf_token": token, "return_to": "/"},
+        follow_redirects=False,
+    )
     assert resp.status_code == 303 and resp.headers["location"] == "/"
-    cookie = next(c for c in resp.headers.get_list("set-cookie")
-                  if c.startswith("authgate_session="))
+    cookie = next(
+        c for c in resp.headers.get_list("set-cookie") if c.startswith("authgate_session=")
+    )
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Path=/" in cookie
     assert "Secure" not in cookie  # http issuer in tests; https issuers set Secure
     value = cookie.split(";")[0].split("=", 1)[1]
@@ -51,8 +54,9 @@ def test_failed_sign_in_says_the_same_for_unknown_and_wrong(
 ) -> None:
     bodies = []
     for username, password in (("alice", "wrong password"), ("nobody", "wrong password")):
-        resp = client.post("/login", data={"username": username, "password": password,
-                                           "csrf_token": _csrf(client)})
+        resp = client.post(
+            "/login", data={"username": username, "password": password, "csrf_token": _csrf(client)}
+        )
         assert resp.status_code == 401
         assert "Incorrect username or password." in resp.text
         bodies.append(resp.text.replace(resp.headers["x-request-id"], ""))
@@ -71,22 +75,36 @@ def test_sign_in_without_csrf_is_refused(client: TestClient, alice: Account) -> 
 
 
 def test_return_to_accepts_only_local_paths(client: TestClient, alice: Account) -> None:
-    for target, expected in (("https://evil.example/", "/"), ("//evil.example", "/"),
-                             ("/\\evil.example", "/"), ("/oauth2/authorize?x=1", "/oauth2/authorize?x=1")):
+    for target, expected in (
+        ("https://evil.example/", "/"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("/oauth2/authorize?x=1", "/oauth2/authorize?x=1"),
+    ):
         client.cookies.clear()
-        resp = client.post("/login", data={"username": "alice", "password": PASSWORD,
-                                           "csrf_token": _csrf(client), "return_to": target},
-                           follow_redirects=False)
+        resp = client.post(
+            "/login",
+            data={
+                "username": "alice",
+                "password": PASSWORD,
+                "csrf_token": _csrf(client),
+                "return_to": target,
+            },
+            follow_redirects=False,
+        )
         assert resp.headers["location"] == expected
 
 
-def test_disabled_user_cannot_sign_in(client: TestClient, services: Services, alice: Account) -> None:
+def test_disabled_user_cannot_sign_in(
+    client: TestClient, services: Services, alice: Account
+) -> None:
     from authgate.core import accounts
     from authgate.core.context import SYSTEM
 
     accounts.update_user(services.ctx, SYSTEM, alice.user.id, disabled=True)
-    resp = client.post("/login", data={"username": "alice", "password": PASSWORD,
-                                       "csrf_token": _csrf(client)})
+    resp = client.post(
+        "/login", data={"username": "alice", "password": PASSWORD, "csrf_token": _csrf(client)}
+    )
     assert resp.status_code == 401
 
 
@@ -109,18 +127,31 @@ def test_withdraw_app_revokes_codes_and_tokens(
 ) -> None:
     pkce = generate_pkce()
     code = authorize(signed_in, confidential.id, challenge=pkce.challenge)
-    body = assert_token_response(exchange_code(
-        signed_in, code, client_id=confidential.id, client_secret=confidential.secret,
-        verifier=pkce.verifier))
+    body = assert_token_response(
+        exchange_code(
+            signed_in,
+            code,
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+            verifier=pkce.verifier,
+        )
+    )
     pending = authorize(signed_in, confidential.id, challenge=pkce.challenge)
     resp = signed_in.delete(f"/oauth2/tokens?client_id={confidential.id}")
     assert resp.status_code == 204
     assert issued(services, confidential.id).live_access == 0
-    late = exchange_code(signed_in, pending, client_id=confidential.id,
-                         client_secret=confidential.secret, verifier=pkce.verifier)
+    late = exchange_code(
+        signed_in,
+        pending,
+        client_id=confidential.id,
+        client_secret=confidential.secret,
+        verifier=pkce.verifier,
+    )
     assert late.status_code == 400
     signed_in.cookies.clear()
-    me = signed_in.get("/api/v2/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    me = signed_in.get(
+        "/api/v2/users/me", headers={"Authorization": f"Bearer {body['access_token']}"}
+    )
     assert me.status_code == 401
     events, _ = services.store.list_audit(AuditQuery(action="grant.revoked"))
     assert events[0].actor_id == alice.user.id and events[0].target_id == confidential.id

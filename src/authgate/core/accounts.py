@@ -19,7 +19,7 @@ from authgate.core.ports import DuplicateKeyError
 from authgate.crypto import passwords, secrets
 
 SESSION_KIND = "ses"
-API_TOKEN_KIND = "pat"
+API_TOKEN_KIND = "pat"  # noqa: S105 - a token kind, not a secret
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
@@ -75,8 +75,13 @@ def create_user(
     except DuplicateKeyError as exc:
         raise Conflict(f"A user named {username!r} already exists") from exc
     audit.record(
-        ctx, actor, "user.created", target_type="user", target_id=user.id,
-        username=username, is_admin=is_admin,
+        ctx,
+        actor,
+        "user.created",
+        target_type="user",
+        target_id=user.id,
+        username=username,
+        is_admin=is_admin,
     )
     return user
 
@@ -99,8 +104,12 @@ def update_user(
     if password is not None:
         _check_password(password)
         changes["password_hash"] = passwords.hash_password(password)
-    for field, value in (("is_admin", is_admin), ("disabled", disabled), ("email", email),
-                         ("name", name)):
+    for field, value in (
+        ("is_admin", is_admin),
+        ("disabled", disabled),
+        ("email", email),
+        ("name", name),
+    ):
         if value is not None:
             changes[field] = value
     updated = replace(user, updated_at=ctx.clock.now(), **changes)  # type: ignore[arg-type]
@@ -120,12 +129,18 @@ def sign_in(ctx: Context, actor: Actor, username: str, password: str) -> User | 
     if user is None or not ok or user.disabled:
         reason = "unknown_user" if user is None else "disabled" if ok else "bad_password"
         audit.record(
-            ctx, actor, "user.login_failed", target_type="user",
-            target_id=user.id if user else None, username=name[:64], reason=reason,
+            ctx,
+            actor,
+            "user.login_failed",
+            target_type="user",
+            target_id=user.id if user else None,
+            username=name[:64],
+            reason=reason,
         )
         return None
-    audit.record(ctx, actor.as_user(user.id), "user.logged_in", target_type="user",
-                 target_id=user.id)
+    audit.record(
+        ctx, actor.as_user(user.id), "user.logged_in", target_type="user", target_id=user.id
+    )
     return user
 
 
@@ -188,8 +203,16 @@ def create_api_token(
         expires_at=now + lifetime if lifetime else None,
     )
     ctx.store.create_api_token(token)
-    audit.record(ctx, actor, "api_token.created", target_type="api_token", target_id=token.id,
-                 user_id=user.id, name=name, prefix=token.prefix)
+    audit.record(
+        ctx,
+        actor,
+        "api_token.created",
+        target_type="api_token",
+        target_id=token.id,
+        user_id=user.id,
+        name=name,
+        prefix=token.prefix,
+    )
     return token, value.value
 
 
@@ -197,8 +220,14 @@ def delete_api_token(ctx: Context, actor: Actor, user: User, token_id: str) -> N
     tokens = {t.id: t for t in ctx.store.list_api_tokens(user.id)}
     if token_id not in tokens or not ctx.store.delete_api_token(token_id):
         raise NotFound("No such API token")
-    audit.record(ctx, actor, "api_token.deleted", target_type="api_token", target_id=token_id,
-                 user_id=user.id)
+    audit.record(
+        ctx,
+        actor,
+        "api_token.deleted",
+        target_type="api_token",
+        target_id=token_id,
+        user_id=user.id,
+    )
 
 
 def resolve_api_token(ctx: Context, value: str) -> User:
@@ -221,5 +250,3 @@ def resolve_api_token(ctx: Context, value: str) -> User:
 
 def is_api_token(value: str) -> bool:
     return value.startswith(f"ag{API_TOKEN_KIND}_")
-
-

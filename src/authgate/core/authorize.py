@@ -140,9 +140,7 @@ def _validate_rest(
     )
 
 
-def issue_code(
-    ctx: Context, request: AuthorizationRequest, user: User, auth_time: datetime
-) -> str:
+def issue_code(ctx: Context, request: AuthorizationRequest, user: User, auth_time: datetime) -> str:
     """Store a single-use code bound to the request and the user; returns the redirect URL."""
     now = ctx.clock.now()
     code = secrets.generate(CODE_KIND)

@@ -19,7 +19,7 @@ from authgate.core.models import App, AppSecret, AuthMethod
 from authgate.core.params import Params
 from authgate.crypto import secrets
 
-SECRET_KIND = "cs"
+SECRET_KIND = "cs"  # noqa: S105 - a token kind, not a secret
 TOUCH_INTERVAL = timedelta(minutes=1)
 
 
@@ -38,7 +38,7 @@ class AuthenticatedClient:
 
 
 def _parse_basic(header: str) -> tuple[str, str]:
-    scheme, _, encoded = header.partition(" ")
+    _scheme, _, encoded = header.partition(" ")
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError) as exc:
@@ -80,7 +80,10 @@ def authenticate(ctx: Context, creds: ClientCredentials) -> AuthenticatedClient:
     if creds.client_secret is None:
         raise InvalidClientError("Client authentication is required", basic=basic)
     # An app that pins a method (or a dynamically registered client) accepts only that one.
-    if app.token_endpoint_auth_method is not None and app.token_endpoint_auth_method != creds.method:
+    if (
+        app.token_endpoint_auth_method is not None
+        and app.token_endpoint_auth_method != creds.method
+    ):
         raise InvalidClientError(
             f"This client must authenticate with {app.token_endpoint_auth_method}", basic=basic
         )

@@ -67,14 +67,18 @@ def _check_grants(grants: Sequence[str], client_type: ClientType) -> tuple[Grant
     return tuple(dict.fromkeys(grants))  # type: ignore[arg-type]
 
 
-def _validated(fields: AppFields, base: App | None, now_app: dict[str, object]) -> dict[str, object]:
+def _validated(
+    fields: AppFields, base: App | None, now_app: dict[str, object]
+) -> dict[str, object]:
     client_type = fields.client_type or (base.client_type if base else "confidential")
     if client_type not in ("confidential", "public"):
         raise _invalid("client_type", "confidential or public")
     if base is not None and client_type != base.client_type:
         raise _invalid("client_type", "cannot change once the app exists")
-    uris = fields.redirect_uris if fields.redirect_uris is not None else (
-        base.redirect_uris if base else ()
+    uris = (
+        fields.redirect_uris
+        if fields.redirect_uris is not None
+        else (base.redirect_uris if base else ())
     )
     try:
         checked_uris = redirect_uris.validate_redirect_uris(
@@ -96,8 +100,10 @@ def _validated(fields: AppFields, base: App | None, now_app: dict[str, object]) 
         require_pkce = base.require_pkce if base else True
     if client_type == "public" and not require_pkce:
         raise _invalid("require_pkce", "public clients always use PKCE")
-    grants = fields.grant_types if fields.grant_types is not None else (
-        base.grant_types if base else DEFAULT_GRANTS
+    grants = (
+        fields.grant_types
+        if fields.grant_types is not None
+        else (base.grant_types if base else DEFAULT_GRANTS)
     )
     scope = fields.scope if fields.scope is not None else (base.scope if base else None)
     if scope is not None:
@@ -107,17 +113,21 @@ def _validated(fields: AppFields, base: App | None, now_app: dict[str, object]) 
             raise _invalid("scope", exc.description) from exc
     return {
         **now_app,
-        "name": _check_name(fields.name if fields.name is not None else (base.name if base else None)),
-        "icon": _check_icon(fields.icon if fields.icon is not None else (base.icon if base else "")),
+        "name": _check_name(
+            fields.name if fields.name is not None else (base.name if base else None)
+        ),
+        "icon": _check_icon(
+            fields.icon if fields.icon is not None else (base.icon if base else "")
+        ),
         "redirect_uris": checked_uris,
         "client_type": client_type,
         "require_pkce": True if client_type == "public" else require_pkce,
         "token_endpoint_auth_method": "none" if client_type == "public" else method,
         "grant_types": _check_grants(list(grants), client_type),
         "scope": scope,
-        "first_party": fields.first_party if fields.first_party is not None else (
-            base.first_party if base else False
-        ),
+        "first_party": fields.first_party
+        if fields.first_party is not None
+        else (base.first_party if base else False),
     }
 
 
@@ -126,8 +136,9 @@ def create_app(ctx: Context, actor: Actor, fields: AppFields) -> App:
     values = _validated(fields, None, {"updated_at": now})
     app = App(id=str(uuid.uuid4()), dynamically_registered=False, created_at=now, **values)  # type: ignore[arg-type]
     ctx.store.create_app(app)
-    audit.record(ctx, actor, "app.created", target_type="app", target_id=app.id,
-                 **_audit_fields(app))
+    audit.record(
+        ctx, actor, "app.created", target_type="app", target_id=app.id, **_audit_fields(app)
+    )
     return app
 
 
@@ -136,8 +147,9 @@ def update_app(ctx: Context, actor: Actor, app_id: str, fields: AppFields) -> Ap
     values = _validated(fields, app, {"updated_at": ctx.clock.now()})
     updated = replace(app, **values)  # type: ignore[arg-type]
     ctx.store.update_app(updated)
-    audit.record(ctx, actor, "app.updated", target_type="app", target_id=app.id,
-                 **_audit_fields(updated))
+    audit.record(
+        ctx, actor, "app.updated", target_type="app", target_id=app.id, **_audit_fields(updated)
+    )
     return updated
 
 
@@ -180,8 +192,15 @@ def create_secret(ctx: Context, actor: Actor, app_id: str) -> tuple[AppSecret, s
         created_at=ctx.clock.now(),
     )
     ctx.store.create_secret(secret)
-    audit.record(ctx, actor, "secret.created", target_type="secret", target_id=secret.id,
-                 app_id=app.id, prefix=secret.prefix)
+    audit.record(
+        ctx,
+        actor,
+        "secret.created",
+        target_type="secret",
+        target_id=secret.id,
+        app_id=app.id,
+        prefix=secret.prefix,
+    )
     return secret, value.value
 
 
@@ -194,5 +213,6 @@ def delete_secret(ctx: Context, actor: Actor, app_id: str, secret_id: str) -> No
     if secret_id not in {s.id for s in ctx.store.list_secrets(app.id)}:
         raise NotFound("No such secret for this app")
     ctx.store.delete_secret(secret_id, ctx.clock.now())
-    audit.record(ctx, actor, "secret.deleted", target_type="secret", target_id=secret_id,
-                 app_id=app.id)
+    audit.record(
+        ctx, actor, "secret.deleted", target_type="secret", target_id=secret_id, app_id=app.id
+    )

@@ -40,18 +40,39 @@ def decide(
         "redirect_uri": request.redirect_uri,
     }
     if not allow:
-        audit.record(ctx, actor, "consent.denied", target_type="app", target_id=request.app.id,
-                     user_id=user.id, **details)
+        audit.record(
+            ctx,
+            actor,
+            "consent.denied",
+            target_type="app",
+            target_id=request.app.id,
+            user_id=user.id,
+            **details,
+        )
         return authorize.deny_url(ctx, request)
     url = authorize.issue_code(ctx, request, user, signed_in.session.created_at)
-    audit.record(ctx, actor, "consent.granted", target_type="app", target_id=request.app.id,
-                 user_id=user.id, **details)
+    audit.record(
+        ctx,
+        actor,
+        "consent.granted",
+        target_type="app",
+        target_id=request.app.id,
+        user_id=user.id,
+        **details,
+    )
     return url
 
 
 def withdraw(ctx: Context, actor: Actor, user_id: str, app_id: str) -> int:
     """A user withdraws every code, grant and token of one app (Coder's DELETE /oauth2/tokens)."""
     count = ctx.store.revoke_user_app(user_id, app_id, ctx.clock.now())
-    audit.record(ctx, actor, "grant.revoked", target_type="app", target_id=app_id,
-                 user_id=user_id, grants=count)
+    audit.record(
+        ctx,
+        actor,
+        "grant.revoked",
+        target_type="app",
+        target_id=app_id,
+        user_id=user_id,
+        grants=count,
+    )
     return count

@@ -1,4 +1,6 @@
-"""OAuth error vocabulary: one class per RFC error code (RFC 6749 §4.1.2.1, §5.2; RFC 7009; RFC 7591 §3.2.2; RFC 8707 §2).
+"""OAuth error vocabulary: one class per RFC error code.
+
+RFC 6749 §4.1.2.1 and §5.2, RFC 7009 §2.2.1, RFC 7591 §3.2.2, RFC 8707 §2, RFC 6750 §3.1.
 
 Each error carries a client-safe ``description`` and an operator-only ``debug`` that is logged
 but never sent. ``web/errors.py`` is the only place that turns these into HTTP.

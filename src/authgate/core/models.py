@@ -111,7 +111,7 @@ class AuthorizationCode:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """The family that one code redemption starts: every refresh and access token descends from it."""
+    """The family one code redemption starts: every later token of the chain belongs to it."""
 
     id: str
     app_id: str

@@ -30,9 +30,7 @@ def check_challenge(challenge: str | None, method: str | None, *, required: bool
     if method not in (None, "S256"):
         raise InvalidRequestError("Invalid code_challenge_method: only S256 is supported")
     if not _UNRESERVED_43_128.fullmatch(challenge):
-        raise InvalidRequestError(
-            "code_challenge must be 43 to 128 characters of [A-Za-z0-9-._~]"
-        )
+        raise InvalidRequestError("code_challenge must be 43 to 128 characters of [A-Za-z0-9-._~]")
 
 
 def check_verifier(verifier: str | None, challenge: str | None) -> None:
@@ -46,8 +44,6 @@ def check_verifier(verifier: str | None, challenge: str | None) -> None:
     if verifier is None:
         raise InvalidGrantError("The PKCE code verifier is invalid", debug="verifier missing")
     if not _UNRESERVED_43_128.fullmatch(verifier):
-        raise InvalidRequestError(
-            "code_verifier must be 43 to 128 characters of [A-Za-z0-9-._~]"
-        )
+        raise InvalidRequestError("code_verifier must be 43 to 128 characters of [A-Za-z0-9-._~]")
     if not verify_s256(verifier, challenge):
         raise InvalidGrantError("The PKCE code verifier is invalid")

@@ -27,7 +27,7 @@ class TokenResponse:
     expires_in: int
     scope: str
     refresh_token: str | None = None
-    token_type: str = "Bearer"
+    token_type: str = "Bearer"  # noqa: S105 - RFC 6750 token type
 
     def as_dict(self) -> dict[str, str | int]:
         body: dict[str, str | int] = {

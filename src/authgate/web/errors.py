@@ -92,7 +92,9 @@ async def _validation_handler(request: Request, exc: Exception) -> Response:
         ".".join(str(p) for p in err.get("loc", ())[1:]) or "body": str(err.get("msg", "invalid"))
         for err in exc.errors()
     }
-    return problem(ValidationFailed("The request body is invalid", validations=validations), request)
+    return problem(
+        ValidationFailed("The request body is invalid", validations=validations), request
+    )
 
 
 async def _oauth_handler(request: Request, exc: Exception) -> Response:

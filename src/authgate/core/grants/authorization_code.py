@@ -73,7 +73,7 @@ def _find_code(ctx: Context, value: str) -> AuthorizationCode:
 
 
 def _revoke_replayed(ctx: Context, code: AuthorizationCode, actor: Actor) -> None:
-    """"If an authorization code is used more than once, the authorization server MUST deny the
+    """ "If an authorization code is used more than once, the authorization server MUST deny the
     request and SHOULD revoke (when possible) all tokens previously issued based on that
     authorization code" (RFC 6749 §4.1.2)."""
     revoked = code.grant_id is not None and ctx.store.revoke_grant(code.grant_id, ctx.clock.now())

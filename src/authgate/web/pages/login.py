@@ -69,9 +69,7 @@ async def login_post(request: Request) -> Response:
     user = await run_in_threadpool(accounts.sign_in, ctx, actor, username, password)
     if user is None:
         # The same words whether the account exists or not.
-        return _login_page(
-            request, return_to, error="Incorrect username or password.", status=401
-        )
+        return _login_page(request, return_to, error="Incorrect username or password.", status=401)
     _, value = await run_in_threadpool(accounts.start_session, ctx, actor.as_user(user.id), user)
     response = RedirectResponse(return_to, status_code=303)
     settings = deps.settings_of(request)
