@@ -180,3 +180,9 @@ def assert_token_response(resp: httpx.Response) -> dict[str, Any]:
     assert body["access_token"].startswith("agat_")
     assert isinstance(body["expires_in"], int) and body["expires_in"] > 0
     return body
+
+
+def session_csrf(client: TestClient) -> dict[str, str]:
+    """The header a browser-session change to the API must carry (read from a page's form)."""
+    page = client.get("/logout")
+    return {"X-CSRF-Token": csrf_from(page)}

@@ -114,7 +114,9 @@ class Handler(BaseHTTPRequestHandler):
     server: CallbackServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        sys.stderr.write("callback: " + (format % args) + "\n")
+        # Only the callback is worth a line; the query (code, state) is not logged.
+        if self.path.startswith("/callback"):
+            sys.stderr.write(f"callback: {self.command} /callback -> {args[1] if len(args) > 1 else '?'}\n")
 
     def _page(self, status: int, title: str, body: str) -> None:
         data = PAGE.format(title=html.escape(title), body=body).encode()

@@ -63,7 +63,10 @@ def secret_key_bytes(settings: Settings, *, dev: bool) -> bytes:
 
 
 def check_schema(settings: Settings) -> None:
-    status = storage.schema_status(settings.resolved_database_url)
+    try:
+        status = storage.schema_status(settings.resolved_database_url)
+    except ValueError as exc:
+        raise ConfigurationError(f"AUTHGATE_DATABASE_URL is not usable: {exc}") from exc
     if status.state == "uninitialised":
         raise ConfigurationError("The database is not migrated: run `authgate db upgrade` first")
     if status.state == "behind":

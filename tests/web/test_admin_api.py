@@ -26,6 +26,7 @@ from tests.flows import (
     exchange_code,
     generate_pkce,
     login,
+    session_csrf,
 )
 
 API = "/api/v2"
@@ -633,7 +634,10 @@ def test_cannot_delete_another_users_token(
 def test_session_may_mint_api_token(
     signed_in: TestClient, alice: Account, services: Services
 ) -> None:
-    resp = signed_in.post(TOKENS, json={"name": "from browser"})
+    forged = signed_in.post(TOKENS, json={"name": "from another site"})
+    assert_problem(forged, 403)
+    assert len(services.store.list_api_tokens(alice.user.id)) == 1
+    resp = signed_in.post(TOKENS, json={"name": "from browser"}, headers=session_csrf(signed_in))
     assert resp.status_code == 201, resp.text
     assert len(services.store.list_api_tokens(alice.user.id)) == 2
 

@@ -17,6 +17,7 @@ from tests.flows import (
     exchange_code,
     generate_pkce,
     login,
+    session_csrf,
 )
 
 
@@ -137,7 +138,12 @@ def test_withdraw_app_revokes_codes_and_tokens(
         )
     )
     pending = authorize(signed_in, confidential.id, challenge=pkce.challenge)
-    resp = signed_in.delete(f"/oauth2/tokens?client_id={confidential.id}")
+    forged = signed_in.delete(f"/oauth2/tokens?client_id={confidential.id}")
+    assert forged.status_code == 403
+    assert issued(services, confidential.id).live_access == 1
+    resp = signed_in.delete(
+        f"/oauth2/tokens?client_id={confidential.id}", headers=session_csrf(signed_in)
+    )
     assert resp.status_code == 204
     assert issued(services, confidential.id).live_access == 0
     late = exchange_code(
@@ -160,7 +166,8 @@ def test_withdraw_app_revokes_codes_and_tokens(
 def test_withdraw_needs_a_user_and_a_known_app(client: TestClient, alice: Account) -> None:
     assert client.delete("/oauth2/tokens?client_id=x").status_code == 401
     login(client, "alice", PASSWORD)
-    missing = client.delete("/oauth2/tokens")
+    header = session_csrf(client)
+    missing = client.delete("/oauth2/tokens", headers=header)
     assert missing.status_code == 400
     assert missing.headers["content-type"] == "application/problem+json"
-    assert client.delete("/oauth2/tokens?client_id=nope").status_code == 404
+    assert client.delete("/oauth2/tokens?client_id=nope", headers=header).status_code == 404

@@ -1,0 +1,1 @@
+"""The ``authgate`` command-line interface; ``main.py`` is the entry point."""

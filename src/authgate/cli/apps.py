@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from authgate.cli.common import context, emit, fields, json_option, table
+from authgate.cli.common import emit, fields, json_option, open_context, table
 from authgate.core import clients
 from authgate.core.context import SYSTEM
 from authgate.web.admin.schemas import AppOut, SecretCreated, SecretOut
@@ -61,7 +61,7 @@ def create(
     as_json: bool,
 ) -> None:
     """Register an app. Confidential apps then need `authgate apps secrets create`."""
-    ctx = context()
+    ctx = open_context()
     app = clients.create_app(
         ctx,
         SYSTEM,
@@ -83,7 +83,7 @@ def create(
 @json_option
 def list_apps(as_json: bool) -> None:
     """List every app."""
-    ctx = context()
+    ctx = open_context()
     out = [AppOut.of(app, ctx.policy.issuer) for app in ctx.store.list_apps()]
     rows = [[a.id, a.name, a.client_type, " ".join(a.redirect_uris)] for a in out]
     emit(
@@ -98,7 +98,7 @@ def list_apps(as_json: bool) -> None:
 @json_option
 def show(app_id: str, as_json: bool) -> None:
     """Show one app."""
-    ctx = context()
+    ctx = open_context()
     out = AppOut.of(clients.get_app(ctx, app_id), ctx.policy.issuer)
     emit(as_json, out.model_dump(mode="json"), lambda: _describe(out))
 
@@ -108,7 +108,7 @@ def show(app_id: str, as_json: bool) -> None:
 @json_option
 def delete(app_id: str, as_json: bool) -> None:
     """Delete an app with its secrets, grants and tokens."""
-    clients.delete_app(context(), SYSTEM, app_id)
+    clients.delete_app(open_context(), SYSTEM, app_id)
     emit(as_json, {"id": app_id, "deleted": True}, f"Deleted app {app_id}.")
 
 
@@ -122,7 +122,7 @@ def secrets() -> None:
 @json_option
 def create_secret(app_id: str, as_json: bool) -> None:
     """Create a secret; the full value is printed this once only."""
-    secret, value = clients.create_secret(context(), SYSTEM, app_id)
+    secret, value = clients.create_secret(open_context(), SYSTEM, app_id)
     out = SecretCreated(id=secret.id, client_secret_full=value)
     emit(
         as_json,
@@ -139,7 +139,7 @@ def create_secret(app_id: str, as_json: bool) -> None:
 @json_option
 def list_secrets(app_id: str, as_json: bool) -> None:
     """List an app's secrets (only their last 6 characters)."""
-    out = [SecretOut.of(secret) for secret in clients.list_secrets(context(), app_id)]
+    out = [SecretOut.of(secret) for secret in clients.list_secrets(open_context(), app_id)]
     rows = [
         [s.id, s.client_secret_truncated, s.last_used_at.isoformat() if s.last_used_at else "never"]
         for s in out
@@ -157,5 +157,5 @@ def list_secrets(app_id: str, as_json: bool) -> None:
 @json_option
 def delete_secret(app_id: str, secret_id: str, as_json: bool) -> None:
     """Delete a secret and revoke every grant whose tokens were issued with it."""
-    clients.delete_secret(context(), SYSTEM, app_id, secret_id)
+    clients.delete_secret(open_context(), SYSTEM, app_id, secret_id)
     emit(as_json, {"id": secret_id, "deleted": True}, f"Deleted secret {secret_id}.")

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from authgate.cli.common import context, emit, json_option, table
+from authgate.cli.common import emit, json_option, open_context, table
 from authgate.core.models import AuditQuery
 from authgate.web.admin.schemas import AuditEventOut
 
@@ -29,7 +29,7 @@ def _row(event: AuditEventOut) -> list[str]:
 @json_option
 def tail(limit: int, action: str | None, as_json: bool) -> None:
     """Print the newest events."""
-    events, _ = context().store.list_audit(AuditQuery(action=action, limit=limit))
+    events, _ = open_context().store.list_audit(AuditQuery(action=action, limit=limit))
     out = [AuditEventOut.of(event) for event in reversed(events)]
     emit(
         as_json,

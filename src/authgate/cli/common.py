@@ -61,16 +61,17 @@ def load_settings() -> Settings:
         raise click.ClickException(f"Invalid settings: {problems}") from exc
 
 
-def open_services(settings: Settings | None = None) -> Services:
+def open_services() -> Services:
     """Services on a migrated database, closed when the command ends."""
-    settings = settings or load_settings()
+    settings = load_settings()
     check_schema(settings)
     services = build_services(settings, dev=True)
     click.get_current_context().call_on_close(services.store.close)
     return services
 
 
-def context() -> Context:
+def open_context() -> Context:
+    """The core context admin commands run in (they act as ``core.context.SYSTEM``)."""
     return open_services().ctx
 
 

@@ -20,6 +20,7 @@ from authgate.cli.common import emit, fields, json_option, load_settings
 from authgate.config import Settings
 from authgate.core import accounts, clients
 from authgate.core.context import SYSTEM, Context
+from authgate.logs import configure_logging
 
 DEV_ADMIN = "admin"
 DEMO_APP = "Demo app"
@@ -135,6 +136,7 @@ def report_bootstrap(services: Services, as_json: bool) -> None:
 def serve(dev: bool, host: str | None, port: int | None, as_json: bool) -> None:
     """Run the authorization server."""
     settings = load_settings()
+    configure_logging(settings.log_level)
     if dev:
         storage.upgrade(settings.resolved_database_url)
     check_schema(settings)
@@ -147,4 +149,6 @@ def serve(dev: bool, host: str | None, port: int | None, as_json: bool) -> None:
         port=port or settings.port,
         proxy_headers=False,
         log_config=None,
+        # Our middleware writes the access log (paths only, never query strings).
+        access_log=False,
     )

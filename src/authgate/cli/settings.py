@@ -36,5 +36,7 @@ def settings(markdown: bool, as_json: bool) -> None:
 
 def _text(values: dict[str, Any]) -> str:
     in_use = values.pop("resolved_database_url")
-    pairs: list[tuple[str, object]] = [(f"AUTHGATE_{k.upper()}", v) for k, v in values.items()]
+    pairs: list[tuple[str, object]] = [
+        (f"AUTHGATE_{k.upper()}", "(empty)" if v == "" else v) for k, v in values.items()
+    ]
     return fields([*pairs, ("Database in use", in_use)])

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import click
 
-from authgate.cli.common import context, emit, fields, json_option
+from authgate.cli.common import emit, fields, json_option, open_context
 from authgate.core import accounts
 from authgate.core.context import SYSTEM
 from authgate.core.errors import NotFound
@@ -30,7 +30,7 @@ def tokens() -> None:
 @json_option
 def create(username: str, name: str, lifetime_days: int | None, as_json: bool) -> None:
     """Create an API token; the full value is printed this once only."""
-    ctx = context()
+    ctx = open_context()
     user = ctx.store.get_user_by_username(username.strip().lower())
     if user is None:
         raise NotFound(f"No user named {username!r}")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from authgate.cli.common import context, emit, fields, json_option, table
+from authgate.cli.common import emit, fields, json_option, open_context, table
 from authgate.core import accounts
 from authgate.core.context import SYSTEM
 from authgate.web.admin.schemas import UserOut
@@ -49,7 +49,7 @@ def create(
     """Create a user who signs in with a password."""
     secret = read_password(password, password_stdin)
     user = accounts.create_user(
-        context(),
+        open_context(),
         SYSTEM,
         username=username,
         password=secret,
@@ -66,7 +66,7 @@ def create(
 @json_option
 def list_users(as_json: bool) -> None:
     """List every user."""
-    out = [UserOut.of(user) for user in context().store.list_users()]
+    out = [UserOut.of(user) for user in open_context().store.list_users()]
     rows = [
         [u.id, u.username, "yes" if u.is_admin else "no", "yes" if u.disabled else "no"]
         for u in out

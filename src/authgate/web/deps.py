@@ -9,13 +9,14 @@ from typing import Literal
 from starlette.requests import HTTPConnection
 
 from authgate.config import Settings
-from authgate.core import accounts, tokens
+from authgate.core import accounts, consent, tokens
 from authgate.core.context import Actor, Context
 from authgate.core.errors import Forbidden, OAuthError, Unauthenticated
 from authgate.core.models import User
 
 SESSION_COOKIE = "authgate_session"
 ADMIN_SCOPE = "admin"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def ctx_of(conn: HTTPConnection) -> Context:
@@ -98,6 +99,12 @@ def principal(conn: HTTPConnection) -> Principal:
     session = signed_in(conn)
     if session is None:
         raise Unauthenticated("Authentication required: send `Authorization: Bearer <token>`")
+    # A browser session is sent by the browser on its own: a change made with it must also
+    # carry the session's CSRF token, which another origin cannot read.
+    if conn.scope.get("method", "GET") not in SAFE_METHODS and not consent.check_csrf(
+        ctx, session.session.id, conn.headers.get("x-csrf-token")
+    ):
+        raise Forbidden("A change made with a browser session needs the X-CSRF-Token header")
     return Principal(session.user, "session")
 
 

@@ -111,9 +111,14 @@ async def _unavailable_handler(request: Request, exc: Exception) -> Response:
     return oauth_json(TemporarilyUnavailableError("The service is temporarily unavailable"))
 
 
-async def _unexpected_handler(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error (request %s)", deps.request_id(request), exc_info=exc)
+def unexpected(request_id: str, exc: Exception) -> Response:
+    """An unexpected exception: logged in full under the request id, answered with no detail."""
+    log.error("unexpected error (request %s)", request_id, exc_info=exc)
     return oauth_json(ServerError("The server encountered an unexpected error"))
+
+
+async def _unexpected_handler(request: Request, exc: Exception) -> Response:
+    return unexpected(deps.request_id(request), exc)
 
 
 EXCEPTION_HANDLERS = {

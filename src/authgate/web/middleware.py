@@ -10,6 +10,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authgate.web import errors
+
 log = logging.getLogger("authgate.access")
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_BODY = 1024 * 1024
@@ -41,10 +43,23 @@ class RequestContext:
             await send(message)
 
         length = dict(scope["headers"]).get(b"content-length")
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_id(message)
+
         if length is not None and length.isdigit() and int(length) > MAX_BODY:
             await _too_large(send_with_id)
         else:
-            await self.app(scope, receive, send_with_id)
+            try:
+                await self.app(scope, receive, send_tracked)
+            except Exception as exc:
+                # Caught here, inside the request id, so the 500 carries it and the log names it.
+                if started:
+                    raise
+                await errors.unexpected(rid, exc)(scope, receive, send_with_id)
         # Paths only: query strings may carry codes or states.
         log.info(
             json.dumps(

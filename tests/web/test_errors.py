@@ -1,0 +1,62 @@
+"""How failures reach HTTP: request ids, no detail on 500, 503 when the database is away."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from starlette.testclient import TestClient
+
+from authgate.core import token
+from authgate.core.ports import StoreUnavailableError
+from tests.flows import assert_oauth_error
+
+
+def test_every_response_has_a_request_id(client: TestClient) -> None:
+    resp = client.get("/.well-known/oauth-authorization-server")
+    assert len(resp.headers["x-request-id"]) == 36
+    echoed = client.get("/healthz", headers={"X-Request-Id": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+    hostile = client.get("/healthz", headers={"X-Request-Id": "<script>" * 20})
+    assert hostile.headers["x-request-id"] != "<script>" * 20
+
+
+def test_unexpected_error_is_a_bare_500(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def boom(*args: object) -> None:
+        raise RuntimeError("internal detail: db password is hunter2")
+
+    monkeypatch.setattr(token, "exchange", boom)
+    with TestClient(client.app, base_url="http://testserver", raise_server_exceptions=False) as c:
+        with caplog.at_level(logging.ERROR, logger="authgate.errors"):
+            resp = c.post("/oauth2/tokens", data={"grant_type": "authorization_code"})
+    body = assert_oauth_error(resp, 500, "server_error")
+    assert "hunter2" not in resp.text and "internal detail" not in body["error_description"]
+    rid = resp.headers["x-request-id"]
+    assert any(rid in r.getMessage() for r in caplog.records)
+
+
+def test_database_unavailable_is_503(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(*args: object) -> None:
+        raise StoreUnavailableError("connection refused")
+
+    monkeypatch.setattr(token, "exchange", down)
+    with TestClient(client.app, base_url="http://testserver", raise_server_exceptions=False) as c:
+        resp = c.post("/oauth2/tokens", data={"grant_type": "authorization_code"})
+    assert_oauth_error(resp, 503, "temporarily_unavailable")
+
+
+def test_oversize_body_is_refused_before_parsing(client: TestClient) -> None:
+    resp = client.post(
+        "/oauth2/tokens",
+        content=b"a=" + b"x" * (1024 * 1024 + 10),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert resp.status_code == 413
+    assert resp.json()["error"] == "invalid_request"
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ok"}
