@@ -28,9 +28,12 @@ def test_unexpected_error_is_a_bare_500(
         raise RuntimeError("internal detail: db password is hunter2")
 
     monkeypatch.setattr(token, "exchange", boom)
-    with TestClient(client.app, base_url="http://testserver", raise_server_exceptions=False) as c:
-        with caplog.at_level(logging.ERROR, logger="authgate.errors"):
-            resp = c.post("/oauth2/tokens", data={"grant_type": "authorization_code"})
+    app = client.app
+    with (
+        TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c,
+        caplog.at_level(logging.ERROR, logger="authgate.errors"),
+    ):
+        resp = c.post("/oauth2/tokens", data={"grant_type": "authorization_code"})
     body = assert_oauth_error(resp, 500, "server_error")
     assert "hunter2" not in resp.text and "internal detail" not in body["error_description"]
     rid = resp.headers["x-request-id"]
