@@ -53,7 +53,9 @@ def parse_args(argv: list[str]) -> Config:
     parser.add_argument("--port", type=int, default=int(os.environ.get("CALLBACK_PORT", "9876")))
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
     parser.add_argument("--token-url", required=True)
-    parser.add_argument("--redirect-uri", default="", help="Default: http://localhost:PORT/callback")
+    parser.add_argument(
+        "--redirect-uri", default="", help="Default: http://localhost:PORT/callback"
+    )
     parser.add_argument("--state", required=True, help="The state the flow started with.")
     parser.add_argument("--authorize-url", default="", help="Shown on the waiting page.")
     parser.add_argument("--api-url", default="", help="authgate's URL, for the sample API call.")
@@ -113,10 +115,12 @@ class CallbackServer(HTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: CallbackServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         # Only the callback is worth a line; the query (code, state) is not logged.
         if self.path.startswith("/callback"):
-            sys.stderr.write(f"callback: {self.command} /callback -> {args[1] if len(args) > 1 else '?'}\n")
+            sys.stderr.write(
+                f"callback: {self.command} /callback -> {args[1] if len(args) > 1 else '?'}\n"
+            )
 
     def _page(self, status: int, title: str, body: str) -> None:
         data = PAGE.format(title=html.escape(title), body=body).encode()
@@ -133,16 +137,13 @@ class Handler(BaseHTTPRequestHandler):
         self._page(status, title, f'<p class="error">{html.escape(detail)}</p>')
         self.server.outcome = 1
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
+    def do_GET(self) -> None:
         parts = urlsplit(self.path)
         config = self.server.config
         if parts.path == "/":
             link = html.escape(config.authorize_url)
-            body = (
-                f'<p>Waiting for the authorization response. <a href="{link}">Start the flow</a>.</p>'
-                if link
-                else "<p>Waiting for the authorization response on /callback.</p>"
-            )
+            start = f' <a href="{link}">Start the flow</a>.' if link else ""
+            body = f"<p>Waiting for the authorization response on /callback.{start}</p>"
             self._page(200, "authgate test client", body)
             return
         if parts.path != "/callback":

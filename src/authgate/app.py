@@ -62,11 +62,21 @@ def secret_key_bytes(settings: Settings, *, dev: bool) -> bytes:
     return hashlib.sha256(b"authgate-secret-key:" + key.encode()).digest()
 
 
-def check_schema(settings: Settings) -> None:
+def _schema_status(settings: Settings) -> storage.SchemaStatus:
     try:
-        status = storage.schema_status(settings.resolved_database_url)
+        return storage.schema_status(settings.resolved_database_url)
     except ValueError as exc:
         raise ConfigurationError(f"AUTHGATE_DATABASE_URL is not usable: {exc}") from exc
+
+
+def migrate_for_dev(settings: Settings) -> None:
+    """Development mode migrates by itself, but never touches a schema newer than the code."""
+    if _schema_status(settings).state in ("uninitialised", "behind"):
+        storage.upgrade(settings.resolved_database_url)
+
+
+def check_schema(settings: Settings) -> None:
+    status = _schema_status(settings)
     if status.state == "uninitialised":
         raise ConfigurationError("The database is not migrated: run `authgate db upgrade` first")
     if status.state == "behind":

@@ -391,3 +391,26 @@ def test_serve_without_secret_key_outside_dev_fails(
     result = migrated.fails("serve")
     assert "AUTHGATE_SECRET_KEY" in result.stderr
     assert uvicorn_run.calls == []
+
+
+def test_serve_refuses_a_newer_schema(migrated: Cli, uvicorn_run: FakeUvicorn) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(migrated.database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    result = migrated.fails("serve", "--dev")
+    assert "newer than this authgate" in result.stderr
+    assert "9999" in result.stderr
+    assert uvicorn_run.calls == []
+
+
+def test_serve_refuses_an_unusable_database_url(
+    env: Cli, uvicorn_run: FakeUvicorn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTHGATE_DATABASE_URL", "mysql://root@127.0.0.1/authgate")
+    result = env.fails("serve")
+    assert "AUTHGATE_DATABASE_URL is not usable" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert uvicorn_run.calls == []

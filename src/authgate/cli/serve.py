@@ -14,8 +14,7 @@ from typing import Any
 import click
 import uvicorn
 
-from authgate import storage
-from authgate.app import Services, build_services, check_schema, create_app
+from authgate.app import Services, build_services, check_schema, create_app, migrate_for_dev
 from authgate.cli.common import emit, fields, json_option, load_settings
 from authgate.config import Settings
 from authgate.core import accounts, clients
@@ -138,7 +137,7 @@ def serve(dev: bool, host: str | None, port: int | None, as_json: bool) -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
     if dev:
-        storage.upgrade(settings.resolved_database_url)
+        migrate_for_dev(settings)
     check_schema(settings)
     services = build_services(settings, dev=dev)
     if dev:
