@@ -301,7 +301,9 @@ sign_in() {
 }
 
 # consent AUTHORIZE_URL [allow|deny]: show the consent page, post the decision, and set
-# CALLBACK_URL to where authgate redirects the browser.
+# CALLBACK_URL to where authgate redirects the browser. Also sets SESSION_CSRF: the session's
+# CSRF token (the consent form's csrf_token), which a change made with the session cookie
+# must send as X-CSRF-Token.
 consent() {
     local url="$1" decision="${2:-allow}" csrf
     http GET "$url"
@@ -319,6 +321,7 @@ consent() {
     esac
     csrf="$(printf '%s' "$HTTP_BODY" | hidden_field csrf_token)"
     [ -n "$csrf" ] || die "the consent page has no csrf_token field" "$HTTP_BODY"
+    SESSION_CSRF="$csrf"
     http POST "$url" --data-urlencode "csrf_token=$csrf" --data-urlencode "decision=$decision"
     [ "$HTTP_STATUS" = 302 ] || die "the consent POST answered $HTTP_STATUS" "$(error_page_text)"
     CALLBACK_URL="$(header location)"

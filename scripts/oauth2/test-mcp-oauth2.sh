@@ -322,7 +322,9 @@ get_code
 exchange "$CODE" "$VERIFIER"
 expect_tokens "the token request"
 expect_token_works "$ACCESS_TOKEN" "a fresh access token"
-http DELETE "$AUTHGATE_URL/oauth2/tokens?client_id=$(urlencode "$CLIENT_ID")"
+# As the signed-in user (the session cookie), who must also send the session's CSRF token.
+http DELETE "$AUTHGATE_URL/oauth2/tokens?client_id=$(urlencode "$CLIENT_ID")" \
+    -H "X-CSRF-Token: $SESSION_CSRF"
 expect_status 204 "DELETE /oauth2/tokens?client_id=$CLIENT_ID"
 expect_token_refused "$ACCESS_TOKEN" "a withdrawn access token"
 refresh "$REFRESH_TOKEN"

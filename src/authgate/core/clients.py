@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 from authgate.core import audit, redirect_uris, scopes
@@ -40,6 +41,17 @@ class AppFields:
     first_party: bool | None = None
 
 
+DEFAULTS = AppFields(
+    name="",
+    icon="",
+    redirect_uris=(),
+    client_type="confidential",
+    require_pkce=True,
+    grant_types=DEFAULT_GRANTS,
+    first_party=False,
+)
+
+
 def _invalid(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"Invalid {field}: {message}", validations={field: message})
 
@@ -61,80 +73,75 @@ def _check_icon(icon: str | None) -> str:
     return icon
 
 
-def _check_grants(grants: Sequence[str], client_type: ClientType) -> tuple[GrantType, ...]:
+def _check_grants(grants: Sequence[str]) -> tuple[GrantType, ...]:
     if not grants or any(g not in SUPPORTED_GRANTS for g in grants):
         raise _invalid("grant_types", f"a non-empty subset of {sorted(SUPPORTED_GRANTS)}")
     return tuple(dict.fromkeys(grants))  # type: ignore[arg-type]
 
 
-def _validated(
-    fields: AppFields, base: App | None, now_app: dict[str, object]
-) -> dict[str, object]:
-    client_type = fields.client_type or (base.client_type if base else "confidential")
+def _check_scope(scope: str | None) -> str | None:
+    if scope is None:
+        return None
+    try:
+        return scopes.format_scope(scopes.parse_scope(scope.strip())) or None
+    except OAuthError as exc:
+        raise _invalid("scope", exc.description) from exc
+
+
+def _merged(fields: AppFields, base: App | None) -> dict[str, Any]:
+    """Every field of the app: the request's value, else the stored one, else the default."""
+    values: dict[str, Any] = {}
+    for name in AppFields.__dataclass_fields__:
+        value = getattr(fields, name)
+        if value is None:
+            value = getattr(base, name) if base is not None else getattr(DEFAULTS, name)
+        values[name] = value
+    return values
+
+
+def _validated(fields: AppFields, base: App | None) -> dict[str, Any]:
+    values = _merged(fields, base)
+    client_type = values["client_type"]
+    public = client_type == "public"
     if client_type not in ("confidential", "public"):
         raise _invalid("client_type", "confidential or public")
     if base is not None and client_type != base.client_type:
         raise _invalid("client_type", "cannot change once the app exists")
-    uris = (
-        fields.redirect_uris
-        if fields.redirect_uris is not None
-        else (base.redirect_uris if base else ())
-    )
     try:
-        checked_uris = redirect_uris.validate_redirect_uris(
-            list(uris), public=client_type == "public"
-        )
+        uris = redirect_uris.validate_redirect_uris(list(values["redirect_uris"]), public=public)
     except OAuthError as exc:
         raise _invalid("redirect_uris", exc.description) from exc
-    method = fields.token_endpoint_auth_method
-    if method is None and base is not None:
-        method = base.token_endpoint_auth_method
+    method = values["token_endpoint_auth_method"]
     if method is not None and method not in AUTH_METHODS:
         raise _invalid("token_endpoint_auth_method", f"one of {sorted(AUTH_METHODS)}")
-    if client_type == "public" and method not in (None, "none"):
+    if public and method not in (None, "none"):
         raise _invalid("token_endpoint_auth_method", "a public client authenticates with none")
-    if client_type == "confidential" and method == "none":
+    if not public and method == "none":
         raise _invalid("token_endpoint_auth_method", "a confidential client needs a secret")
-    require_pkce = fields.require_pkce
-    if require_pkce is None:
-        require_pkce = base.require_pkce if base else True
-    if client_type == "public" and not require_pkce:
+    if public and not values["require_pkce"]:
         raise _invalid("require_pkce", "public clients always use PKCE")
-    grants = (
-        fields.grant_types
-        if fields.grant_types is not None
-        else (base.grant_types if base else DEFAULT_GRANTS)
-    )
-    scope = fields.scope if fields.scope is not None else (base.scope if base else None)
-    if scope is not None:
-        try:
-            scope = scopes.format_scope(scopes.parse_scope(scope.strip())) or None
-        except OAuthError as exc:
-            raise _invalid("scope", exc.description) from exc
-    return {
-        **now_app,
-        "name": _check_name(
-            fields.name if fields.name is not None else (base.name if base else None)
-        ),
-        "icon": _check_icon(
-            fields.icon if fields.icon is not None else (base.icon if base else "")
-        ),
-        "redirect_uris": checked_uris,
-        "client_type": client_type,
-        "require_pkce": True if client_type == "public" else require_pkce,
-        "token_endpoint_auth_method": "none" if client_type == "public" else method,
-        "grant_types": _check_grants(list(grants), client_type),
-        "scope": scope,
-        "first_party": fields.first_party
-        if fields.first_party is not None
-        else (base.first_party if base else False),
+    return values | {
+        "name": _check_name(values["name"]),
+        "icon": _check_icon(values["icon"]),
+        "redirect_uris": uris,
+        "require_pkce": public or bool(values["require_pkce"]),
+        "token_endpoint_auth_method": "none" if public else method,
+        "grant_types": _check_grants(list(values["grant_types"])),
+        "scope": _check_scope(values["scope"]),
+        "first_party": bool(values["first_party"]),
     }
 
 
 def create_app(ctx: Context, actor: Actor, fields: AppFields) -> App:
     now = ctx.clock.now()
-    values = _validated(fields, None, {"updated_at": now})
-    app = App(id=str(uuid.uuid4()), dynamically_registered=False, created_at=now, **values)  # type: ignore[arg-type]
+    values = _validated(fields, None)
+    app = App(
+        id=str(uuid.uuid4()),
+        dynamically_registered=False,
+        created_at=now,
+        updated_at=now,
+        **values,
+    )
     ctx.store.create_app(app)
     audit.record(
         ctx, actor, "app.created", target_type="app", target_id=app.id, **_audit_fields(app)
@@ -144,8 +151,7 @@ def create_app(ctx: Context, actor: Actor, fields: AppFields) -> App:
 
 def update_app(ctx: Context, actor: Actor, app_id: str, fields: AppFields) -> App:
     app = get_app(ctx, app_id)
-    values = _validated(fields, app, {"updated_at": ctx.clock.now()})
-    updated = replace(app, **values)  # type: ignore[arg-type]
+    updated = replace(app, updated_at=ctx.clock.now(), **_validated(fields, app))
     ctx.store.update_app(updated)
     audit.record(
         ctx, actor, "app.updated", target_type="app", target_id=app.id, **_audit_fields(updated)
