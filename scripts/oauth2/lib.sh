@@ -321,6 +321,7 @@ consent() {
     esac
     csrf="$(printf '%s' "$HTTP_BODY" | hidden_field csrf_token)"
     [ -n "$csrf" ] || die "the consent page has no csrf_token field" "$HTTP_BODY"
+    # shellcheck disable=SC2034 # read by the scripts that source this file
     SESSION_CSRF="$csrf"
     http POST "$url" --data-urlencode "csrf_token=$csrf" --data-urlencode "decision=$decision"
     [ "$HTTP_STATUS" = 302 ] || die "the consent POST answered $HTTP_STATUS" "$(error_page_text)"
