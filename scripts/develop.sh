@@ -9,8 +9,11 @@ VENV="${AUTHGATE_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
+# scripts/test.sh installs a superset (.installed); either marker means "up to date".
+marker="$VENV/.installed-run"
+[ -f "$VENV/.installed" ] && [ "$VENV/.installed" -nt "$marker" ] && marker="$VENV/.installed"
 if ! "$VENV/bin/python" -c "import authgate, fastapi, uvicorn" 2>/dev/null \
-    || [ pyproject.toml -nt "$VENV/.installed-run" ]; then
+    || [ pyproject.toml -nt "$marker" ]; then
     "$VENV/bin/pip" install --quiet --upgrade pip
     "$VENV/bin/pip" install --quiet -e .
     touch "$VENV/.installed-run"

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
-_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+_RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"color_message"}
+# Set by the web middleware for the duration of a request (worker threads inherit it).
+REQUEST_ID: ContextVar[str | None] = ContextVar("authgate_request_id", default=None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,6 +25,9 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
         }
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            entry["request_id"] = request_id
         # The access log already hands us a JSON object: merge it rather than nest a string.
         if message.startswith("{"):
             try:

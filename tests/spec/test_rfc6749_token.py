@@ -63,7 +63,7 @@ def test_success_post_and_basic(
         body = assert_token_response(resp)
         assert body["refresh_token"].startswith("agrt_")
         assert body["expires_in"] == 3600
-        assert body["scope"] == ""
+        assert "scope" not in body  # nothing requested, nothing granted: no empty scope
         assert resp.headers["pragma"] == "no-cache"
         assert resp.headers["access-control-allow-origin"] == "*"
     state = issued(services, confidential.id)

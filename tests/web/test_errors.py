@@ -63,3 +63,33 @@ def test_oversize_body_is_refused_before_parsing(client: TestClient) -> None:
 def test_health(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ok"}
+
+
+def test_json_logs_carry_the_request_id(
+    client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from authgate.logs import JsonFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("authgate")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        resp = client.post(
+            "/oauth2/tokens",
+            data={"grant_type": "refresh_token", "refresh_token": "agrt_x", "client_id": "x"},
+        )
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    rid = resp.headers["x-request-id"]
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    assert lines, "no log lines"
+    assert all(line.get("request_id") == rid for line in lines)
+    access = [line for line in lines if line.get("path") == "/oauth2/tokens"]
+    assert access and access[0]["status"] == 401
+    assert "agrt_x" not in json.dumps(lines)

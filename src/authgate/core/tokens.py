@@ -37,8 +37,10 @@ class TokenResponse:
         }
         if self.refresh_token is not None:
             body["refresh_token"] = self.refresh_token
-        # Always echoing scope lets MCP clients see exactly what they hold.
-        body["scope"] = self.scope
+        # RFC 6749 §5.1 / §3.3: an empty scope is not a scope; send it whenever there is one,
+        # so MCP clients see exactly what they hold.
+        if self.scope:
+            body["scope"] = self.scope
         return body
 
 

@@ -10,6 +10,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authgate.logs import REQUEST_ID
 from authgate.web import errors
 
 log = logging.getLogger("authgate.access")
@@ -31,47 +32,48 @@ class RequestContext:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = incoming if _SAFE_ID.fullmatch(incoming) else str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = rid
+        token = REQUEST_ID.set(rid)
+        try:
+            await self._handle(scope, receive, send, rid)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, rid: str) -> None:
         start = time.perf_counter()
         status = 500
+        started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                status, started = message["status"], True
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
         length = dict(scope["headers"]).get(b"content-length")
-        started = False
-
-        async def send_tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send_with_id(message)
-
-        if length is not None and length.isdigit() and int(length) > MAX_BODY:
-            await _too_large(send_with_id)
-        else:
-            try:
-                await self.app(scope, receive, send_tracked)
-            except Exception as exc:
-                # Caught here, inside the request id, so the 500 carries it and the log names it.
-                if started:
-                    raise
-                await errors.unexpected(rid, exc)(scope, receive, send_with_id)
-        # Paths only: query strings may carry codes or states.
-        log.info(
-            json.dumps(
-                {
-                    "request_id": rid,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "ms": round((time.perf_counter() - start) * 1000, 2),
-                }
+        try:
+            if length is not None and length.isdigit() and int(length) > MAX_BODY:
+                await _too_large(send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Caught here, inside the request id, so the 500 carries it and the log names it.
+            if started:
+                raise
+            await errors.unexpected(rid, exc)(scope, receive, send_with_id)
+        finally:
+            # Paths only: query strings may carry codes or states.
+            log.info(
+                json.dumps(
+                    {
+                        "request_id": rid,
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "ms": round((time.perf_counter() - start) * 1000, 2),
+                    }
+                )
             )
-        )
 
 
 async def _too_large(send: Send) -> None:
