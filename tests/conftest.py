@@ -16,11 +16,12 @@ from starlette.testclient import TestClient
 from authgate import storage
 from authgate.app import Services, build_services, create_app
 from authgate.config import Settings
-from authgate.core import accounts, clients
+from authgate.core import accounts, clients, resources
 from authgate.core.context import SYSTEM
-from authgate.core.models import App, User
+from authgate.core.models import App, ScopeInfo, User
+from authgate.core.resources import ResourceFields
 from tests.clock import MovableClock
-from tests.flows import REDIRECT_URI, login
+from tests.flows import REDIRECT_URI, RESOURCE, login
 
 PG_URL = os.environ.get("AUTHGATE_TEST_POSTGRES_URL")
 REQUIRE_PG = os.environ.get("AUTHGATE_REQUIRE_POSTGRES") == "1"
@@ -100,9 +101,28 @@ def clock() -> MovableClock:
     return MovableClock()
 
 
+TEST_RESOURCES = (
+    # RESOURCE (flows.py): JWT access tokens, two scopes.
+    ResourceFields(
+        identifier=RESOURCE,
+        name="Example API",
+        scopes=(ScopeInfo("read", "Read your data"), ScopeInfo("write", "Change your data")),
+    ),
+    ResourceFields(
+        identifier="https://mcp.example.com/mcp",
+        name="Example MCP server",
+        scopes=(ScopeInfo("read", "Read your files"),),
+        token_format="opaque",
+    ),
+    ResourceFields(identifier="https://other.example.com", name="Other API"),
+)
+
+
 @pytest.fixture
 def services(settings: Settings, clock: MovableClock) -> Iterator[Services]:
     services = build_services(settings, clock=clock)
+    for fields in TEST_RESOURCES:
+        resources.create_resource(services.ctx, SYSTEM, fields)
     yield services
     services.store.close()
 

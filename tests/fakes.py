@@ -25,7 +25,9 @@ from authgate.core.models import (
     AuthorizationCode,
     Grant,
     RefreshToken,
+    Resource,
     Session,
+    SigningKey,
     User,
 )
 from authgate.core.ports import DuplicateKeyError
@@ -75,6 +77,8 @@ class InMemoryStore:
         self.grants = _Table()
         self.access = _Table("prefix")
         self.refresh = _Table("prefix")
+        self.resources = _Table("identifier")
+        self.signing_keys: dict[str, SigningKey] = {}  # by kid
         self.audit = _Table()
         self.settings: dict[str, Any] = {}
 
@@ -367,6 +371,21 @@ class InMemoryStore:
         with self._lock:
             return sum(self._revoke_grants({grant_id}, now)) > 0
 
+    def create_grant(self, grant: Grant, access: AccessToken) -> None:
+        with self._lock:
+            snapshot = (dict(self.grants), dict(self.access), dict(self.refresh))
+            try:
+                self._insert(
+                    self.grants,
+                    grant,
+                    app=(self.apps, grant.app_id),
+                    user=(self.users, grant.user_id),
+                )
+                self._insert_pair(access, None)
+            except Exception:
+                self._restore(snapshot)
+                raise
+
     def revoke_access_token(self, token_id: str, now: datetime) -> bool:
         with self._lock:
             return self._revoke_where(self.access, lambda t: t.id == token_id, now) == 1
@@ -385,6 +404,72 @@ class InMemoryStore:
             ]:
                 del self.codes[code.id]
             return revoked
+
+    # -- resources -------------------------------------------------------------------------
+
+    def create_resource(self, resource: Resource) -> None:
+        with self._lock:
+            self._insert(self.resources, resource)
+
+    def get_resource(self, resource_id: str) -> Resource | None:
+        with self._lock:
+            return self.resources.get(resource_id)
+
+    def get_resource_by_identifier(self, identifier: str) -> Resource | None:
+        with self._lock:
+            return next((r for r in self.resources.values() if r.identifier == identifier), None)
+
+    def list_resources(self) -> Sequence[Resource]:
+        with self._lock:
+            return self._sorted(self.resources.values(), lambda r: (r.created_at, r.id))
+
+    def update_resource(self, resource: Resource) -> None:
+        with self._lock:
+            self._update(self.resources, resource)
+
+    def delete_resource(self, resource_id: str) -> bool:
+        with self._lock:
+            return self.resources.pop(resource_id, None) is not None
+
+    # -- signing keys ----------------------------------------------------------------------
+
+    def create_signing_key(self, key: SigningKey) -> None:
+        with self._lock:
+            if key.kid in self.signing_keys:
+                raise DuplicateKeyError(f"duplicate kid {key.kid!r}")
+            stored = dataclasses.replace(key, public_jwk=copy.deepcopy(key.public_jwk))
+            self.signing_keys[key.kid] = _utc(stored)
+
+    def list_signing_keys(self) -> Sequence[SigningKey]:
+        with self._lock:
+            keys = self._sorted(self.signing_keys.values(), lambda k: (k.created_at, k.kid))
+            return [dataclasses.replace(k, public_jwk=copy.deepcopy(k.public_jwk)) for k in keys]
+
+    def activate_signing_key(self, kid: str, now: datetime, retire_until: datetime) -> bool:
+        with self._lock:
+            key = self.signing_keys.get(kid)
+            if key is None or key.activated_at is not None or key.retired_at is not None:
+                return False
+            activated = _utc(dataclasses.replace(key, activated_at=now))
+            retired = {
+                k.kid: _utc(dataclasses.replace(k, retired_at=now, expires_at=retire_until))
+                for k in self.signing_keys.values()
+                if k.activated_at is not None and k.retired_at is None and k.kid != kid
+            }
+            self.signing_keys[kid] = activated
+            self.signing_keys.update(retired)
+            return True
+
+    def delete_expired_signing_keys(self, now: datetime) -> int:
+        with self._lock:
+            expired = [
+                k.kid
+                for k in self.signing_keys.values()
+                if k.expires_at is not None and k.expires_at <= now
+            ]
+            for kid in expired:
+                del self.signing_keys[kid]
+            return len(expired)
 
     # -- audit and settings ----------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from authgate import storage
 from authgate.config import Settings
+from authgate.core import resources
 from authgate.core.context import Context
 from authgate.core.policy import Policy, SystemClock
 from authgate.core.ports import Clock
@@ -39,6 +40,8 @@ def policy_from(settings: Settings) -> Policy:
         refresh_reuse_grace=timedelta(seconds=settings.refresh_reuse_grace_seconds),
         session_ttl=timedelta(seconds=settings.session_ttl_seconds),
         default_audience=canonical_resource(settings.issuer),
+        signing_alg=settings.signing_alg,
+        key_rotation_interval=timedelta(days=settings.key_rotation_days),
     )
 
 
@@ -99,6 +102,9 @@ def build_services(
     ctx = Context(
         store=store, clock=clock or SystemClock(), policy=policy_from(settings), secret_key=key
     )
+    resources.ensure_own_api(ctx)
+    # Loads (and on a new database creates) the signing keys before the first request.
+    ctx.keyring.keys(ctx)
     return Services(settings=settings, store=store, ctx=ctx)
 
 

@@ -6,6 +6,7 @@ docs/configuration.md is generated from this module (``authgate settings --markd
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,15 @@ class Settings(BaseSettings):
         description="A used refresh token presented again by the same client within this many "
         "seconds is re-issued in the same family (clients that retry); after it, reuse revokes "
         "the whole family. 0 = strict.",
+    )
+    signing_alg: Literal["ES256", "RS256", "EdDSA"] = Field(
+        "ES256", description="JWS algorithm of new signing keys (JWT access tokens)."
+    )
+    key_rotation_days: int = Field(
+        30,
+        ge=0,
+        description="Rotate the signing key automatically after this many days (0 = only by "
+        "hand with `authgate keys rotate`). The next key is published a day before it signs.",
     )
     session_ttl_seconds: int = Field(12 * 3600, ge=300, description="Browser session lifetime.")
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")

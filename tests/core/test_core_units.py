@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from authgate.core import authorize, clients, redirect_uris, scopes, token
+from authgate.core import authorize, clients, redirect_uris, resources, scopes, token
 from authgate.core.accounts import create_user
 from authgate.core.context import SYSTEM, Context
 from authgate.core.errors import (
@@ -30,9 +30,10 @@ REDIRECT = "http://127.0.0.1:9876/callback"
 
 @pytest.fixture
 def ctx() -> Context:
-    return Context(
-        InMemoryStore(), MovableClock(), Policy(issuer=ISSUER, default_audience=ISSUER), b"k" * 32
-    )
+    policy = Policy(issuer=ISSUER, default_audience=ISSUER)
+    context = Context(InMemoryStore(), MovableClock(), policy, b"k" * 32)
+    resources.ensure_own_api(context)
+    return context
 
 
 class TestSecrets:
@@ -106,13 +107,17 @@ class TestRedirectUriRegistration:
 
 class TestScopes:
     def test_negotiate(self) -> None:
-        assert scopes.negotiate(None, None) == ""
-        assert scopes.negotiate("a b", None) == "a b"
-        assert scopes.negotiate(None, "a b") == "a b"
-        assert scopes.negotiate("b", "a b") == "b"
-        assert scopes.negotiate("a a", None) == "a"
-        with pytest.raises(InvalidScopeError):
-            scopes.negotiate("c", "a b")
+        known = ("a", "b", "c")
+        assert scopes.negotiate(None, None, known) == ""
+        assert scopes.negotiate("a b", None, known) == "a b"
+        assert scopes.negotiate(None, "a b", known) == "a b"
+        assert scopes.negotiate(None, "a b z", known) == "a b"
+        assert scopes.negotiate("b", "a b", known) == "b"
+        assert scopes.negotiate("a a", None, known) == "a"
+        with pytest.raises(InvalidScopeError, match="app may not"):
+            scopes.negotiate("c", "a b", known)
+        with pytest.raises(InvalidScopeError, match="does not define"):
+            scopes.negotiate("z", None, known)
         with pytest.raises(InvalidScopeError):
             scopes.parse_scope('a "b"')
         with pytest.raises(InvalidScopeError):

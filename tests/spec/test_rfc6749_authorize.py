@@ -281,7 +281,10 @@ def test_consent_page_shows_what_is_asked(signed_in: TestClient, services: Servi
     assert '<strong id="username">alice</strong>' in page.text
     assert '<strong id="redirect-host">localhost:9876</strong>' in page.text
     assert '<span id="resource">https://mcp.example.com/mcp</span>' in page.text
-    assert "<code>read</code>" in page.text and "<code>write</code>" not in page.text
+    assert (
+        "<code>read</code>: Read your files" in page.text and "<code>write</code>" not in page.text
+    )
+    assert '<strong id="resource-name">Example MCP server</strong>' in page.text
     assert 'src="https://cdn.example.com/i.png"' in page.text
     assert csrf_from(page)
 

@@ -14,6 +14,7 @@ from authgate.core.models import AuditQuery
 from tests.clock import MovableClock
 from tests.conftest import ISSUER, Client, issued, make_account, make_client
 from tests.flows import (
+    RESOURCE,
     assert_oauth_error,
     assert_token_response,
     authorize,
@@ -220,7 +221,7 @@ def test_refresh_token_of_another_client(
 
 def test_scope_may_narrow_never_widen(signed_in: TestClient, services: Services) -> None:
     app = make_client(services, scope="read write")
-    first = _tokens(signed_in, app, scope="read write")
+    first = _tokens(signed_in, app, scope="read write", resource=RESOURCE)
     assert first["scope"] == "read write"
     wide = refresh(
         signed_in,

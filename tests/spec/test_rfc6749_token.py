@@ -15,6 +15,7 @@ from tests.clock import MovableClock
 from tests.conftest import Client, issued, make_client
 from tests.flows import (
     REDIRECT_URI,
+    RESOURCE,
     assert_oauth_error,
     assert_token_response,
     authorize,
@@ -355,7 +356,7 @@ def test_reused_code_revokes_what_it_issued(
 def test_scope_at_exchange_is_ignored(signed_in: TestClient, services: Services) -> None:
     app = make_client(services, scope="read write")
     pkce = generate_pkce()
-    code = authorize(signed_in, app.id, challenge=pkce.challenge, scope="read")
+    code = authorize(signed_in, app.id, challenge=pkce.challenge, scope="read", resource=RESOURCE)
     data = _base(code, pkce.verifier, app) | {"scope": "read write admin"}
     body = assert_token_response(token_request(signed_in, data))
     assert body["scope"] == "read"

@@ -21,7 +21,11 @@ def test_metadata_document(client: TestClient) -> None:
     assert body["authorization_endpoint"] == "http://testserver/oauth2/authorize"
     assert body["token_endpoint"] == "http://testserver/oauth2/tokens"
     assert body["response_types_supported"] == ["code"]
-    assert body["grant_types_supported"] == ["authorization_code", "refresh_token"]
+    assert body["grant_types_supported"] == [
+        "authorization_code",
+        "client_credentials",
+        "refresh_token",
+    ]
     assert body["code_challenge_methods_supported"] == ["S256"]
     assert body["authorization_response_iss_parameter_supported"] is True
     assert set(body["token_endpoint_auth_methods_supported"]) == {
@@ -30,8 +34,12 @@ def test_metadata_document(client: TestClient) -> None:
         "none",
     }
     # Only what is enabled: nothing of later features yet.
-    for absent in ("registration_endpoint", "introspection_endpoint", "jwks_uri"):
-        assert absent not in body
+    assert body["jwks_uri"] == "http://testserver/.well-known/jwks.json"
+    assert body["introspection_endpoint"] == "http://testserver/oauth2/introspect"
+    assert body["revocation_endpoint"] == "http://testserver/oauth2/revoke"
+    assert body["scopes_supported"] == ["admin", "read", "write"]
+    # Only what is enabled: no registration endpoint yet.
+    assert "registration_endpoint" not in body
     assert resp.headers["access-control-allow-origin"] == "*"
     assert "max-age" in resp.headers["cache-control"]
 

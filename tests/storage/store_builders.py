@@ -15,7 +15,10 @@ from authgate.core.models import (
     AuthorizationCode,
     Grant,
     RefreshToken,
+    Resource,
+    ScopeInfo,
     Session,
+    SigningKey,
     User,
 )
 
@@ -197,3 +200,45 @@ def event(**overrides: Any) -> AuditEvent:
         "details": {"name": "Claude", "redirect_uris": ["https://example.test/cb"], "n": 2},
     }
     return AuditEvent(**(values | overrides))
+
+
+def resource(**overrides: Any) -> Resource:
+    values: dict[str, Any] = {
+        "id": uid("res"),
+        "identifier": f"https://{uid('mcp')}.example.test/mcp",
+        "name": "Files MCP",
+        "scopes": (
+            ScopeInfo(name="files:read", description="Read your files"),
+            ScopeInfo(name="files:write", description="Change your files — even “quoted” ones"),
+        ),
+        "token_format": "jwt",
+        "access_token_ttl": 900,
+        "introspectors": (uid("app"), uid("app")),
+        "created_at": at(0).astimezone(PLUS_TWO),
+        "updated_at": at(1),
+    }
+    return Resource(**(values | overrides))
+
+
+def signing_key(**overrides: Any) -> SigningKey:
+    kid = uid("kid")
+    values: dict[str, Any] = {
+        "kid": kid,
+        "alg": "ES256",
+        "public_jwk": {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+            "kid": kid,
+            "use": "sig",
+            "alg": "ES256",
+            "key_ops": ["verify"],
+        },
+        "private_key": "gAAAAABm-encrypted-pkcs8-blob==",
+        "created_at": at(0).astimezone(PLUS_TWO),
+        "activated_at": None,
+        "retired_at": None,
+        "expires_at": None,
+    }
+    return SigningKey(**(values | overrides))

@@ -18,6 +18,7 @@ from authgate.storage import SchemaStatus, downgrade, open_store, schema_status,
 from authgate.storage.sql import migrate
 from authgate.storage.sql.engine import make_engine
 from authgate.storage.sql.tables import metadata
+from tests.storage import store_builders as b
 from tests.storage.conftest import SQL_BACKENDS
 
 TABLES = {
@@ -32,7 +33,11 @@ TABLES = {
     "refresh_tokens",
     "audit_log",
     "settings",
+    "resources",
+    "signing_keys",
 }
+TABLES_0001 = TABLES - {"resources", "signing_keys"}
+HEAD = "0002"
 
 every_sql_backend = pytest.mark.parametrize("empty_database_url", SQL_BACKENDS, indirect=True)
 
@@ -74,6 +79,41 @@ def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
 
 
 @every_sql_backend
+def test_0002_down_and_up_again_keeps_the_0001_data(empty_database_url: str) -> None:
+    """Downgrading to 0001 drops only what 0002 added; upgrading again restores it, empty."""
+    url = empty_database_url
+    upgrade(url)
+    store = open_store(url)
+    try:
+        u = b.user()
+        store.create_user(u)
+        store.create_resource(b.resource())
+        store.create_signing_key(b.signing_key())
+    finally:
+        store.close()
+
+    downgrade(url, "0001")
+    assert table_names(url) == TABLES_0001
+    assert schema_status(url) == SchemaStatus(current="0001", head=HEAD, state="behind")
+
+    upgrade(url)
+    assert table_names(url) == TABLES
+    assert schema_status(url) == SchemaStatus(current=HEAD, head=HEAD, state="up_to_date")
+    store = open_store(url)
+    try:
+        assert store.get_user(u.id) == u
+        assert list(store.list_resources()) == []
+        assert list(store.list_signing_keys()) == []
+        r, k = b.resource(), b.signing_key()
+        store.create_resource(r)
+        store.create_signing_key(k)
+        assert store.get_resource(r.id) == r
+        assert list(store.list_signing_keys()) == [k]
+    finally:
+        store.close()
+
+
+@every_sql_backend
 def test_migrated_schema_matches_tables_py(empty_database_url: str) -> None:
     """The hand-written migration and the tables the code queries describe the same schema."""
     upgrade(empty_database_url)
@@ -89,16 +129,16 @@ def test_migrated_schema_matches_tables_py(empty_database_url: str) -> None:
 @every_sql_backend
 def test_schema_status(empty_database_url: str) -> None:
     url = empty_database_url
-    assert schema_status(url) == SchemaStatus(current=None, head="0001", state="uninitialised")
+    assert schema_status(url) == SchemaStatus(current=None, head=HEAD, state="uninitialised")
     upgrade(url)
-    assert schema_status(url) == SchemaStatus(current="0001", head="0001", state="up_to_date")
+    assert schema_status(url) == SchemaStatus(current=HEAD, head=HEAD, state="up_to_date")
     set_version(url, "9999")  # written by a newer authgate
-    assert schema_status(url) == SchemaStatus(current="9999", head="0001", state="ahead")
+    assert schema_status(url) == SchemaStatus(current="9999", head=HEAD, state="ahead")
 
 
 NEXT_REVISION = """
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -119,7 +159,7 @@ def test_schema_status_behind_after_downgrade(
     """Code with a newer head sees a downgraded database as behind, older code as ahead."""
     newer = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "versions" / "0002_next.py").write_text(NEXT_REVISION)
+    (newer / "versions" / "0003_next.py").write_text(NEXT_REVISION)
     url = empty_database_url
 
     def run_as(migrations: Path) -> None:
@@ -128,14 +168,14 @@ def test_schema_status_behind_after_downgrade(
     current = migrate.MIGRATIONS_DIR
     run_as(newer)
     upgrade(url)
-    assert schema_status(url) == SchemaStatus("0002", "0002", "up_to_date")
+    assert schema_status(url) == SchemaStatus("0003", "0003", "up_to_date")
     run_as(current)  # this code must not touch a database migrated by newer code
-    assert schema_status(url) == SchemaStatus("0002", "0001", "ahead")
+    assert schema_status(url) == SchemaStatus("0003", HEAD, "ahead")
     run_as(newer)
-    downgrade(url, "0001")
-    assert schema_status(url) == SchemaStatus("0001", "0002", "behind")
+    downgrade(url, HEAD)
+    assert schema_status(url) == SchemaStatus(HEAD, "0003", "behind")
     run_as(current)
-    assert schema_status(url) == SchemaStatus("0001", "0001", "up_to_date")
+    assert schema_status(url) == SchemaStatus(HEAD, HEAD, "up_to_date")
     assert table_names(url) == TABLES
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from authgate.core.models import AuditQuery
+from authgate.core.models import AuditQuery, ScopeInfo
 from authgate.core.ports import DuplicateKeyError, Store
 from tests.storage import store_builders as b
 
@@ -626,6 +626,301 @@ def test_list_apps_authorized_by(store: Store) -> None:
     assert_round_trip(found[0], apps["A"])
     assert [a.name for a in store.list_apps_authorized_by(other_user.id, now)] == ["E"]
     assert list(store.list_apps_authorized_by(u.id, b.at(10_000))) == []
+
+
+# -- client_credentials grants -------------------------------------------------------------
+
+
+def test_create_grant_stores_grant_and_access_token(store: Store) -> None:
+    a = b.app(grant_types=("client_credentials",))
+    store.create_app(a)
+    s = b.secret(a.id)
+    store.create_secret(s)
+    g = b.grant(a.id, None, auth_time=None)
+    token = b.access(g, a.id, secret_id=s.id)
+    store.create_grant(g, token)
+    assert_round_trip(store.get_grant(g.id), g)
+    assert_round_trip(store.get_access_token_by_prefix(token.prefix), token)
+    # It is a family like any other: revoking the grant revokes its token.
+    assert store.revoke_grant(g.id, b.at(5)) is True
+    stored = store.get_access_token_by_prefix(token.prefix)
+    assert stored is not None and stored.revoked_at == b.at(5)
+
+
+def test_create_grant_for_a_user(store: Store) -> None:
+    u, a = b.user(), b.app()
+    store.create_user(u)
+    store.create_app(a)
+    g = b.grant(a.id, u.id)
+    token = b.access(g, a.id)
+    store.create_grant(g, token)
+    assert_round_trip(store.get_grant(g.id), g)
+    assert_round_trip(store.get_access_token_by_prefix(token.prefix), token)
+
+
+def test_create_grant_is_atomic(store: Store, family: dict[str, Any]) -> None:
+    """A token that cannot be stored takes its grant with it, and the other way round."""
+    a = family["app"]
+    g = b.grant(a.id, None)
+    clash = b.access(g, a.id, prefix=family["access"].prefix)
+    with pytest.raises(DuplicateKeyError):
+        store.create_grant(g, clash)
+    assert store.get_grant(g.id) is None
+
+    fresh = b.access(g, a.id)
+    with pytest.raises(DuplicateKeyError):
+        store.create_grant(dataclasses.replace(g, id=family["grant"].id), fresh)
+    assert store.get_access_token_by_prefix(fresh.prefix) is None
+    assert_round_trip(store.get_grant(family["grant"].id), family["grant"])
+
+    with pytest.raises(ValueError):
+        store.create_grant(b.grant("no-such-app", None), b.access(None, "no-such-app"))
+
+
+# -- resources -----------------------------------------------------------------------------
+
+
+def test_resource_round_trip_keeps_tuples(store: Store) -> None:
+    r = b.resource()
+    bare = b.resource(
+        scopes=(),
+        token_format="opaque",
+        access_token_ttl=None,
+        introspectors=(),
+        created_at=b.at(1),
+    )
+    store.create_resource(r)
+    store.create_resource(bare)
+    assert_round_trip(store.get_resource(r.id), r)
+    assert_round_trip(store.get_resource(bare.id), bare)
+    assert_round_trip(store.get_resource_by_identifier(r.identifier), r)
+    stored = store.get_resource(r.id)
+    assert stored is not None
+    assert all(type(scope) is ScopeInfo for scope in stored.scopes)
+    assert store.get_resource("missing") is None
+    assert store.get_resource_by_identifier("https://missing.example.test/") is None
+
+
+def test_list_resources_oldest_first(store: Store) -> None:
+    assert list(store.list_resources()) == []
+    later, earlier = b.resource(created_at=b.at(5)), b.resource(created_at=b.at(1))
+    store.create_resource(later)
+    store.create_resource(earlier)
+    found = store.list_resources()
+    assert [r.id for r in found] == [earlier.id, later.id]
+    assert_round_trip(found[1], later)
+
+
+def test_duplicate_resource_identifier_or_id_is_refused(store: Store) -> None:
+    r = b.resource()
+    store.create_resource(r)
+    with pytest.raises(DuplicateKeyError):
+        store.create_resource(b.resource(identifier=r.identifier))
+    with pytest.raises(DuplicateKeyError):
+        store.create_resource(b.resource(id=r.id))
+    other = b.resource()
+    store.create_resource(other)
+    with pytest.raises(DuplicateKeyError):
+        store.update_resource(dataclasses.replace(other, identifier=r.identifier))
+    assert_round_trip(store.get_resource(other.id), other)
+    assert {x.id for x in store.list_resources()} == {r.id, other.id}
+
+
+def test_update_resource_replaces_every_field(store: Store) -> None:
+    r = b.resource()
+    store.create_resource(r)
+    changed = dataclasses.replace(
+        r,
+        identifier="https://renamed.example.test/mcp",
+        name="Renamed",
+        scopes=(ScopeInfo(name="admin", description="Everything"),),
+        token_format="opaque",
+        access_token_ttl=None,
+        introspectors=("app_rs",),
+        updated_at=b.at(30),
+    )
+    store.update_resource(changed)
+    assert_round_trip(store.get_resource(r.id), changed)
+    assert store.get_resource_by_identifier(r.identifier) is None
+    assert_round_trip(store.get_resource_by_identifier(changed.identifier), changed)
+    store.update_resource(b.resource())  # unknown id: nothing happens
+    assert [x.id for x in store.list_resources()] == [r.id]
+
+
+def test_delete_resource(store: Store) -> None:
+    r, other = b.resource(), b.resource()
+    store.create_resource(r)
+    store.create_resource(other)
+    assert store.delete_resource(r.id) is True
+    assert store.delete_resource(r.id) is False
+    assert store.get_resource(r.id) is None
+    assert store.get_resource_by_identifier(r.identifier) is None
+    assert_round_trip(store.get_resource(other.id), other)
+    store.create_resource(b.resource(identifier=r.identifier))  # the identifier is free again
+
+
+def test_deleting_an_app_leaves_introspectors_alone(store: Store) -> None:
+    a = b.app()
+    store.create_app(a)
+    r = b.resource(introspectors=(a.id, "app_other"))
+    store.create_resource(r)
+    assert store.delete_app(a.id) is True
+    assert_round_trip(store.get_resource(r.id), r)
+
+
+# -- signing keys --------------------------------------------------------------------------
+
+
+def test_signing_key_round_trip(store: Store) -> None:
+    next_key = b.signing_key(created_at=b.at(2))
+    rsa = b.signing_key(
+        alg="RS256",
+        public_jwk={"kty": "RSA", "n": "sXch" * 64, "e": "AQAB", "nested": {"a": [1, None]}},
+        created_at=b.at(0),
+        activated_at=b.at(1).astimezone(b.PLUS_TWO),
+        retired_at=b.at(3),
+        expires_at=b.at(63),
+    )
+    store.create_signing_key(next_key)
+    store.create_signing_key(rsa)
+    keys = store.list_signing_keys()
+    assert [k.kid for k in keys] == [rsa.kid, next_key.kid]
+    assert_round_trip(keys[0], rsa)
+    assert_round_trip(keys[1], next_key)
+    assert type(keys[1].public_jwk) is dict
+    with pytest.raises(DuplicateKeyError):
+        store.create_signing_key(b.signing_key(kid=next_key.kid))
+    assert len(store.list_signing_keys()) == 2
+
+
+def test_signing_keys_start_empty(store: Store) -> None:
+    assert list(store.list_signing_keys()) == []
+    assert store.delete_expired_signing_keys(b.at(0)) == 0
+    assert store.activate_signing_key("missing", b.at(0), b.at(1)) is False
+
+
+def _keys(store: Store) -> dict[str, Any]:
+    return {k.kid: k for k in store.list_signing_keys()}
+
+
+def test_activate_signing_key_rotates(store: Store) -> None:
+    first = b.signing_key(created_at=b.at(0))
+    store.create_signing_key(first)
+    # The very first activation: there is nothing to retire.
+    assert store.activate_signing_key(first.kid, b.at(1), b.at(100)) is True
+    assert_round_trip(_keys(store)[first.kid], dataclasses.replace(first, activated_at=b.at(1)))
+
+    second = b.signing_key(created_at=b.at(2))
+    store.create_signing_key(second)
+    now, until = b.at(10).astimezone(b.PLUS_TWO), b.at(70).astimezone(b.PLUS_TWO)
+    assert store.activate_signing_key(second.kid, now, until) is True
+    keys = _keys(store)
+    assert_round_trip(keys[second.kid], dataclasses.replace(second, activated_at=b.at(10)))
+    assert_round_trip(
+        keys[first.kid],
+        dataclasses.replace(first, activated_at=b.at(1), retired_at=b.at(10), expires_at=b.at(70)),
+    )
+
+
+def test_activate_retires_every_active_key_but_no_retiring_or_next_one(store: Store) -> None:
+    active_a = b.signing_key(created_at=b.at(0), activated_at=b.at(0))
+    active_b = b.signing_key(created_at=b.at(1), activated_at=b.at(1))
+    retiring = b.signing_key(
+        created_at=b.at(-10), activated_at=b.at(-9), retired_at=b.at(-1), expires_at=b.at(50)
+    )
+    target, other_next = b.signing_key(created_at=b.at(2)), b.signing_key(created_at=b.at(3))
+    for key in (active_a, active_b, retiring, target, other_next):
+        store.create_signing_key(key)
+
+    assert store.activate_signing_key(target.kid, b.at(5), b.at(65)) is True
+
+    keys = _keys(store)
+    for key in (active_a, active_b):
+        assert_round_trip(
+            keys[key.kid], dataclasses.replace(key, retired_at=b.at(5), expires_at=b.at(65))
+        )
+    assert_round_trip(keys[retiring.kid], retiring)
+    assert_round_trip(keys[other_next.kid], other_next)
+    assert_round_trip(keys[target.kid], dataclasses.replace(target, activated_at=b.at(5)))
+
+
+def test_activating_a_key_that_is_not_next_changes_nothing(store: Store) -> None:
+    active = b.signing_key(created_at=b.at(0), activated_at=b.at(0))
+    retiring = b.signing_key(
+        created_at=b.at(-10), activated_at=b.at(-9), retired_at=b.at(-1), expires_at=b.at(50)
+    )
+    retired_unused = b.signing_key(created_at=b.at(-5), retired_at=b.at(-1), expires_at=b.at(9))
+    waiting = b.signing_key(created_at=b.at(1))
+    for key in (active, retiring, retired_unused, waiting):
+        store.create_signing_key(key)
+    before = _keys(store)
+
+    for kid in (active.kid, retiring.kid, retired_unused.kid, "missing"):
+        assert store.activate_signing_key(kid, b.at(5), b.at(65)) is False, kid
+
+    after = _keys(store)
+    assert after.keys() == before.keys()
+    for kid, key in before.items():
+        assert_round_trip(after[kid], key)
+
+
+def test_concurrent_activation_of_one_key_wins_once(store: Store) -> None:
+    active = b.signing_key(created_at=b.at(0), activated_at=b.at(0))
+    target = b.signing_key(created_at=b.at(1))
+    store.create_signing_key(active)
+    store.create_signing_key(target)
+
+    results = run_together(
+        8, lambda i: store.activate_signing_key(target.kid, b.at(10 + i), b.at(100 + i))
+    )
+
+    assert results.count(True) == 1
+    winner = results.index(True)
+    keys = _keys(store)
+    assert keys[target.kid].activated_at == b.at(10 + winner)
+    assert keys[target.kid].retired_at is None
+    assert keys[active.kid].retired_at == b.at(10 + winner)
+    assert keys[active.kid].expires_at == b.at(100 + winner)
+
+
+def test_concurrent_activation_of_different_keys_leaves_one_active(store: Store) -> None:
+    """Rotations to different next keys run one after another: never two signing keys."""
+    store.create_signing_key(b.signing_key(created_at=b.at(0), activated_at=b.at(0)))
+    targets = [b.signing_key(created_at=b.at(1 + i)) for i in range(8)]
+    for key in targets:
+        store.create_signing_key(key)
+
+    results = run_together(
+        8, lambda i: store.activate_signing_key(targets[i].kid, b.at(10), b.at(100))
+    )
+
+    assert results == [True] * 8  # each was still next when its turn came
+    keys = store.list_signing_keys()
+    active = [k for k in keys if k.activated_at is not None and k.retired_at is None]
+    assert len(active) == 1
+    assert all(
+        k.retired_at == b.at(10) and k.expires_at == b.at(100) for k in keys if k != active[0]
+    )
+
+
+def test_delete_expired_signing_keys(store: Store) -> None:
+    gone = b.signing_key(activated_at=b.at(0), retired_at=b.at(1), expires_at=b.at(10))
+    boundary = b.signing_key(
+        activated_at=b.at(0), retired_at=b.at(1), expires_at=b.at(20).astimezone(b.PLUS_TWO)
+    )
+    retiring = b.signing_key(activated_at=b.at(0), retired_at=b.at(1), expires_at=b.at(21))
+    active = b.signing_key(activated_at=b.at(2))
+    waiting = b.signing_key()
+    for key in (gone, boundary, retiring, active, waiting):
+        store.create_signing_key(key)
+
+    assert store.delete_expired_signing_keys(b.at(20)) == 2
+
+    assert set(_keys(store)) == {retiring.kid, active.kid, waiting.kid}
+    assert_round_trip(_keys(store)[retiring.kid], retiring)
+    assert store.delete_expired_signing_keys(b.at(20)) == 0
+    assert store.delete_expired_signing_keys(b.at(10_000)) == 1
+    assert set(_keys(store)) == {active.kid, waiting.kid}
 
 
 # -- audit log and settings ----------------------------------------------------------------

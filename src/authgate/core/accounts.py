@@ -19,7 +19,7 @@ from authgate.core.ports import DuplicateKeyError
 from authgate.crypto import passwords, secrets
 
 SESSION_KIND = "ses"
-API_TOKEN_KIND = "pat"  # noqa: S105 - a token kind, not a secret
+API_TOKEN_KIND = "pat"
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256

@@ -24,7 +24,7 @@ from authgate.core.errors import (
     UnauthorizedClientError,
     UnsupportedResponseTypeError,
 )
-from authgate.core.models import App, AuthorizationCode, User
+from authgate.core.models import App, AuthorizationCode, Resource, User
 from authgate.core.params import Params
 from authgate.crypto import secrets
 
@@ -41,7 +41,7 @@ class AuthorizationRequest:
     redirect_uri_provided: bool
     state: str | None
     scope: str
-    resource: str
+    resource: Resource
     code_challenge: str | None
     code_challenge_method: str | None
 
@@ -121,13 +121,8 @@ def _validate_rest(
     method = params.get("code_challenge_method")
     # OAuth 2.1 §7.5.1: PKCE for every public client; confidential ones may opt out (legacy).
     pkce.check_challenge(challenge, method, required=app.is_public or app.require_pkce)
-    resource_param = params.get("resource")
-    resource = (
-        resources.canonical_resource(resource_param)
-        if resource_param is not None
-        else ctx.policy.audience
-    )
-    scope = scopes.negotiate(params.get("scope"), app.scope)
+    resource = resources.resolve(ctx, params.get("resource"))
+    scope = scopes.negotiate(params.get("scope"), app.scope, resources.scope_names(resource))
     return AuthorizationRequest(
         app=app,
         redirect_uri=redirect_uri,
@@ -156,7 +151,7 @@ def issue_code(ctx: Context, request: AuthorizationRequest, user: User, auth_tim
             code_challenge=request.code_challenge,
             code_challenge_method=request.code_challenge_method,
             scope=request.scope,
-            resource=request.resource,
+            resource=request.resource.identifier,
             state_hash=secrets.sha256_hex(request.state) if request.state else None,
             auth_time=auth_time,
             created_at=now,

@@ -19,7 +19,7 @@ from authgate.core.models import App, AppSecret, AuthMethod
 from authgate.core.params import Params
 from authgate.crypto import secrets
 
-SECRET_KIND = "cs"  # noqa: S105 - a token kind, not a secret
+SECRET_KIND = "cs"
 TOUCH_INTERVAL = timedelta(minutes=1)
 
 

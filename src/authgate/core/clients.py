@@ -20,7 +20,7 @@ from authgate.core.models import App, AppSecret, AuthMethod, ClientType, GrantTy
 from authgate.crypto import secrets
 
 DEFAULT_GRANTS: tuple[GrantType, ...] = ("authorization_code", "refresh_token")
-SUPPORTED_GRANTS = frozenset({"authorization_code", "refresh_token"})
+SUPPORTED_GRANTS = frozenset({"authorization_code", "refresh_token", "client_credentials"})
 AUTH_METHODS = frozenset({"client_secret_basic", "client_secret_post", "none"})
 MAX_NAME = 64
 MAX_ICON = 2048
@@ -107,8 +107,16 @@ def _validated(fields: AppFields, base: App | None) -> dict[str, Any]:
         raise _invalid("client_type", "confidential or public")
     if base is not None and client_type != base.client_type:
         raise _invalid("client_type", "cannot change once the app exists")
+    grants = _check_grants(list(values["grant_types"]))
+    if public and "client_credentials" in grants:
+        raise _invalid("grant_types", "client_credentials is only for confidential clients")
     try:
-        uris = redirect_uris.validate_redirect_uris(list(values["redirect_uris"]), public=public)
+        # A client that never sends a user anywhere (client_credentials only) needs no URI.
+        uris = (
+            redirect_uris.validate_redirect_uris(list(values["redirect_uris"]), public=public)
+            if "authorization_code" in grants or values["redirect_uris"]
+            else ()
+        )
     except OAuthError as exc:
         raise _invalid("redirect_uris", exc.description) from exc
     method = values["token_endpoint_auth_method"]
@@ -126,7 +134,7 @@ def _validated(fields: AppFields, base: App | None) -> dict[str, Any]:
         "redirect_uris": uris,
         "require_pkce": public or bool(values["require_pkce"]),
         "token_endpoint_auth_method": "none" if public else method,
-        "grant_types": _check_grants(list(values["grant_types"])),
+        "grant_types": grants,
         "scope": _check_scope(values["scope"]),
         "first_party": bool(values["first_party"]),
     }

@@ -36,7 +36,7 @@ def decide(
     details = {
         "app_id": request.app.id,
         "scope": request.scope,
-        "resource": request.resource,
+        "resource": request.resource.identifier,
         "redirect_uri": request.redirect_uri,
     }
     if not allow:

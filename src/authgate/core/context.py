@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from authgate.core.models import ActorType
 from authgate.core.policy import Policy
 from authgate.core.ports import Clock, Store
+
+if TYPE_CHECKING:
+    from authgate.core.keys import Keyring
+
+
+def _new_keyring() -> Keyring:
+    from authgate.core.keys import Keyring  # deferred: keys builds on this module
+
+    return Keyring()
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +26,8 @@ class Context:
     policy: Policy
     # Key material for HMACs (CSRF tokens); derived from AUTHGATE_SECRET_KEY by app.py.
     secret_key: bytes
+    # This node's cache of signing keys (the store is the truth; see core/keys.py).
+    keyring: Keyring = field(default_factory=_new_keyring)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,33 +20,36 @@ def well_known_paths(issuer: str) -> list[str]:
     return [base] if not path else [f"{base}/{path}", base]
 
 
-def authorization_server(policy: Policy) -> dict[str, Any]:
+def authorization_server(policy: Policy, scopes_supported: list[str]) -> dict[str, Any]:
     issuer = policy.issuer
     base = issuer.rstrip("/")
+    auth_methods = ["client_secret_basic", "client_secret_post", "none"]
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{base}/oauth2/authorize",
         "token_endpoint": f"{base}/oauth2/tokens",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "revocation_endpoint": f"{base}/oauth2/revoke",
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint": f"{base}/oauth2/introspect",
+        "introspection_endpoint_auth_methods_supported": auth_methods[:2],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
+        "access_token_signing_alg_values_supported": [policy.signing_alg],
         "grant_types_supported": sorted(GRANTS),
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": [
-            "client_secret_basic",
-            "client_secret_post",
-            "none",
-        ],
-        "scopes_supported": [],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "scopes_supported": scopes_supported,
         "authorization_response_iss_parameter_supported": True,
         "resource_indicators_supported": True,
     }
 
 
-def protected_resource(policy: Policy) -> dict[str, Any]:
+def protected_resource(policy: Policy, scopes_supported: list[str]) -> dict[str, Any]:
     return {
         "resource": policy.audience,
         "authorization_servers": [policy.issuer],
         "bearer_methods_supported": ["header"],
-        "scopes_supported": [],
+        "scopes_supported": scopes_supported,
         "resource_name": "authgate management API",
     }

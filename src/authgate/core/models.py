@@ -10,6 +10,8 @@ ClientType = Literal["confidential", "public"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
 ActorType = Literal["user", "client", "system", "anonymous"]
+TokenFormat = Literal["jwt", "opaque"]
+SigningAlg = Literal["ES256", "RS256", "EdDSA"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,3 +184,49 @@ class AuditQuery:
     until: datetime | None = None
     limit: int = 50
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeInfo:
+    """A scope a resource understands, with the words shown on the consent page."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """A registered resource (MCP server or API) that tokens may be issued for (RFC 8707).
+
+    ``identifier`` is the canonical URI (core.resources.canonical_resource) and is unique.
+    ``introspectors`` are the app ids (resource servers) allowed to introspect its tokens.
+    """
+
+    id: str
+    identifier: str
+    name: str
+    scopes: tuple[ScopeInfo, ...]
+    token_format: TokenFormat
+    access_token_ttl: int | None
+    introspectors: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A JWS signing key. ``private_key`` is encrypted at rest (never stored in clear).
+
+    Life: *next* (published, not yet signing: ``activated_at`` is None), *active* (signing),
+    *retiring* (``retired_at`` set; still published until ``expires_at``, when every token it
+    signed has expired), then gone.
+    """
+
+    kid: str
+    alg: SigningAlg
+    public_jwk: dict[str, Any]
+    private_key: str
+    created_at: datetime
+    activated_at: datetime | None = None
+    retired_at: datetime | None = None
+    expires_at: datetime | None = None

@@ -17,6 +17,15 @@ class Policy:
     # authgate's own API is the resource named by the issuer; a request without `resource`
     # gets this audience (DESIGN.md §7).
     default_audience: str = ""
+    signing_alg: str = "ES256"
+    # A new signing key takes over every `key_rotation_interval` (0 = only by hand), once the
+    # next key has been published for `key_prepublish` (so verifiers' JWKS caches know it).
+    key_rotation_interval: timedelta = timedelta(days=30)
+    key_prepublish: timedelta = timedelta(days=1)
+    # How long a node trusts its in-memory copy of keys and resources: a rotation or a change
+    # made on another node is seen within this bound.
+    cache_ttl: timedelta = timedelta(seconds=30)
+    jwks_max_age: int = 300
 
     @property
     def audience(self) -> str:

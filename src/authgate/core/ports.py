@@ -21,7 +21,9 @@ from authgate.core.models import (
     AuthorizationCode,
     Grant,
     RefreshToken,
+    Resource,
     Session,
+    SigningKey,
     User,
 )
 
@@ -121,10 +123,38 @@ class TokenStore(Protocol):
         """Revoke the grant and every token of it. True if anything was live."""
         ...
 
+    def create_grant(self, grant: Grant, access: AccessToken) -> None:
+        """Store a grant with its first access token (client_credentials: no code, no refresh)."""
+        ...
+
     def revoke_access_token(self, token_id: str, now: datetime) -> bool: ...
     def revoke_user_app(self, user_id: str, app_id: str, now: datetime) -> int:
         """Revoke every grant and token and delete every code of one user for one app."""
         ...
+
+
+class ResourceStore(Protocol):
+    def create_resource(self, resource: Resource) -> None: ...
+    def get_resource(self, resource_id: str) -> Resource | None: ...
+    def get_resource_by_identifier(self, identifier: str) -> Resource | None: ...
+    def list_resources(self) -> Sequence[Resource]: ...
+    def update_resource(self, resource: Resource) -> None: ...
+    def delete_resource(self, resource_id: str) -> bool: ...
+
+
+class KeyStore(Protocol):
+    def create_signing_key(self, key: SigningKey) -> None: ...
+    def list_signing_keys(self) -> Sequence[SigningKey]:
+        """Every stored key, oldest first (callers filter by state)."""
+        ...
+
+    def activate_signing_key(self, kid: str, now: datetime, retire_until: datetime) -> bool:
+        """Atomically make the *next* key ``kid`` active and retire the active one (its
+        ``retired_at`` = now, ``expires_at`` = retire_until). False, changing nothing, if
+        ``kid`` is not a next key (another node rotated first)."""
+        ...
+
+    def delete_expired_signing_keys(self, now: datetime) -> int: ...
 
 
 class AuditStore(Protocol):
@@ -146,6 +176,8 @@ class Store(
     AppStore,
     CodeStore,
     TokenStore,
+    ResourceStore,
+    KeyStore,
     AuditStore,
     SettingsStore,
     Protocol,

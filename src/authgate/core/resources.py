@@ -6,11 +6,21 @@ component." The token's audience is the resource; without one, authgate's own AP
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from authgate.core.errors import InvalidTargetError
+from authgate.core import audit
+from authgate.core.context import SYSTEM, Actor, Context
+from authgate.core.errors import Conflict, InvalidTargetError, NotFound, ValidationFailed
+from authgate.core.models import Resource, ScopeInfo
+from authgate.core.ports import DuplicateKeyError
 
 MAX_RESOURCE_LENGTH = 2048
+_SCOPE_NAME = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]{1,128}")
 
 
 def canonical_resource(value: str) -> str:
@@ -48,3 +58,190 @@ def same_resource(a: str, b: str) -> bool:
         return canonical_resource(a) == canonical_resource(b)
     except InvalidTargetError:
         return False
+
+
+def lookup(ctx: Context, identifier: str) -> Resource:
+    """The registered resource with this canonical identifier, or ``invalid_target``."""
+    resource = ctx.store.get_resource_by_identifier(identifier)
+    if resource is None:
+        raise InvalidTargetError("The resource is not registered with this authorization server")
+    return resource
+
+
+def resolve(ctx: Context, value: str | None) -> Resource:
+    """The resource a request names (RFC 8707 §2), or the default audience when it names none."""
+    return lookup(ctx, canonical_resource(value) if value is not None else ctx.policy.audience)
+
+
+def scope_names(resource: Resource) -> tuple[str, ...]:
+    return tuple(s.name for s in resource.scopes)
+
+
+# Management: one behaviour for the admin API and the CLI, audited.
+
+OWN_API_SCOPES = (
+    ScopeInfo("admin", "Administer authgate: apps, users, resources, keys and settings"),
+)
+TOKEN_FORMATS = ("jwt", "opaque")
+MAX_SCOPES = 64
+MIN_TTL, MAX_TTL = 60, 86400
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceFields:
+    """What an operator sets on a resource; None means "keep" on update, default on create."""
+
+    identifier: str | None = None
+    name: str | None = None
+    scopes: Sequence[ScopeInfo] | None = None
+    token_format: str | None = None
+    access_token_ttl: int | None = None
+    introspectors: Sequence[str] | None = None
+
+
+def _invalid(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"Invalid {field}: {message}", validations={field: message})
+
+
+def _check_scopes(scopes: Sequence[ScopeInfo]) -> tuple[ScopeInfo, ...]:
+    if len(scopes) > MAX_SCOPES:
+        raise _invalid("scopes", f"at most {MAX_SCOPES}")
+    names = [s.name for s in scopes]
+    if len(set(names)) != len(names):
+        raise _invalid("scopes", "names must be unique")
+    for scope in scopes:
+        if not _SCOPE_NAME.fullmatch(scope.name):
+            raise _invalid("scopes", f"{scope.name!r} is not a valid scope name")
+        if len(scope.description) > 256:
+            raise _invalid("scopes", "descriptions are at most 256 characters")
+    return tuple(ScopeInfo(s.name, s.description.strip()) for s in scopes)
+
+
+def _validated(ctx: Context, fields: ResourceFields, base: Resource | None) -> dict[str, Any]:
+    identifier = fields.identifier if fields.identifier is not None else base and base.identifier
+    try:
+        identifier = canonical_resource(identifier or "")
+    except InvalidTargetError as exc:
+        raise _invalid("identifier", exc.description) from exc
+    name = (fields.name if fields.name is not None else (base.name if base else "")).strip()
+    if not 1 <= len(name) <= 128:
+        raise _invalid("name", "1 to 128 characters")
+    token_format = fields.token_format or (base.token_format if base else "jwt")
+    if token_format not in TOKEN_FORMATS:
+        raise _invalid("token_format", "jwt or opaque")
+    ttl = (
+        fields.access_token_ttl
+        if fields.access_token_ttl is not None
+        else (base.access_token_ttl if base else None)
+    )
+    if ttl is not None and not MIN_TTL <= ttl <= MAX_TTL:
+        raise _invalid("access_token_ttl", f"{MIN_TTL} to {MAX_TTL} seconds")
+    introspectors = tuple(
+        fields.introspectors
+        if fields.introspectors is not None
+        else (base.introspectors if base else ())
+    )
+    for app_id in introspectors:
+        app = ctx.store.get_app(app_id) if len(app_id) <= 255 else None
+        if app is None or app.is_public:
+            raise _invalid("introspectors", f"{app_id!r} is not a confidential app")
+    scopes = fields.scopes if fields.scopes is not None else (base.scopes if base else ())
+    return {
+        "identifier": identifier,
+        "name": name,
+        "scopes": _check_scopes(scopes),
+        "token_format": token_format,
+        "access_token_ttl": ttl,
+        "introspectors": tuple(dict.fromkeys(introspectors)),
+    }
+
+
+def create_resource(ctx: Context, actor: Actor, fields: ResourceFields) -> Resource:
+    now = ctx.clock.now()
+    values = _validated(ctx, fields, None)
+    resource = Resource(id=str(uuid.uuid4()), created_at=now, updated_at=now, **values)
+    try:
+        ctx.store.create_resource(resource)
+    except DuplicateKeyError as exc:
+        raise Conflict(f"A resource {resource.identifier!r} is already registered") from exc
+    audit.record(
+        ctx,
+        actor,
+        "resource.created",
+        target_type="resource",
+        target_id=resource.id,
+        **_audit_fields(resource),
+    )
+    return resource
+
+
+def get_resource(ctx: Context, resource_id: str) -> Resource:
+    resource = ctx.store.get_resource(resource_id) if len(resource_id) <= 255 else None
+    if resource is None:
+        resource = ctx.store.get_resource_by_identifier(resource_id)
+    if resource is None:
+        raise NotFound("No such resource")
+    return resource
+
+
+def update_resource(
+    ctx: Context, actor: Actor, resource_id: str, fields: ResourceFields
+) -> Resource:
+    resource = get_resource(ctx, resource_id)
+    values = _validated(ctx, fields, resource)
+    if values["identifier"] != resource.identifier:
+        raise _invalid("identifier", "cannot change: register a new resource instead")
+    updated = replace(resource, updated_at=ctx.clock.now(), **values)
+    ctx.store.update_resource(updated)
+    audit.record(
+        ctx,
+        actor,
+        "resource.updated",
+        target_type="resource",
+        target_id=resource.id,
+        **_audit_fields(updated),
+    )
+    return updated
+
+
+def delete_resource(ctx: Context, actor: Actor, resource_id: str) -> None:
+    resource = get_resource(ctx, resource_id)
+    if resource.identifier == ctx.policy.audience:
+        raise ValidationFailed("authgate's own API resource cannot be deleted")
+    ctx.store.delete_resource(resource.id)
+    audit.record(
+        ctx,
+        actor,
+        "resource.deleted",
+        target_type="resource",
+        target_id=resource.id,
+        identifier=resource.identifier,
+    )
+
+
+def ensure_own_api(ctx: Context) -> Resource:
+    """authgate's own API is a registered resource too (DESIGN.md §7): create it if missing."""
+    existing = ctx.store.get_resource_by_identifier(ctx.policy.audience)
+    if existing is not None:
+        return existing
+    fields = ResourceFields(
+        identifier=ctx.policy.audience,
+        name="authgate API",
+        scopes=OWN_API_SCOPES,
+        token_format="opaque",
+    )
+    try:
+        return create_resource(ctx, SYSTEM, fields)
+    except Conflict:  # another node created it at the same moment
+        return lookup(ctx, ctx.policy.audience)
+
+
+def _audit_fields(resource: Resource) -> dict[str, Any]:
+    return {
+        "identifier": resource.identifier,
+        "name": resource.name,
+        "scopes": [s.name for s in resource.scopes],
+        "token_format": resource.token_format,
+        "access_token_ttl": resource.access_token_ttl,
+        "introspectors": list(resource.introspectors),
+    }

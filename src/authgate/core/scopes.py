@@ -32,18 +32,19 @@ def format_scope(tokens: tuple[str, ...] | list[str]) -> str:
     return " ".join(tokens)
 
 
-def negotiate(requested: str | None, allowed: str | None) -> str:
-    """The scope to grant: the request, which must lie within the app's allow-list if it has one;
-    without a request, the whole allow-list (or nothing)."""
+def negotiate(requested: str | None, allowed: str | None, known: tuple[str, ...]) -> str:
+    """The scope to grant. Every requested scope must be one the resource understands
+    (``known``) and, if the app has an allow-list, one it may ask for. Without a request,
+    the app's allow-list limited to what the resource understands (or nothing)."""
     wanted = parse_scope(requested)
-    if allowed is None:
-        return format_scope(wanted)
-    permitted = parse_scope(allowed)
+    permitted = parse_scope(allowed) if allowed is not None else None
     if not wanted:
-        return format_scope(permitted)
-    extra = [t for t in wanted if t not in permitted]
-    if extra:
-        raise InvalidScopeError(f"The app may not request the scope {extra[0]!r}")
+        return format_scope([t for t in permitted or () if t in known])
+    for token in wanted:
+        if token not in known:
+            raise InvalidScopeError(f"The resource does not define the scope {token!r}")
+        if permitted is not None and token not in permitted:
+            raise InvalidScopeError(f"The app may not request the scope {token!r}")
     return format_scope(wanted)
 
 

@@ -9,12 +9,14 @@ from authgate.core.context import Actor, Context
 from authgate.core.errors import UnauthorizedClientError, UnsupportedGrantTypeError
 from authgate.core.grants.authorization_code import AuthorizationCodeGrant
 from authgate.core.grants.base import GrantHandler
+from authgate.core.grants.client_credentials import ClientCredentialsGrant
 from authgate.core.grants.refresh_token import RefreshTokenGrant
 from authgate.core.params import Params
 from authgate.core.tokens import TokenResponse
 
 GRANTS: Mapping[str, GrantHandler] = {
-    handler.grant_type: handler for handler in (AuthorizationCodeGrant(), RefreshTokenGrant())
+    handler.grant_type: handler
+    for handler in (AuthorizationCodeGrant(), RefreshTokenGrant(), ClientCredentialsGrant())
 }
 
 

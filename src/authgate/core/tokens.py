@@ -1,6 +1,7 @@
 """Minting and checking the tokens authgate hands out (RFC 6749 §5.1, RFC 6750).
 
-Access tokens are opaque ``agat_…`` strings in this version; their prefix is the ``jti``.
+Access tokens are RFC 9068 JWTs (the resource's default) or opaque ``agat_…`` strings; either
+way a row keyed by the prefix / ``jti`` backs introspection and revocation.
 Refresh tokens are opaque ``agrt_…`` strings, rotated on every use (OAuth 2.1 §4.3.1).
 """
 
@@ -8,15 +9,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from authgate.core.context import Context
 from authgate.core.errors import InvalidTokenError
-from authgate.core.models import AccessToken, Grant, RefreshToken
-from authgate.crypto import secrets
+from authgate.core.models import AccessToken, Grant, RefreshToken, Resource
+from authgate.crypto import jose, secrets
 
 ACCESS_KIND = "at"
 REFRESH_KIND = "rt"
+JTI_LEN = 22
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +30,7 @@ class TokenResponse:
     expires_in: int
     scope: str
     refresh_token: str | None = None
-    token_type: str = "Bearer"  # noqa: S105 - RFC 6750 token type
+    token_type: str = "Bearer"
 
     def as_dict(self) -> dict[str, str | int]:
         body: dict[str, str | int] = {
@@ -60,27 +63,65 @@ class Minted:
         )
 
 
+def access_token_ttl(ctx: Context, resource: Resource) -> timedelta:
+    if resource.access_token_ttl:
+        return timedelta(seconds=resource.access_token_ttl)
+    return ctx.policy.access_token_ttl
+
+
+def _access_value(
+    ctx: Context, grant: Grant, resource: Resource, scope: str, now: datetime, expires: datetime
+) -> tuple[str, str]:
+    """(prefix, value): an opaque `agat_` token, or an RFC 9068 JWT whose `jti` is the prefix."""
+    if resource.token_format == "opaque":
+        opaque = secrets.generate(ACCESS_KIND)
+        return opaque.prefix, opaque.value
+    jti = secrets.random_string(JTI_LEN)
+    claims: dict[str, Any] = {
+        "iss": ctx.policy.issuer,
+        "sub": grant.user_id or grant.app_id,
+        "aud": resource.identifier,
+        "client_id": grant.app_id,
+        "jti": jti,
+        "iat": int(now.timestamp()),
+        "exp": int(expires.timestamp()),
+    }
+    if scope:
+        claims["scope"] = scope
+    if grant.auth_time is not None:
+        claims["auth_time"] = int(grant.auth_time.timestamp())
+    _, key = ctx.keyring.signer(ctx)
+    return jti, jose.sign(key, claims)
+
+
 def mint(
-    ctx: Context, grant: Grant, *, secret_id: str | None, with_refresh: bool, scope: str
+    ctx: Context,
+    grant: Grant,
+    resource: Resource,
+    *,
+    secret_id: str | None,
+    with_refresh: bool,
+    scope: str,
 ) -> Minted:
     """Create (unsaved) access and refresh tokens for ``grant`` with ``scope``."""
     now = ctx.clock.now()
-    at = secrets.generate(ACCESS_KIND)
+    expires = now + access_token_ttl(ctx, resource)
+    prefix, value = _access_value(ctx, grant, resource, scope, now, expires)
     access = AccessToken(
         id=str(uuid.uuid4()),
-        prefix=at.prefix,
-        token_hash=at.hash,
+        prefix=prefix,
+        token_hash=secrets.sha256_hex(value),
         grant_id=grant.id,
         app_id=grant.app_id,
         user_id=grant.user_id,
         secret_id=secret_id,
-        audience=grant.resource,
+        audience=resource.identifier,
         scope=scope,
         created_at=now,
-        expires_at=now + ctx.policy.access_token_ttl,
+        expires_at=expires,
     )
     if not with_refresh:
-        return Minted(access, at.value, None, None)
+        return Minted(access, value, None, None)
     rt = secrets.generate(REFRESH_KIND)
     refresh = RefreshToken(
         id=str(uuid.uuid4()),
@@ -90,23 +131,55 @@ def mint(
         app_id=grant.app_id,
         user_id=grant.user_id,
         secret_id=secret_id,
-        audience=grant.resource,
+        audience=resource.identifier,
         scope=scope,
         created_at=now,
         expires_at=now + ctx.policy.refresh_token_ttl,
     )
-    return Minted(access, at.value, refresh, rt.value)
+    return Minted(access, value, refresh, rt.value)
+
+
+def find_access_token(ctx: Context, value: str) -> AccessToken | None:
+    """The stored row of an access token we issued (opaque or JWT), whatever its state.
+
+    The row is found by prefix or ``jti`` and proven by the SHA-256 of the whole value, so a
+    JWT needs no signature check here: only a token we stored can match."""
+    parsed = secrets.parse(value, ACCESS_KIND)
+    if parsed is not None:
+        prefix = parsed.prefix
+    else:
+        claims = jose.unverified_claims(value)
+        jti = claims.get("jti") if claims else None
+        if not isinstance(jti, str) or len(jti) != JTI_LEN:
+            return None
+        prefix = jti
+    token = ctx.store.get_access_token_by_prefix(prefix)
+    if token is None or not secrets.constant_time_equal(
+        token.token_hash, secrets.sha256_hex(value)
+    ):
+        return None
+    return token
+
+
+def find_refresh_token(ctx: Context, value: str) -> RefreshToken | None:
+    """The stored row of a refresh token we issued, whatever its state."""
+    parsed = secrets.parse(value, REFRESH_KIND)
+    token = ctx.store.get_refresh_token_by_prefix(parsed.prefix) if parsed else None
+    if parsed is None or token is None:
+        return None
+    return token if secrets.constant_time_equal(token.token_hash, parsed.hash) else None
+
+
+def is_live(ctx: Context, token: AccessToken) -> bool:
+    return token.revoked_at is None and token.expires_at > ctx.clock.now()
 
 
 def check_access_token(ctx: Context, value: str, *, audience: str) -> AccessToken:
     """Validate a presented access token for ``audience`` (RFC 6750 §3.1 errors)."""
-    parsed = secrets.parse(value, ACCESS_KIND)
-    token = ctx.store.get_access_token_by_prefix(parsed.prefix) if parsed else None
-    if parsed is None or token is None:
+    token = find_access_token(ctx, value)
+    if token is None:
         raise InvalidTokenError("The access token is invalid")
-    if not secrets.constant_time_equal(token.token_hash, parsed.hash):
-        raise InvalidTokenError("The access token is invalid")
-    if token.revoked_at is not None or token.expires_at <= ctx.clock.now():
+    if not is_live(ctx, token):
         raise InvalidTokenError("The access token is expired or revoked")
     if token.audience != audience:
         raise InvalidTokenError("The access token was not issued for this audience")

@@ -17,7 +17,7 @@ from authgate.web.cors import with_cors
 from authgate.web.errors import EXCEPTION_HANDLERS
 from authgate.web.middleware import RequestContext
 from authgate.web.pages import login
-from authgate.web.protocol import authorize, metadata, token, user_tokens
+from authgate.web.protocol import authorize, introspection, metadata, token, user_tokens
 
 
 def protocol_routes(issuer: str) -> list[Route]:
@@ -32,11 +32,16 @@ def protocol_routes(issuer: str) -> list[Route]:
             with_cors(metadata.protected_resource),
             methods=["GET", "OPTIONS"],
         ),
+        Route("/.well-known/jwks.json", with_cors(metadata.jwks), methods=["GET", "OPTIONS"]),
         Route("/oauth2/authorize", authorize.authorize_get, methods=["GET"]),
         Route("/oauth2/authorize", authorize.authorize_post, methods=["POST"]),
         Route("/oauth2/tokens", with_cors(token.token_endpoint), methods=["POST", "OPTIONS"]),
         Route("/oauth2/token", with_cors(token.token_endpoint), methods=["POST", "OPTIONS"]),
         Route("/oauth2/tokens", user_tokens.withdraw_app_tokens, methods=["DELETE"]),
+        Route("/oauth2/revoke", with_cors(introspection.revoke), methods=["POST", "OPTIONS"]),
+        Route(
+            "/oauth2/introspect", with_cors(introspection.introspect), methods=["POST", "OPTIONS"]
+        ),
     ]
 
 

@@ -54,7 +54,10 @@ class AuthorizationCodeGrant:
         )
         secret_id = client.secret.id if client.secret else None
         with_refresh = "refresh_token" in client.app.grant_types
-        minted = mint(ctx, grant, secret_id=secret_id, with_refresh=with_refresh, scope=grant.scope)
+        resource = resources.lookup(ctx, code.resource)
+        minted = mint(
+            ctx, grant, resource, secret_id=secret_id, with_refresh=with_refresh, scope=grant.scope
+        )
         if not ctx.store.redeem_code(code.id, now, grant, minted.access, minted.refresh):
             # Lost a race with another redemption of the same code: that is a replay too.
             _revoke_replayed(ctx, ctx.store.get_code_by_prefix(code.prefix) or code, actor)

@@ -15,10 +15,8 @@ from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidGrantError, InvalidTargetError
 from authgate.core.models import Grant, RefreshToken
 from authgate.core.params import Params
-from authgate.core.tokens import TokenResponse, mint
-from authgate.crypto import secrets
+from authgate.core.tokens import TokenResponse, find_refresh_token, mint
 
-REFRESH_KIND = "rt"
 INVALID_REFRESH = "The refresh token is invalid or expired"
 
 
@@ -43,7 +41,8 @@ class RefreshTokenGrant:
             raise InvalidTargetError("The resource parameter is invalid")
         scope = scopes.narrow(params.get("scope"), token.scope)
         secret_id = client.secret.id if client.secret else token.secret_id
-        minted = mint(ctx, grant, secret_id=secret_id, with_refresh=True, scope=scope)
+        target = resources.lookup(ctx, token.audience)
+        minted = mint(ctx, grant, target, secret_id=secret_id, with_refresh=True, scope=scope)
         assert minted.refresh is not None
         if token.consumed_at is None and ctx.store.rotate_refresh_token(
             token.id, now, minted.access, minted.refresh
@@ -60,12 +59,9 @@ class RefreshTokenGrant:
 
 
 def _find_refresh_token(ctx: Context, value: str) -> RefreshToken:
-    parsed = secrets.parse(value, REFRESH_KIND)
-    token = ctx.store.get_refresh_token_by_prefix(parsed.prefix) if parsed else None
-    if parsed is None or token is None:
+    token = find_refresh_token(ctx, value)
+    if token is None:
         raise InvalidGrantError(INVALID_REFRESH, debug="unknown or malformed refresh token")
-    if not secrets.constant_time_equal(token.token_hash, parsed.hash):
-        raise InvalidGrantError(INVALID_REFRESH, debug="refresh token hash mismatch")
     return token
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from authgate.storage.sql.store_apps import AppQueries, SecretQueries
 from authgate.storage.sql.store_audit import AuditQueries, SettingQueries
+from authgate.storage.sql.store_keys import KeyQueries
+from authgate.storage.sql.store_resources import ResourceQueries
 from authgate.storage.sql.store_tokens import CodeQueries, TokenQueries
 from authgate.storage.sql.store_users import ApiTokenQueries, SessionQueries, UserQueries
 
@@ -19,6 +21,8 @@ class SqlStore(
     SecretQueries,
     CodeQueries,
     TokenQueries,
+    ResourceQueries,
+    KeyQueries,
     AuditQueries,
     SettingQueries,
 ):

@@ -142,6 +142,12 @@ class TokenQueries(SqlBase):
             _insert_pair(conn, access, refresh)
         return True
 
+    def create_grant(self, grant: Grant, access: AccessToken) -> None:
+        """A grant with its first access token and no code (client_credentials)."""
+        with self._transaction(write=True) as conn:
+            conn.execute(insert(grants).values(values_of(grant)))
+            _insert_pair(conn, access, None)
+
     def revoke_grant(self, grant_id: str, now: datetime) -> bool:
         with self._transaction(write=True) as conn:
             revoked = revoke_grants(conn, grants.c.id == grant_id, now)

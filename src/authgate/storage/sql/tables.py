@@ -8,7 +8,17 @@ that the two agree.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, ForeignKey, Index, MetaData, String, Table, Text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 from authgate.storage.sql.types import PortableJSON, UTCDateTime
 
@@ -199,4 +209,34 @@ settings = Table(
     metadata,
     Column("key", String, primary_key=True),
     Column("value", PortableJSON, nullable=True),
+)
+
+# ``scopes`` is a JSON list of {"name", "description"}; ``introspectors`` a JSON list of app ids,
+# deliberately not foreign keys (core ignores ids of apps that no longer exist).
+resources = Table(
+    "resources",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("identifier", Text, nullable=False),
+    Column("name", String, nullable=False),
+    Column("scopes", PortableJSON, nullable=False),
+    Column("token_format", String, nullable=False),
+    Column("access_token_ttl", Integer, nullable=True),
+    Column("introspectors", PortableJSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_resources_identifier", "identifier", unique=True),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String, primary_key=True),
+    Column("alg", String, nullable=False),
+    Column("public_jwk", PortableJSON, nullable=False),
+    Column("private_key", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("activated_at", UTCDateTime, nullable=True),
+    Column("retired_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
 )

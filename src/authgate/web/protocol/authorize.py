@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from authgate.core import authorize, consent, scopes
 from authgate.core.errors import AccessDeniedError, InvalidRequestError, OAuthError
+from authgate.core.models import ScopeInfo
 from authgate.core.params import Params
 from authgate.web import deps, errors
 from authgate.web.templating import render
@@ -36,6 +37,12 @@ def _form_action_source(redirect_uri: str) -> str:
     return f"'self' {parts.scheme}:"
 
 
+def _described(req: authorize.AuthorizationRequest) -> list[ScopeInfo]:
+    """The requested scopes with the plain-language words the resource gave them."""
+    known = {s.name: s for s in req.resource.scopes}
+    return [known.get(name, ScopeInfo(name, "")) for name in scopes.parse_scope(req.scope)]
+
+
 async def authorize_get(request: Request) -> Response:
     ctx = deps.ctx_of(request)
     try:
@@ -49,7 +56,7 @@ async def authorize_get(request: Request) -> Response:
     context = {
         "app": req.app,
         "user": who.user,
-        "scopes": scopes.parse_scope(req.scope),
+        "scopes": _described(req),
         "resource": req.resource,
         "redirect_host": redirect.netloc or f"{redirect.scheme}:",
         "redirect_scheme": redirect.scheme,

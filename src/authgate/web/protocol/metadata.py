@@ -1,19 +1,41 @@
-"""GET /.well-known/oauth-authorization-server and /.well-known/oauth-protected-resource."""
+"""GET the discovery documents: RFC 8414 metadata, RFC 9728 metadata, and the JWKS (RFC 7517)."""
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from authgate.core import metadata
+from authgate.core import metadata, resources
+from authgate.core.context import Context
 from authgate.web import deps
 
 CACHE = {"Cache-Control": "public, max-age=300"}
 
 
+def _all_scopes(ctx: Context) -> list[str]:
+    names = {s.name for r in ctx.store.list_resources() for s in r.scopes}
+    return sorted(names)
+
+
+def _own_scopes(ctx: Context) -> list[str]:
+    return list(resources.scope_names(resources.lookup(ctx, ctx.policy.audience)))
+
+
 async def authorization_server(request: Request) -> Response:
-    return JSONResponse(metadata.authorization_server(deps.ctx_of(request).policy), headers=CACHE)
+    ctx = deps.ctx_of(request)
+    scopes = await run_in_threadpool(_all_scopes, ctx)
+    return JSONResponse(metadata.authorization_server(ctx.policy, scopes), headers=CACHE)
 
 
 async def protected_resource(request: Request) -> Response:
-    return JSONResponse(metadata.protected_resource(deps.ctx_of(request).policy), headers=CACHE)
+    ctx = deps.ctx_of(request)
+    scopes = await run_in_threadpool(_own_scopes, ctx)
+    return JSONResponse(metadata.protected_resource(ctx.policy, scopes), headers=CACHE)
+
+
+async def jwks(request: Request) -> Response:
+    ctx = deps.ctx_of(request)
+    document = await run_in_threadpool(ctx.keyring.jwks, ctx)
+    max_age = ctx.policy.jwks_max_age
+    return JSONResponse(document, headers={"Cache-Control": f"public, max-age={max_age}"})

@@ -1,0 +1,75 @@
+"""Token introspection (RFC 7662).
+
+Only an authenticated confidential client may ask, and it learns about a token only if the
+token was issued to it or for a resource that lists it as an introspector; otherwise the answer
+is ``{"active": false}``, exactly as for an unknown token ("the authorization server MAY respond
+differently to different protected resources making the same request", §2.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authgate.core import client_auth, tokens
+from authgate.core.context import Context
+from authgate.core.errors import InvalidClientError
+from authgate.core.models import AccessToken, RefreshToken
+from authgate.core.params import Params
+
+INACTIVE: dict[str, Any] = {"active": False}
+
+
+def _may_see(ctx: Context, client_id: str, app_id: str, audience: str) -> bool:
+    if app_id == client_id:
+        return True
+    resource = ctx.store.get_resource_by_identifier(audience)
+    return resource is not None and client_id in resource.introspectors
+
+
+def _subject_fields(ctx: Context, user_id: str | None, app_id: str) -> dict[str, Any]:
+    if user_id is None:
+        return {"sub": app_id}
+    user = ctx.store.get_user(user_id)
+    return {"sub": user_id, "username": user.username} if user else {"sub": user_id}
+
+
+def _common(ctx: Context, token: AccessToken | RefreshToken) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "active": True,
+        "client_id": token.app_id,
+        "aud": token.audience,
+        "iss": ctx.policy.issuer,
+        "iat": int(token.created_at.timestamp()),
+        "exp": int(token.expires_at.timestamp()),
+        **_subject_fields(ctx, token.user_id, token.app_id),
+    }
+    if token.scope:
+        body["scope"] = token.scope
+    return body
+
+
+def _refresh_live(ctx: Context, token: RefreshToken) -> bool:
+    if token.revoked_at is not None or token.consumed_at is not None:
+        return False
+    grant = ctx.store.get_grant(token.grant_id)
+    return grant is not None and grant.revoked_at is None and token.expires_at > ctx.clock.now()
+
+
+def introspect(ctx: Context, params: Params, authorization: str | None) -> dict[str, Any]:
+    creds = client_auth.parse_credentials(authorization, params)
+    client = client_auth.authenticate(ctx, creds)
+    if client.app.is_public:
+        raise InvalidClientError("Public clients may not introspect tokens")
+    value = params.require("token")
+    params.get("token_type_hint")  # a hint only: both kinds are searched (§2.1)
+    access = tokens.find_access_token(ctx, value)
+    if access is not None:
+        if not tokens.is_live(ctx, access) or not _may_see(
+            ctx, client.app.id, access.app_id, access.audience
+        ):
+            return INACTIVE
+        return {**_common(ctx, access), "token_type": "Bearer", "jti": access.prefix}
+    refresh = tokens.find_refresh_token(ctx, value)
+    if refresh is None or refresh.app_id != client.app.id or not _refresh_live(ctx, refresh):
+        return INACTIVE
+    return _common(ctx, refresh)

@@ -1,0 +1,80 @@
+"""JWS signing keys and compact JWTs, via joserfc, with an explicit algorithm allow-list."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import warnings
+from typing import Any
+
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeyParameters, KeySet, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
+
+ALGORITHMS = ("ES256", "RS256", "EdDSA")
+Key = ECKey | RSAKey | OKPKey
+_REGISTRY = JWSRegistry(algorithms=list(ALGORITHMS))
+# RFC 9864 prefers the fully specified "Ed25519", but "EdDSA" is what JWT verifiers in the
+# field know; authgate publishes `alg: EdDSA` with `crv: Ed25519`, which RFC 8037 defines.
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", module="joserfc")
+
+
+def generate_key(alg: str) -> Key:
+    """A new private key for ``alg`` with a random ``kid``."""
+    params: KeyParameters = {"kid": secrets.token_urlsafe(12), "alg": alg, "use": "sig"}
+    if alg == "ES256":
+        return ECKey.generate_key("P-256", parameters=params, private=True)
+    if alg == "RS256":
+        return RSAKey.generate_key(2048, parameters=params, private=True)
+    if alg == "EdDSA":
+        return OKPKey.generate_key("Ed25519", parameters=params, private=True)
+    raise ValueError(f"unsupported signing algorithm {alg!r}")
+
+
+def private_pem(key: Key) -> bytes:
+    return key.as_pem(private=True)
+
+
+def load_private(pem: bytes, kid: str, alg: str) -> Key:
+    params: KeyParameters = {"kid": kid, "alg": alg, "use": "sig"}
+    if alg == "ES256":
+        return ECKey.import_key(pem, parameters=params)
+    if alg == "RS256":
+        return RSAKey.import_key(pem, parameters=params)
+    if alg == "EdDSA":
+        return OKPKey.import_key(pem, parameters=params)
+    raise ValueError(f"unsupported signing algorithm {alg!r}")
+
+
+def public_jwk(key: Key) -> dict[str, Any]:
+    return dict(key.as_dict(private=False))
+
+
+def sign(key: Key, claims: dict[str, Any], typ: str = "at+jwt") -> str:
+    header = {"alg": key.alg, "kid": key.kid, "typ": typ}
+    return jwt.encode(header, claims, key, registry=_REGISTRY)
+
+
+def verify(token: str, jwks: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check the signature against ``jwks`` (allow-listed algorithms only); returns
+    (header, claims). Raises ValueError on any failure."""
+    try:
+        keyset = KeySet.import_key_set({"keys": jwks})
+        decoded = jwt.decode(token, keyset, algorithms=list(ALGORITHMS), registry=_REGISTRY)
+    except Exception as exc:  # joserfc raises several unrelated types
+        raise ValueError(f"invalid JWT: {exc}") from exc
+    return dict(decoded.header), dict(decoded.claims)
+
+
+def unverified_claims(token: str) -> dict[str, Any] | None:
+    """The payload of a compact JWS without checking it: only for locating a stored row."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(token) > 8192:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+    except ValueError:
+        return None
+    return claims if isinstance(claims, dict) else None
