@@ -211,3 +211,25 @@ def test_canonical_form(value: str, canonical: str) -> None:
 def test_canonical_rejects_garbage() -> None:
     with pytest.raises(InvalidTargetError):
         canonical_resource("https://exa mple.com")
+
+
+def test_unregistered_resource_is_invalid_target(
+    signed_in: TestClient, services: Services, confidential: Client
+) -> None:
+    url = authorize_url(
+        confidential.id,
+        challenge=generate_pkce().challenge,
+        resource="https://unregistered.example.com",
+    )
+    got = callback_params(signed_in.get(url, follow_redirects=False))
+    assert got["error"] == "invalid_target"
+    assert "not registered" in got["error_description"]
+    assert issued(services, confidential.id).grants == 0
+
+
+def test_resource_scopes_must_be_known(signed_in: TestClient, confidential: Client) -> None:
+    url = authorize_url(
+        confidential.id, challenge=generate_pkce().challenge, resource=RESOURCE, scope="delete"
+    )
+    got = callback_params(signed_in.get(url, follow_redirects=False))
+    assert got["error"] == "invalid_scope"

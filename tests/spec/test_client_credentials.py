@@ -1,0 +1,81 @@
+"""RFC 6749 §4.4 client_credentials: confidential clients an operator allowed, no refresh token,
+the same audience and scope rules as the other grants."""
+
+from __future__ import annotations
+
+import jwt as pyjwt
+from starlette.testclient import TestClient
+
+from authgate.app import Services
+from tests.conftest import Client, issued, make_client
+from tests.flows import RESOURCE, assert_oauth_error, assert_token_response, token_request
+
+
+def _cc(services: Services, **fields: object) -> Client:
+    return make_client(services, grant_types=["client_credentials"], redirect_uris=[], **fields)
+
+
+def test_issues_a_jwt_for_the_client(client: TestClient, services: Services) -> None:
+    app = _cc(services, scope="read")
+    resp = token_request(
+        client,
+        {"grant_type": "client_credentials", "resource": RESOURCE, "scope": "read"},
+        basic=(app.id, app.secret or ""),
+    )
+    body = assert_token_response(resp)
+    assert "refresh_token" not in body and body["scope"] == "read"
+    claims = pyjwt.decode(body["access_token"], options={"verify_signature": False})
+    assert claims["sub"] == app.id == claims["client_id"]
+    assert claims["aud"] == RESOURCE and "auth_time" not in claims
+    state = issued(services, app.id)
+    assert (state.access, state.refresh, state.grants) == (1, 0, 1)
+
+
+def test_without_resource_gets_authgate_audience(client: TestClient, services: Services) -> None:
+    app = _cc(services)
+    body = assert_token_response(
+        token_request(
+            client, {"grant_type": "client_credentials"}, basic=(app.id, app.secret or "")
+        )
+    )
+    assert body["access_token"].startswith("agat_")  # authgate's own API uses opaque tokens
+    assert "scope" not in body
+
+
+def test_not_allowed_for_app(client: TestClient, confidential: Client, services: Services) -> None:
+    resp = token_request(
+        client,
+        {"grant_type": "client_credentials"},
+        basic=(confidential.id, confidential.secret or ""),
+    )
+    assert_oauth_error(resp, 400, "unauthorized_client")
+    assert issued(services, confidential.id).access == 0
+
+
+def test_unknown_resource_and_scope(client: TestClient, services: Services) -> None:
+    app = _cc(services, scope="read")
+    creds = (app.id, app.secret or "")
+    unknown = token_request(
+        client,
+        {"grant_type": "client_credentials", "resource": "https://nope.example.com"},
+        basic=creds,
+    )
+    assert_oauth_error(unknown, 400, "invalid_target")
+    wide = token_request(
+        client,
+        {"grant_type": "client_credentials", "resource": RESOURCE, "scope": "read write"},
+        basic=creds,
+    )
+    assert_oauth_error(wide, 400, "invalid_scope")
+    assert issued(services, app.id).access == 0
+
+
+def test_public_clients_cannot(client: TestClient, public: Client, services: Services) -> None:
+    resp = token_request(client, {"grant_type": "client_credentials", "client_id": public.id})
+    assert_oauth_error(resp, 400, "unauthorized_client")
+
+
+def test_authentication_required(client: TestClient, services: Services) -> None:
+    app = _cc(services)
+    resp = token_request(client, {"grant_type": "client_credentials", "client_id": app.id})
+    assert_oauth_error(resp, 401, "invalid_client")
