@@ -4,6 +4,7 @@ started one), the app on it, users, tokens and apps."""
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from authgate import storage
-from authgate.app import Services, build_services, create_app
+from authgate.app import Services, build_services, create_app, warm_up
 from authgate.config import Settings
 from authgate.core import accounts, clients, resources
 from authgate.core.context import SYSTEM
@@ -61,14 +62,39 @@ def _backends() -> list[object]:
     return ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "authgate.db"
+    storage.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    """Argon2id with test-sized costs: the production parameters cost ~100 ms a hash, and the
+    suite hashes thousands of passwords. The algorithm and the code path stay the same."""
+    from argon2 import PasswordHasher
+
+    from authgate.crypto import passwords
+
+    saved = passwords._HASHER
+    passwords._HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    passwords._HASHER = saved
+
+
 @pytest.fixture(params=_backends())
 def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, pg_template: str | None
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    pg_template: str | None,
+    sqlite_template: Path,
 ) -> Iterator[str]:
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'authgate.db'}"
-        storage.upgrade(url)
-        yield url
+        # Copying a database migrated once per session is much faster than migrating each time.
+        target = tmp_path / "authgate.db"
+        shutil.copyfile(sqlite_template, target)
+        yield f"sqlite:///{target}"
         return
     if PG_URL is None:
         if REQUIRE_PG:
@@ -121,6 +147,7 @@ TEST_RESOURCES = (
 @pytest.fixture
 def services(settings: Settings, clock: MovableClock) -> Iterator[Services]:
     services = build_services(settings, clock=clock)
+    warm_up(services)  # as `authgate serve` does
     for fields in TEST_RESOURCES:
         resources.create_resource(services.ctx, SYSTEM, fields)
     yield services

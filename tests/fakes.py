@@ -12,7 +12,7 @@ import copy
 import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from authgate.core.models import (
@@ -33,6 +33,20 @@ from authgate.core.models import (
 from authgate.core.ports import DuplicateKeyError
 
 M = TypeVar("M")
+
+#: Like the SQL store: the first hit of a window drops counters of windows this much older.
+RATE_LIMIT_RETENTION = timedelta(days=1)
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime given to the store: {value!r}")
+    return value.astimezone(UTC)
+
+
+def _own_jwks(app: App) -> App:
+    """A copy that shares no mutable JSON with the caller (the database would not)."""
+    return app if app.jwks is None else dataclasses.replace(app, jwks=copy.deepcopy(app.jwks))
 
 
 def _utc(model: M) -> M:
@@ -81,6 +95,8 @@ class InMemoryStore:
         self.signing_keys: dict[str, SigningKey] = {}  # by kid
         self.audit = _Table()
         self.settings: dict[str, Any] = {}
+        self.assertion_jtis: dict[tuple[str, str], datetime] = {}  # (client_id, jti) → expiry
+        self.rate_limits: dict[tuple[str, datetime], int] = {}  # (key, window_start) → hits
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -204,19 +220,52 @@ class InMemoryStore:
 
     def create_app(self, app: App) -> None:
         with self._lock:
-            self._insert(self.apps, app)
+            self._insert(self.apps, _own_jwks(app))
 
     def get_app(self, app_id: str) -> App | None:
         with self._lock:
-            return self.apps.get(app_id)
+            app = self.apps.get(app_id)
+            return _own_jwks(app) if app else None
 
     def list_apps(self) -> Sequence[App]:
         with self._lock:
-            return self._sorted(self.apps.values(), lambda a: (a.created_at, a.id))
+            apps = self._sorted(self.apps.values(), lambda a: (a.created_at, a.id))
+            return [_own_jwks(a) for a in apps]
 
     def update_app(self, app: App) -> None:
         with self._lock:
-            self._update(self.apps, app)
+            self._update(self.apps, _own_jwks(app))
+
+    def upsert_app(self, app: App) -> None:
+        with self._lock:
+            if app.id in self.apps:
+                self._update(self.apps, _own_jwks(app))
+            else:
+                self._insert(self.apps, _own_jwks(app))
+
+    def touch_app(self, app_id: str, at: datetime) -> None:
+        with self._lock:
+            if app_id in self.apps:
+                app = self.apps[app_id]
+                self.apps[app_id] = _utc(dataclasses.replace(app, last_used_at=at))
+
+    def count_dynamic_apps(self) -> int:
+        with self._lock:
+            return sum(1 for a in self.apps.values() if a.dynamically_registered)
+
+    def list_stale_dynamic_apps(self, unused_since: datetime) -> Sequence[App]:
+        unused_since = _aware(unused_since)
+        with self._lock:
+
+            def last_seen(app: App) -> datetime:
+                return app.last_used_at or app.created_at
+
+            stale = [
+                a
+                for a in self.apps.values()
+                if a.dynamically_registered and last_seen(a) < unused_since
+            ]
+            return [_own_jwks(a) for a in self._sorted(stale, lambda a: (last_seen(a), a.id))]
 
     def delete_app(self, app_id: str) -> bool:
         with self._lock:
@@ -234,9 +283,10 @@ class InMemoryStore:
                 for g in self.grants.values()
                 if g.user_id == user_id and g.revoked_at is None and self._has_live_token(g, now)
             }
-            return self._sorted(
+            mine = self._sorted(
                 (a for a in self.apps.values() if a.id in live), lambda a: (a.created_at, a.id)
             )
+            return [_own_jwks(a) for a in mine]
 
     def _has_live_token(self, grant: Grant, now: datetime) -> bool:
         refresh = any(
@@ -470,6 +520,31 @@ class InMemoryStore:
             for kid in expired:
                 del self.signing_keys[kid]
             return len(expired)
+
+    # -- client assertion jtis and rate limits ---------------------------------------------
+
+    def consume_assertion_jti(
+        self, client_id: str, jti: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        expires_at, now = _aware(expires_at), _aware(now)
+        with self._lock:
+            for key in [k for k, expiry in self.assertion_jtis.items() if expiry <= now]:
+                del self.assertion_jtis[key]
+            if (client_id, jti) in self.assertion_jtis:
+                return False
+            self.assertion_jtis[(client_id, jti)] = expires_at
+            return True
+
+    def hit_rate_limit(self, key: str, window_start: datetime, now: datetime) -> int:
+        window_start = _aware(window_start)
+        with self._lock:
+            count = self.rate_limits.get((key, window_start), 0) + 1
+            self.rate_limits[(key, window_start)] = count
+            if count == 1:
+                cutoff = window_start - RATE_LIMIT_RETENTION
+                for old in [k for k in self.rate_limits if k[1] < cutoff]:
+                    del self.rate_limits[old]
+            return count
 
     # -- audit and settings ----------------------------------------------------------------
 

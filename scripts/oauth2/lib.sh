@@ -129,6 +129,72 @@ print(json.dumps({"name": sys.argv[1], "redirect_uris": [sys.argv[2]]}))
     fi
 }
 
+# json_array_has_object PATH FIELD VALUE < JSON: succeeds when the array at PATH holds an object
+# whose FIELD is the string VALUE (e.g. `keys kid "$KID"` for a JWKS).
+json_array_has_object() {
+    if [ "$(json_tool)" = jq ]; then
+        jq -e --arg p "$1" --arg f "$2" --arg v "$3" '(getpath($p | split(".")) // [])
+            | if type == "array" then any(.[]; type == "object" and .[$f] == $v) else false end' \
+            >/dev/null 2>&1
+    else
+        _py_json '
+import json, sys
+try:
+    value = json.load(sys.stdin)
+    for key in sys.argv[1].split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+except ValueError:
+    value = None
+found = isinstance(value, list) and any(
+    isinstance(item, dict) and item.get(sys.argv[2]) == sys.argv[3] for item in value
+)
+sys.exit(0 if found else 1)
+' "$1" "$2" "$3"
+    fi
+}
+
+# resource_json IDENTIFIER NAME: the body of POST /api/v2/resources (no scopes, the server's
+# defaults: JWT access tokens).
+resource_json() {
+    if [ "$(json_tool)" = jq ]; then
+        jq -cn --arg id "$1" --arg name "$2" '{identifier: $id, name: $name, scopes: []}'
+    else
+        _py_json '
+import json, sys
+print(json.dumps({"identifier": sys.argv[1], "name": sys.argv[2], "scopes": []}))
+' "$1" "$2"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# JWTs (RFC 7519): only read here, never verified (a resource server verifies them with the
+# JWKS).
+
+# is_jwt VALUE: succeeds when VALUE has the compact form header.payload.signature (RFC 7515 §7.1).
+is_jwt() {
+    [[ "$1" =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]]
+}
+
+# base64url_decode VALUE: the bytes of unpadded base64url VALUE.
+base64url_decode() {
+    local value
+    value="$(printf '%s' "$1" | tr '_-' '/+')"
+    while [ $((${#value} % 4)) -ne 0 ]; do
+        value+="="
+    done
+    if command -v openssl >/dev/null 2>&1; then
+        printf '%s\n' "$value" | openssl base64 -d -A
+    else
+        python3 -c 'import base64, sys
+sys.stdout.buffer.write(base64.b64decode(sys.argv[1]))' "$value"
+    fi
+}
+
+# jwt_header TOKEN: the JSON of a JWT's protected header (its first part).
+jwt_header() {
+    base64url_decode "${1%%.*}"
+}
+
 # ---------------------------------------------------------------------------------------------
 # URLs.
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end OAuth 2.1 check of a running authgate, the way an MCP client uses it: discovery,
-# PKCE authorization code flow through sign-in and consent, resource indicators, refresh token
-# rotation, the management API with an OAuth token, and withdrawal. It creates a test app and
-# deletes it again, also when a step fails.
+# PKCE authorization code flow through sign-in and consent, resource indicators with JWT access
+# tokens and the JWKS, introspection, revocation, refresh token rotation, the management API
+# with an OAuth token, and withdrawal. It creates a test app and deletes it again, also when a
+# step fails. It registers the resource https://api.example.com (POST /api/v2/resources) and
+# deletes it at the end; a resource already registered under that URI is used and left alone.
 #
 #   AUTHGATE_USERNAME=admin AUTHGATE_PASSWORD=… AUTHGATE_TOKEN=agpat_… \
 #       scripts/oauth2/test-mcp-oauth2.sh
@@ -28,6 +30,8 @@ PASSED=0
 STEP="starting"
 CLIENT_ID=""
 CLEANED=0
+RESOURCE_ID=""
+RESOURCE_CREATED=0 # 1 while this script owes the deletion of the resource it registered
 
 # ---------------------------------------------------------------------------------------------
 # Reporting: lib.sh's die() is replaced so every failure names the step, cleans up and
@@ -57,6 +61,16 @@ cleanup() {
         CLEANED=1
         "$HERE/cleanup-test-app.sh" "$CLIENT_ID" >/dev/null 2>&1 ||
             printf '  (cleanup: could not delete app %s)\n' "$CLIENT_ID" >&2
+    fi
+    if [ "$RESOURCE_CREATED" = 1 ] && [ -n "$RESOURCE_ID" ]; then
+        RESOURCE_CREATED=0
+        # Plain curl: http() would call die() again when the server is gone.
+        local status
+        status="$(curl -sS -o /dev/null -w '%{http_code}' -X DELETE \
+            -H "Authorization: Bearer $AUTHGATE_TOKEN" \
+            "$AUTHGATE_URL/api/v2/resources/$(urlencode "$RESOURCE_ID")" 2>/dev/null)" || status=000
+        [ "$status" = 204 ] ||
+            printf '  (cleanup: could not delete resource %s: HTTP %s)\n' "$RESOURCE" "$status" >&2
     fi
     remove_http_tmp
 }
@@ -89,7 +103,8 @@ expect_oauth_error() {
         die "$3: an error response carried an access_token" "$HTTP_BODY"
 }
 
-# expect_tokens WHAT: a successful token response (RFC 6749 §5.1); sets ACCESS_TOKEN and
+# expect_tokens WHAT [FORMAT]: a successful token response (RFC 6749 §5.1) whose access token
+# is opaque (agat_…, the default) or, with FORMAT jwt, a JWT (RFC 9068); sets ACCESS_TOKEN and
 # REFRESH_TOKEN.
 expect_tokens() {
     expect_status 200 "$1"
@@ -98,7 +113,12 @@ expect_tokens() {
     local token_type expires_in
     token_type="$(printf '%s' "$HTTP_BODY" | json_get token_type)"
     expires_in="$(printf '%s' "$HTTP_BODY" | json_get expires_in)"
-    case "$ACCESS_TOKEN" in agat_*) ;; *) die "$1: no agat_… access_token" "$HTTP_BODY" ;; esac
+    if [ "${2:-opaque}" = jwt ]; then
+        is_jwt "$ACCESS_TOKEN" ||
+            die "$1: the access_token is not a JWT (three dot-separated parts)" "$HTTP_BODY"
+    else
+        case "$ACCESS_TOKEN" in agat_*) ;; *) die "$1: no agat_… access_token" "$HTTP_BODY" ;; esac
+    fi
     case "$REFRESH_TOKEN" in agrt_*) ;; *) die "$1: no agrt_… refresh_token" "$HTTP_BODY" ;; esac
     [ "$token_type" = Bearer ] || die "$1: token_type is '$token_type', expected Bearer" "$HTTP_BODY"
     if ! [[ "$expires_in" =~ ^[1-9][0-9]*$ ]]; then
@@ -162,6 +182,21 @@ refresh() {
         --data-urlencode grant_type=refresh_token --data-urlencode "refresh_token=$1"
 }
 
+# introspect TOKEN: RFC 7662 with the test app's credentials (client_secret_basic).
+introspect() {
+    http POST "$INTROSPECTION_ENDPOINT" -u "$CLIENT_ID:$CLIENT_SECRET" --data-urlencode "token=$1"
+}
+
+expect_active() { # true|false WHAT
+    expect_status 200 "the introspection of $2"
+    local active
+    active="$(printf '%s' "$HTTP_BODY" | json_get active)"
+    [ "$active" = "$1" ] || die "the introspection of $2 says active: '$active', expected $1" \
+        "$HTTP_BODY"
+    [ "$(header cache-control)" = no-store ] ||
+        die "the introspection response's Cache-Control is '$(header cache-control)', not no-store"
+}
+
 users_me() { # [TOKEN]
     if [ -n "${1:-}" ]; then
         http GET "$AUTHGATE_URL/api/v2/users/me" -H "Authorization: Bearer $1"
@@ -206,6 +241,14 @@ TOKEN_ENDPOINT="$(printf '%s' "$METADATA" | json_get token_endpoint)"
     die "authorization_endpoint is '$AUTHORIZATION_ENDPOINT'" "$METADATA"
 [ "$TOKEN_ENDPOINT" = "${ISSUER%/}/oauth2/tokens" ] ||
     die "token_endpoint is '$TOKEN_ENDPOINT'" "$METADATA"
+JWKS_URI="$(printf '%s' "$METADATA" | json_get jwks_uri)"
+INTROSPECTION_ENDPOINT="$(printf '%s' "$METADATA" | json_get introspection_endpoint)"
+REVOCATION_ENDPOINT="$(printf '%s' "$METADATA" | json_get revocation_endpoint)"
+[ "$JWKS_URI" = "${ISSUER%/}/.well-known/jwks.json" ] || die "jwks_uri is '$JWKS_URI'" "$METADATA"
+[ "$INTROSPECTION_ENDPOINT" = "${ISSUER%/}/oauth2/introspect" ] ||
+    die "introspection_endpoint is '$INTROSPECTION_ENDPOINT'" "$METADATA"
+[ "$REVOCATION_ENDPOINT" = "${ISSUER%/}/oauth2/revoke" ] ||
+    die "revocation_endpoint is '$REVOCATION_ENDPOINT'" "$METADATA"
 printf '%s' "$METADATA" | json_array_has code_challenge_methods_supported S256 ||
     die "code_challenge_methods_supported does not list S256" "$METADATA"
 printf '%s' "$METADATA" | json_array_has grant_types_supported refresh_token ||
@@ -281,19 +324,81 @@ expect_oauth_error 400 invalid_grant "the second exchange of one code"
 expect_token_refused "$ACCESS_B" "a token minted from the replayed code"
 pass "$STEP"
 
+step "register the resource $RESOURCE (POST /api/v2/resources)"
+api POST /api/v2/resources -H 'Content-Type: application/json' \
+    --data "$(resource_json "$RESOURCE" "Example API (test-mcp-oauth2.sh)")"
+case "$HTTP_STATUS" in
+201)
+    RESOURCE_ID="$(printf '%s' "$HTTP_BODY" | json_get id)"
+    [ -n "$RESOURCE_ID" ] || die "the registered resource has no id" "$HTTP_BODY"
+    RESOURCE_CREATED=1
+    HOW="registered (deleted again at the end)"
+    ;;
+409)
+    api GET "/api/v2/resources/$(urlencode "$RESOURCE")"
+    expect_status 200 "GET /api/v2/resources/$(urlencode "$RESOURCE") after a 409 Conflict"
+    RESOURCE_ID="$(printf '%s' "$HTTP_BODY" | json_get id)"
+    HOW="already registered: used as it is and left in place"
+    ;;
+*) die "POST /api/v2/resources answered HTTP $HTTP_STATUS, expected 201 or 409" "$HTTP_BODY" ;;
+esac
+RESOURCE_FORMAT="$(printf '%s' "$HTTP_BODY" | json_get token_format)"
+case "$RESOURCE_FORMAT" in jwt | opaque) ;; *) die "token_format is '$RESOURCE_FORMAT'" "$HTTP_BODY" ;; esac
+pass "$STEP: $HOW, id $RESOURCE_ID, $RESOURCE_FORMAT access tokens"
+
 step "resource indicator (RFC 8707)"
 get_code "$RESOURCE"
 exchange "$CODE" "$VERIFIER" --data-urlencode "resource=$RESOURCE"
-expect_tokens "the exchange with resource=$RESOURCE"
-expect_token_refused "$ACCESS_TOKEN" "a token for $RESOURCE"
-pass "$STEP: token for $RESOURCE, refused by authgate's own API"
+expect_tokens "the exchange with resource=$RESOURCE" "$RESOURCE_FORMAT"
+ACCESS_R="$ACCESS_TOKEN" REFRESH_R="$REFRESH_TOKEN"
+expect_token_refused "$ACCESS_R" "a token for $RESOURCE"
+if [ "$RESOURCE_FORMAT" = jwt ]; then
+    pass "$STEP: a JWT access token for $RESOURCE, refused by authgate's own API"
+else
+    pass "$STEP: an opaque access token for $RESOURCE, refused by authgate's own API"
+fi
+
+if [ "$RESOURCE_FORMAT" = jwt ]; then
+    step "the JWT's signing key is published (JWKS, RFC 7517)"
+    KID="$(jwt_header "$ACCESS_R" | json_get kid)"
+    [ -n "$KID" ] || die "the JWT's header has no kid: $(jwt_header "$ACCESS_R")"
+    http GET "$JWKS_URI"
+    expect_status 200 "GET $JWKS_URI"
+    printf '%s' "$HTTP_BODY" | json_array_has_object keys kid "$KID" ||
+        die "$JWKS_URI has no key with the JWT's kid $KID" "$HTTP_BODY"
+    pass "$STEP: kid $KID is in $JWKS_URI"
+else
+    printf -- '- JWKS check skipped: %s issues opaque access tokens\n' "$RESOURCE"
+fi
+
+step "token introspection (RFC 7662)"
+introspect "$ACCESS_R"
+expect_active true "the access token for $RESOURCE"
+AUD="$(printf '%s' "$HTTP_BODY" | json_get aud)"
+[ "$AUD" = "$RESOURCE" ] || printf '%s' "$HTTP_BODY" | json_array_has aud "$RESOURCE" ||
+    die "the introspection's aud is '$AUD', expected $RESOURCE" "$HTTP_BODY"
+GOT="$(printf '%s' "$HTTP_BODY" | json_get client_id)"
+[ "$GOT" = "$CLIENT_ID" ] || die "the introspection's client_id is '$GOT'" "$HTTP_BODY"
+pass "$STEP: active, aud $RESOURCE, client_id $CLIENT_ID"
+
+step "revoke the refresh token (RFC 7009)"
+http POST "$REVOCATION_ENDPOINT" -u "$CLIENT_ID:$CLIENT_SECRET" \
+    --data-urlencode "token=$REFRESH_R" --data-urlencode token_type_hint=refresh_token
+expect_status 200 "POST $REVOCATION_ENDPOINT"
+introspect "$ACCESS_R"
+expect_active false "the access token of the revoked refresh token"
+introspect "$REFRESH_R"
+expect_active false "the revoked refresh token"
+refresh "$REFRESH_R"
+expect_oauth_error 400 invalid_grant "the refresh with a revoked refresh token"
+pass "$STEP: 200, then its access token and itself introspect as inactive"
 
 step "a different resource at the token endpoint is refused"
 get_code "$RESOURCE"
 exchange "$CODE" "$VERIFIER" --data-urlencode "resource=$OTHER_RESOURCE"
 expect_oauth_error 400 invalid_target "the exchange with resource=$OTHER_RESOURCE"
 exchange "$CODE" "$VERIFIER"
-expect_tokens "the exchange of the same code without resource"
+expect_tokens "the exchange of the same code without resource" "$RESOURCE_FORMAT"
 pass "$STEP: invalid_target; omitting resource is allowed"
 
 step "refresh (client_secret_basic)"
@@ -337,6 +442,16 @@ CLEANED=1
 api GET "/api/v2/oauth2-provider/apps/$CLIENT_ID"
 expect_status 404 "GET /api/v2/oauth2-provider/apps/$CLIENT_ID after the deletion"
 pass "$STEP"
+
+if [ "$RESOURCE_CREATED" = 1 ]; then
+    step "delete the resource $RESOURCE"
+    api DELETE "/api/v2/resources/$(urlencode "$RESOURCE_ID")"
+    expect_status 204 "DELETE /api/v2/resources/$RESOURCE_ID"
+    RESOURCE_CREATED=0
+    api GET "/api/v2/resources/$(urlencode "$RESOURCE")"
+    expect_status 404 "GET /api/v2/resources/$(urlencode "$RESOURCE") after the deletion"
+    pass "$STEP"
+fi
 
 cleanup
 printf '%d passed, 0 failed\n' "$PASSED"

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -16,6 +17,7 @@ from authgate.core.context import Context
 from authgate.core.policy import Policy, SystemClock
 from authgate.core.ports import Clock
 from authgate.core.resources import canonical_resource
+from authgate.fetch import AllowList, HttpsFetcher
 from authgate.storage import SqlStore
 from authgate.web.routes import build_app
 
@@ -42,6 +44,27 @@ def policy_from(settings: Settings) -> Policy:
         default_audience=canonical_resource(settings.issuer),
         signing_alg=settings.signing_alg,
         key_rotation_interval=timedelta(days=settings.key_rotation_days),
+    )
+
+
+def fetcher_from(settings: Settings) -> HttpsFetcher | None:
+    """The SSRF-safe fetcher for metadata documents and jwks_uri, or None when switched off."""
+    if not settings.client_metadata_documents:
+        return None
+    if settings.fetch_ca_bundle and not Path(settings.fetch_ca_bundle).is_file():
+        raise ConfigurationError(
+            f"AUTHGATE_FETCH_CA_BUNDLE names no file: {settings.fetch_ca_bundle}"
+        )
+    try:
+        allow = AllowList.parse(settings.fetch_allow_hosts.split(","))
+    except ValueError as exc:
+        raise ConfigurationError(f"AUTHGATE_FETCH_ALLOW_HOSTS: {exc}") from exc
+    return HttpsFetcher(
+        allow=allow,
+        ca_bundle=settings.fetch_ca_bundle or None,
+        connect_timeout=settings.fetch_connect_timeout_seconds,
+        total_timeout=settings.fetch_timeout_seconds,
+        max_bytes=settings.fetch_max_bytes,
     )
 
 
@@ -100,12 +123,20 @@ def build_services(
     key = secret_key_bytes(settings, dev=dev)
     store = storage.open_store(settings.resolved_database_url)
     ctx = Context(
-        store=store, clock=clock or SystemClock(), policy=policy_from(settings), secret_key=key
+        store=store,
+        clock=clock or SystemClock(),
+        policy=policy_from(settings),
+        secret_key=key,
+        fetcher=fetcher_from(settings),
     )
     resources.ensure_own_api(ctx)
-    # Loads (and on a new database creates) the signing keys before the first request.
-    ctx.keyring.keys(ctx)
     return Services(settings=settings, store=store, ctx=ctx)
+
+
+def warm_up(services: Services) -> None:
+    """Load (on a new database, create) the signing keys before the first request. Only the
+    server does this: it holds the AUTHGATE_SECRET_KEY the private keys are encrypted with."""
+    services.ctx.keyring.keys(services.ctx)
 
 
 def create_app(

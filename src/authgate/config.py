@@ -69,6 +69,54 @@ class Settings(BaseSettings):
         description="Take the client address from X-Forwarded-For (only behind a trusted proxy).",
     )
 
+    client_metadata_documents: bool = Field(
+        True,
+        description="Accept an https URL as `client_id` (Client ID Metadata Documents, as MCP "
+        "clients use): authgate fetches and validates the client's own metadata document, "
+        "SSRF-safe, and caches it. Also needed for clients whose keys are at a `jwks_uri`.",
+    )
+    fetch_allow_hosts: str = Field(
+        "",
+        description="Comma-separated host names, IP addresses or CIDR networks that metadata "
+        "documents and `jwks_uri` may be fetched from although they are not public (loopback, "
+        "private networks). For development and tests only; empty in production.",
+    )
+    fetch_ca_bundle: str = Field(
+        "",
+        description="PEM file of the CAs trusted for those fetches (e.g. a private or test CA). "
+        "Empty means the system trust store.",
+    )
+    fetch_connect_timeout_seconds: float = Field(
+        2.0, gt=0, le=30, description="Connect timeout of a metadata-document or jwks_uri fetch."
+    )
+    fetch_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Overall deadline of a metadata-document or jwks_uri fetch, connect included.",
+    )
+    fetch_max_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest metadata document or JWK Set fetched; a larger one is refused.",
+    )
+
+    registration_rate_per_ip: int = Field(
+        10,
+        ge=0,
+        description="Dynamic client registrations (`POST /oauth2/register`) allowed per source "
+        "address per hour; more answer 429 with `Retry-After`. 0 = no limit. Whether "
+        "registration is on, and its other limits, are runtime settings: "
+        "`authgate registration` or `/api/v2/oauth2-provider/settings`.",
+    )
+    registration_rate_global: int = Field(
+        100,
+        ge=0,
+        description="Dynamic client registrations allowed per hour from all addresses "
+        "together (shared by every node through the database). 0 = no limit.",
+    )
+
     @field_validator("issuer")
     @classmethod
     def _issuer_is_url(cls, value: str) -> str:

@@ -191,7 +191,7 @@ def start_mcp_server(
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     register = ["resources", "create", "--identifier", url, "--name", f"Example MCP {port}"]
-    register += ["--scope", f"{SCOPE}=Call the example tools", "--token-format", token_format]
+    register += ["--scope", f"{SCOPE}=Call the example tools", "--format", token_format]
     if introspector is not None:
         register += ["--introspector", introspector[0]]
     authgate.cli(*register)

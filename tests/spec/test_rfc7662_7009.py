@@ -76,7 +76,7 @@ def test_introspect_refresh_token(signed_in: TestClient, confidential: Client) -
         signed_in, confidential, body["refresh_token"], token_type_hint="refresh_token"
     )
     assert info["active"] is True and info["aud"] == RESOURCE
-    assert "token_type" not in info
+    assert info["token_type"] == "refresh_token"  # never mistaken for a bearer token
 
 
 @pytest.mark.parametrize(

@@ -32,14 +32,15 @@ def test_metadata_document(client: TestClient) -> None:
         "client_secret_basic",
         "client_secret_post",
         "none",
+        "private_key_jwt",
     }
     # Only what is enabled: nothing of later features yet.
     assert body["jwks_uri"] == "http://testserver/.well-known/jwks.json"
     assert body["introspection_endpoint"] == "http://testserver/oauth2/introspect"
     assert body["revocation_endpoint"] == "http://testserver/oauth2/revoke"
     assert body["scopes_supported"] == ["admin", "read", "write"]
-    # Only what is enabled: no registration endpoint yet.
-    assert "registration_endpoint" not in body
+    # Registration is on by default (DESIGN.md §7); switching it off removes the endpoint.
+    assert body["registration_endpoint"] == "http://testserver/oauth2/register"
     assert resp.headers["access-control-allow-origin"] == "*"
     assert "max-age" in resp.headers["cache-control"]
 

@@ -94,6 +94,30 @@ def app(**overrides: Any) -> App:
         "dynamically_registered": True,
         "created_at": at(0).astimezone(PLUS_TWO),
         "updated_at": at(2),
+        "application_type": "native",
+        "client_uri": "https://example.test/",
+        "tos_uri": "https://example.test/tos",
+        "policy_uri": "https://example.test/privacy",
+        "contacts": ("ops@example.test", "Ada “security” <sec@example.test>"),
+        "jwks": {
+            "keys": [
+                {
+                    "kty": "EC",
+                    "crv": "P-256",
+                    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                    "kid": "k1",
+                    "key_ops": ["verify"],
+                }
+            ]
+        },
+        "jwks_uri": "https://example.test/jwks.json",
+        "software_id": "4NRB1-0XZABZI9E6-5SM3R",
+        "software_version": "2.1.0",
+        "registration_token_hash": uid("hash"),
+        "metadata_document": False,
+        "metadata_expires_at": None,
+        "last_used_at": at(3).astimezone(PLUS_TWO),
     }
     return App(**(values | overrides))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from authgate.core.models import App
 from authgate.storage import SchemaStatus, downgrade, open_store, schema_status, upgrade
 from authgate.storage.sql import migrate
 from authgate.storage.sql.engine import make_engine
@@ -35,9 +37,12 @@ TABLES = {
     "settings",
     "resources",
     "signing_keys",
+    "client_assertion_jtis",
+    "rate_limits",
 }
-TABLES_0001 = TABLES - {"resources", "signing_keys"}
-HEAD = "0002"
+TABLES_0002 = TABLES - {"client_assertion_jtis", "rate_limits"}
+TABLES_0001 = TABLES_0002 - {"resources", "signing_keys"}
+HEAD = "0003"
 
 every_sql_backend = pytest.mark.parametrize("empty_database_url", SQL_BACKENDS, indirect=True)
 
@@ -94,6 +99,7 @@ def test_0002_down_and_up_again_keeps_the_0001_data(empty_database_url: str) -> 
 
     downgrade(url, "0001")
     assert table_names(url) == TABLES_0001
+    assert app_columns(url).isdisjoint(REGISTRATION_FIELDS)
     assert schema_status(url) == SchemaStatus(current="0001", head=HEAD, state="behind")
 
     upgrade(url)
@@ -109,6 +115,100 @@ def test_0002_down_and_up_again_keeps_the_0001_data(empty_database_url: str) -> 
         store.create_signing_key(k)
         assert store.get_resource(r.id) == r
         assert list(store.list_signing_keys()) == [k]
+    finally:
+        store.close()
+
+
+def app_columns(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {column["name"] for column in inspect(conn).get_columns("apps")}
+    finally:
+        engine.dispose()
+
+
+def row_counts(url: str, *tables: str) -> dict[str, int]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {
+                table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in tables
+            }
+    finally:
+        engine.dispose()
+
+
+REGISTRATION_FIELDS = {
+    "application_type",
+    "client_uri",
+    "tos_uri",
+    "policy_uri",
+    "contacts",
+    "jwks",
+    "jwks_uri",
+    "software_id",
+    "software_version",
+    "registration_token_hash",
+    "metadata_document",
+    "metadata_expires_at",
+    "last_used_at",
+}
+
+
+@every_sql_backend
+def test_0003_down_and_up_again_keeps_apps_and_what_hangs_off_them(
+    empty_database_url: str,
+) -> None:
+    """Downgrading to 0002 drops the registration columns and tables but no app, secret, code,
+    grant or token (a table rebuild on SQLite would cascade-delete them); upgrading again gives
+    the existing apps the defaults."""
+    url = empty_database_url
+    upgrade(url)
+    store = open_store(url)
+    try:
+        u, a = b.user(), b.app()
+        store.create_user(u)
+        store.create_app(a)
+        s = b.secret(a.id)
+        store.create_secret(s)
+        c = b.code(a.id, u.id)
+        store.create_code(c)
+        g = b.grant(a.id, u.id)
+        at_, rt = b.access(g, a.id, secret_id=s.id), b.refresh(g, secret_id=s.id)
+        assert store.redeem_code(c.id, b.at(0.5), g, at_, rt)
+        assert store.consume_assertion_jti(a.id, "jti", b.at(5), b.at(0)) is True
+        assert store.hit_rate_limit("k", b.at(0), b.at(0)) == 1
+    finally:
+        store.close()
+    children = ("apps", "app_secrets", "authorization_codes", "grants")
+    children += ("access_tokens", "refresh_tokens")
+    assert row_counts(url, *children) == dict.fromkeys(children, 1)
+
+    downgrade(url, "0002")
+    assert table_names(url) == TABLES_0002
+    assert app_columns(url).isdisjoint(REGISTRATION_FIELDS)
+    assert row_counts(url, *children) == dict.fromkeys(children, 1)
+    assert schema_status(url) == SchemaStatus(current="0002", head=HEAD, state="behind")
+
+    upgrade(url)
+    assert table_names(url) == TABLES
+    assert app_columns(url) >= REGISTRATION_FIELDS
+    defaults = {f.name: f.default for f in dataclasses.fields(App) if f.name in REGISTRATION_FIELDS}
+    assert defaults.keys() == REGISTRATION_FIELDS
+    store = open_store(url)
+    try:
+        assert store.get_app(a.id) == dataclasses.replace(a, **defaults)
+        assert store.get_secret_by_prefix(s.prefix) == s
+        assert store.get_refresh_token_by_prefix(rt.prefix) == rt
+        assert store.count_dynamic_apps() == 1
+        assert [x.id for x in store.list_stale_dynamic_apps(b.at(1))] == [a.id]
+        # The jti and the counter went with their tables.
+        assert store.consume_assertion_jti(a.id, "jti", b.at(5), b.at(0)) is True
+        assert store.hit_rate_limit("k", b.at(0), b.at(0)) == 1
+        store.update_app(a)
+        assert store.get_app(a.id) == a
     finally:
         store.close()
 
@@ -137,8 +237,8 @@ def test_schema_status(empty_database_url: str) -> None:
 
 
 NEXT_REVISION = """
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -159,7 +259,7 @@ def test_schema_status_behind_after_downgrade(
     """Code with a newer head sees a downgraded database as behind, older code as ahead."""
     newer = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "versions" / "0003_next.py").write_text(NEXT_REVISION)
+    (newer / "versions" / "0004_next.py").write_text(NEXT_REVISION)
     url = empty_database_url
 
     def run_as(migrations: Path) -> None:
@@ -168,12 +268,12 @@ def test_schema_status_behind_after_downgrade(
     current = migrate.MIGRATIONS_DIR
     run_as(newer)
     upgrade(url)
-    assert schema_status(url) == SchemaStatus("0003", "0003", "up_to_date")
+    assert schema_status(url) == SchemaStatus("0004", "0004", "up_to_date")
     run_as(current)  # this code must not touch a database migrated by newer code
-    assert schema_status(url) == SchemaStatus("0003", HEAD, "ahead")
+    assert schema_status(url) == SchemaStatus("0004", HEAD, "ahead")
     run_as(newer)
     downgrade(url, HEAD)
-    assert schema_status(url) == SchemaStatus(HEAD, "0003", "behind")
+    assert schema_status(url) == SchemaStatus(HEAD, "0004", "behind")
     run_as(current)
     assert schema_status(url) == SchemaStatus(HEAD, HEAD, "up_to_date")
     assert table_names(url) == TABLES

@@ -6,6 +6,7 @@ core tests rely on cannot drift from the real stores.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 from collections.abc import Callable
@@ -13,9 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import select
 
 from authgate.core.models import AuditQuery, ScopeInfo
 from authgate.core.ports import DuplicateKeyError, Store
+from authgate.storage import SqlStore
+from authgate.storage.sql.tables import client_assertion_jtis
+from tests.fakes import InMemoryStore
 from tests.storage import store_builders as b
 
 T = TypeVar("T")
@@ -235,6 +240,172 @@ def test_update_app(store: Store) -> None:
     )
     store.update_app(changed)
     assert_round_trip(store.get_app(a.id), changed)
+
+
+#: The registration metadata an app has when nobody set it (the model's defaults).
+BARE_METADATA: dict[str, Any] = {
+    "application_type": "web",
+    "client_uri": "",
+    "tos_uri": "",
+    "policy_uri": "",
+    "contacts": (),
+    "jwks": None,
+    "jwks_uri": "",
+    "software_id": "",
+    "software_version": "",
+    "registration_token_hash": None,
+    "metadata_document": False,
+    "metadata_expires_at": None,
+    "last_used_at": None,
+}
+
+
+def test_app_registration_metadata_round_trips(store: Store) -> None:
+    full = b.app()
+    bare = b.app(**BARE_METADATA, created_at=b.at(1))
+    document = b.app(
+        id=f"https://{b.uid('client')}.example.test/oauth/client.json",
+        token_endpoint_auth_method="private_key_jwt",
+        dynamically_registered=False,
+        metadata_document=True,
+        metadata_expires_at=b.at(60).astimezone(b.PLUS_TWO),
+        jwks=None,
+        registration_token_hash=None,
+        created_at=b.at(2),
+    )
+    for a in (full, bare, document):
+        store.create_app(a)
+    assert_round_trip(store.get_app(full.id), full)
+    assert_round_trip(store.get_app(bare.id), bare)
+    assert_round_trip(store.get_app(document.id), document)
+    listed = store.list_apps()
+    assert [a.id for a in listed] == [full.id, bare.id, document.id]
+    for stored, original in zip(listed, (full, bare, document), strict=True):
+        assert_round_trip(stored, original)
+    stored = store.get_app(full.id)
+    assert stored is not None and type(stored.jwks) is dict
+
+
+def test_stored_jwks_is_not_shared_with_the_caller(store: Store) -> None:
+    a = b.app()
+    assert a.jwks is not None
+    expected = copy.deepcopy(a.jwks)
+    store.create_app(a)
+    a.jwks["keys"].clear()  # the caller's dict, after the write
+    got = store.get_app(a.id)
+    assert got is not None and got.jwks == expected
+    got.jwks["extra"] = True  # a reader's copy
+    again = store.get_app(a.id)
+    assert again is not None and again.jwks == expected
+
+
+def _fields(model: Any) -> dict[str, Any]:
+    return {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
+
+
+def test_update_app_replaces_the_registration_metadata(store: Store) -> None:
+    a, bare = b.app(), b.app(**BARE_METADATA)
+    store.create_app(a)
+    store.create_app(bare)
+    cleared = dataclasses.replace(a, **BARE_METADATA, updated_at=b.at(9))
+    store.update_app(cleared)
+    assert_round_trip(store.get_app(a.id), cleared)
+    full = _fields(b.app()) | {"metadata_document": True, "metadata_expires_at": b.at(30)}
+    filled = dataclasses.replace(bare, **{k: v for k, v in full.items() if k in BARE_METADATA})
+    store.update_app(filled)
+    assert_round_trip(store.get_app(bare.id), filled)
+
+
+def test_upsert_app_inserts_then_replaces_every_field(store: Store) -> None:
+    a = b.app(**BARE_METADATA)
+    store.upsert_app(a)
+    assert_round_trip(store.get_app(a.id), a)
+    s = b.secret(a.id)
+    store.create_secret(s)
+
+    replaced = b.app(id=a.id, name="Refreshed", created_at=b.at(-1), client_type="public")
+    store.upsert_app(replaced)
+    assert_round_trip(store.get_app(a.id), replaced)
+    # An update in place: nothing that hangs off the app is deleted or re-created.
+    assert_round_trip(store.get_secret_by_prefix(s.prefix), s)
+    back = dataclasses.replace(replaced, **BARE_METADATA, scope=None, redirect_uris=())
+    store.upsert_app(back)
+    assert_round_trip(store.get_app(a.id), back)
+    assert [x.id for x in store.list_apps()] == [a.id]
+
+
+def test_concurrent_upserts_of_one_app_leave_one_row(store: Store) -> None:
+    app_id = f"https://{b.uid('client')}.example.test/client.json"
+    versions = [b.app(id=app_id, name=f"v{i}", metadata_document=True) for i in range(8)]
+
+    run_together(8, lambda i: store.upsert_app(versions[i]))
+
+    listed = store.list_apps()
+    assert [a.id for a in listed] == [app_id]
+    assert listed[0].name in {v.name for v in versions}
+    assert_round_trip(listed[0], versions[int(listed[0].name[1:])])
+
+
+def test_touch_app(store: Store) -> None:
+    a, other = b.app(last_used_at=None), b.app()
+    store.create_app(a)
+    store.create_app(other)
+    store.touch_app(a.id, b.at(10).astimezone(b.PLUS_TWO))
+    assert_round_trip(store.get_app(a.id), dataclasses.replace(a, last_used_at=b.at(10)))
+    store.touch_app(a.id, b.at(11))
+    assert_round_trip(store.get_app(a.id), dataclasses.replace(a, last_used_at=b.at(11)))
+    assert_round_trip(store.get_app(other.id), other)
+    store.touch_app("missing", b.at(12))  # nothing happens
+    assert len(store.list_apps()) == 2
+
+
+def test_count_dynamic_apps(store: Store) -> None:
+    assert store.count_dynamic_apps() == 0
+    for dynamic in (True, False, True, False, False):
+        store.create_app(b.app(dynamically_registered=dynamic))
+    assert store.count_dynamic_apps() == 2
+    gone = b.app()
+    store.create_app(gone)
+    assert store.count_dynamic_apps() == 3
+    store.delete_app(gone.id)
+    assert store.count_dynamic_apps() == 2
+
+
+def test_list_stale_dynamic_apps(store: Store) -> None:
+    """Last seen (last token request, else creation) strictly before the cutoff, oldest first."""
+    never_used = b.app(created_at=b.at(0), last_used_at=None)
+    seen_at_five = sorted(
+        (
+            b.app(created_at=b.at(-100), last_used_at=b.at(5)),
+            b.app(created_at=b.at(5), last_used_at=None),
+            b.app(created_at=b.at(1), last_used_at=b.at(5).astimezone(b.PLUS_TWO)),
+        ),
+        key=lambda a: a.id,
+    )
+    fresh = (
+        b.app(created_at=b.at(-100), last_used_at=b.at(10)),  # at the cutoff: not before it
+        b.app(created_at=b.at(-100), last_used_at=b.at(50)),
+        b.app(created_at=b.at(20), last_used_at=None),
+        b.app(created_at=b.at(10), last_used_at=None),
+    )
+    not_dynamic = (
+        b.app(dynamically_registered=False, created_at=b.at(-100), last_used_at=None),
+        b.app(dynamically_registered=False, metadata_document=True, created_at=b.at(-100)),
+    )
+    for a in (*fresh, *seen_at_five, never_used, *not_dynamic):
+        store.create_app(a)
+
+    stale = store.list_stale_dynamic_apps(b.at(10).astimezone(b.PLUS_TWO))
+
+    assert [a.id for a in stale] == [never_used.id, *[a.id for a in seen_at_five]]
+    for got, want in zip(stale, (never_used, *seen_at_five), strict=True):
+        assert_round_trip(got, want)
+    assert list(store.list_stale_dynamic_apps(b.at(-1000))) == []
+    store.touch_app(never_used.id, b.at(11))
+    assert [a.id for a in store.list_stale_dynamic_apps(b.at(10))] == [a.id for a in seen_at_five]
+    assert len(store.list_stale_dynamic_apps(b.at(10_000))) == 4 + len(fresh)
+    with pytest.raises(ValueError, match="naive"):
+        store.list_stale_dynamic_apps(datetime(2026, 1, 1))
 
 
 def test_secret_lifecycle(store: Store) -> None:
@@ -921,6 +1092,107 @@ def test_delete_expired_signing_keys(store: Store) -> None:
     assert store.delete_expired_signing_keys(b.at(20)) == 0
     assert store.delete_expired_signing_keys(b.at(10_000)) == 1
     assert set(_keys(store)) == {active.kid, waiting.kid}
+
+
+# -- client assertion jtis (RFC 7523 §3) and rate limits -----------------------------------
+
+
+def _stored_jtis(store: Store) -> set[tuple[str, str]]:
+    """The (client_id, jti) pairs the store still holds (to see what a purge removed)."""
+    if isinstance(store, InMemoryStore):
+        return set(store.assertion_jtis)
+    assert isinstance(store, SqlStore)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(client_assertion_jtis.c.client_id, client_assertion_jtis.c.jti))
+        return {(row.client_id, row.jti) for row in rows}
+
+
+def test_consume_assertion_jti_once_per_client(store: Store) -> None:
+    assert store.consume_assertion_jti("c1", "j1", b.at(5), b.at(0)) is True
+    assert store.consume_assertion_jti("c1", "j1", b.at(5), b.at(1)) is False
+    assert store.consume_assertion_jti("c1", "j1", b.at(9), b.at(4.9)) is False
+    assert store.consume_assertion_jti("c2", "j1", b.at(5), b.at(1)) is True  # another client
+    assert store.consume_assertion_jti("c1", "j2", b.at(5), b.at(1)) is True  # another jti
+    assert store.consume_assertion_jti("c2", "j1", b.at(5), b.at(1)) is False
+
+
+def test_an_expired_jti_is_forgotten(store: Store) -> None:
+    expires = b.at(5).astimezone(b.PLUS_TWO)
+    assert store.consume_assertion_jti("c1", "j1", expires, b.at(0)) is True
+    assert (
+        store.consume_assertion_jti("c1", "j1", b.at(20), b.at(5) - timedelta(microseconds=1))
+        is False
+    )
+    # At its expiry the entry is gone (the assertion itself is refused by then).
+    assert store.consume_assertion_jti("c1", "j1", b.at(20), b.at(5)) is True
+    assert store.consume_assertion_jti("c1", "j1", b.at(20), b.at(19)) is False
+
+
+def test_consuming_a_jti_purges_the_expired_ones(store: Store) -> None:
+    store.consume_assertion_jti("c1", "old", b.at(1), b.at(0))
+    store.consume_assertion_jti("c2", "boundary", b.at(2), b.at(0))
+    store.consume_assertion_jti("c3", "live", b.at(3).astimezone(b.PLUS_TWO), b.at(0))
+    assert _stored_jtis(store) == {("c1", "old"), ("c2", "boundary"), ("c3", "live")}
+    assert store.consume_assertion_jti("c4", "new", b.at(10), b.at(2)) is True
+    assert _stored_jtis(store) == {("c3", "live"), ("c4", "new")}
+
+
+def test_naive_datetimes_are_refused_by_the_jti_and_rate_limit_stores(store: Store) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        store.consume_assertion_jti("c1", "j1", datetime(2026, 1, 1), b.at(0))
+    with pytest.raises(ValueError, match="naive"):
+        store.consume_assertion_jti("c1", "j1", b.at(1), datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="naive"):
+        store.hit_rate_limit("k", datetime(2026, 1, 1), b.at(0))
+    assert store.consume_assertion_jti("c1", "j1", b.at(1), b.at(0)) is True
+    assert store.hit_rate_limit("k", b.at(0), b.at(0)) == 1
+
+
+@pytest.mark.parametrize("expired_before", [False, True], ids=["new", "expired-entry"])
+def test_concurrent_consumption_of_one_jti_wins_once(store: Store, expired_before: bool) -> None:
+    if expired_before:  # the same jti, recorded before and expired: purged and re-recorded
+        assert store.consume_assertion_jti("c1", "jti", b.at(1), b.at(0)) is True
+    results = run_together(8, lambda i: store.consume_assertion_jti("c1", "jti", b.at(30), b.at(2)))
+    assert results.count(True) == 1 and results.count(False) == 7
+    assert store.consume_assertion_jti("c1", "jti", b.at(30), b.at(3)) is False
+
+
+def test_hit_rate_limit_counts_per_key_and_window(store: Store) -> None:
+    window, next_window = b.at(0), b.at(1)
+    assert [store.hit_rate_limit("ip:192.0.2.1", window, b.at(0.1)) for _ in range(3)] == [1, 2, 3]
+    # The same instant written in another zone is the same window.
+    assert store.hit_rate_limit("ip:192.0.2.1", window.astimezone(b.PLUS_TWO), b.at(0.2)) == 4
+    assert store.hit_rate_limit("ip:192.0.2.2", window, b.at(0.3)) == 1
+    assert store.hit_rate_limit("ip:192.0.2.1", next_window, b.at(1.1)) == 1
+    assert store.hit_rate_limit("ip:192.0.2.1", window, b.at(1.2)) == 5  # a late hit still counts
+
+
+def test_a_new_window_purges_the_counters_of_old_windows(store: Store) -> None:
+    day = 24 * 60
+    now = b.at(2 * day)
+    store.hit_rate_limit("a", b.at(0), b.at(0))
+    store.hit_rate_limit("a", b.at(0), b.at(0))
+    store.hit_rate_limit("b", b.at(day + 1), b.at(day + 1))  # less than a day before `now`
+    store.hit_rate_limit("b", b.at(day + 1), b.at(day + 1))
+
+    assert store.hit_rate_limit("c", now, now) == 1  # the first hit of a window purges
+
+    assert store.hit_rate_limit("b", b.at(day + 1), now) == 3
+    assert store.hit_rate_limit("a", b.at(0), now) == 1  # its counter was gone
+
+
+def test_concurrent_hits_are_all_counted(store: Store) -> None:
+    window = b.at(0)
+
+    def hit_ten_times(i: int) -> list[int]:
+        return [store.hit_rate_limit("token:c1", window, b.at(0.5)) for _ in range(10)]
+
+    results = run_together(8, hit_ten_times)
+
+    counts = sorted(count for thread in results for count in thread)
+    assert counts == list(range(1, 81))
+    assert all(thread == sorted(thread) for thread in results)
+    assert store.hit_rate_limit("token:c1", window, b.at(0.6)) == 81
 
 
 # -- audit log and settings ----------------------------------------------------------------

@@ -428,7 +428,15 @@ def test_oauth_token_of_an_admin_without_admin_scope_is_not_admin(
 ) -> None:
     token = oauth_token(client, admin, make_client(services))
     assert client.get(f"{API}/users/me", headers=bearer(token)).json()["id"] == admin.user.id
-    assert_problem(client.get(APPS, headers=bearer(token)), 403)
+    denied = client.get(APPS, headers=bearer(token))
+    assert_problem(denied, 403)
+    # RFC 6750 §3.1 + RFC 9728 §5.1: say which scope is missing and where to learn more.
+    assert denied.headers["www-authenticate"] == (
+        'Bearer error="insufficient_scope", scope="admin", '
+        'resource_metadata="http://testserver/.well-known/oauth-protected-resource"'
+    )
+    # An admin's personal API token is not an OAuth token: plain 403 without a challenge.
+    assert "www-authenticate" not in client.get(APPS, headers=bearer(admin)).headers
 
 
 # Users

@@ -15,6 +15,7 @@ import queue
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +36,8 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts" / "oauth2"
 REDIRECT_URI = "http://localhost:9876/callback"
+RESOURCE = "https://api.example.com"  # the resource test-mcp-oauth2.sh registers
+RESOURCE_PATH = "/api/v2/resources/https%3A%2F%2Fapi.example.com"
 # Variables a developer may have exported that must not leak into the server or the scripts.
 INHERITED = (
     "AUTHGATE_",
@@ -216,6 +219,24 @@ def leftover_test_apps(server: Server) -> list[str]:
     return [app["name"] for app in apps.json() if app["name"].startswith("test-mcp-")]
 
 
+def registered_resource(server: Server) -> dict[str, object] | None:
+    with server.api() as api:
+        found = api.get(RESOURCE_PATH)
+    assert found.status_code in (200, 404), found.text
+    return found.json() if found.status_code == 200 else None  # type: ignore[no-any-return]
+
+
+def script_steps(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The `✓` lines of a passing run of test-mcp-oauth2.sh, checked against its summary."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    summary = re.fullmatch(r"(\d+) passed, 0 failed", lines[-1])
+    assert summary is not None, result.stdout
+    steps = [line for line in lines if line.startswith("✓ ")]
+    assert len(steps) == int(summary.group(1)) >= 15
+    return steps
+
+
 # --- generate-pkce.sh -------------------------------------------------------------------------
 
 
@@ -286,16 +307,42 @@ def test_setup_without_a_token_says_what_is_missing(server: Server) -> None:
 def test_mcp_oauth2_script_passes(server: Server, json_tool: str) -> None:
     if shutil.which(json_tool) is None:
         pytest.skip(f"{json_tool} is not installed")
+    assert registered_resource(server) is None
     result = run("test-mcp-oauth2.sh", server.script_env(AUTHGATE_JSON_TOOL=json_tool))
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.strip().splitlines()
-    summary = re.fullmatch(r"(\d+) passed, 0 failed", lines[-1])
-    assert summary is not None, result.stdout
-    steps = [line for line in lines if line.startswith("✓ ")]
-    assert len(steps) == int(summary.group(1)) >= 15
-    for expected in ("metadata (RFC 8414)", "invalid_grant", "invalid_target", "refresh"):
+    steps = script_steps(result)
+    for expected in (
+        "metadata (RFC 8414)",
+        "invalid_grant",
+        "invalid_target",
+        "refresh",
+        f"register the resource {RESOURCE} (POST /api/v2/resources): registered",
+        f"a JWT access token for {RESOURCE}",
+        "is in ",  # the JWT's kid in the JWKS
+        f"token introspection (RFC 7662): active, aud {RESOURCE}",
+        "revoke the refresh token (RFC 7009)",
+        f"delete the resource {RESOURCE}",
+    ):
         assert any(expected in step for step in steps), (expected, steps)
     assert leftover_test_apps(server) == []  # its app was deleted
+    assert registered_resource(server) is None  # and the resource it registered
+
+
+def test_mcp_oauth2_script_reuses_a_registered_resource_and_leaves_it(server: Server) -> None:
+    with server.api() as api:
+        made = api.post(
+            "/api/v2/resources",
+            json={"identifier": RESOURCE + "/", "name": "Registered before", "scopes": []},
+        )
+        assert made.status_code == 201, made.text
+        try:
+            result = run("test-mcp-oauth2.sh", server.script_env())
+            steps = script_steps(result)
+            assert any("already registered: used as it is" in step for step in steps), steps
+            assert not any("delete the resource" in step for step in steps), steps
+            assert registered_resource(server) == made.json()  # untouched
+        finally:
+            api.delete(f"/api/v2/resources/{made.json()['id']}")
+    assert leftover_test_apps(server) == []
 
 
 def test_mcp_oauth2_script_names_the_failed_step_and_cleans_up(server: Server) -> None:
@@ -305,6 +352,41 @@ def test_mcp_oauth2_script_names_the_failed_step_and_cleans_up(server: Server) -
     assert f"✗ sign in as {server.username}" in result.stderr
     assert "Incorrect username or password" in result.stderr
     assert leftover_test_apps(server) == []  # the trap deleted the app it had made
+
+
+def test_mcp_oauth2_script_interrupted_deletes_the_resource_it_registered(
+    server: Server,
+) -> None:
+    # A grace period makes the script wait at the reuse step, after the resource steps:
+    # interrupt it there, as Ctrl-C would (the whole process group).
+    env = server.script_env(AUTHGATE_REFRESH_REUSE_GRACE_SECONDS="30")
+    script = subprocess.Popen(
+        ["bash", str(SCRIPTS / "test-mcp-oauth2.sh")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        start_new_session=True,
+    )  # fmt: skip
+    assert script.stdout is not None and script.stderr is not None
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+    reader = threading.Thread(target=read_lines, args=(script.stdout, lines), daemon=True)
+    reader.start()
+    try:
+        wait_for_line(lines, r"^✓ register the resource .*: registered", seen)
+        assert registered_resource(server) is not None
+        wait_for_line(lines, r"waiting \d+s for the refresh reuse grace period", seen)
+        os.killpg(script.pid, signal.SIGTERM)
+        assert script.wait(timeout=30) == 1
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGKILL)
+            script.wait(timeout=15)
+        reader.join(timeout=5)
+    err = script.stderr.read()
+    script.stdout.close()
+    script.stderr.close()
+    assert "interrupted" in err, err
+    assert registered_resource(server) is None
+    assert leftover_test_apps(server) == []
 
 
 # --- test-manual-flow.sh and callback_server.py -----------------------------------------------

@@ -25,7 +25,7 @@ def _describe(app: AppOut) -> str:
             ("ID (client_id)", app.id),
             ("Name", app.name),
             ("Type", app.client_type),
-            ("Redirect URIs", ", ".join(app.redirect_uris)),
+            ("Redirect URIs", ", ".join(app.redirect_uris) or "(none)"),
             ("PKCE required", "yes" if app.require_pkce else "no"),
             ("Auth method", app.token_endpoint_auth_method or "client_secret_basic or _post"),
             ("Grant types", " ".join(app.grant_types)),
@@ -42,7 +42,18 @@ def _describe(app: AppOut) -> str:
 @apps.command()
 @click.option("--name", required=True, help="Shown to users on the consent page.")
 @click.option(
-    "--redirect-uri", "redirect_uris", multiple=True, required=True, help="Repeat for several."
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    help="Repeat for several. Required unless the app has no authorization_code grant.",
+)
+@click.option(
+    "--grant-type",
+    "grant_types",
+    multiple=True,
+    type=click.Choice(sorted(clients.SUPPORTED_GRANTS)),
+    help="Repeat for several (default: authorization_code and refresh_token). "
+    "An app with only client_credentials needs no redirect URI.",
 )
 @click.option("--public", is_flag=True, help="A public client (no secret, PKCE only).")
 @click.option("--no-pkce", is_flag=True, help="Let a legacy confidential client skip PKCE.")
@@ -53,6 +64,7 @@ def _describe(app: AppOut) -> str:
 def create(
     name: str,
     redirect_uris: tuple[str, ...],
+    grant_types: tuple[str, ...],
     public: bool,
     no_pkce: bool,
     scope: str | None,
@@ -61,6 +73,12 @@ def create(
     as_json: bool,
 ) -> None:
     """Register an app. Confidential apps then need `authgate apps secrets create`."""
+    grants = grant_types or clients.DEFAULT_GRANTS
+    if not redirect_uris and "authorization_code" in grants:
+        raise click.UsageError(
+            "--redirect-uri is required unless the app has no authorization_code grant "
+            "(e.g. --grant-type client_credentials)"
+        )
     ctx = open_context()
     app = clients.create_app(
         ctx,
@@ -71,6 +89,7 @@ def create(
             redirect_uris=list(redirect_uris),
             client_type="public" if public else "confidential",
             require_pkce=False if no_pkce else None,
+            grant_types=list(grant_types) or None,
             scope=scope,
             first_party=first_party,
         ),

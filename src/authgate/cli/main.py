@@ -10,7 +10,18 @@ from __future__ import annotations
 import click
 
 from authgate import __version__
-from authgate.cli import apps, audit, db, serve, settings, tokens, users
+from authgate.cli import (
+    apps,
+    audit,
+    db,
+    keys,
+    registration,
+    resources,
+    serve,
+    settings,
+    tokens,
+    users,
+)
 from authgate.cli.common import AuthgateGroup
 
 
@@ -23,9 +34,13 @@ def cli() -> None:
 cli.add_command(serve.serve)
 cli.add_command(db.db)
 cli.add_command(apps.apps)
+apps.apps.add_command(registration.purge)  # `apps purge`: dynamically registered apps
 cli.add_command(users.users)
 cli.add_command(tokens.tokens)
+cli.add_command(resources.resources)
+cli.add_command(keys.keys)
 cli.add_command(settings.settings)
+cli.add_command(registration.registration)
 cli.add_command(audit.audit)
 
 

@@ -14,7 +14,14 @@ from typing import Any
 import click
 import uvicorn
 
-from authgate.app import Services, build_services, check_schema, create_app, migrate_for_dev
+from authgate.app import (
+    Services,
+    build_services,
+    check_schema,
+    create_app,
+    migrate_for_dev,
+    warm_up,
+)
 from authgate.cli.common import emit, fields, json_option, load_settings
 from authgate.config import Settings
 from authgate.core import accounts, clients
@@ -140,6 +147,7 @@ def serve(dev: bool, host: str | None, port: int | None, as_json: bool) -> None:
         migrate_for_dev(settings)
     check_schema(settings)
     services = build_services(settings, dev=dev)
+    warm_up(services)
     if dev:
         report_bootstrap(services, as_json)
     uvicorn.run(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from authgate.core import pkce, redirect_uris, resources, scopes
+from authgate.core import clients, pkce, redirect_uris, resources, scopes
 from authgate.core.context import Context
 from authgate.core.errors import (
     AccessDeniedError,
@@ -76,7 +76,7 @@ def verify_client(ctx: Context, params: Params) -> tuple[App, str, bool]:
     client_id = params.get("client_id")
     if client_id is None:
         raise InvalidRequestError("Missing client_id parameter")
-    app = ctx.store.get_app(client_id) if len(client_id) <= 255 else None
+    app = clients.find_client(ctx, client_id)
     if app is None:
         raise InvalidClientError("The client_id is not known to this server")
     requested = params.get("redirect_uri")

@@ -1,8 +1,9 @@
 """Client authentication at the token endpoint (RFC 6749 §2.3.1, §3.2.1; OAuth 2.1 §2.4).
 
-Methods: ``client_secret_basic``, ``client_secret_post`` and ``none`` (public clients, PKCE
-only). "The client MUST NOT use more than one authentication method in each request"
-(RFC 6749 §2.3).
+Methods: ``client_secret_basic``, ``client_secret_post``, ``private_key_jwt`` (RFC 7523 §2.2,
+checked in ``client_assertion``) and ``none`` (public clients, PKCE only). "The client MUST
+NOT use more than one authentication method in each request" (RFC 6749 §2.3). The revocation
+and introspection endpoints authenticate the same way.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import unquote_plus
 
+from authgate.core import client_assertion
 from authgate.core.context import Context
 from authgate.core.errors import InvalidClientError, InvalidRequestError
 from authgate.core.models import App, AppSecret, AuthMethod
 from authgate.core.params import Params
-from authgate.crypto import secrets
+from authgate.crypto import jose, secrets
 
 SECRET_KIND = "cs"
 TOUCH_INTERVAL = timedelta(minutes=1)
@@ -28,6 +30,7 @@ class ClientCredentials:
     client_id: str | None
     client_secret: str | None
     method: AuthMethod
+    client_assertion: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +53,36 @@ def _parse_basic(header: str) -> tuple[str, str]:
     return unquote_plus(client_id), unquote_plus(client_secret)
 
 
+def _parse_assertion(params: Params, body_id: str | None) -> ClientCredentials:
+    """RFC 7523 §2.2: ``client_assertion_type`` + ``client_assertion``; ``client_id`` optional."""
+    assertion_type = params.get("client_assertion_type")
+    assertion = params.get("client_assertion")
+    if assertion_type != client_assertion.ASSERTION_TYPE:
+        raise InvalidClientError(
+            f"client_assertion_type must be {client_assertion.ASSERTION_TYPE}",
+            debug=f"client_assertion_type {assertion_type!r}",
+        )
+    if not assertion:
+        raise InvalidClientError("client_assertion is missing")
+    # The client is named by the assertion's sub (§3 item 2; the signature is checked later
+    # against that client's keys, and iss/sub/client_id must all agree).
+    claims = jose.unverified_claims(assertion)
+    subject = claims.get("sub") if claims is not None else None
+    if not isinstance(subject, str) or not subject:
+        raise InvalidClientError("The client assertion must name the client in sub")
+    if body_id is not None and body_id != subject:
+        raise InvalidClientError("client_id does not match the client assertion")
+    return ClientCredentials(subject, None, "private_key_jwt", assertion)
+
+
 def parse_credentials(authorization: str | None, params: Params) -> ClientCredentials:
     body_id = params.get("client_id")
     body_secret = params.get("client_secret")
+    if params.get("client_assertion") is not None or params.get("client_assertion_type"):
+        basic = authorization is not None and authorization.lower().startswith("basic ")
+        if basic or body_secret is not None:
+            raise InvalidRequestError("Use one client authentication method")
+        return _parse_assertion(params, body_id)
     if authorization and authorization.split(" ", 1)[0].lower() == "basic":
         client_id, client_secret = _parse_basic(authorization)
         if body_secret is not None:
@@ -67,12 +97,23 @@ def parse_credentials(authorization: str | None, params: Params) -> ClientCreden
 
 def authenticate(ctx: Context, creds: ClientCredentials) -> AuthenticatedClient:
     """Authenticate the client or raise ``invalid_client`` (401)."""
+    from authgate.core.clients import find_client  # deferred: clients imports this module
+
     basic = creds.method == "client_secret_basic"
     if creds.client_id is None:
         raise InvalidClientError("Client authentication is required", basic=basic)
-    app = ctx.store.get_app(creds.client_id) if len(creds.client_id) <= 255 else None
+    app = find_client(ctx, creds.client_id)
     if app is None:
         raise InvalidClientError(debug="unknown client_id", basic=basic)
+    # The registered method is the only one: an assertion from a secret client, or a secret
+    # (or nothing) from a private_key_jwt client, is refused.
+    if creds.method == "private_key_jwt" or app.token_endpoint_auth_method == "private_key_jwt":
+        if app.token_endpoint_auth_method != creds.method:
+            expected = app.token_endpoint_auth_method or "a client secret"
+            raise InvalidClientError(f"This client must authenticate with {expected}", basic=basic)
+        assert creds.client_assertion is not None
+        client_assertion.verify(ctx, app, creds.client_assertion)
+        return AuthenticatedClient(app, None, "private_key_jwt")
     if app.is_public:
         if creds.client_secret is not None:
             raise InvalidClientError(debug="public client presented a secret", basic=basic)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from authgate.core import audit, redirect_uris, scopes
+from authgate.core import audit, client_metadata, redirect_uris, scopes
+from authgate.core import settings as runtime_settings
 from authgate.core.client_auth import SECRET_KIND
 from authgate.core.context import Actor, Context
 from authgate.core.errors import NotFound, OAuthError, ValidationFailed
@@ -186,6 +188,16 @@ def get_app(ctx: Context, app_id: str) -> App:
     return app
 
 
+def find_client(ctx: Context, client_id: str) -> App | None:
+    """The client a protocol request names: a Client ID Metadata Document client for an https
+    URL (fetched and validated; ``invalid_client`` if that fails), else a registered app."""
+    if ctx.fetcher is not None and client_metadata.is_document_url(client_id):
+        return client_metadata.load_document_client(ctx, client_id)
+    app = ctx.store.get_app(client_id) if len(client_id) <= 255 else None
+    # With documents switched off, the stored copy of one is no longer a client.
+    return None if app is not None and app.metadata_document else app
+
+
 def delete_app(ctx: Context, actor: Actor, app_id: str) -> None:
     app = get_app(ctx, app_id)
     ctx.store.delete_app(app.id)
@@ -230,3 +242,36 @@ def delete_secret(ctx: Context, actor: Actor, app_id: str, secret_id: str) -> No
     audit.record(
         ctx, actor, "secret.deleted", target_type="secret", target_id=secret_id, app_id=app.id
     )
+
+
+def purge_stale_dynamic_apps(ctx: Context, actor: Actor, *, dry_run: bool = False) -> list[App]:
+    """Delete the dynamically registered apps nobody has used for ``registration_client_ttl_days``
+    (last successful token request, else registration); returns them, least recently seen first.
+
+    Unused registrations pile up (every MCP client that registers and goes away leaves one);
+    this is what keeps ``registration_max_clients`` from filling with them. 0 days = never.
+    """
+    ttl_days = runtime_settings.load(ctx).client_ttl_days
+    if ttl_days <= 0:
+        return []
+    unused_since = ctx.clock.now() - timedelta(days=ttl_days)
+    stale = list(ctx.store.list_stale_dynamic_apps(unused_since))
+    if dry_run:
+        return stale
+    purged = []
+    for app in stale:
+        if not ctx.store.delete_app(app.id):
+            continue  # deleted meanwhile (another node's purge, or its client)
+        purged.append(app)
+        last_seen = app.last_used_at or app.created_at
+        audit.record(
+            ctx,
+            actor,
+            "client.purged",
+            target_type="app",
+            target_id=app.id,
+            name=app.name,
+            last_seen_at=last_seen.isoformat(),
+            ttl_days=ttl_days,
+        )
+    return purged

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 
 from authgate.core.models import ActorType
 from authgate.core.policy import Policy
-from authgate.core.ports import Clock, Store
+from authgate.core.ports import Clock, DocumentFetcher, Store
 
 if TYPE_CHECKING:
+    from authgate.core.client_assertion import ClientKeys
+    from authgate.core.client_metadata import DocumentFailures
     from authgate.core.keys import Keyring
 
 
@@ -17,6 +19,18 @@ def _new_keyring() -> Keyring:
     from authgate.core.keys import Keyring  # deferred: keys builds on this module
 
     return Keyring()
+
+
+def _new_document_failures() -> DocumentFailures:
+    from authgate.core.client_metadata import DocumentFailures  # deferred, as above
+
+    return DocumentFailures()
+
+
+def _new_client_keys() -> ClientKeys:
+    from authgate.core.client_assertion import ClientKeys  # deferred, as above
+
+    return ClientKeys()
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +42,12 @@ class Context:
     secret_key: bytes
     # This node's cache of signing keys (the store is the truth; see core/keys.py).
     keyring: Keyring = field(default_factory=_new_keyring)
+    # Fetches client-supplied URLs (metadata documents, jwks_uri) without SSRF; None turns
+    # Client ID Metadata Documents off (and with them jwks_uri).
+    fetcher: DocumentFetcher | None = None
+    # This node's memory of recent metadata-document failures and of clients' jwks_uri keys.
+    client_documents: DocumentFailures = field(default_factory=_new_document_failures)
+    client_keys: ClientKeys = field(default_factory=_new_client_keys)
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,4 +72,5 @@ def introspect(ctx: Context, params: Params, authorization: str | None) -> dict[
     refresh = tokens.find_refresh_token(ctx, value)
     if refresh is None or refresh.app_id != client.app.id or not _refresh_live(ctx, refresh):
         return INACTIVE
-    return _common(ctx, refresh)
+    # Named explicitly, so that a resource server never mistakes it for a bearer token.
+    return {**_common(ctx, refresh), "token_type": "refresh_token"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from authgate.core.client_assertion import ALGORITHMS as ASSERTION_ALGORITHMS
 from authgate.core.policy import Policy
 from authgate.core.token import GRANTS
 
@@ -20,29 +21,48 @@ def well_known_paths(issuer: str) -> list[str]:
     return [base] if not path else [f"{base}/{path}", base]
 
 
-def authorization_server(policy: Policy, scopes_supported: list[str]) -> dict[str, Any]:
+def authorization_server(
+    policy: Policy,
+    scopes_supported: list[str],
+    *,
+    client_id_metadata_documents: bool = False,
+    registration_endpoint: bool = False,
+) -> dict[str, Any]:
+    """``client_id_metadata_documents``: whether https URLs are accepted as client_id (the
+    caller passes ``ctx.fetcher is not None``). ``registration_endpoint``: whether dynamic
+    registration is on (the runtime setting, ``core.settings``)."""
     issuer = policy.issuer
     base = issuer.rstrip("/")
-    auth_methods = ["client_secret_basic", "client_secret_post", "none"]
-    return {
+    auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+    confidential_methods = auth_methods[:3]
+    signing_algs = sorted(ASSERTION_ALGORITHMS)
+    document: dict[str, Any] = {
         "issuer": issuer,
         "authorization_endpoint": f"{base}/oauth2/authorize",
         "token_endpoint": f"{base}/oauth2/tokens",
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "revocation_endpoint": f"{base}/oauth2/revoke",
         "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
         "introspection_endpoint": f"{base}/oauth2/introspect",
-        "introspection_endpoint_auth_methods_supported": auth_methods[:2],
+        "introspection_endpoint_auth_methods_supported": confidential_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "access_token_signing_alg_values_supported": [policy.signing_alg],
         "grant_types_supported": sorted(GRANTS),
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": signing_algs,
         "scopes_supported": scopes_supported,
         "authorization_response_iss_parameter_supported": True,
         "resource_indicators_supported": True,
     }
+    if client_id_metadata_documents:
+        document["client_id_metadata_document_supported"] = True
+    if registration_endpoint:
+        document["registration_endpoint"] = f"{base}/oauth2/register"  # RFC 8414 §2
+    return document
 
 
 def protected_resource(policy: Policy, scopes_supported: list[str]) -> dict[str, Any]:

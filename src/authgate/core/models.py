@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 ClientType = Literal["confidential", "public"]
-AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+ApplicationType = Literal["web", "native"]
 GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
 ActorType = Literal["user", "client", "system", "anonymous"]
 TokenFormat = Literal["jwt", "opaque"]
@@ -71,6 +72,24 @@ class App:
     dynamically_registered: bool
     created_at: datetime
     updated_at: datetime
+    # RFC 7591 client metadata (dynamic registration and metadata-document clients).
+    application_type: ApplicationType = "web"
+    client_uri: str = ""
+    tos_uri: str = ""
+    policy_uri: str = ""
+    contacts: tuple[str, ...] = ()
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str = ""
+    software_id: str = ""
+    software_version: str = ""
+    # RFC 7592: SHA-256 of the registration access token (dynamically registered clients).
+    registration_token_hash: str | None = None
+    # A Client ID Metadata Document client: ``id`` is the https URL of its document, and the
+    # row is a cache of that document, refreshed after ``metadata_expires_at``.
+    metadata_document: bool = False
+    metadata_expires_at: datetime | None = None
+    # The last successful token request (dynamically registered clients expire when unused).
+    last_used_at: datetime | None = None
 
     @property
     def is_public(self) -> bool:

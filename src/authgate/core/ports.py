@@ -8,6 +8,7 @@ them or none. Storage exceptions never leave the adapter except as the two below
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -38,6 +39,29 @@ class StoreUnavailableError(Exception):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedDocument:
+    """A document fetched from a client's URL (metadata document, ``jwks_uri``)."""
+
+    url: str
+    body: bytes
+    content_type: str
+    # ``Cache-Control: max-age`` in seconds (0 for no-store/no-cache), None if not sent.
+    max_age: int | None
+
+
+class FetchError(Exception):
+    """A document could not be fetched; ``str(exc)`` is safe to show the client."""
+
+
+class DocumentFetcher(Protocol):
+    """Fetches a client-supplied https URL without letting it reach internal addresses."""
+
+    def fetch(self, url: str) -> FetchedDocument:
+        """The document at ``url`` (https, JSON, size-capped, no redirects) or FetchError."""
+        ...
 
 
 class UserStore(Protocol):
@@ -71,6 +95,20 @@ class AppStore(Protocol):
     def update_app(self, app: App) -> None: ...
     def delete_app(self, app_id: str) -> bool:
         """Delete the app with its secrets, codes, grants and tokens."""
+        ...
+
+    def upsert_app(self, app: App) -> None:
+        """Create the app, or replace every field of the app with the same id."""
+        ...
+
+    def touch_app(self, app_id: str, at: datetime) -> None:
+        """Record a successful token request (``last_used_at``)."""
+        ...
+
+    def count_dynamic_apps(self) -> int: ...
+    def list_stale_dynamic_apps(self, unused_since: datetime) -> Sequence[App]:
+        """Dynamically registered apps whose ``last_used_at`` (or, never used, ``created_at``)
+        is before ``unused_since``."""
         ...
 
     def list_apps_authorized_by(self, user_id: str, now: datetime) -> Sequence[App]:
@@ -157,6 +195,22 @@ class KeyStore(Protocol):
     def delete_expired_signing_keys(self, now: datetime) -> int: ...
 
 
+class ReplayStore(Protocol):
+    def consume_assertion_jti(
+        self, client_id: str, jti: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        """Record a client assertion's ``jti`` (RFC 7523 §3: single use). False if it was
+        already recorded for that client and has not expired; expired entries may be purged."""
+        ...
+
+
+class RateLimitStore(Protocol):
+    def hit_rate_limit(self, key: str, window_start: datetime, now: datetime) -> int:
+        """Atomically count one hit for ``key`` in the window that starts at ``window_start``
+        and return the count including it. Older windows of every key may be purged."""
+        ...
+
+
 class AuditStore(Protocol):
     def append_audit(self, event: AuditEvent) -> None: ...
     def list_audit(self, query: AuditQuery) -> tuple[Sequence[AuditEvent], int]:
@@ -178,6 +232,8 @@ class Store(
     TokenStore,
     ResourceStore,
     KeyStore,
+    ReplayStore,
+    RateLimitStore,
     AuditStore,
     SettingsStore,
     Protocol,

@@ -134,6 +134,8 @@ def _validated(ctx: Context, fields: ResourceFields, base: Resource | None) -> d
         if fields.access_token_ttl is not None
         else (base.access_token_ttl if base else None)
     )
+    if ttl == 0:
+        ttl = None  # 0 puts a resource back on the server's default lifetime
     if ttl is not None and not MIN_TTL <= ttl <= MAX_TTL:
         raise _invalid("access_token_ttl", f"{MIN_TTL} to {MAX_TTL} seconds")
     introspectors = tuple(
@@ -141,10 +143,16 @@ def _validated(ctx: Context, fields: ResourceFields, base: Resource | None) -> d
         if fields.introspectors is not None
         else (base.introspectors if base else ())
     )
+    kept = set(base.introspectors) if base else set()
+    checked = []
     for app_id in introspectors:
         app = ctx.store.get_app(app_id) if len(app_id) <= 255 else None
+        if app is None and app_id in kept:
+            continue  # the app was deleted since: drop it rather than refuse the update
         if app is None or app.is_public:
             raise _invalid("introspectors", f"{app_id!r} is not a confidential app")
+        checked.append(app_id)
+    introspectors = tuple(checked)
     scopes = fields.scopes if fields.scopes is not None else (base.scopes if base else ())
     return {
         "identifier": identifier,
@@ -178,7 +186,11 @@ def create_resource(ctx: Context, actor: Actor, fields: ResourceFields) -> Resou
 def get_resource(ctx: Context, resource_id: str) -> Resource:
     resource = ctx.store.get_resource(resource_id) if len(resource_id) <= 255 else None
     if resource is None:
-        resource = ctx.store.get_resource_by_identifier(resource_id)
+        try:
+            # Any spelling of the identifier finds it: lookups use the canonical form.
+            resource = ctx.store.get_resource_by_identifier(canonical_resource(resource_id))
+        except InvalidTargetError:
+            resource = None
     if resource is None:
         raise NotFound("No such resource")
     return resource

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 
 from authgate.core import client_auth
 from authgate.core.context import Actor, Context
@@ -11,9 +12,11 @@ from authgate.core.grants.authorization_code import AuthorizationCodeGrant
 from authgate.core.grants.base import GrantHandler
 from authgate.core.grants.client_credentials import ClientCredentialsGrant
 from authgate.core.grants.refresh_token import RefreshTokenGrant
+from authgate.core.models import App
 from authgate.core.params import Params
 from authgate.core.tokens import TokenResponse
 
+TOUCH_INTERVAL = timedelta(hours=1)
 GRANTS: Mapping[str, GrantHandler] = {
     handler.grant_type: handler
     for handler in (AuthorizationCodeGrant(), RefreshTokenGrant(), ClientCredentialsGrant())
@@ -31,4 +34,14 @@ def exchange(
     client = client_auth.authenticate(ctx, creds)
     if grant_type not in client.app.grant_types:
         raise UnauthorizedClientError(f"The client may not use the {grant_type} grant")
-    return handler.handle(ctx, client, params, actor.as_client(client.app.id))
+    response = handler.handle(ctx, client, params, actor.as_client(client.app.id))
+    _touch(ctx, client.app)
+    return response
+
+
+def _touch(ctx: Context, app: App) -> None:
+    """Only a successful token request counts as use (unused registered clients expire); the
+    write is skipped when the last one is recent, to keep it off the hot path."""
+    now = ctx.clock.now()
+    if app.last_used_at is None or now - app.last_used_at > TOUCH_INTERVAL:
+        ctx.store.touch_app(app.id, now)

@@ -9,7 +9,7 @@ import warnings
 from typing import Any
 
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeyParameters, KeySet, OKPKey, RSAKey
+from joserfc.jwk import ECKey, JWKRegistry, KeyParameters, KeySet, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 
 ALGORITHMS = ("ES256", "RS256", "EdDSA")
@@ -78,3 +78,48 @@ def unverified_claims(token: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return claims if isinstance(claims, dict) else None
+
+
+def verify_with_keys(
+    token: str, jwks: list[dict[str, Any]], algorithms: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check a JWS signed by a third party (a client assertion) against its JWK Set.
+
+    Only ``algorithms`` are accepted (never ``none`` or an HMAC: a public key must not become
+    a shared secret). With a ``kid`` only the keys of that ``kid`` are tried, else every key;
+    keys meant for encryption are skipped. Returns (header, claims); raises ValueError."""
+    if not set(algorithms) <= {"RS256", "PS256", "ES256", "EdDSA"}:
+        raise ValueError("only asymmetric signature algorithms may verify client assertions")
+    registry = JWSRegistry(algorithms=list(algorithms))
+    header = unverified_header(token)
+    if header is None or header.get("alg") not in algorithms:
+        raise ValueError("the JWS algorithm is not allowed")
+    kid = header.get("kid")
+    candidates = [
+        jwk
+        for jwk in jwks
+        if (kid is None or jwk.get("kid") == kid) and jwk.get("use", "sig") == "sig"
+    ]
+    if not candidates:
+        raise ValueError("no key matches the JWS")
+    for jwk in candidates[:16]:
+        try:
+            key = JWKRegistry.import_key(jwk)
+            decoded = jwt.decode(token, key, algorithms=list(algorithms), registry=registry)
+        except Exception:  # joserfc raises several unrelated types  # noqa: S112
+            continue
+        return dict(decoded.header), dict(decoded.claims)
+    raise ValueError("the JWS signature does not verify with any key")
+
+
+def unverified_header(token: str) -> dict[str, Any] | None:
+    """The protected header of a compact JWS without checking it (to choose keys)."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(token) > 8192:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4))
+        header = json.loads(raw)
+    except ValueError:
+        return None
+    return header if isinstance(header, dict) else None

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from authgate.core.authorize import AuthorizationRedirect, error_redirect_url
 from authgate.core.errors import (
+    Forbidden,
     InvalidClientError,
     ManagementError,
     OAuthError,
@@ -71,14 +72,24 @@ def problem(exc: ManagementError, request: Request) -> JSONResponse:
     if exc.validations:
         body["validations"] = exc.validations
     headers: dict[str, str] = {}
+    issuer = deps.ctx_of(request).policy.issuer.rstrip("/")
+    metadata = f'resource_metadata="{issuer}/.well-known/oauth-protected-resource"'
     if isinstance(exc, Unauthenticated):
-        issuer = deps.ctx_of(request).policy.issuer.rstrip("/")
+        headers["WWW-Authenticate"] = f"Bearer {metadata}"
+    elif isinstance(exc, Forbidden) and _oauth_bearer(request):
+        # RFC 6750 §3.1: the token is fine but lacks the scope this call needs.
         headers["WWW-Authenticate"] = (
-            f'Bearer resource_metadata="{issuer}/.well-known/oauth-protected-resource"'
+            f'Bearer error="insufficient_scope", scope="{deps.ADMIN_SCOPE}", {metadata}'
         )
     return JSONResponse(
         body, status_code=exc.status, headers=headers, media_type="application/problem+json"
     )
+
+
+def _oauth_bearer(request: Request) -> bool:
+    """Whether the caller used an OAuth access token (not a personal API token)."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and not value.strip().startswith("agpat_")
 
 
 async def _management_handler(request: Request, exc: Exception) -> Response:

@@ -12,12 +12,20 @@ from authgate import __version__
 from authgate.config import Settings
 from authgate.core import metadata as core_metadata
 from authgate.core.context import Context
+from authgate.core.settings import SettingsCache
 from authgate.web import admin, health
 from authgate.web.cors import with_cors
 from authgate.web.errors import EXCEPTION_HANDLERS
 from authgate.web.middleware import RequestContext
 from authgate.web.pages import login
-from authgate.web.protocol import authorize, introspection, metadata, token, user_tokens
+from authgate.web.protocol import (
+    authorize,
+    introspection,
+    metadata,
+    registration,
+    token,
+    user_tokens,
+)
 
 
 def protocol_routes(issuer: str) -> list[Route]:
@@ -41,6 +49,12 @@ def protocol_routes(issuer: str) -> list[Route]:
         Route("/oauth2/revoke", with_cors(introspection.revoke), methods=["POST", "OPTIONS"]),
         Route(
             "/oauth2/introspect", with_cors(introspection.introspect), methods=["POST", "OPTIONS"]
+        ),
+        Route("/oauth2/register", with_cors(registration.register), methods=["POST", "OPTIONS"]),
+        Route(
+            "/oauth2/clients/{client_id}",
+            registration.client_configuration,  # CORS of its own: PUT and DELETE too
+            methods=["GET", "PUT", "DELETE", "OPTIONS"],
         ),
     ]
 
@@ -68,6 +82,8 @@ def build_app(ctx: Context, settings: Settings) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.settings = settings
+    # This node's copy of the runtime registration settings (core/settings.py).
+    app.state.registration_settings = SettingsCache()
     app.router.routes.extend(protocol_routes(settings.issuer))
     app.router.routes.extend(page_routes())
     app.include_router(admin.router, prefix="/api/v2")

@@ -24,7 +24,7 @@ class ClientCredentialsGrant:
     def handle(
         self, ctx: Context, client: AuthenticatedClient, params: Params, actor: Actor
     ) -> TokenResponse:
-        if client.app.is_public or client.secret is None:
+        if client.app.is_public or client.method == "none":
             raise UnauthorizedClientError("client_credentials is only for confidential clients")
         resource = resources.resolve(ctx, params.get("resource"))
         scope = scopes.negotiate(
@@ -41,7 +41,12 @@ class ClientCredentialsGrant:
             created_at=now,
         )
         minted = mint(
-            ctx, grant, resource, secret_id=client.secret.id, with_refresh=False, scope=scope
+            ctx,
+            grant,
+            resource,
+            secret_id=client.secret.id if client.secret else None,
+            with_refresh=False,
+            scope=scope,
         )
         ctx.store.create_grant(grant, minted.access)
         return minted.response(now)

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import Engine, exc, text
+from sqlalchemy import ColumnElement, Engine, Table, delete, exc, select, text, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from authgate.core.ports import DuplicateKeyError, StoreUnavailableError
@@ -31,6 +32,25 @@ _SQLITE_UNIQUE_CODES = {
 def values_of(model: Any) -> dict[str, Any]:
     """A model as a column → value dict; columns are named after the dataclass fields."""
     return {f.name: getattr(model, f.name) for f in fields(model)}
+
+
+def upsert_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that takes ``ON CONFLICT`` clauses, in the dialect of ``conn``."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def purge(conn: Connection, table: Table, which: ColumnElement[bool]) -> int:
+    """Delete the rows matching ``which``, skipping rows another transaction holds.
+
+    Housekeeping that many writers run at once: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` keeps
+    one purge from waiting on (or deadlocking with) another; what it skips, a later purge
+    takes. SQLite has no row locks (its write transactions run one at a time) and ignores it.
+    """
+    key = list(table.primary_key.columns)
+    doomed = select(*key).where(which).with_for_update(skip_locked=True)
+    return conn.execute(delete(table).where(tuple_(*key).in_(doomed))).rowcount
 
 
 class SqlBase:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from authgate.storage.sql.store_apps import AppQueries, SecretQueries
 from authgate.storage.sql.store_audit import AuditQueries, SettingQueries
 from authgate.storage.sql.store_keys import KeyQueries
+from authgate.storage.sql.store_limits import RateLimitQueries, ReplayQueries
 from authgate.storage.sql.store_resources import ResourceQueries
 from authgate.storage.sql.store_tokens import CodeQueries, TokenQueries
 from authgate.storage.sql.store_users import ApiTokenQueries, SessionQueries, UserQueries
@@ -23,6 +24,8 @@ class SqlStore(
     TokenQueries,
     ResourceQueries,
     KeyQueries,
+    ReplayQueries,
+    RateLimitQueries,
     AuditQueries,
     SettingQueries,
 ):

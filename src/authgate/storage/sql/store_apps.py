@@ -6,19 +6,30 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select, union, update
+from sqlalchemy import Row, delete, func, insert, select, true, union, update
 
 from authgate.core.models import App, AppSecret
-from authgate.storage.sql.base import SqlBase, values_of
+from authgate.storage.sql.base import SqlBase, upsert_insert, values_of
 from authgate.storage.sql.revoke import revoke_grants
 from authgate.storage.sql.tables import access_tokens, app_secrets, apps, grants, refresh_tokens
 
 
 def _to_app(row: Row[Any]) -> App:
     fields = dict(row._mapping)
-    fields["redirect_uris"] = tuple(fields["redirect_uris"])
-    fields["grant_types"] = tuple(fields["grant_types"])
+    for name in ("redirect_uris", "grant_types", "contacts"):
+        fields[name] = tuple(fields[name])
     return App(**fields)
+
+
+def _to_row(app: App) -> dict[str, Any]:
+    row = values_of(app)
+    for name in ("redirect_uris", "grant_types", "contacts"):
+        row[name] = list(row[name])
+    return row
+
+
+#: When a dynamically registered app was last seen: its last token request, else its creation.
+_last_seen = func.coalesce(apps.c.last_used_at, apps.c.created_at)
 
 
 def _to_secret(row: Row[Any]) -> AppSecret:
@@ -28,7 +39,7 @@ def _to_secret(row: Row[Any]) -> AppSecret:
 class AppQueries(SqlBase):
     def create_app(self, app: App) -> None:
         with self._transaction(write=True) as conn:
-            conn.execute(insert(apps).values(values_of(app)))
+            conn.execute(insert(apps).values(_to_row(app)))
 
     def get_app(self, app_id: str) -> App | None:
         with self._transaction() as conn:
@@ -41,10 +52,40 @@ class AppQueries(SqlBase):
             return [_to_app(row) for row in conn.execute(query)]
 
     def update_app(self, app: App) -> None:
-        changes = values_of(app)
+        changes = _to_row(app)
         del changes["id"]
         with self._transaction(write=True) as conn:
             conn.execute(update(apps).where(apps.c.id == app.id).values(changes))
+
+    def upsert_app(self, app: App) -> None:
+        """One statement, INSERT … ON CONFLICT (id) DO UPDATE: two writers cannot both insert."""
+        row = _to_row(app)
+        with self._transaction(write=True) as conn:
+            insert_ = upsert_insert(conn, apps).values(row)
+            replace = {name: insert_.excluded[name] for name in row if name != "id"}
+            conn.execute(insert_.on_conflict_do_update(index_elements=[apps.c.id], set_=replace))
+
+    def touch_app(self, app_id: str, at: datetime) -> None:
+        query = update(apps).where(apps.c.id == app_id).values(last_used_at=at)
+        with self._transaction(write=True) as conn:
+            conn.execute(query)
+
+    def count_dynamic_apps(self) -> int:
+        query = (
+            select(func.count()).select_from(apps).where(apps.c.dynamically_registered == true())
+        )
+        with self._transaction() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def list_stale_dynamic_apps(self, unused_since: datetime) -> Sequence[App]:
+        """Least recently seen first (``last_used_at``, or ``created_at`` if never used)."""
+        query = (
+            select(apps)
+            .where(apps.c.dynamically_registered == true(), _last_seen < unused_since)
+            .order_by(_last_seen, apps.c.id)
+        )
+        with self._transaction() as conn:
+            return [_to_app(row) for row in conn.execute(query)]
 
     def delete_app(self, app_id: str) -> bool:
         """Delete the app; ON DELETE CASCADE removes its secrets, codes, grants and tokens."""

@@ -15,12 +15,14 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    false,
 )
 
-from authgate.storage.sql.types import PortableJSON, UTCDateTime
+from authgate.storage.sql.types import NullablePortableJSON, PortableJSON, UTCDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -96,6 +98,22 @@ apps = Table(
     Column("dynamically_registered", Boolean, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # RFC 7591 client metadata (0003); the server defaults are what rows older than it got.
+    Column("application_type", String, nullable=False, server_default="web"),
+    Column("client_uri", Text, nullable=False, server_default=""),
+    Column("tos_uri", Text, nullable=False, server_default=""),
+    Column("policy_uri", Text, nullable=False, server_default=""),
+    Column("contacts", PortableJSON, nullable=False, server_default="[]"),
+    Column("jwks", NullablePortableJSON, nullable=True),
+    Column("jwks_uri", Text, nullable=False, server_default=""),
+    Column("software_id", String, nullable=False, server_default=""),
+    Column("software_version", String, nullable=False, server_default=""),
+    Column("registration_token_hash", String, nullable=True),
+    Column("metadata_document", Boolean, nullable=False, server_default=false()),
+    Column("metadata_expires_at", UTCDateTime, nullable=True),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    # The sweep of unused dynamically registered clients.
+    Index("ix_apps_dynamically_registered", "dynamically_registered", "last_used_at"),
 )
 
 app_secrets = Table(
@@ -239,4 +257,27 @@ signing_keys = Table(
     Column("activated_at", UTCDateTime, nullable=True),
     Column("retired_at", UTCDateTime, nullable=True),
     Column("expires_at", UTCDateTime, nullable=True),
+)
+
+# RFC 7523 §3: the jti of a client assertion is single use; kept until the assertion expires.
+# ``client_id`` is deliberately not a foreign key: the rows are short-lived and self-expiring.
+client_assertion_jtis = Table(
+    "client_assertion_jtis",
+    metadata,
+    Column("client_id", String, nullable=False),
+    Column("jti", String, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("client_id", "jti"),
+    Index("ix_client_assertion_jtis_expires_at", "expires_at"),
+)
+
+# Fixed-window rate-limit counters: one row per key and window.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String, nullable=False),
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("count", Integer, nullable=False),
+    PrimaryKeyConstraint("key", "window_start"),
+    Index("ix_rate_limits_window_start", "window_start"),
 )

@@ -17,6 +17,12 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 #: JSON on SQLite, JSONB on PostgreSQL.
 PortableJSON: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
 
+#: The same, but ``None`` is stored as SQL NULL (not the JSON value ``null``): for optional
+#: documents that queries may test with ``IS NULL``.
+NullablePortableJSON: TypeEngine[Any] = JSON(none_as_null=True).with_variant(
+    JSONB(none_as_null=True), "postgresql"
+)
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A ``TIMESTAMP WITH TIME ZONE`` that only accepts and only returns aware UTC datetimes."""

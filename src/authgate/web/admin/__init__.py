@@ -1,4 +1,5 @@
-"""The management API (mounted at ``/api/v2``): apps, users, API tokens and the audit log.
+"""The management API (mounted at ``/api/v2``): apps, users, API tokens, resources, signing
+keys and the audit log.
 
 Endpoints authenticate through ``authgate.web.deps``, call one ``authgate.core`` function and
 render its result with ``schemas``; errors are raised as ``core.errors.ManagementError`` and
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from authgate.web.admin import apps, audit, tokens, users
+from authgate.web.admin import apps, audit, keys, resources, settings, tokens, users
 from authgate.web.admin.schemas import PROBLEM_RESPONSES
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
@@ -17,6 +18,9 @@ router.include_router(apps.router)
 # /users/me/tokens before /users/{user}: a fixed path must win over a parameter.
 router.include_router(tokens.router)
 router.include_router(users.router)
+router.include_router(resources.router)
+router.include_router(keys.router)
 router.include_router(audit.router)
+router.include_router(settings.router)
 
 __all__ = ["router"]

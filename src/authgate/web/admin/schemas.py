@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from authgate.core.models import ApiToken, App, AppSecret, AuditEvent, User
+from authgate.core.models import ApiToken, App, AppSecret, AuditEvent, Resource, SigningKey, User
+from authgate.core.resources import MAX_TTL, MIN_TTL
 
 ClientTypeName = Literal["confidential", "public"]
 AuthMethodName = Literal["client_secret_basic", "client_secret_post", "none"]
@@ -40,6 +41,9 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _problem("No valid credentials"),
     403: _problem("The caller may not do this"),
     404: _problem("No such object"),
+}
+CONFLICT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    409: _problem("An object with the same unique key already exists"),
 }
 
 
@@ -138,6 +142,122 @@ class SecretOut(BaseModel):
 class SecretCreated(BaseModel):
     id: str
     client_secret_full: str = Field(description="The whole secret; shown this once only")
+
+
+# Resources (RFC 8707 audiences)
+
+TokenFormatName = Literal["jwt", "opaque"]
+
+
+class ResourceScope(BaseModel):
+    name: str = Field(description="The scope value clients ask for (RFC 6749 §3.3)")
+    description: str = Field("", description="What the consent page says the scope allows")
+
+
+class ResourceOut(BaseModel):
+    id: str
+    identifier: str = Field(description="The canonical resource URI (the tokens' `aud`)")
+    name: str
+    scopes: list[ResourceScope]
+    token_format: TokenFormatName = Field(
+        description="`jwt`: RFC 9068 JWT access tokens; `opaque`: `agat_…` strings"
+    )
+    access_token_ttl: int | None = Field(
+        description="Access-token lifetime in seconds, or null for the server's default"
+    )
+    introspectors: list[str] = Field(
+        description="The app ids (resource servers) allowed to introspect this resource's tokens"
+    )
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, resource: Resource) -> ResourceOut:
+        return cls(
+            id=resource.id,
+            identifier=resource.identifier,
+            name=resource.name,
+            scopes=[ResourceScope(name=s.name, description=s.description) for s in resource.scopes],
+            token_format=resource.token_format,
+            access_token_ttl=resource.access_token_ttl,
+            introspectors=list(resource.introspectors),
+            created_at=resource.created_at,
+            updated_at=resource.updated_at,
+        )
+
+
+_TTL = Field(
+    None,
+    ge=MIN_TTL,
+    le=MAX_TTL,
+    description="Access-token lifetime in seconds; omit (or null) for the server's default",
+)
+
+
+class ResourceCreate(BaseModel):
+    identifier: str = Field(description="An absolute http(s) URI without a fragment")
+    name: str
+    scopes: list[ResourceScope] = Field(default_factory=list)
+    token_format: TokenFormatName = "jwt"
+    access_token_ttl: int | None = _TTL
+    introspectors: list[str] = Field(default_factory=list)
+
+
+class ResourceUpdate(BaseModel):
+    """Change a resource: an omitted field keeps its stored value; `scopes` and
+    `introspectors`, when sent, replace the stored lists. The identifier cannot change (it may
+    be sent, in any spelling of the same canonical URI)."""
+
+    identifier: str | None = None
+    name: str | None = None
+    scopes: list[ResourceScope] | None = None
+    token_format: TokenFormatName | None = None
+    access_token_ttl: int | None = _TTL
+    introspectors: list[str] | None = None
+
+
+# Signing keys
+
+KeyState = Literal["next", "active", "retiring"]
+# RFC 7518 §6.2.2, §6.3.2, §6.4 and RFC 8037 §2: members only a private JWK has.
+PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+def key_state(key: SigningKey) -> KeyState:
+    """*next* (published, not yet signing), *active* (signing) or *retiring* (published until
+    ``expires_at``, when every token it signed has expired)."""
+    if key.retired_at is not None:
+        return "retiring"
+    return "next" if key.activated_at is None else "active"
+
+
+class SigningKeyOut(BaseModel):
+    """A signing key's public half and life cycle; the private key is never sent."""
+
+    kid: str
+    alg: Literal["ES256", "RS256", "EdDSA"]
+    state: KeyState
+    created_at: datetime
+    activated_at: datetime | None
+    retired_at: datetime | None
+    expires_at: datetime | None = Field(
+        description="When a retiring key leaves the JWKS; null while next or active"
+    )
+    public_jwk: dict[str, Any] = Field(description="The public key as published in the JWKS")
+
+    @classmethod
+    def of(cls, key: SigningKey) -> SigningKeyOut:
+        return cls(
+            kid=key.kid,
+            alg=key.alg,
+            state=key_state(key),
+            created_at=key.created_at,
+            activated_at=key.activated_at,
+            retired_at=key.retired_at,
+            expires_at=key.expires_at,
+            # Stored public already; filtered again so no mistake upstream can leak a private key.
+            public_jwk={k: v for k, v in key.public_jwk.items() if k not in PRIVATE_JWK_MEMBERS},
+        )
 
 
 # Users

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 from authgate.core import metadata, resources
 from authgate.core.context import Context
 from authgate.web import deps
+from authgate.web.protocol.registration import registration_settings
 
 CACHE = {"Cache-Control": "public, max-age=300"}
 
@@ -25,7 +26,14 @@ def _own_scopes(ctx: Context) -> list[str]:
 async def authorization_server(request: Request) -> Response:
     ctx = deps.ctx_of(request)
     scopes = await run_in_threadpool(_all_scopes, ctx)
-    return JSONResponse(metadata.authorization_server(ctx.policy, scopes), headers=CACHE)
+    registration = await run_in_threadpool(registration_settings, request)
+    document = metadata.authorization_server(
+        ctx.policy,
+        scopes,
+        client_id_metadata_documents=ctx.fetcher is not None,
+        registration_endpoint=registration.enabled,
+    )
+    return JSONResponse(document, headers=CACHE)
 
 
 async def protected_resource(request: Request) -> Response:

@@ -1,0 +1,193 @@
+"""private_key_jwt client authentication (RFC 7523 §2.2 and §3; OpenID Connect Core §9).
+
+The client proves itself with a JWT it signed with a private key whose public half it
+registered (``jwks``) or publishes (``jwks_uri``). Every failure is ``invalid_client`` (RFC
+7523 §3.2), with a description that names the rule, never the key material.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from authgate.core.context import Context
+from authgate.core.errors import InvalidClientError
+from authgate.core.models import App
+from authgate.core.ports import FetchError
+from authgate.crypto import jose
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# Asymmetric only: "none" proves nothing, and an HMAC keyed with a *public* key is forgeable.
+ALGORITHMS = ["ES256", "EdDSA", "PS256", "RS256"]
+LEEWAY = timedelta(seconds=60)
+MAX_LIFETIME = timedelta(minutes=5)
+MAX_JTI_LENGTH = 256
+# jwks_uri: keep the keys for the document's max-age within these bounds; on an unknown kid
+# fetch again, but at most once a minute (a flood of bogus kids must not become a flood of
+# fetches).
+KEYS_DEFAULT_TTL = timedelta(minutes=5)
+KEYS_MIN_TTL = timedelta(minutes=1)
+KEYS_MAX_TTL = timedelta(hours=1)
+REFETCH_INTERVAL = timedelta(minutes=1)
+MAX_CACHED_CLIENTS = 1024
+
+
+def _refused(description: str, debug: str | None = None) -> InvalidClientError:
+    return InvalidClientError(f"The client assertion is invalid: {description}", debug=debug)
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    jwks_uri: str
+    keys: tuple[dict[str, Any], ...]
+    fetched_at: datetime
+    expires_at: datetime
+    error: str | None = None
+
+
+class ClientKeys:
+    """This node's cache of keys fetched from clients' ``jwks_uri``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Keys] = {}
+
+    def keys(self, ctx: Context, app: App, kid: str | None) -> list[dict[str, Any]]:
+        now = ctx.clock.now()
+        with self._lock:
+            entry = self._entries.get(app.id)
+        if entry is not None and entry.jwks_uri != app.jwks_uri:
+            entry = None  # the client moved its keys
+        if entry is not None:
+            known = kid is None or any(k.get("kid") == kid for k in entry.keys)
+            fresh = entry.error is None and entry.expires_at > now
+            if (fresh and known) or now - entry.fetched_at < REFETCH_INTERVAL:
+                return self._usable(entry)
+        return self._usable(self._fetch(ctx, app, now, entry))
+
+    @staticmethod
+    def _usable(entry: _Keys) -> list[dict[str, Any]]:
+        if not entry.keys:
+            raise _refused(entry.error or "the client's jwks_uri holds no keys")
+        return list(entry.keys)
+
+    def _fetch(self, ctx: Context, app: App, now: datetime, previous: _Keys | None) -> _Keys:
+        try:
+            if ctx.fetcher is None:
+                raise FetchError("this server does not fetch jwks_uri")
+            document = ctx.fetcher.fetch(app.jwks_uri)
+            keys = _key_list(document.body)
+            age = document.max_age
+            ttl = KEYS_DEFAULT_TTL if age is None else timedelta(seconds=age)
+            ttl = min(max(ttl, KEYS_MIN_TTL), KEYS_MAX_TTL)
+            entry = _Keys(app.jwks_uri, tuple(keys), now, now + ttl)
+        except (FetchError, ValueError) as exc:
+            # Keep serving the keys we had (a brief outage of the client's server), but record
+            # the attempt so the next one waits REFETCH_INTERVAL.
+            kept = previous.keys if previous is not None else ()
+            entry = _Keys(app.jwks_uri, kept, now, now, error=f"jwks_uri: {exc}")
+        with self._lock:
+            if len(self._entries) >= MAX_CACHED_CLIENTS:
+                self._entries.clear()
+            self._entries[app.id] = entry
+        return entry
+
+
+def _key_list(body: bytes) -> list[dict[str, Any]]:
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("the key set is not valid JSON") from exc
+    keys = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+        raise ValueError("the document is not a JWK Set")
+    return keys
+
+
+def audiences(issuer: str) -> frozenset[str]:
+    """What ``aud`` may name: authgate itself or an endpoint that authenticates clients.
+
+    RFC 7523 §3: "The JWT MUST contain an "aud" (audience) claim containing a value that
+    identifies the authorization server as an intended audience. The token endpoint URL of
+    the authorization server MAY be used". The revocation and introspection endpoints take
+    the same assertion (OpenID Connect Core §9 names the token endpoint; clients reuse it)."""
+    base = issuer.rstrip("/")
+    paths = ("/oauth2/tokens", "/oauth2/token", "/oauth2/revoke", "/oauth2/introspect")
+    return frozenset({issuer, base, *(base + p for p in paths)})
+
+
+def _time(claims: dict[str, Any], name: str, *, required: bool) -> datetime | None:
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise _refused(f"the {name} claim is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _refused(f"the {name} claim must be a number")
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise _refused(f"the {name} claim is out of range") from exc
+
+
+def _check_claims(ctx: Context, app: App, claims: dict[str, Any]) -> tuple[str, datetime]:
+    """The §3 rules; returns (jti, exp)."""
+    now = ctx.clock.now()
+    # §3 items 1-2: "iss" and "sub" MUST both be the client_id.
+    if claims.get("iss") != app.id:
+        raise _refused("iss must be the client_id")
+    if claims.get("sub") != app.id:
+        raise _refused("sub must be the client_id")
+    aud = claims.get("aud")
+    named = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not audiences(ctx.policy.issuer) & {a for a in named if isinstance(a, str)}:
+        raise _refused("aud must name this authorization server's token endpoint")
+    # §3 item 4: "The JWT MUST contain an "exp" (expiration time) claim that limits the time
+    # window during which the JWT can be used."
+    exp = _time(claims, "exp", required=True)
+    assert exp is not None
+    if exp + LEEWAY <= now:
+        raise _refused("it has expired")
+    if exp > now + MAX_LIFETIME + LEEWAY:
+        raise _refused("exp is more than 5 minutes ahead")
+    nbf = _time(claims, "nbf", required=False)
+    if nbf is not None and nbf > now + LEEWAY:
+        raise _refused("it is not valid yet (nbf)")
+    iat = _time(claims, "iat", required=False)
+    if iat is not None and iat > now + LEEWAY:
+        raise _refused("it was issued in the future (iat)")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not 1 <= len(jti) <= MAX_JTI_LENGTH:
+        raise _refused("a jti claim (a unique identifier) is required")
+    return jti, exp
+
+
+def verify(ctx: Context, app: App, assertion: str) -> None:
+    """Authenticate ``app`` by ``assertion`` or raise ``invalid_client``."""
+    header = jose.unverified_header(assertion)
+    if header is None:
+        raise _refused("it is not a compact JWS")
+    if header.get("alg") not in ALGORITHMS:
+        raise _refused(f"the algorithm must be one of {', '.join(ALGORITHMS)}")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise _refused("kid must be a string")
+    if app.jwks is not None:
+        keys = list(app.jwks.get("keys", []))
+    elif app.jwks_uri:
+        keys = ctx.client_keys.keys(ctx, app, kid)
+    else:
+        raise _refused("the client has registered no keys")
+    try:
+        _, claims = jose.verify_with_keys(assertion, keys, ALGORITHMS)
+    except ValueError as exc:
+        raise _refused("the signature does not verify with the client's keys", str(exc)) from exc
+    jti, exp = _check_claims(ctx, app, claims)
+    # §3 item 7: "The authorization server MAY ensure that JWTs are not replayed by maintaining
+    # the set of used "jti" values for the length of time for which the JWT would be
+    # considered valid based on the applicable "exp" instant." authgate does, always.
+    if not ctx.store.consume_assertion_jti(app.id, jti, exp + LEEWAY, ctx.clock.now()):
+        raise _refused("this jti was used already", debug="client assertion replayed")

@@ -1,0 +1,341 @@
+"""Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document; MCP).
+
+A ``client_id`` that is an https URL names a JSON document, published by the client, that
+describes it: "the authorization server MUST fetch the metadata document ... and MUST validate
+that the client_id property in the document matches the URL of the document". authgate keeps
+the document as an app row (``id`` = the URL, ``metadata_document=True``), because codes,
+grants and tokens reference apps; the row is a cache, refreshed once ``metadata_expires_at``
+has passed (the document's ``Cache-Control: max-age``, kept between 5 minutes and 24 hours,
+1 hour without one).
+
+Failures — the fetch or the validation — are remembered on this node for a minute, so a
+broken client cannot make authgate fetch on every request. Stale-if-error: if a *fetch* fails
+(network, timeout, HTTP status) while a stored copy expired less than 24 hours ago, that copy
+keeps being used; a document that was fetched but is invalid is never papered over this way.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from authgate.core import audit, redirect_uris, scopes
+from authgate.core.context import SYSTEM, Context
+from authgate.core.errors import InvalidClientError, OAuthError
+from authgate.core.models import App, AuthMethod, GrantType
+from authgate.core.ports import FetchError
+
+MAX_URL_LENGTH = 2048
+MAX_NAME = 64
+MIN_TTL = timedelta(minutes=5)
+MAX_TTL = timedelta(hours=24)
+DEFAULT_TTL = timedelta(hours=1)
+FAILURE_TTL = timedelta(seconds=60)
+STALE_IF_ERROR = timedelta(hours=24)
+DEFAULT_GRANTS: tuple[GrantType, ...] = ("authorization_code", "refresh_token")
+ALLOWED_GRANTS = frozenset({"authorization_code", "refresh_token"})
+MAX_FAILURES_KEPT = 1024
+
+
+class InvalidDocument(Exception):
+    """The document was fetched but cannot describe a client; the message is client-safe."""
+
+
+def is_document_url(client_id: str) -> bool:
+    """Whether ``client_id`` names a metadata document (any https URL; validated on load)."""
+    return client_id.startswith("https://")
+
+
+def document_host(app: App) -> str | None:
+    """The host that vouches for a metadata-document client (shown on the consent page)."""
+    if not app.metadata_document:
+        return None
+    return urlsplit(app.id).hostname
+
+
+def check_url(url: str) -> None:
+    """The client identifier URL rules of the draft (§3); raises InvalidDocument."""
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidDocument(f"the client_id URL is longer than {MAX_URL_LENGTH} characters")
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        raise InvalidDocument("the client_id URL contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as exc:
+        raise InvalidDocument("the client_id is not a valid URL") from exc
+    # "Client identifier URLs MUST have an "https" scheme, MUST contain a path component,
+    # MUST NOT contain single-dot or double-dot path segments, ... MUST NOT contain a
+    # fragment component and MUST NOT contain a username or password."
+    if parts.scheme != "https" or not parts.hostname:
+        raise InvalidDocument("the client_id URL must be https with a host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidDocument("the client_id URL must not contain user information")
+    if parts.fragment or "#" in url:
+        raise InvalidDocument("the client_id URL must not contain a fragment")
+    if len(parts.path) < 2:
+        raise InvalidDocument("the client_id URL must have a path")
+    segments = {unquote(segment) for segment in parts.path.split("/")}
+    if "." in segments or ".." in segments:
+        raise InvalidDocument("the client_id URL must not contain dot segments")
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    until: datetime
+    reason: str
+    stale_ok: bool
+
+
+class DocumentFailures:
+    """Recent failures per document URL, on this node (bounded; see module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, _Failure] = {}
+
+    def get(self, url: str, now: datetime) -> _Failure | None:
+        with self._lock:
+            failure = self._failures.get(url)
+            if failure is not None and failure.until <= now:
+                del self._failures[url]
+                return None
+            return failure
+
+    def remember(self, url: str, now: datetime, reason: str, *, stale_ok: bool) -> None:
+        with self._lock:
+            if len(self._failures) >= MAX_FAILURES_KEPT:
+                self._failures = {u: f for u, f in self._failures.items() if f.until > now}
+                while len(self._failures) >= MAX_FAILURES_KEPT:
+                    del self._failures[next(iter(self._failures))]
+            self._failures[url] = _Failure(now + FAILURE_TTL, reason, stale_ok)
+
+    def forget(self, url: str) -> None:
+        with self._lock:
+            self._failures.pop(url, None)
+
+
+def _refused(reason: str) -> InvalidClientError:
+    return InvalidClientError(f"The client metadata document could not be used: {reason}")
+
+
+def _usable_stale(stored: App | None, now: datetime) -> App | None:
+    if stored is None or stored.metadata_expires_at is None:
+        return None
+    return stored if stored.metadata_expires_at + STALE_IF_ERROR > now else None
+
+
+def load_document_client(ctx: Context, url: str) -> App:
+    """The client described by the metadata document at ``url``, from the stored copy while it
+    is fresh, else fetched and validated; raises ``invalid_client`` with the reason."""
+    try:
+        check_url(url)
+    except InvalidDocument as exc:
+        raise _refused(str(exc)) from exc
+    now = ctx.clock.now()
+    stored = ctx.store.get_app(url)
+    if stored is not None and not stored.metadata_document:
+        return stored  # an app registered under this id by other means stays what it is
+    if stored is not None and stored.metadata_expires_at and stored.metadata_expires_at > now:
+        return stored
+    failure = ctx.client_documents.get(url, now)
+    if failure is not None:
+        stale = _usable_stale(stored, now) if failure.stale_ok else None
+        if stale is not None:
+            return stale
+        raise _refused(failure.reason)
+    if ctx.fetcher is None:
+        raise _refused("this server does not fetch client metadata documents")
+    try:
+        document = ctx.fetcher.fetch(url)
+    except FetchError as exc:
+        ctx.client_documents.remember(url, now, str(exc), stale_ok=True)
+        stale = _usable_stale(stored, now)
+        if stale is not None:
+            return stale
+        raise _refused(str(exc)) from exc
+    try:
+        app = app_from_document(url, document.body, stored, now, document.max_age)
+    except InvalidDocument as exc:
+        ctx.client_documents.remember(url, now, str(exc), stale_ok=False)
+        raise _refused(str(exc)) from exc
+    ctx.store.upsert_app(app)
+    ctx.client_documents.forget(url)
+    _audit(ctx, stored, app)
+    return app
+
+
+def _audit(ctx: Context, before: App | None, after: App) -> None:
+    """A new client, or a change to what it may do, is security-relevant; a refresh is not."""
+    fields = _audit_fields(after)
+    if before is not None and _audit_fields(before) == fields:
+        return
+    action = "app.created" if before is None else "app.updated"
+    audit.record(ctx, SYSTEM, action, target_type="app", target_id=after.id, **fields)
+
+
+def _audit_fields(app: App) -> dict[str, object]:
+    return {
+        "name": app.name,
+        "redirect_uris": list(app.redirect_uris),
+        "client_type": app.client_type,
+        "token_endpoint_auth_method": app.token_endpoint_auth_method,
+        "grant_types": list(app.grant_types),
+        "scope": app.scope,
+        "jwks_uri": app.jwks_uri,
+        "jwks_kids": sorted(str(k.get("kid", "")) for k in (app.jwks or {}).get("keys", [])),
+        "metadata_document": True,
+    }
+
+
+def _ttl(max_age: int | None) -> timedelta:
+    if max_age is None:
+        return DEFAULT_TTL
+    return min(max(timedelta(seconds=max_age), MIN_TTL), MAX_TTL)
+
+
+def app_from_document(
+    url: str, body: bytes, stored: App | None, now: datetime, max_age: int | None
+) -> App:
+    """Validate the document and turn it into the app row; raises InvalidDocument."""
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidDocument("the document is not valid JSON") from exc
+    if not isinstance(document, dict):
+        raise InvalidDocument("the document is not a JSON object")
+    if document.get("client_id") != url:
+        raise InvalidDocument("its client_id does not match the URL it was fetched from")
+    method = _auth_method(document)
+    public = method == "none"
+    jwks, jwks_uri = _keys(document, method)
+    host = urlsplit(url).hostname or url
+    return App(
+        id=url,
+        name=_name(document.get("client_name"), host),
+        icon=_optional_url(document, "logo_uri"),
+        redirect_uris=_redirect_uris(document.get("redirect_uris")),
+        client_type="public" if public else "confidential",
+        require_pkce=True,
+        token_endpoint_auth_method=method,
+        grant_types=_grants(document.get("grant_types")),
+        scope=_scope(document.get("scope")),
+        first_party=False,
+        dynamically_registered=False,
+        created_at=stored.created_at if stored is not None else now,
+        updated_at=now,
+        application_type="native" if document.get("application_type") == "native" else "web",
+        client_uri=_optional_url(document, "client_uri"),
+        jwks=jwks,
+        jwks_uri=jwks_uri,
+        software_id=_short_text(document, "software_id"),
+        software_version=_short_text(document, "software_version"),
+        metadata_document=True,
+        metadata_expires_at=now + _ttl(max_age),
+        last_used_at=stored.last_used_at if stored is not None else None,
+    )
+
+
+def _name(value: Any, default: str) -> str:
+    if value is None:
+        return default[:MAX_NAME]
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= MAX_NAME:
+        raise InvalidDocument(f"client_name must be 1 to {MAX_NAME} characters")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise InvalidDocument("client_name must not contain control characters")
+    return value.strip()
+
+
+def _optional_url(document: dict[str, Any], name: str) -> str:
+    value = document.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
+        raise InvalidDocument(f"{name} must be an https URL")
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or parts.username or "@" in parts.netloc:
+        raise InvalidDocument(f"{name} must be an https URL")
+    return value
+
+
+def _short_text(document: dict[str, Any], name: str) -> str:
+    value = document.get(name)
+    return value[:255] if isinstance(value, str) else ""
+
+
+def _redirect_uris(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(u, str) for u in value):
+        raise InvalidDocument("redirect_uris must be a non-empty list of URIs")
+    try:
+        # The document is public: whoever holds it is no more trusted than a public client.
+        return redirect_uris.validate_redirect_uris(value, public=True)
+    except OAuthError as exc:
+        raise InvalidDocument(exc.description) from exc
+
+
+def _grants(value: Any) -> tuple[GrantType, ...]:
+    if value is None:
+        return DEFAULT_GRANTS
+    if (
+        not isinstance(value, list)
+        or not value
+        or any(g not in ALLOWED_GRANTS for g in value)
+        or "authorization_code" not in value
+    ):
+        raise InvalidDocument(
+            "grant_types must include authorization_code and may add refresh_token only"
+        )
+    return tuple(dict.fromkeys(value))
+
+
+def _scope(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidDocument("scope must be a string")
+    try:
+        return scopes.format_scope(scopes.parse_scope(value.strip())) or None
+    except OAuthError as exc:
+        raise InvalidDocument(f"scope: {exc.description}") from exc
+
+
+def _auth_method(document: dict[str, Any]) -> AuthMethod:
+    method = document.get("token_endpoint_auth_method", "none")
+    if method in ("none", "private_key_jwt"):
+        return method  # type: ignore[no-any-return]
+    if isinstance(method, str) and method.startswith("client_secret"):
+        # Nothing secret can be shared through a public document.
+        raise InvalidDocument(
+            "token_endpoint_auth_method must be none or private_key_jwt: a metadata document "
+            "cannot carry a client secret"
+        )
+    raise InvalidDocument("token_endpoint_auth_method must be none or private_key_jwt")
+
+
+def _keys(document: dict[str, Any], method: AuthMethod) -> tuple[dict[str, Any] | None, str]:
+    jwks = document.get("jwks")
+    jwks_uri = document.get("jwks_uri")
+    if method != "private_key_jwt":
+        return None, ""
+    # RFC 7591 §2: "The jwks_uri and jwks parameters MUST NOT both be present".
+    if (jwks is None) == (jwks_uri is None):
+        raise InvalidDocument("a private_key_jwt client needs exactly one of jwks and jwks_uri")
+    if jwks_uri is not None:
+        return None, _optional_url(document, "jwks_uri")
+    return check_jwks(jwks), ""
+
+
+def check_jwks(jwks: Any) -> dict[str, Any]:
+    """A JWK Set of public keys (RFC 7517 §5); raises InvalidDocument."""
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+        raise InvalidDocument("jwks must be a JWK Set with at least one key")
+    for key in jwks["keys"]:
+        if not isinstance(key, dict) or not isinstance(key.get("kty"), str):
+            raise InvalidDocument("every key in jwks needs a kty")
+        if any(name in key for name in ("d", "p", "q", "k")):
+            raise InvalidDocument("jwks must hold public keys only")
+    return {"keys": list(jwks["keys"])}

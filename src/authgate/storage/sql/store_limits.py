@@ -1,0 +1,55 @@
+"""SQL queries for single-use client assertion ids (RFC 7523 §3) and rate-limit counters.
+
+Both are one upsert whose outcome the database decides, so concurrent requests on any number of
+nodes cannot both win: ``INSERT … ON CONFLICT DO NOTHING`` (did this call insert the jti?) and
+``INSERT … ON CONFLICT DO UPDATE SET count = count + 1 RETURNING count``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from authgate.storage.sql.base import SqlBase, purge, upsert_insert
+from authgate.storage.sql.tables import client_assertion_jtis, rate_limits
+
+#: Counters of windows that started this long before the current one are deleted. Windows are
+#: assumed to be at most this long (a longer window's live counter would be reset).
+RATE_LIMIT_RETENTION = timedelta(days=1)
+
+
+class ReplayQueries(SqlBase):
+    def consume_assertion_jti(
+        self, client_id: str, jti: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        """Purge expired jtis, then insert this one; False if it is already there.
+
+        On PostgreSQL a concurrent insert of the same jti makes this one wait for it to commit,
+        then do nothing; on SQLite the write transactions run one at a time.
+        """
+        table = client_assertion_jtis
+        with self._transaction(write=True) as conn:
+            purge(conn, table, table.c.expires_at <= now)
+            insert_ = upsert_insert(conn, table).values(
+                client_id=client_id, jti=jti, expires_at=expires_at
+            )
+            query = insert_.on_conflict_do_nothing(
+                index_elements=[table.c.client_id, table.c.jti]
+            ).returning(table.c.jti)
+            # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT.
+            return conn.execute(query).first() is not None
+
+
+class RateLimitQueries(SqlBase):
+    def hit_rate_limit(self, key: str, window_start: datetime, now: datetime) -> int:
+        """Count one hit; the first hit of a window also purges the counters of old windows."""
+        table = rate_limits
+        with self._transaction(write=True) as conn:
+            insert_ = upsert_insert(conn, table).values(key=key, window_start=window_start, count=1)
+            query = insert_.on_conflict_do_update(
+                index_elements=[table.c.key, table.c.window_start],
+                set_={"count": table.c.count + 1},
+            ).returning(table.c.count)
+            count = int(conn.execute(query).scalar_one())
+            if count == 1:
+                purge(conn, table, table.c.window_start < window_start - RATE_LIMIT_RETENTION)
+        return count
