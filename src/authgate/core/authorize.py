@@ -49,11 +49,16 @@ class AuthorizationRequest:
 class AuthorizationRedirect(Exception):
     """An error to be delivered to the verified redirect_uri with ``state`` and ``iss``."""
 
-    def __init__(self, error: OAuthError, redirect_uri: str, state: str | None) -> None:
+    def __init__(
+        self, error: OAuthError, redirect_uri: str, state: str | None, *, self_registered: bool
+    ) -> None:
         super().__init__(error.description)
         self.error = error
         self.redirect_uri = redirect_uri
         self.state = state
+        # A client that registered itself chose its own redirect_uri: until a person has signed
+        # in, its errors are shown as a page, so authgate is no open redirector (DESIGN.md §7).
+        self.self_registered = self_registered
 
 
 def redirect_url(redirect_uri: str, params: dict[str, str]) -> str:
@@ -99,7 +104,10 @@ def validate(ctx: Context, params: Params) -> AuthorizationRequest:
             raise InvalidRequestError("The state parameter is too long")
         return _validate_rest(ctx, params, app, redirect_uri, provided, state)
     except OAuthError as exc:
-        raise AuthorizationRedirect(exc, redirect_uri, state) from exc
+        self_registered = app.dynamically_registered or app.metadata_document
+        raise AuthorizationRedirect(
+            exc, redirect_uri, state, self_registered=self_registered
+        ) from exc
 
 
 def _validate_rest(
@@ -167,5 +175,5 @@ def issue_code(ctx: Context, request: AuthorizationRequest, user: User, auth_tim
 
 def deny_url(ctx: Context, request: AuthorizationRequest) -> str:
     denied = AccessDeniedError("The resource owner denied the request")
-    exc = AuthorizationRedirect(denied, request.redirect_uri, request.state)
+    exc = AuthorizationRedirect(denied, request.redirect_uri, request.state, self_registered=False)
     return error_redirect_url(exc, ctx.policy.issuer)

@@ -52,8 +52,10 @@ def error_page(request: Request, exc: OAuthError, *, status: int | None = None) 
     return render(request, "error.html", context, status=status or exc.status_code)
 
 
-def authorize_error(request: Request, exc: Exception) -> Response:
+def authorize_error(request: Request, exc: Exception, *, signed_in: bool = True) -> Response:
     """Authorization endpoint: redirect only to a verified redirect_uri, else show a page."""
+    if isinstance(exc, AuthorizationRedirect) and exc.self_registered and not signed_in:
+        return error_page(request, exc.error, status=400)
     if isinstance(exc, AuthorizationRedirect):
         issuer = deps.ctx_of(request).policy.issuer
         return RedirectResponse(error_redirect_url(exc, issuer), status_code=302)

@@ -12,9 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from authgate.core import authorize, consent, scopes
+from authgate.core import authorize, consent, registration, scopes
+from authgate.core.context import Context
 from authgate.core.errors import AccessDeniedError, InvalidRequestError, OAuthError
-from authgate.core.models import ScopeInfo
+from authgate.core.models import App, ScopeInfo
 from authgate.core.params import Params
 from authgate.web import deps, errors
 from authgate.web.templating import render
@@ -37,6 +38,16 @@ def _form_action_source(redirect_uri: str) -> str:
     return f"'self' {parts.scheme}:"
 
 
+def _identity(ctx: Context, app: App) -> dict[str, str]:
+    """How far authgate can vouch for who the client is (shown on the consent page)."""
+    if app.metadata_document:
+        return {"kind": "verified", "host": urlsplit(app.id).netloc}
+    if app.dynamically_registered:
+        kind = "impersonating" if registration.name_collides(ctx, app) else "unverified"
+        return {"kind": kind, "host": ""}
+    return {"kind": "operator", "host": ""}
+
+
 def _described(req: authorize.AuthorizationRequest) -> list[ScopeInfo]:
     """The requested scopes with the plain-language words the resource gave them."""
     known = {s.name: s for s in req.resource.scopes}
@@ -45,11 +56,11 @@ def _described(req: authorize.AuthorizationRequest) -> list[ScopeInfo]:
 
 async def authorize_get(request: Request) -> Response:
     ctx = deps.ctx_of(request)
+    who = await run_in_threadpool(deps.signed_in, request)
     try:
         req = await run_in_threadpool(authorize.validate, ctx, _params(request))
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
-        return errors.authorize_error(request, exc)
-    who = await run_in_threadpool(deps.signed_in, request)
+        return errors.authorize_error(request, exc, signed_in=who is not None)
     if who is None:
         return _login_redirect(request)
     redirect = urlsplit(req.redirect_uri)
@@ -60,6 +71,7 @@ async def authorize_get(request: Request) -> Response:
         "resource": req.resource,
         "redirect_host": redirect.netloc or f"{redirect.scheme}:",
         "redirect_scheme": redirect.scheme,
+        "identity": await run_in_threadpool(_identity, ctx, req.app),
         "csrf_token": consent.csrf_token(ctx, who.session.id),
         "action": request.url.path + "?" + request.url.query,
     }
