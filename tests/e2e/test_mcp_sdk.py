@@ -217,7 +217,7 @@ def start_mcp_server(
 class MemoryStorage:
     """The SDK's TokenStorage, pre-populated with the pre-registered client (no DCR)."""
 
-    def __init__(self, client_info: OAuthClientInformationFull) -> None:
+    def __init__(self, client_info: OAuthClientInformationFull | None) -> None:
         self.client_info = client_info
         self.tokens: OAuthToken | None = None
         self.history: list[OAuthToken] = []
@@ -542,5 +542,51 @@ def test_sdk_flow_with_introspection_and_revocation(
         await session.refused(server.url)
         assert len(session.browser.authorize_urls) == 2  # the SDK had to start over
         await session.browser.http.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_sdk_registers_itself_dynamically(
+    authgate: Authgate, processes: Processes, tmp_path: Path
+) -> None:
+    """An MCP client that knows nothing but the MCP server URL: it discovers authgate, registers
+    with RFC 7591 dynamic registration, and completes the flow."""
+    require_resources_cli(authgate)
+    server = start_mcp_server(processes, authgate, tmp_path, token_format="jwt")
+    redirect_uri = f"http://localhost:{free_port()}/callback"
+    metadata = OAuthClientMetadata(
+        client_name="Self-registering MCP client",
+        redirect_uris=[redirect_uri],
+        grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"],
+        token_endpoint_auth_method="none",
+    )
+    storage = MemoryStorage(None)
+    browser = Browser(authgate)
+    provider = OAuthClientProvider(
+        server_url=server.url,
+        client_metadata=metadata,
+        storage=storage,
+        redirect_handler=browser.redirect_handler,
+        callback_handler=browser.callback_handler,
+    )
+    session = Session(provider, storage, browser)
+
+    async def scenario() -> None:
+        async def connection(client: Client) -> dict[str, Any]:
+            return await whoami(client)
+
+        result = await session.connect(server.url, connection)
+        assert storage.client_info is not None
+        client_id = storage.client_info.client_id
+        assert result["subject"] == authgate.user_id
+        assert result["client_id"] == client_id
+        urls = [(method, url, status) for method, url, status in session.statuses]
+        assert ("POST", f"{authgate.issuer}/oauth2/register", 201) in urls
+        await browser.http.aclose()
+        app = authgate.cli("apps", "show", client_id)
+        assert app["dynamically_registered"] is True
+        assert app["client_type"] == "public"
+        assert app["redirect_uris"] == [redirect_uri]
 
     asyncio.run(scenario())
