@@ -44,6 +44,39 @@ class AuthorizationRequest:
     resource: Resource
     code_challenge: str | None
     code_challenge_method: str | None
+    # OIDC Core §3.1.2.1 ``prompt``: ``none``, ``login``, ``consent`` (``select_account`` is
+    # read as ``login``: authgate has no account chooser, so choosing means signing in).
+    prompt: frozenset[str] = frozenset()
+
+
+class LoginRequiredError(OAuthError):
+    """OIDC Core §3.1.2.6: ``prompt=none`` and nobody is signed in."""
+
+    error = "login_required"
+
+
+class ConsentRequiredError(OAuthError):
+    """OIDC Core §3.1.2.6: ``prompt=none`` and the user has not consented to this yet."""
+
+    error = "consent_required"
+
+
+PROMPTS = frozenset({"none", "login", "consent", "select_account"})
+
+
+def parse_prompt(value: str | None) -> frozenset[str]:
+    """"If this parameter contains none with any other value, an error is returned" (OIDC Core
+    §3.1.2.1). Values authgate does not know are refused rather than silently ignored."""
+    if value is None:
+        return frozenset()
+    words = frozenset(value.split(" "))
+    if not words <= PROMPTS:
+        raise InvalidRequestError("The prompt parameter has an unsupported value")
+    if "none" in words and len(words) > 1:
+        raise InvalidRequestError("prompt=none cannot be combined with other values")
+    if "select_account" in words:
+        words = (words - {"select_account"}) | {"login"}
+    return words
 
 
 class AuthorizationRedirect(Exception):
@@ -131,6 +164,7 @@ def _validate_rest(
     pkce.check_challenge(challenge, method, required=app.is_public or app.require_pkce)
     resource = resources.resolve(ctx, params.get("resource"))
     scope = scopes.negotiate(params.get("scope"), app.scope, resources.scope_names(resource))
+    prompt = parse_prompt(params.get("prompt"))
     return AuthorizationRequest(
         app=app,
         redirect_uri=redirect_uri,
@@ -140,6 +174,7 @@ def _validate_rest(
         resource=resource,
         code_challenge=challenge,
         code_challenge_method="S256" if challenge is not None else None,
+        prompt=prompt,
     )
 
 
@@ -171,6 +206,14 @@ def issue_code(ctx: Context, request: AuthorizationRequest, user: User, auth_tim
         params["state"] = request.state
     params["iss"] = ctx.policy.issuer
     return redirect_url(request.redirect_uri, params)
+
+
+def prompt_error(request: AuthorizationRequest, error: OAuthError) -> AuthorizationRedirect:
+    """``login_required`` / ``consent_required``, delivered to the verified redirect_uri."""
+    self_registered = request.app.dynamically_registered or request.app.metadata_document
+    return AuthorizationRedirect(
+        error, request.redirect_uri, request.state, self_registered=self_registered
+    )
 
 
 def deny_url(ctx: Context, request: AuthorizationRequest) -> str:
