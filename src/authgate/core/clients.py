@@ -26,6 +26,8 @@ SUPPORTED_GRANTS = frozenset({"authorization_code", "refresh_token", "client_cre
 AUTH_METHODS = frozenset({"client_secret_basic", "client_secret_post", "none"})
 MAX_NAME = 64
 MAX_ICON = 2048
+# UUIDs for registered clients; https URLs (up to 2048 characters) for metadata documents.
+MAX_CLIENT_ID = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +184,7 @@ def _audit_fields(app: App) -> dict[str, object]:
 
 
 def get_app(ctx: Context, app_id: str) -> App:
-    app = ctx.store.get_app(app_id) if len(app_id) <= 255 else None
+    app = ctx.store.get_app(app_id) if len(app_id) <= MAX_CLIENT_ID else None
     if app is None:
         raise NotFound("No such app")
     return app
@@ -193,7 +195,7 @@ def find_client(ctx: Context, client_id: str) -> App | None:
     URL (fetched and validated; ``invalid_client`` if that fails), else a registered app."""
     if ctx.fetcher is not None and client_metadata.is_document_url(client_id):
         return client_metadata.load_document_client(ctx, client_id)
-    app = ctx.store.get_app(client_id) if len(client_id) <= 255 else None
+    app = ctx.store.get_app(client_id) if len(client_id) <= MAX_CLIENT_ID else None
     # With documents switched off, the stored copy of one is no longer a client.
     return None if app is not None and app.metadata_document else app
 
