@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what is missing (a virtualenv with the
-# project and its test dependencies; Debian's postgresql), starts a throwaway PostgreSQL cluster
-# on a loopback port, runs the checks and every test on SQLite and PostgreSQL, and stops it.
+# project and its test dependencies, Playwright among them; Debian's postgresql and chromium),
+# starts a throwaway PostgreSQL cluster on a loopback port, runs the checks and every test on
+# SQLite and PostgreSQL (the browser tests in headless Chromium), and stops it.
 # Usage: scripts/test.sh [pytest args…]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,12 +11,24 @@ VENV="${AUTHGATE_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import authgate, pytest, authlib, importlinter" 2>/dev/null \
+if ! "$VENV/bin/python" -c "import authgate, pytest, authlib, importlinter, playwright" 2>/dev/null \
     || [ pyproject.toml -nt "$VENV/.installed" ]; then
     "$VENV/bin/pip" install --quiet --upgrade pip
     "$VENV/bin/pip" install --quiet -e ".[test]"
     touch "$VENV/.installed"
 fi
+
+# The browser tests drive Debian's Chromium with Playwright; Playwright never downloads one.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "test.sh: /usr/bin/chromium is missing and this is not root: apt-get install chromium" >&2
+        exit 1
+    fi
+    echo "test.sh: installing Debian's chromium for the browser tests" >&2
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
+export AUTHGATE_REQUIRE_BROWSER=1
 
 PGDIR="$(mktemp -d /tmp/authgate-pg.XXXXXX)"
 PGPORT="${AUTHGATE_TEST_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"

@@ -380,8 +380,16 @@ consent() {
         location="$(header location)"
         case "$location" in
         /login*) die "the authorization endpoint sent us to sign in: the session is missing" ;;
-        *) die "the authorization endpoint redirected instead of showing consent: $location" ;;
         esac
+        [ "$decision" = allow ] \
+            || die "the authorization endpoint redirected instead of showing consent: $location"
+        # Remembered consent: this user allowed the same before, so no page is shown.
+        CALLBACK_URL="$location"
+        http GET "$AUTHGATE_URL/logout"
+        # shellcheck disable=SC2034 # read by the scripts that source this file
+        SESSION_CSRF="$(printf '%s' "$HTTP_BODY" | hidden_field csrf_token)"
+        [ -n "$SESSION_CSRF" ] || die "the sign-out page has no csrf_token field" "$HTTP_BODY"
+        return 0
         ;;
     *) die "GET /oauth2/authorize answered $HTTP_STATUS" "$(error_page_text)" ;;
     esac

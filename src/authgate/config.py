@@ -5,6 +5,7 @@ docs/configuration.md is generated from this module (``authgate settings --markd
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -116,6 +117,63 @@ class Settings(BaseSettings):
         description="Dynamic client registrations allowed per hour from all addresses "
         "together (shared by every node through the database). 0 = no limit.",
     )
+
+    brand_name: str = Field(
+        "authgate",
+        min_length=1,
+        max_length=64,
+        description="Product name shown in the header and title of every page.",
+    )
+    brand_logo_url: str = Field(
+        "",
+        description="Logo shown beside the product name: an https URL or a local path "
+        "(`/static/…`). Empty shows the name only.",
+    )
+    brand_accent_color: str = Field(
+        "#2457d6",
+        description="Accent colour of buttons and links, `#rrggbb`. Button text is black or "
+        "white, whichever contrasts more.",
+    )
+    brand_support_url: str = Field(
+        "",
+        description="Where people get help (https URL or `mailto:`), linked from every page "
+        "and from the error page next to the request id. Empty hides the link.",
+    )
+    template_dir: str = Field(
+        "",
+        description="Directory of Jinja2 templates that override the built-in pages by file "
+        "name (`login.html`, `consent.html`, `base.html`, …; the built-in ones stay reachable "
+        'as `authgate/<name>`, e.g. `{% extends "authgate/base.html" %}`). Empty = built-in.',
+    )
+
+    @field_validator("brand_accent_color")
+    @classmethod
+    def _accent_is_hex(cls, value: str) -> str:
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+            raise ValueError("brand_accent_color must be #rrggbb")
+        return value.lower()
+
+    @field_validator("brand_logo_url")
+    @classmethod
+    def _logo_is_safe(cls, value: str) -> str:
+        local = value.startswith("/") and not value.startswith("//")
+        if value and not (value.startswith("https://") or local):
+            raise ValueError("brand_logo_url must be an https URL or a local path")
+        return value
+
+    @field_validator("brand_support_url")
+    @classmethod
+    def _support_is_safe(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://", "mailto:")):
+            raise ValueError("brand_support_url must be an http(s) or mailto: URL")
+        return value
+
+    @field_validator("template_dir")
+    @classmethod
+    def _template_dir_exists(cls, value: str) -> str:
+        if value and not Path(value).is_dir():
+            raise ValueError(f"template_dir is not a directory: {value}")
+        return value
 
     @field_validator("issuer")
     @classmethod

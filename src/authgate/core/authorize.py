@@ -65,7 +65,7 @@ PROMPTS = frozenset({"none", "login", "consent", "select_account"})
 
 
 def parse_prompt(value: str | None) -> frozenset[str]:
-    """"If this parameter contains none with any other value, an error is returned" (OIDC Core
+    """ "If this parameter contains none with any other value, an error is returned" (OIDC Core
     §3.1.2.1). Values authgate does not know are refused rather than silently ignored."""
     if value is None:
         return frozenset()

@@ -17,7 +17,7 @@ from authgate.web import admin, health
 from authgate.web.cors import with_cors
 from authgate.web.errors import EXCEPTION_HANDLERS
 from authgate.web.middleware import RequestContext
-from authgate.web.pages import login
+from authgate.web.pages import admin_apps, admin_system, admin_users, branding, connected, login
 from authgate.web.protocol import (
     authorize,
     introspection,
@@ -26,6 +26,7 @@ from authgate.web.protocol import (
     token,
     user_tokens,
 )
+from authgate.web.templating import Branding, environment
 
 
 def protocol_routes(issuer: str) -> list[Route]:
@@ -66,9 +67,57 @@ def page_routes() -> list[Route]:
         Route("/login", login.login_post, methods=["POST"]),
         Route("/logout", login.logout_get, methods=["GET"]),
         Route("/logout", login.logout_post, methods=["POST"]),
+        Route("/branding.css", branding.stylesheet, methods=["GET"]),
+        Route("/account/apps", connected.connected_apps, methods=["GET"]),
+        Route("/account/apps/disconnect", connected.disconnect, methods=["POST"]),
+        *admin_routes(),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
     ]
+
+
+def admin_routes() -> list[Route]:
+    """The admin console (pages for administrators; every POST carries the CSRF token)."""
+    app = "/admin/apps/{app_id:path}"
+    return [
+        Route("/admin", admin_system.console, methods=["GET"]),
+        Route("/admin/apps", admin_apps.list_apps, methods=["GET"]),
+        Route("/admin/apps/new", admin_apps.new_app, methods=["GET"]),
+        Route("/admin/apps/new", admin_apps.create_app, methods=["POST"]),
+        Route(f"{app}/secrets/{{secret_id}}/delete", admin_apps.delete_secret, methods=["POST"]),
+        Route(f"{app}/secrets", admin_apps.create_secret, methods=["POST"]),
+        Route(f"{app}/delete", admin_apps.delete_app, methods=["POST"]),
+        Route(app, admin_apps.show_app, methods=["GET"]),
+        Route(app, admin_apps.update_app, methods=["POST"]),
+        Route("/admin/users", admin_users.list_users, methods=["GET"]),
+        Route("/admin/users", admin_users.create_user, methods=["POST"]),
+        Route("/admin/users/{user_id}/disable", admin_users.disable_user, methods=["POST"]),
+        Route("/admin/users/{user_id}/enable", admin_users.enable_user, methods=["POST"]),
+        Route("/admin/users/{user_id}/password", admin_users.reset_password, methods=["POST"]),
+        Route("/admin/resources", admin_system.list_resources, methods=["GET"]),
+        Route("/admin/resources", admin_system.create_resource, methods=["POST"]),
+        Route("/admin/resources/{resource_id}", admin_system.show_resource, methods=["GET"]),
+        Route("/admin/resources/{resource_id}", admin_system.update_resource, methods=["POST"]),
+        Route(
+            "/admin/resources/{resource_id}/delete",
+            admin_system.delete_resource,
+            methods=["POST"],
+        ),
+        Route("/admin/keys", admin_system.list_keys, methods=["GET"]),
+        Route("/admin/keys/rotate", admin_system.rotate_keys, methods=["POST"]),
+        Route("/admin/settings", admin_system.show_settings, methods=["GET"]),
+        Route("/admin/settings", admin_system.update_settings, methods=["POST"]),
+        Route("/admin/audit", admin_system.audit_log, methods=["GET"]),
+    ]
+
+
+def branding_of(settings: Settings) -> Branding:
+    return Branding(
+        name=settings.brand_name,
+        logo_url=settings.brand_logo_url,
+        accent=settings.brand_accent_color,
+        support_url=settings.brand_support_url,
+    )
 
 
 def build_app(ctx: Context, settings: Settings) -> FastAPI:
@@ -82,6 +131,8 @@ def build_app(ctx: Context, settings: Settings) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.settings = settings
+    app.state.templates = environment(settings.template_dir or None)
+    app.state.branding = branding_of(settings)
     # This node's copy of the runtime registration settings (core/settings.py).
     app.state.registration_settings = SettingsCache()
     app.router.routes.extend(protocol_routes(settings.issuer))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -48,7 +49,8 @@ def _login_page(request: Request, return_to: str, *, error: str | None, status: 
 async def login_get(request: Request) -> Response:
     return_to = safe_return_to(request.query_params.get("return_to"))
     who = await run_in_threadpool(deps.signed_in, request)
-    if who is not None:
+    # prompt=login (authorize.py) asks for the form even when someone is signed in.
+    if who is not None and request.query_params.get("prompt") != "login":
         return RedirectResponse(return_to, status_code=302)
     return _login_page(request, return_to, error=None, status=200)
 
@@ -86,12 +88,21 @@ async def login_post(request: Request) -> Response:
     return response
 
 
+def _after_logout(return_to: str | None) -> str:
+    """Where sign-out leads: the sign-in page, coming back to ``return_to`` (a local path,
+    e.g. the authorization request of "Not you? Switch account") when one is given."""
+    target = safe_return_to(return_to)
+    return "/login" if target == "/" else f"/login?return_to={quote(target, safe='')}"
+
+
 async def logout_get(request: Request) -> Response:
+    return_to = request.query_params.get("return_to")
     who = await run_in_threadpool(deps.signed_in, request)
     if who is None:
-        return RedirectResponse("/login", status_code=302)
+        return RedirectResponse(_after_logout(return_to), status_code=302)
     token = consent.csrf_token(deps.ctx_of(request), who.session.id)
-    return render(request, "logout.html", {"user": who.user, "csrf_token": token})
+    context = {"user": who.user, "csrf_token": token, "return_to": safe_return_to(return_to)}
+    return render(request, "logout.html", context)
 
 
 async def logout_post(request: Request) -> Response:
@@ -105,7 +116,9 @@ async def logout_post(request: Request) -> Response:
         await run_in_threadpool(
             accounts.end_session, ctx, deps.actor_for_user(request, who.user.id), who
         )
-    response = RedirectResponse("/login", status_code=303)
+    return_to = form.get("return_to")
+    target = _after_logout(return_to if isinstance(return_to, str) else None)
+    response = RedirectResponse(target, status_code=303)
     response.delete_cookie(deps.SESSION_COOKIE, path="/")
     return response
 
@@ -114,4 +127,5 @@ async def home(request: Request) -> Response:
     who = await run_in_threadpool(deps.signed_in, request)
     if who is None:
         return RedirectResponse("/login", status_code=302)
-    return render(request, "home.html", {"user": who.user})
+    token = consent.csrf_token(deps.ctx_of(request), who.session.id)
+    return render(request, "home.html", {"user": who.user, "csrf_token": token})

@@ -1,18 +1,22 @@
 """GET/POST /oauth2/authorize: validate, sign in if needed, show consent, act on the decision.
 
 The consent form posts back to the same URL (query kept) with a CSRF token bound to the
-session; the decision never depends on Referer or Origin.
+session; the decision never depends on Referer or Origin. ``prompt`` (OIDC Core §3.1.2.1):
+``none`` answers ``login_required`` / ``consent_required`` instead of showing a page,
+``login`` sends the person through the sign-in form even when a session exists, ``consent``
+shows the consent page even when the decision is remembered (core/consent.py).
 """
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from authgate.core import authorize, consent, registration, scopes
+from authgate.core import authorize, client_metadata, consent, registration, scopes
+from authgate.core.accounts import SignedIn
 from authgate.core.context import Context
 from authgate.core.errors import AccessDeniedError, InvalidRequestError, OAuthError
 from authgate.core.models import App, ScopeInfo
@@ -25,9 +29,41 @@ def _params(request: Request) -> Params:
     return Params.from_pairs(request.query_params.multi_items())
 
 
-def _login_redirect(request: Request) -> Response:
+# Added to the request's own query by prompt=login: proof that the sign-in came after it.
+LOGIN_MARKER = "authgate_login"
+
+
+def _login_redirect(request: Request, *, force: bool = False) -> Response:
     target = request.url.path + ("?" + request.url.query if request.url.query else "")
-    return RedirectResponse(f"/login?return_to={quote(target, safe='')}", status_code=302)
+    if force:
+        pairs = [(k, v) for k, v in request.query_params.multi_items() if k != LOGIN_MARKER]
+        pairs.append((LOGIN_MARKER, consent.login_marker(deps.ctx_of(request))))
+        target = request.url.path + "?" + urlencode(pairs)
+    suffix = "&prompt=login" if force else ""
+    return RedirectResponse(f"/login?return_to={quote(target, safe='')}{suffix}", status_code=302)
+
+
+def _needs_sign_in(
+    request: Request, req: authorize.AuthorizationRequest, who: SignedIn | None
+) -> Response | None:
+    """The sign-in step: prompt=none may not show it, prompt=login always does."""
+    ctx = deps.ctx_of(request)
+    if who is None:
+        if "none" in req.prompt:
+            error = authorize.LoginRequiredError("The user is not signed in")
+            return errors.authorize_error(
+                request, authorize.prompt_error(req, error), signed_in=False
+            )
+        return _login_redirect(request, force="login" in req.prompt)
+    marker = request.query_params.get(LOGIN_MARKER)
+    if "login" in req.prompt and not consent.fresh_login(ctx, marker, who.session.created_at):
+        return _login_redirect(request, force=True)
+    return None
+
+
+def _without_marker(request: Request) -> str:
+    pairs = [(k, v) for k, v in request.query_params.multi_items() if k != LOGIN_MARKER]
+    return request.url.path + "?" + urlencode(pairs)
 
 
 def _form_action_source(redirect_uri: str) -> str:
@@ -41,7 +77,7 @@ def _form_action_source(redirect_uri: str) -> str:
 def _identity(ctx: Context, app: App) -> dict[str, str]:
     """How far authgate can vouch for who the client is (shown on the consent page)."""
     if app.metadata_document:
-        return {"kind": "verified", "host": urlsplit(app.id).netloc}
+        return {"kind": "verified", "host": client_metadata.document_host(app) or ""}
     if app.dynamically_registered:
         kind = "impersonating" if registration.name_collides(ctx, app) else "unverified"
         return {"kind": kind, "host": ""}
@@ -61,8 +97,19 @@ async def authorize_get(request: Request) -> Response:
         req = await run_in_threadpool(authorize.validate, ctx, _params(request))
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
         return errors.authorize_error(request, exc, signed_in=who is not None)
-    if who is None:
-        return _login_redirect(request)
+    sign_in = _needs_sign_in(request, req, who)
+    if sign_in is not None or who is None:
+        return sign_in or _login_redirect(request)
+    skip = await run_in_threadpool(consent.skip_reason, ctx, req, who.user)
+    if skip is not None:
+        url = await run_in_threadpool(
+            consent.decide, ctx, deps.actor_for_user(request, who.user.id), req, who,
+            allow=True, skipped=skip,
+        )  # fmt: skip
+        return RedirectResponse(url, status_code=302)
+    if "none" in req.prompt:
+        error = authorize.ConsentRequiredError("The user has not consented to this request")
+        return errors.authorize_error(request, authorize.prompt_error(req, error))
     redirect = urlsplit(req.redirect_uri)
     context = {
         "app": req.app,
@@ -74,6 +121,9 @@ async def authorize_get(request: Request) -> Response:
         "identity": await run_in_threadpool(_identity, ctx, req.app),
         "csrf_token": consent.csrf_token(ctx, who.session.id),
         "action": request.url.path + "?" + request.url.query,
+        # "Not you? Switch account" signs out and comes back to this request, without the
+        # prompt=login marker (the new person's sign-in is fresh anyway).
+        "switch_return_to": _without_marker(request),
     }
     return render(
         request,

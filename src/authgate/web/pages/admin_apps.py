@@ -1,0 +1,264 @@
+"""Admin console: apps (OAuth clients) and their secrets.
+
+Every change calls ``core.clients`` — the functions behind ``/api/v2/oauth2-provider/apps`` — so
+it is validated and audited the same way. A new secret is shown once, on the page that answers
+the POST (never in a URL), with ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authgate.core import clients
+from authgate.core.accounts import SignedIn
+from authgate.core.errors import InvalidRequestError, ManagementError, NotFound
+from authgate.core.models import App
+from authgate.web import deps
+from authgate.web.pages import common
+
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+def app_path(app_id: str) -> str:
+    from urllib.parse import quote
+
+    return "/admin/apps/" + quote(app_id, safe="")
+
+
+def origin(app: App) -> str:
+    if app.metadata_document:
+        return "metadata document"
+    return "registered itself" if app.dynamically_registered else "operator"
+
+
+def fields_from(form: FormData, app: App | None) -> clients.AppFields:
+    """The form's fields; a self-registered client's type, grants and first-party flag stay."""
+    self_registered = app is not None and (app.dynamically_registered or app.metadata_document)
+    method = common.text(form, "token_endpoint_auth_method")
+    client_type = common.text(form, "client_type") if app is None else None
+    return clients.AppFields(
+        name=common.text(form, "name"),
+        icon=common.text(form, "icon"),
+        redirect_uris=common.lines(form, "redirect_uris"),
+        client_type=client_type or None,  # type: ignore[arg-type]
+        require_pkce=form.get("require_pkce") == "on",
+        token_endpoint_auth_method=method if method in AUTH_METHODS else None,  # type: ignore[arg-type]
+        grant_types=None if self_registered else [str(g) for g in form.getlist("grant_types")],
+        scope=common.text(form, "scope"),
+        first_party=None if self_registered else form.get("first_party") == "on",
+    )
+
+
+def _form_values(form: FormData | None, app: App | None) -> dict[str, Any]:
+    """What the form shows: the posted values after a refusal, else the app's."""
+    if form is not None:
+        return {
+            "name": common.text(form, "name"),
+            "icon": common.text(form, "icon"),
+            "redirect_uris": common.text(form, "redirect_uris"),
+            "client_type": common.text(form, "client_type") or (app.client_type if app else ""),
+            "require_pkce": form.get("require_pkce") == "on",
+            "method": common.text(form, "token_endpoint_auth_method"),
+            "grant_types": [str(g) for g in form.getlist("grant_types")],
+            "scope": common.text(form, "scope"),
+            "first_party": form.get("first_party") == "on",
+        }
+    if app is not None:
+        return {
+            "name": app.name,
+            "icon": app.icon,
+            "redirect_uris": "\n".join(app.redirect_uris),
+            "client_type": app.client_type,
+            "require_pkce": app.require_pkce,
+            "method": app.token_endpoint_auth_method or "",
+            "grant_types": list(app.grant_types),
+            "scope": app.scope or "",
+            "first_party": app.first_party,
+        }
+    return {
+        "name": "",
+        "icon": "",
+        "redirect_uris": "",
+        "client_type": "confidential",
+        "require_pkce": True,
+        "method": "",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "scope": "",
+        "first_party": False,
+    }
+
+
+def _page_values(
+    app: App | None, form: FormData | None, failure: ManagementError | None
+) -> dict[str, Any]:
+    return {
+        "app": app,
+        "values": _form_values(form, app),
+        "failure": failure,
+        "grant_choices": GRANT_TYPES,
+        "auth_methods": AUTH_METHODS,
+    }
+
+
+async def list_apps(request: Request) -> Response:
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    apps = await run_in_threadpool(deps.ctx_of(request).store.list_apps)
+    return common.page(request, "admin_apps.html", who, apps=apps, origin=origin)
+
+
+async def new_app(request: Request) -> Response:
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    return common.page(request, "admin_app_new.html", who, **_page_values(None, None, None))
+
+
+async def create_app(request: Request) -> Response:
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    form = await common.checked_form(request, who)
+    if form is None:
+        return common.csrf_refused(request)
+    ctx = deps.ctx_of(request)
+    made = await common.attempt(
+        clients.create_app, ctx, common.actor(request, who), fields_from(form, None)
+    )
+    if isinstance(made, ManagementError):
+        values = _page_values(None, form, made)
+        return common.page(request, "admin_app_new.html", who, status=made.status, **values)
+    return common.done(app_path(made.id), "app-created")
+
+
+async def _app_or_404(request: Request) -> App | Response:
+    found = await common.attempt(
+        clients.get_app, deps.ctx_of(request), request.path_params["app_id"]
+    )
+    if isinstance(found, ManagementError):
+        return common.error(request, InvalidRequestError("No such app"), 404)
+    return found
+
+
+async def _show(
+    request: Request,
+    who: SignedIn,
+    app: App,
+    *,
+    form: FormData | None = None,
+    failure: ManagementError | None = None,
+) -> Response:
+    ctx = deps.ctx_of(request)
+    secrets = await run_in_threadpool(ctx.store.list_secrets, app.id)
+    issuer = ctx.policy.issuer.rstrip("/")
+    return common.page(
+        request,
+        "admin_app.html",
+        who,
+        status=failure.status if failure else 200,
+        secrets=secrets,
+        origin=origin(app),
+        issuer=issuer,
+        app_path=app_path(app.id),
+        **_page_values(app, form, failure),
+    )
+
+
+async def show_app(request: Request) -> Response:
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    app = await _app_or_404(request)
+    if not isinstance(app, App):
+        return app
+    return await _show(request, who, app)
+
+
+async def update_app(request: Request) -> Response:
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    form = await common.checked_form(request, who)
+    if form is None:
+        return common.csrf_refused(request)
+    app = await _app_or_404(request)
+    if not isinstance(app, App):
+        return app
+    ctx = deps.ctx_of(request)
+    updated = await common.attempt(
+        clients.update_app, ctx, common.actor(request, who), app.id, fields_from(form, app)
+    )
+    if isinstance(updated, ManagementError):
+        return await _show(request, who, app, form=form, failure=updated)
+    return common.done(app_path(app.id), "app-saved")
+
+
+async def delete_app(request: Request) -> Response:
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    form = await common.checked_form(request, who)
+    if form is None:
+        return common.csrf_refused(request)
+    app = await _app_or_404(request)
+    if not isinstance(app, App):
+        return app
+    if form.get("confirm") != "on":
+        failure = ManagementError("Tick the box to confirm that the app should be deleted")
+        return await _show(request, who, app, failure=failure)
+    ctx = deps.ctx_of(request)
+    await common.attempt(clients.delete_app, ctx, common.actor(request, who), app.id)
+    return common.done("/admin/apps", "app-deleted")
+
+
+async def create_secret(request: Request) -> Response:
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    form = await common.checked_form(request, who)
+    if form is None:
+        return common.csrf_refused(request)
+    app = await _app_or_404(request)
+    if not isinstance(app, App):
+        return app
+    ctx = deps.ctx_of(request)
+    made = await common.attempt(clients.create_secret, ctx, common.actor(request, who), app.id)
+    if isinstance(made, ManagementError):
+        return await _show(request, who, app, failure=made)
+    _, value = made
+    return common.page(
+        request,
+        "admin_secret_created.html",
+        who,
+        status=201,
+        app=app,
+        app_path=app_path(app.id),
+        secret=value,
+    )
+
+
+async def delete_secret(request: Request) -> Response:
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    form = await common.checked_form(request, who)
+    if form is None:
+        return common.csrf_refused(request)
+    app = await _app_or_404(request)
+    if not isinstance(app, App):
+        return app
+    ctx = deps.ctx_of(request)
+    secret_id = request.path_params["secret_id"]
+    gone = await common.attempt(
+        clients.delete_secret, ctx, common.actor(request, who), app.id, secret_id
+    )
+    if isinstance(gone, NotFound):
+        return common.error(request, InvalidRequestError("No such secret for this app"), 404)
+    return common.done(app_path(app.id), "secret-deleted")

@@ -1,0 +1,148 @@
+"""Admin console: users. Create, disable or enable, and reset a password.
+
+The rules are ``core.accounts`` (as ``/api/v2/users``); the one rule of this page is the API's
+too: an administrator cannot disable themself. A password the server generates is shown once.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authgate.core import accounts
+from authgate.core.accounts import SignedIn
+from authgate.core.errors import InvalidRequestError, ManagementError
+from authgate.core.models import User
+from authgate.web import deps
+from authgate.web.pages import common
+
+
+def generated_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+async def _users_page(
+    request: Request,
+    who: SignedIn,
+    *,
+    failure: ManagementError | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    users = await run_in_threadpool(deps.ctx_of(request).store.list_users)
+    return common.page(
+        request,
+        "admin_users.html",
+        who,
+        status=failure.status if failure else 200,
+        users=users,
+        failure=failure,
+        values=values or {},
+    )
+
+
+async def list_users(request: Request) -> Response:
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    return await _users_page(request, who)
+
+
+def _password_page(
+    request: Request, who: SignedIn, user: User, password: str, *, new: bool
+) -> Response:
+    return common.page(
+        request,
+        "admin_password_shown.html",
+        who,
+        status=201 if new else 200,
+        target=user,
+        password=password,
+        new=new,
+    )
+
+
+async def create_user(request: Request) -> Response:
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    form = await common.checked_form(request, who)
+    if form is None:
+        return common.csrf_refused(request)
+    typed = form.get("password")
+    password = typed if isinstance(typed, str) and typed else generated_password()
+    made = await common.attempt(
+        accounts.create_user,
+        deps.ctx_of(request),
+        common.actor(request, who),
+        username=common.text(form, "username"),
+        password=password,
+        email=common.text(form, "email"),
+        name=common.text(form, "name"),
+        is_admin=form.get("is_admin") == "on",
+    )
+    if isinstance(made, ManagementError):
+        values = {k: common.text(form, k) for k in ("username", "email", "name")}
+        return await _users_page(request, who, failure=made, values=values)
+    if typed:
+        return common.done("/admin/users", "user-created")
+    return _password_page(request, who, made, password, new=True)
+
+
+async def _target(request: Request) -> User | Response:
+    user_id = request.path_params["user_id"]
+    user = await run_in_threadpool(deps.ctx_of(request).store.get_user, user_id)
+    if user is None:
+        return common.error(request, InvalidRequestError("No such user"), 404)
+    return user
+
+
+async def _set_disabled(request: Request, disabled: bool) -> Response:
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    form = await common.checked_form(request, who)
+    if form is None:
+        return common.csrf_refused(request)
+    target = await _target(request)
+    if not isinstance(target, User):
+        return target
+    if disabled and target.id == who.user.id:
+        failure = ManagementError("An administrator cannot disable themself")
+        return await _users_page(request, who, failure=failure)
+    ctx = deps.ctx_of(request)
+    await common.attempt(
+        accounts.update_user, ctx, common.actor(request, who), target.id, disabled=disabled
+    )
+    return common.done("/admin/users", "user-disabled" if disabled else "user-enabled")
+
+
+async def disable_user(request: Request) -> Response:
+    return await _set_disabled(request, True)
+
+
+async def enable_user(request: Request) -> Response:
+    return await _set_disabled(request, False)
+
+
+async def reset_password(request: Request) -> Response:
+    """A new generated password, shown once; the user's sessions end (core.accounts)."""
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    form = await common.checked_form(request, who)
+    if form is None:
+        return common.csrf_refused(request)
+    target = await _target(request)
+    if not isinstance(target, User):
+        return target
+    password = generated_password()
+    ctx = deps.ctx_of(request)
+    updated = await common.attempt(
+        accounts.update_user, ctx, common.actor(request, who), target.id, password=password
+    )
+    if isinstance(updated, ManagementError):
+        return await _users_page(request, who, failure=updated)
+    return _password_page(request, who, updated, password, new=False)
