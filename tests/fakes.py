@@ -24,6 +24,7 @@ from authgate.core.models import (
     AuditQuery,
     AuthorizationCode,
     Grant,
+    LiveGrant,
     RefreshToken,
     Resource,
     Session,
@@ -376,6 +377,24 @@ class InMemoryStore:
         for table, saved in zip((self.grants, self.access, self.refresh), snapshot, strict=True):
             table.clear()
             table.update(saved)
+
+    def list_live_grants(self, user_id: str, now: datetime) -> Sequence[LiveGrant]:
+        with self._lock:
+            live = [
+                g
+                for g in self.grants.values()
+                if g.user_id == user_id and g.revoked_at is None and self._has_live_token(g, now)
+            ]
+            live.sort(key=lambda g: g.id)
+            live.sort(key=lambda g: g.created_at, reverse=True)
+            result = []
+            for grant in live:
+                code = next((c for c in self.codes.values() if c.grant_id == grant.id), None)
+                used = [t.created_at for t in self.access.values() if t.grant_id == grant.id]
+                result.append(
+                    LiveGrant(grant, code.redirect_uri if code else None, max(used, default=None))
+                )
+            return result
 
     def get_grant(self, grant_id: str) -> Grant | None:
         with self._lock:

@@ -799,6 +799,38 @@ def test_list_apps_authorized_by(store: Store) -> None:
     assert list(store.list_apps_authorized_by(u.id, b.at(10_000))) == []
 
 
+def test_list_live_grants(store: Store) -> None:
+    u, other_user = b.user(), b.user()
+    store.create_user(u)
+    store.create_user(other_user)
+    apps = {n: b.app(name=n) for n in "ABCDE"}
+    for a in apps.values():
+        store.create_app(a)
+    now = b.at(120)
+    expired, live = {"expires_at": b.at(60)}, {"expires_at": b.at(600)}
+    first = _authorize(store, apps["A"].id, u.id, access=expired, refresh=live)
+    newer = b.grant(apps["B"].id, u.id, created_at=b.at(5))
+    code = b.code(apps["B"].id, u.id, redirect_uri="cursor://cb")
+    store.create_code(code)
+    assert store.redeem_code(code.id, b.at(5), newer, b.access(newer, apps["B"].id, **live), None)
+    # A later access token of the same family: "last used" is the newest one.
+    later = b.access(newer, apps["B"].id, created_at=b.at(90), expires_at=b.at(600))
+    store.create_access_token(later)
+    _authorize(store, apps["C"].id, u.id, access=expired, refresh=expired)  # nothing live
+    revoked = _authorize(store, apps["D"].id, u.id, access=live, refresh=live)
+    store.revoke_grant(revoked.id, b.at(100))
+    _authorize(store, apps["E"].id, other_user.id, access=live)  # someone else's
+
+    found = store.list_live_grants(u.id, now)
+    assert [f.grant.id for f in found] == [newer.id, first.id]  # newest first
+    assert_round_trip(found[0].grant, newer)
+    assert found[0].redirect_uri == "cursor://cb"
+    assert found[0].last_used_at == b.at(90)
+    assert found[1].last_used_at is not None
+    assert [f.grant.app_id for f in store.list_live_grants(other_user.id, now)] == [apps["E"].id]
+    assert list(store.list_live_grants(u.id, b.at(10_000))) == []
+
+
 # -- client_credentials grants -------------------------------------------------------------
 
 

@@ -346,7 +346,7 @@ def test_logout_return_to_is_local_only(signed_in: TestClient) -> None:
 
 
 def test_connected_apps_lists_what_each_app_may_do(
-    signed_in: TestClient, services: Services
+    signed_in: TestClient, services: Services, clock: MovableClock
 ) -> None:
     app = make_client(services, name="<img src=x onerror=alert(1)> Notes")
     connect(signed_in, app, scope="read write", resource=RESOURCE)
@@ -358,6 +358,9 @@ def test_connected_apps_lists_what_each_app_may_do(
     assert "<code>read</code>: Read your data" in page.text
     assert "<code>write</code>: Change your data" in page.text
     assert "Connected since" in page.text and "Last authorized" in page.text
+    # "Last used" is this user's last access token for the app (not the app's, across users):
+    # the token was minted at the (frozen) clock's now.
+    assert f'Last used <time datetime="{clock.now().isoformat()}">' in page.text
     assert page.headers["cache-control"] == "no-store"
 
 

@@ -5,10 +5,10 @@ session id under the server key), so a page on another origin cannot make a sign
 approve a client. No decision depends on Referer or Origin.
 
 Remembered consent (DESIGN.md §6: "per user × app × scopes × resource and can be withdrawn")
-is derived, not stored: the page is skipped only while the user holds an *unrevoked grant* of
-that app for that resource whose scope covers the request. Each ``consent.granted`` event
-names the prefix of the code it issued; the code names the grant its redemption started, so a
-decision counts only once the app redeemed it and for as long as that grant lives. Withdrawing
+is derived, not stored: the page is skipped only while the user holds a *live grant* of that
+app for that resource whose scope covers the request (``store.list_live_grants``: unrevoked,
+with a live token). A grant exists only once the app redeemed the code the decision issued, so
+a decision counts from then on and for as long as that grant lives. Withdrawing
 the app (``withdraw``), a refresh-token reuse or a deleted secret revokes the grant and the
 page is shown again.
 
@@ -34,12 +34,10 @@ from urllib.parse import parse_qsl, urlsplit
 from authgate.core import audit, authorize, redirect_uris, scopes
 from authgate.core.accounts import SignedIn
 from authgate.core.context import Actor, Context
-from authgate.core.models import App, AuditQuery, User
+from authgate.core.models import App, User
 from authgate.crypto import secrets
 
 SkipReason = Literal["first_party", "remembered"]
-# How many recent decisions are read to find a user's live grants (one event per code issued).
-MAX_DECISIONS = 500
 # A prompt=login request must be answered by a sign-in within this long.
 FRESH_LOGIN_WINDOW = timedelta(minutes=10)
 
@@ -82,45 +80,25 @@ class ActiveGrant:
     app_id: str
     resource: str
     scope: tuple[str, ...]
-    redirect_uri: str
+    redirect_uri: str | None
     since: datetime
-    decided_at: datetime
+    last_used_at: datetime | None
 
 
 def active_grants(ctx: Context, user_id: str, app_id: str | None = None) -> list[ActiveGrant]:
-    """The user's unrevoked grants (of one app, or all), newest decision first."""
-    authorized = {a.id for a in ctx.store.list_apps_authorized_by(user_id, ctx.clock.now())}
-    if app_id is not None and app_id not in authorized:
-        return []
-    query = AuditQuery(
-        action="consent.granted", actor_id=user_id, target_id=app_id, limit=MAX_DECISIONS
-    )
-    events, _ = ctx.store.list_audit(query)
-    found: list[ActiveGrant] = []
-    seen: set[str] = set()
-    for event in events:
-        details = event.details
-        prefix = details.get("code_prefix")
-        if event.target_id not in authorized or details.get("user_id") != user_id:
-            continue
-        code = ctx.store.get_code_by_prefix(prefix) if isinstance(prefix, str) else None
-        if code is None or code.user_id != user_id or code.grant_id in (None, *seen):
-            continue
-        grant = ctx.store.get_grant(code.grant_id) if code.grant_id else None
-        if grant is None or grant.revoked_at is not None or grant.user_id != user_id:
-            continue
-        seen.add(grant.id)
-        found.append(
-            ActiveGrant(
-                app_id=grant.app_id,
-                resource=grant.resource,
-                scope=scopes.parse_scope(grant.scope),
-                redirect_uri=code.redirect_uri,
-                since=grant.created_at,
-                decided_at=event.at,
-            )
+    """The user's live grants (of one app, or all), newest first."""
+    return [
+        ActiveGrant(
+            app_id=live.grant.app_id,
+            resource=live.grant.resource,
+            scope=scopes.parse_scope(live.grant.scope),
+            redirect_uri=live.redirect_uri,
+            since=live.grant.created_at,
+            last_used_at=live.last_used_at,
         )
-    return found
+        for live in ctx.store.list_live_grants(user_id, ctx.clock.now())
+        if app_id is None or live.grant.app_id == app_id
+    ]
 
 
 def _self_registered(app: App) -> bool:
@@ -142,8 +120,8 @@ def remembered(ctx: Context, request: authorize.AuthorizationRequest, user: User
     for grant in active_grants(ctx, user.id, request.app.id):
         if grant.resource != request.resource.identifier or not wanted <= set(grant.scope):
             continue
-        if _self_registered(request.app) and not _same_redirect(
-            grant.redirect_uri, request.redirect_uri
+        if _self_registered(request.app) and not (
+            grant.redirect_uri and _same_redirect(grant.redirect_uri, request.redirect_uri)
         ):
             continue
         return True
@@ -241,7 +219,11 @@ class ConnectedApp:
 
     @property
     def last_authorized(self) -> datetime | None:
-        return max((g.decided_at for g in self.grants), default=None)
+        return max((g.since for g in self.grants), default=None)
+
+    @property
+    def last_used(self) -> datetime | None:
+        return max((g.last_used_at for g in self.grants if g.last_used_at), default=None)
 
     def scopes_by_resource(self) -> dict[str, tuple[str, ...]]:
         merged: dict[str, list[str]] = {}

@@ -145,6 +145,16 @@ class Grant:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveGrant:
+    """A user's unrevoked grant that still has a live token, with what the pages show of it:
+    the redirect URI of the code that started it, and when it last got an access token."""
+
+    grant: Grant
+    redirect_uri: str | None
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class AccessToken:
     id: str
     prefix: str

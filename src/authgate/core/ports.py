@@ -21,6 +21,7 @@ from authgate.core.models import (
     AuditQuery,
     AuthorizationCode,
     Grant,
+    LiveGrant,
     RefreshToken,
     Resource,
     Session,
@@ -143,6 +144,11 @@ class CodeStore(Protocol):
 
 class TokenStore(Protocol):
     def get_grant(self, grant_id: str) -> Grant | None: ...
+    def list_live_grants(self, user_id: str, now: datetime) -> Sequence[LiveGrant]:
+        """The user's unrevoked grants that hold an unrevoked, unexpired (and, for refresh
+        tokens, unconsumed) token; newest first."""
+        ...
+
     def get_access_token_by_prefix(self, prefix: str) -> AccessToken | None: ...
     def get_refresh_token_by_prefix(self, prefix: str) -> RefreshToken | None: ...
     def create_access_token(self, access: AccessToken) -> None: ...

@@ -6,13 +6,14 @@ decides who won, so two concurrent redemptions mint one family (DESIGN.md §4).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, insert, select, update
+from sqlalchemy import Row, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from authgate.core.models import AccessToken, AuthorizationCode, Grant, RefreshToken
+from authgate.core.models import AccessToken, AuthorizationCode, Grant, LiveGrant, RefreshToken
 from authgate.storage.sql.base import SqlBase, values_of
 from authgate.storage.sql.revoke import revoke_grants
 from authgate.storage.sql.tables import (
@@ -29,6 +30,12 @@ def _to_code(row: Row[Any]) -> AuthorizationCode:
 
 def _to_grant(row: Row[Any]) -> Grant:
     return Grant(**row._mapping)
+
+
+def _to_live_grant(row: Row[Any]) -> LiveGrant:
+    values = dict(row._mapping)
+    redirect_uri, last_used = values.pop("redirect_uri"), values.pop("last_used")
+    return LiveGrant(Grant(**values), redirect_uri, last_used)
 
 
 def _to_access(row: Row[Any]) -> AccessToken:
@@ -92,6 +99,42 @@ class CodeQueries(SqlBase):
 
 
 class TokenQueries(SqlBase):
+    def list_live_grants(self, user_id: str, now: datetime) -> Sequence[LiveGrant]:
+        live_refresh = select(refresh_tokens.c.id).where(
+            refresh_tokens.c.grant_id == grants.c.id,
+            refresh_tokens.c.revoked_at.is_(None),
+            refresh_tokens.c.consumed_at.is_(None),
+            refresh_tokens.c.expires_at > now,
+        )
+        live_access = select(access_tokens.c.id).where(
+            access_tokens.c.grant_id == grants.c.id,
+            access_tokens.c.revoked_at.is_(None),
+            access_tokens.c.expires_at > now,
+        )
+        last_used = (
+            select(func.max(access_tokens.c.created_at))
+            .where(access_tokens.c.grant_id == grants.c.id)
+            .scalar_subquery()
+        )
+        redirect_uri = (
+            select(authorization_codes.c.redirect_uri)
+            .where(authorization_codes.c.grant_id == grants.c.id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = (
+            select(grants, redirect_uri.label("redirect_uri"), last_used.label("last_used"))
+            .where(
+                grants.c.user_id == user_id,
+                grants.c.revoked_at.is_(None),
+                live_refresh.exists() | live_access.exists(),
+            )
+            .order_by(grants.c.created_at.desc(), grants.c.id)
+        )
+        with self._transaction() as conn:
+            rows = conn.execute(query).all()
+        return [_to_live_grant(row) for row in rows]
+
     def get_grant(self, grant_id: str) -> Grant | None:
         with self._transaction() as conn:
             row = conn.execute(select(grants).where(grants.c.id == grant_id)).first()
