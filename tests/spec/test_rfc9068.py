@@ -178,3 +178,38 @@ def test_rotation_race_leaves_one_active_key(services: Services) -> None:
     stored = list(services.store.list_signing_keys())
     live = [k for k in stored if k.activated_at is not None and k.retired_at is None]
     assert len(live) == 1
+
+
+@pytest.mark.parametrize(("alg", "kty"), [("RS256", "RSA"), ("EdDSA", "OKP")])
+def test_other_signing_algorithms(settings: Any, clock: MovableClock, alg: str, kty: str) -> None:
+    from authgate.app import build_services, create_app, warm_up
+    from tests.conftest import ISSUER, make_account, make_client
+    from tests.flows import login
+
+    custom = settings.model_copy(update={"signing_alg": alg})
+    services = build_services(custom, clock=clock)
+    warm_up(services)
+    resources.create_resource(
+        services.ctx, SYSTEM, ResourceFields(identifier=RESOURCE, name="Example API")
+    )
+    account = make_account(services, "algs", admin=False)
+    app = make_client(services)
+    with TestClient(create_app(custom, services=services), base_url=ISSUER) as client:
+        login(client, account.user.username, account.password)
+        token = _tokens(client, app, resource=RESOURCE)["access_token"]
+        header = pyjwt.get_unverified_header(token)
+        assert header["alg"] == alg and header["typ"] == "at+jwt"
+        jwks = client.get("/.well-known/jwks.json").json()
+        [jwk] = [k for k in jwks["keys"] if k["kid"] == header["kid"]]
+        assert jwk["kty"] == kty and "d" not in jwk
+        claims = pyjwt.decode(
+            token,
+            key=pyjwt.PyJWK.from_dict(jwk),
+            algorithms=[alg],
+            audience=RESOURCE,
+            issuer=ISSUER,
+        )
+        assert claims["aud"] == RESOURCE
+        metadata = client.get("/.well-known/oauth-authorization-server").json()
+        assert metadata["access_token_signing_alg_values_supported"] == [alg]
+    services.store.close()
