@@ -57,6 +57,8 @@ pass() {
 
 cleanup() {
     trap - EXIT INT TERM ERR
+    # A wait in progress: stop it, or it would hold our output open after we exit.
+    if [ -n "${WAIT_PID:-}" ]; then kill "$WAIT_PID" 2>/dev/null || true; fi
     if [ -n "$CLIENT_ID" ] && [ "$CLEANED" = 0 ]; then
         CLEANED=1
         "$HERE/cleanup-test-app.sh" "$CLIENT_ID" >/dev/null 2>&1 ||
@@ -413,7 +415,12 @@ pass "$STEP: new access token, rotated refresh token"
 step "reusing a rotated refresh token revokes the family (OAuth 2.1 §4.3.1)"
 if [ "$GRACE" -gt 0 ]; then
     printf '  waiting %ss for the refresh reuse grace period\n' "$((GRACE + 1))"
-    sleep "$((GRACE + 1))"
+    # In the background, so that Ctrl-C (or SIGTERM) interrupts the wait at once: bash runs a
+    # trap only after a foreground command ends, but `wait` returns as soon as a signal comes.
+    sleep "$((GRACE + 1))" &
+    WAIT_PID=$!
+    wait "$WAIT_PID"
+    WAIT_PID=""
 fi
 refresh "$REFRESH1"
 expect_oauth_error 400 invalid_grant "the reuse of the old refresh token"

@@ -143,4 +143,7 @@ def create_app(
     settings: Settings, *, dev: bool = False, services: Services | None = None
 ) -> FastAPI:
     services = services or build_services(settings, dev=dev)
-    return build_app(services.ctx, settings)
+    app = build_app(services.ctx, settings)
+    # /readyz asks this (web may not import storage): is the schema the one this code needs?
+    app.state.schema_current = lambda: _schema_status(settings).state == "up_to_date"
+    return app

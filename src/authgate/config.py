@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
     trust_proxy_headers: bool = Field(
         False,
-        description="Take the client address from X-Forwarded-For (only behind a trusted proxy).",
+        description="Take the client address from X-Forwarded-For: its last entry, the one the "
+        "trusted proxy in front of authgate appended (only behind exactly one such proxy).",
     )
 
     client_metadata_documents: bool = Field(
@@ -116,6 +117,39 @@ class Settings(BaseSettings):
         ge=0,
         description="Dynamic client registrations allowed per hour from all addresses "
         "together (shared by every node through the database). 0 = no limit.",
+    )
+
+    sign_in_rate_per_ip: int = Field(
+        20,
+        ge=0,
+        description="Sign-in attempts (`POST /login`) allowed per source address per minute; "
+        "more answer 429 with `Retry-After`. 0 = no limit.",
+    )
+    sign_in_attempts_per_user: int = Field(
+        5,
+        ge=0,
+        description="Sign-in slow-down per username, from any address: after this many password "
+        "checks for one username in a minute, that username answers 429 until the minute ends; "
+        "twice as many in 5 minutes hold it until those end, three times as many in 15 minutes "
+        "until those end (the cap). Nothing else locks an account. 0 = no slow-down.",
+    )
+    token_rate_per_client: int = Field(
+        600,
+        ge=0,
+        description="Token requests (`POST /oauth2/tokens`) allowed per minute per `client_id` "
+        "(per source address when the request names no client); more answer 429 "
+        "`temporarily_unavailable` with `Retry-After`. 0 = no limit.",
+    )
+    introspection_rate_per_client: int = Field(
+        1200,
+        ge=0,
+        description="Introspection requests (`POST /oauth2/introspect`) allowed per minute per "
+        "client (per source address when none is named). 0 = no limit.",
+    )
+    metrics_enabled: bool = Field(
+        True,
+        description="Serve Prometheus metrics at `/metrics`. The endpoint is not authenticated: "
+        "do not expose it publicly (block it at the proxy, scrape it from inside).",
     )
 
     brand_name: str = Field(

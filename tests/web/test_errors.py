@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 from authgate.core import token
 from authgate.core.ports import StoreUnavailableError
-from tests.flows import assert_oauth_error
+from tests.flows import assert_oauth_error, csrf_from
 
 
 def test_every_response_has_a_request_id(client: TestClient) -> None:
@@ -93,3 +94,35 @@ def test_json_logs_carry_the_request_id(
     access = [line for line in lines if line.get("path") == "/oauth2/tokens"]
     assert access and access[0]["status"] == 401
     assert "agrt_x" not in json.dumps(lines)
+
+
+def test_forwarded_address_is_the_one_the_proxy_appended(settings: Any, services: Any) -> None:
+    from authgate.app import create_app
+    from authgate.core.models import AuditQuery
+
+    trusting = settings.model_copy(update={"trust_proxy_headers": True})
+    with TestClient(create_app(trusting, services=services), base_url="http://testserver") as c:
+        # The client forged the first entry; the proxy appended the address it saw.
+        token = csrf_from(c.get("/login"))
+        resp = c.post(
+            "/login",
+            data={"username": "nobody", "password": "wrong password", "csrf_token": token},
+            headers={"X-Forwarded-For": "1.2.3.4, 198.51.100.7"},
+        )
+        assert resp.status_code == 401
+    events, _ = services.store.list_audit(AuditQuery(action="user.login_failed"))
+    assert [e.ip for e in events] == ["198.51.100.7"]
+
+
+def test_readyz_fails_on_a_schema_this_code_does_not_know(
+    client: TestClient, services: Any
+) -> None:
+    import sqlalchemy as sa
+
+    assert client.get("/readyz").status_code == 200
+    with services.store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    resp = client.get("/readyz")
+    assert resp.status_code == 503
+    body = resp.json()
+    assert body["status"] == "unavailable" and body["failed"] == ["schema"]

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from authgate.core import audit
+from authgate.core import audit, rate_limits
 from authgate.core.context import Actor, Context
 from authgate.core.errors import Conflict, InvalidTokenError, NotFound, ValidationFailed
 from authgate.core.models import ApiToken, Session, User
@@ -121,9 +121,17 @@ def update_user(
     return updated
 
 
-def sign_in(ctx: Context, actor: Actor, username: str, password: str) -> User | None:
-    """Check a username and password; audit success and failure alike."""
+def sign_in(
+    ctx: Context, actor: Actor, username: str, password: str, *, slow_down: int = 0
+) -> User | None:
+    """Check a username and password; audit success and failure alike.
+
+    With ``slow_down`` (password checks per username per minute, see
+    ``rate_limits.sign_in_limits``) a username guessed too often raises ``RateLimitedError``
+    before its password is checked, whether or not the account exists: a short wait, capped,
+    never a lock-out."""
     name = username.strip().lower()
+    rate_limits.slow_down_sign_in(ctx, actor, name[:64], slow_down)
     user = ctx.store.get_user_by_username(name) if len(name) <= 64 else None
     ok = passwords.verify_password(user.password_hash if user else None, password[:MAX_PASSWORD])
     if user is None or not ok or user.disabled:

@@ -7,14 +7,22 @@ tests move the clock into the next window instead of sleeping.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from authgate.core.context import Context
-from authgate.core.errors import TemporarilyUnavailableError
+from authgate.core import audit, client_auth
+from authgate.core.context import Actor, Context
+from authgate.core.errors import OAuthError, TemporarilyUnavailableError
+from authgate.core.params import Params
 
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+#: The sign-in slow-down per username: (window, multiple of the per-minute allowance). A
+#: persistent guesser is held a minute, then up to 5, then up to 15 minutes: the cap.
+SIGN_IN_TIERS = ((MINUTE, 1), (5 * MINUTE, 2), (15 * MINUTE, 3))
+_MAX_KEY_PART = 128
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -75,3 +83,90 @@ def first_in_window(ctx: Context, key: str, window: timedelta = HOUR) -> bool:
     run housekeeping at most once per window without a scheduler."""
     now = ctx.clock.now()
     return ctx.store.hit_rate_limit(key, window_start(now, window), now) == 1
+
+
+def key_part(value: str | None) -> str:
+    """A caller-chosen value (client_id, username, address) made safe for a key: short values
+    as they are, long ones (a metadata-document URL, junk) by their SHA-256."""
+    if value is None:
+        return "unknown"
+    if len(value) <= _MAX_KEY_PART:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def enforce(ctx: Context, actor: Actor, limit: Limit, *, scope: str, what: str) -> None:
+    """Count one hit of ``limit``; over it, raise :class:`RateLimitedError`. The first refusal
+    of a window is audited (``rate_limit.exceeded``), not every refused request."""
+    counted = hit(ctx, limit)
+    if not counted.over(limit):
+        return
+    if counted.first_over(limit):
+        audit.record(
+            ctx,
+            actor,
+            "rate_limit.exceeded",
+            target_type="rate_limit",
+            target_id=scope,
+            limit=limit.max_hits,
+            window_seconds=int(limit.window.total_seconds()),
+            window_start=counted.window_start.isoformat(),
+        )
+    raise RateLimitedError(
+        f"Too many {what}; try again in {counted.retry_after} seconds",
+        retry_after=counted.retry_after,
+        debug=f"rate limit {scope} ({limit.max_hits} per {limit.window})",
+    )
+
+
+def sign_in_limits(username: str, per_minute: int) -> tuple[Limit, ...]:
+    """The slow-down tiers of one username (0 = none). Each counts only the attempts the tiers
+    before it let through, so a guesser hammering a refused username does not push the victim
+    further out: the wait is at most the longest window, whatever the attacker does."""
+    if per_minute <= 0:
+        return ()
+    name = key_part(username)
+    return tuple(
+        Limit(f"sign_in:user:{int(window.total_seconds())}:{name}", per_minute * factor, window)
+        for window, factor in SIGN_IN_TIERS
+    )
+
+
+def slow_down_sign_in(ctx: Context, actor: Actor, username: str, per_minute: int) -> None:
+    """Count one password check for ``username``; raise while it is slowed down."""
+    for limit in sign_in_limits(username, per_minute):
+        enforce(ctx, actor, limit, scope="sign_in_user", what="sign-in attempts for this account")
+
+
+def named_client(authorization: str | None, params: Params) -> str | None:
+    """The client_id a request names (Basic header, form or assertion), unauthenticated: a key
+    for counting, never a proof of who is calling. None when it names none or is malformed."""
+    try:
+        return client_auth.parse_credentials(authorization, params).client_id
+    except OAuthError:
+        return None
+
+
+def enforce_per_client(
+    ctx: Context,
+    actor: Actor,
+    endpoint: str,
+    client_id: str | None,
+    per_minute: int,
+) -> None:
+    """``per_minute`` requests to ``endpoint`` per named client from one source address, else
+    per source address. The client_id is not authenticated yet when this is counted, so it is
+    paired with the address: someone who knows a client's id cannot spend that client's budget
+    from elsewhere."""
+    if client_id is not None:
+        client, address = key_part(client_id), key_part(actor.ip)
+        key, scope = f"{endpoint}:client:{client}:ip:{address}", f"{endpoint}_client"
+    else:
+        key, scope = f"{endpoint}:ip:{key_part(actor.ip)}", f"{endpoint}_ip"
+    enforce(ctx, actor, Limit(key, per_minute, MINUTE), scope=scope, what=f"{endpoint} requests")
+
+
+def enforce_sign_in_address(ctx: Context, actor: Actor, per_minute: int) -> None:
+    """``per_minute`` sign-in attempts per source address, whatever the usernames."""
+    limit = Limit(f"sign_in:ip:{key_part(actor.ip)}", per_minute, MINUTE)
+    enforce(ctx, actor, limit, scope="sign_in_ip", what="sign-in attempts from this address")

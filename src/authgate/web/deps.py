@@ -38,7 +38,9 @@ def client_ip(conn: HTTPConnection) -> str | None:
     if settings_of(conn).trust_proxy_headers:
         forwarded = conn.headers.get("x-forwarded-for")
         if forwarded:
-            return forwarded.split(",")[0].strip()[:64]
+            # The entry the trusted proxy appended (the last one): anything before it came
+            # from the client and can be forged.
+            return forwarded.split(",")[-1].strip()[:64]
     return conn.client.host if conn.client else None
 
 

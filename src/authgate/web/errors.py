@@ -27,6 +27,7 @@ from authgate.core.errors import (
     ValidationFailed,
 )
 from authgate.core.ports import StoreUnavailableError
+from authgate.core.rate_limits import RateLimitedError
 from authgate.web import deps
 from authgate.web.templating import render
 
@@ -40,6 +41,8 @@ def oauth_json(exc: OAuthError) -> JSONResponse:
     headers = dict(NO_STORE)
     if isinstance(exc, InvalidClientError) and exc.basic:
         headers["WWW-Authenticate"] = 'Basic realm="authgate", charset="UTF-8"'
+    if isinstance(exc, RateLimitedError):
+        headers["Retry-After"] = str(exc.retry_after)  # RFC 6585 §4
     body = {"error": exc.error, "error_description": exc.description}
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 

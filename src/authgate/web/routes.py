@@ -13,7 +13,7 @@ from authgate.config import Settings
 from authgate.core import metadata as core_metadata
 from authgate.core.context import Context
 from authgate.core.settings import SettingsCache
-from authgate.web import admin, health
+from authgate.web import admin, health, metrics
 from authgate.web.cors import with_cors
 from authgate.web.errors import EXCEPTION_HANDLERS
 from authgate.web.middleware import RequestContext
@@ -137,6 +137,10 @@ def build_app(ctx: Context, settings: Settings) -> FastAPI:
     app.state.registration_settings = SettingsCache()
     app.router.routes.extend(protocol_routes(settings.issuer))
     app.router.routes.extend(page_routes())
+    if settings.metrics_enabled:
+        # Not authenticated: operators keep /metrics off the public internet.
+        app.state.metrics = metrics.Metrics(metrics.pool_gauge(ctx.store))
+        app.router.routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     app.include_router(admin.router, prefix="/api/v2")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(RequestContext)

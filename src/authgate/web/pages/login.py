@@ -9,9 +9,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from authgate.core import accounts, consent
+from authgate.core import accounts, consent, rate_limits
+from authgate.core.context import Actor
+from authgate.core.models import User
+from authgate.core.rate_limits import RateLimitedError
 from authgate.crypto.secrets import constant_time_equal
 from authgate.web import deps
+from authgate.web.middleware import note
 from authgate.web.templating import render
 
 LOGIN_CSRF_COOKIE = "authgate_login_csrf"
@@ -46,6 +50,27 @@ def _login_page(request: Request, return_to: str, *, error: str | None, status: 
     return response
 
 
+def _sign_in(request: Request, actor: Actor, username: str, password: str) -> User | None:
+    """Per source address first, then the per-username slow-down inside ``accounts.sign_in``:
+    a refused attempt checks no password and starts no session."""
+    ctx, settings = deps.ctx_of(request), deps.settings_of(request)
+    rate_limits.enforce_sign_in_address(ctx, actor, settings.sign_in_rate_per_ip)
+    return accounts.sign_in(
+        ctx, actor, username, password, slow_down=settings.sign_in_attempts_per_user
+    )
+
+
+def _slowed_down(request: Request, return_to: str, exc: RateLimitedError) -> Response:
+    minutes = max(1, -(-exc.retry_after // 60))
+    error = (
+        "Too many sign-in attempts. Please wait "
+        f"{'a minute' if minutes == 1 else f'{minutes} minutes'} and try again."
+    )
+    response = _login_page(request, return_to, error=error, status=429)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 async def login_get(request: Request) -> Response:
     return_to = safe_return_to(request.query_params.get("return_to"))
     who = await run_in_threadpool(deps.signed_in, request)
@@ -68,10 +93,14 @@ async def login_post(request: Request) -> Response:
     actor = deps.actor_of(request)
     username = str(form.get("username") or "")
     password = str(form.get("password") or "")
-    user = await run_in_threadpool(accounts.sign_in, ctx, actor, username, password)
+    try:
+        user = await run_in_threadpool(_sign_in, request, actor, username, password)
+    except RateLimitedError as exc:
+        return _slowed_down(request, return_to, exc)
     if user is None:
         # The same words whether the account exists or not.
         return _login_page(request, return_to, error="Incorrect username or password.", status=401)
+    note(request, user_id=user.id)
     _, value = await run_in_threadpool(accounts.start_session, ctx, actor.as_user(user.id), user)
     response = RedirectResponse(return_to, status_code=303)
     settings = deps.settings_of(request)

@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from authgate.core import introspection, revocation
+from authgate.core import introspection, rate_limits, revocation
+from authgate.core.context import Actor, Context
 from authgate.core.errors import OAuthError
+from authgate.core.params import Params
 from authgate.web import deps, errors
+from authgate.web.middleware import note
 from authgate.web.protocol.forms import read_form
 
 
+def _introspect(
+    ctx: Context,
+    params: Params,
+    authorization: str | None,
+    actor: Actor,
+    limit: tuple[str | None, int],
+) -> dict[str, Any]:
+    client_id, per_minute = limit
+    rate_limits.enforce_per_client(ctx, actor, "introspection", client_id, per_minute)
+    return introspection.introspect(ctx, params, authorization)
+
+
 async def introspect(request: Request) -> Response:
+    authorization = request.headers.get("authorization")
     try:
         params = await read_form(request)
+        client_id = rate_limits.named_client(authorization, params)
+        note(request, client_id=client_id)
         body = await run_in_threadpool(
-            introspection.introspect,
+            _introspect,
             deps.ctx_of(request),
             params,
-            request.headers.get("authorization"),
+            authorization,
+            deps.actor_of(request),
+            (client_id, deps.settings_of(request).introspection_rate_per_client),
         )
     except OAuthError as exc:
         return errors.oauth_json(exc)

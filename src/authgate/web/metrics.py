@@ -1,0 +1,144 @@
+"""Prometheus metrics at ``/metrics`` (text exposition format).
+
+Each app holds its own ``CollectorRegistry`` on ``app.state.metrics`` (two apps in one process,
+as in the tests, never share counts). Labels are route templates and closed vocabularies
+(status codes, grant types, OAuth error codes), never raw paths or client-chosen values. The
+endpoint is not authenticated: operators keep it off the public internet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import Scope
+
+from authgate.core.errors import OAuthError
+from authgate.core.token import GRANTS
+
+UNMATCHED = "unmatched"
+#: The operator-only ``debug`` texts of the token endpoint's replay defences, each of which
+#: has recorded its audit event (``authorization_code.replayed``, ``refresh_token.reused``)
+#: before raising. tests/web/test_metrics.py checks both counts against the audit log.
+_CODE_REPLAYED = frozenset(
+    {"authorization code replayed", "authorization code redeemed concurrently"}
+)
+_REFRESH_REUSED = frozenset({"refresh token reused"})
+
+
+class Metrics:
+    """This app's collectors."""
+
+    def __init__(self, pool_in_use: Callable[[], float] | None = None) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter(
+            "authgate_http_requests",
+            "HTTP requests by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "authgate_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template.",
+            ["route"],
+            registry=registry,
+        )
+        self.tokens_issued = Counter(
+            "authgate_tokens_issued",
+            "Successful token responses by grant type.",
+            ["grant_type"],
+            registry=registry,
+        )
+        self.oauth_errors = Counter(
+            "authgate_oauth_errors",
+            "OAuth error responses (RFC 6749 JSON) by error code and endpoint (route template).",
+            ["endpoint", "error"],
+            registry=registry,
+        )
+        self.refresh_token_reuse = Counter(
+            "authgate_refresh_token_reuse",
+            "Refresh tokens presented again after the grace period (the family was revoked).",
+            registry=registry,
+        )
+        self.code_replay = Counter(
+            "authgate_authorization_code_replays",
+            "Authorization codes presented again after redemption (the grant was revoked).",
+            registry=registry,
+        )
+        if pool_in_use is not None:
+            gauge = Gauge(
+                "authgate_db_pool_connections_in_use",
+                "Database connections checked out of this node's pool.",
+                registry=registry,
+            )
+            gauge.set_function(pool_in_use)
+
+    def observe_request(self, scope: Scope, status: int, seconds: float, error: str | None) -> None:
+        route = route_template(scope)
+        self.requests.labels(route, scope.get("method", ""), str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+        if error is not None:
+            self.oauth_errors.labels(route, error).inc()
+
+    def token_issued(self, grant_type: str | None) -> None:
+        if grant_type in GRANTS:
+            self.tokens_issued.labels(grant_type).inc()
+
+    def token_refused(self, exc: OAuthError) -> None:
+        if exc.debug in _CODE_REPLAYED:
+            self.code_replay.inc()
+        elif exc.debug in _REFRESH_REUSED:
+            self.refresh_token_reuse.inc()
+
+
+def pool_gauge(store: object) -> Callable[[], float] | None:
+    """Connections in use, when the store has a SQLAlchemy pool that counts them."""
+    pool = getattr(getattr(store, "engine", None), "pool", None)
+    checkedout = getattr(pool, "checkedout", None)
+    if not callable(checkedout):
+        return None
+    return lambda: float(checkedout())
+
+
+def of(conn: HTTPConnection | Scope) -> Metrics | None:
+    """The app's metrics, or None when ``AUTHGATE_METRICS_ENABLED`` is off."""
+    app: Any = conn.app if isinstance(conn, HTTPConnection) else conn.get("app")
+    metrics = getattr(getattr(app, "state", None), "metrics", None)
+    return metrics if isinstance(metrics, Metrics) else None
+
+
+def route_template(scope: Scope) -> str:
+    """The route's path template (``/oauth2/clients/{client_id}``), never the raw path (one
+    series per client would be unbounded); ``unmatched`` when no route has this path."""
+    route = scope.get("route")
+    if route is None:
+        # FastAPI's router does not record the matched route: find it as the router did.
+        router = getattr(scope.get("app"), "router", None)
+        partial = None
+        for candidate in getattr(router, "routes", ()):
+            match, _ = candidate.matches(scope)
+            if match is Match.FULL:
+                route = candidate
+                break
+            if match is Match.PARTIAL and partial is None:
+                partial = candidate
+        route = route or partial
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else UNMATCHED
+
+
+async def endpoint(request: Request) -> Response:
+    metrics = of(request)
+    if metrics is None:  # pragma: no cover - the route exists only when metrics are on
+        return Response(status_code=404)
+    return Response(
+        generate_latest(metrics.registry),
+        media_type=CONTENT_TYPE_LATEST,
+        headers={"Cache-Control": "no-store"},
+    )
