@@ -122,12 +122,10 @@ async def new_app(request: Request) -> Response:
 
 
 async def create_app(request: Request) -> Response:
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
     ctx = deps.ctx_of(request)
     made = await common.attempt(
         clients.create_app, ctx, common.actor(request, who), fields_from(form, None)
@@ -182,12 +180,10 @@ async def show_app(request: Request) -> Response:
 
 
 async def update_app(request: Request) -> Response:
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
     app = await _app_or_404(request)
     if not isinstance(app, App):
         return app
@@ -201,12 +197,10 @@ async def update_app(request: Request) -> Response:
 
 
 async def delete_app(request: Request) -> Response:
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
     app = await _app_or_404(request)
     if not isinstance(app, App):
         return app
@@ -219,12 +213,10 @@ async def delete_app(request: Request) -> Response:
 
 
 async def create_secret(request: Request) -> Response:
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, _ = checked
     app = await _app_or_404(request)
     if not isinstance(app, App):
         return app
@@ -245,12 +237,10 @@ async def create_secret(request: Request) -> Response:
 
 
 async def delete_secret(request: Request) -> Response:
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, _ = checked
     app = await _app_or_404(request)
     if not isinstance(app, App):
         return app

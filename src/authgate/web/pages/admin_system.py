@@ -126,12 +126,10 @@ async def list_resources(request: Request) -> Response:
 
 
 async def create_resource(request: Request) -> Response:
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
     ctx = deps.ctx_of(request)
     try:
         fields = _resource_fields(form, creating=True)
@@ -183,12 +181,10 @@ async def show_resource(request: Request) -> Response:
 
 
 async def update_resource(request: Request) -> Response:
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
     resource = await _resource(request)
     if not isinstance(resource, Resource):
         return resource
@@ -206,12 +202,10 @@ async def update_resource(request: Request) -> Response:
 
 
 async def delete_resource(request: Request) -> Response:
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, _ = checked
     resource = await _resource(request)
     if not isinstance(resource, Resource):
         return resource
@@ -242,12 +236,10 @@ async def list_keys(request: Request) -> Response:
 
 
 async def rotate_keys(request: Request) -> Response:
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, _ = checked
     ctx = deps.ctx_of(request)
     await run_in_threadpool(keys.rotate, ctx, common.actor(request, who))
     ctx.keyring.invalidate()
@@ -291,12 +283,10 @@ def _count(form: FormData, name: str) -> int:
 
 
 async def update_settings(request: Request) -> Response:
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
     try:
         change = runtime_settings.SettingsChange(
             enabled=form.get("enabled") == "on",

@@ -65,12 +65,10 @@ def _password_page(
 
 
 async def create_user(request: Request) -> Response:
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
     typed = form.get("password")
     password = typed if isinstance(typed, str) and typed else generated_password()
     made = await common.attempt(
@@ -100,12 +98,10 @@ async def _target(request: Request) -> User | Response:
 
 
 async def _set_disabled(request: Request, disabled: bool) -> Response:
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, _ = checked
     target = await _target(request)
     if not isinstance(target, User):
         return target
@@ -129,12 +125,10 @@ async def enable_user(request: Request) -> Response:
 
 async def reset_password(request: Request) -> Response:
     """A new generated password, shown once; the user's sessions end (core.accounts)."""
-    who = await common.admin_page(request)
-    if not isinstance(who, SignedIn):
-        return who
-    form = await common.checked_form(request, who)
-    if form is None:
-        return common.csrf_refused(request)
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, _ = checked
     target = await _target(request)
     if not isinstance(target, User):
         return target

@@ -98,6 +98,18 @@ async def checked_form(request: Request, who: SignedIn) -> FormData | None:
     return form if ok else None
 
 
+async def admin_form(request: Request) -> tuple[SignedIn, FormData] | Response:
+    """An administrator's form post whose CSRF token is theirs, or the answer to send instead
+    (the sign-in page, 403 for non-administrators, or the expired-form page)."""
+    who = await admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    form = await checked_form(request, who)
+    if form is None:
+        return csrf_refused(request)
+    return who, form
+
+
 def text(form: FormData, name: str) -> str:
     value = form.get(name)
     return value.strip() if isinstance(value, str) else ""
