@@ -31,7 +31,7 @@ from authgate.core.models import (
     SigningKey,
     User,
 )
-from authgate.core.ports import DuplicateKeyError
+from authgate.core.ports import DuplicateKeyError, ExpiredKind
 
 M = TypeVar("M")
 
@@ -564,6 +564,35 @@ class InMemoryStore:
                 for old in [k for k in self.rate_limits if k[1] < cutoff]:
                     del self.rate_limits[old]
             return count
+
+    # -- background cleanup ----------------------------------------------------------------
+
+    def purge_expired(self, kind: ExpiredKind, before: datetime, limit: int) -> int:
+        before = _aware(before)
+        with self._lock:
+            if kind == "grants":
+                referenced = {
+                    row.grant_id
+                    for table in (self.codes, self.access, self.refresh)
+                    for row in table.values()
+                }
+                doomed = [
+                    g.id
+                    for g in self.grants.values()
+                    if g.created_at < before and g.id not in referenced
+                ]
+                table = self.grants
+            else:
+                table = {
+                    "sessions": self.sessions,
+                    "codes": self.codes,
+                    "access_tokens": self.access,
+                    "refresh_tokens": self.refresh,
+                }[kind]
+                doomed = [row.id for row in table.values() if row.expires_at < before]
+            for row_id in doomed[:limit]:
+                del table[row_id]
+            return min(len(doomed), limit)
 
     # -- audit and settings ----------------------------------------------------------------
 

@@ -140,10 +140,15 @@ def warm_up(services: Services) -> None:
 
 
 def create_app(
-    settings: Settings, *, dev: bool = False, services: Services | None = None
+    settings: Settings,
+    *,
+    dev: bool = False,
+    services: Services | None = None,
+    background: bool = False,
 ) -> FastAPI:
+    """The ASGI app; ``background`` runs the periodic cleanup while it serves."""
     services = services or build_services(settings, dev=dev)
-    app = build_app(services.ctx, settings)
+    app = build_app(services.ctx, settings, background=background)
     # /readyz asks this (web may not import storage): is the schema the one this code needs?
     app.state.schema_current = lambda: _schema_status(settings).state == "up_to_date"
     return app

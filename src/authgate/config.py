@@ -146,6 +146,39 @@ class Settings(BaseSettings):
         description="Introspection requests (`POST /oauth2/introspect`) allowed per minute per "
         "client (per source address when none is named). 0 = no limit.",
     )
+    cleanup_interval_seconds: int = Field(
+        300,
+        ge=0,
+        description="How often each `authgate serve` process deletes expired sessions, codes, "
+        "tokens and spent grants, and purges unused self-registered clients (in batches; "
+        "several nodes may clean at once). 0 = never (run `authgate db cleanup` from cron "
+        "instead).",
+    )
+    cleanup_retention_seconds: int = Field(
+        86400,
+        ge=0,
+        description="How long an expired row is kept before the cleanup deletes it (for "
+        "forensics and the replay checks on spent codes and rotated refresh tokens).",
+    )
+    cleanup_batch_size: int = Field(
+        500,
+        ge=1,
+        le=10000,
+        description="Rows deleted per cleanup transaction; small batches keep locks short.",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Server processes `authgate serve` starts on the one port (each with its "
+        "own database pool). About one per CPU core.",
+    )
+    shutdown_grace_seconds: int = Field(
+        20,
+        ge=0,
+        description="On SIGTERM or SIGINT the server stops accepting connections, lets the "
+        "requests in flight finish for up to this long, then exits.",
+    )
     metrics_enabled: bool = Field(
         True,
         description="Serve Prometheus metrics at `/metrics`. The endpoint is not authenticated: "

@@ -7,7 +7,7 @@ Each command is run in-process on a temporary data directory; the tests check wh
 from __future__ import annotations
 
 import stat
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -21,6 +21,7 @@ from authgate.core.models import AuditEvent, AuditQuery
 from authgate.crypto import passwords, secrets
 from authgate.storage import SqlStore
 from tests.cli.conftest import ISSUER, Cli
+from tests.storage import store_builders as b
 
 REDIRECT = "http://localhost:9876/callback"
 
@@ -414,3 +415,41 @@ def test_serve_refuses_an_unusable_database_url(
     assert "AUTHGATE_DATABASE_URL is not usable" in result.stderr
     assert "Traceback" not in result.stderr
     assert uvicorn_run.calls == []
+
+
+def test_db_cleanup_deletes_what_expired_before_the_retention(
+    store: SqlStore, migrated: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = datetime.now(UTC)
+    user = b.user()
+    store.create_user(user)
+    old = b.session(user.id, created_at=now - timedelta(days=3), expires_at=now - timedelta(days=2))
+    recent = b.session(
+        user.id, created_at=now - timedelta(hours=13), expires_at=now - timedelta(hours=1)
+    )
+    live = b.session(user.id, created_at=now, expires_at=now + timedelta(hours=1))
+    for session in (old, recent, live):
+        store.create_session(session)
+
+    # The default retention (a day) keeps the one that expired an hour ago.
+    report = migrated.json("db", "cleanup")
+    assert report == {
+        "deleted": {
+            "sessions": 1,
+            "codes": 0,
+            "access_tokens": 0,
+            "refresh_tokens": 0,
+            "grants": 0,
+            "clients": 0,
+        },
+        "complete": True,
+    }
+    assert store.get_session_by_hash(old.token_hash) is None
+    assert store.get_session_by_hash(recent.token_hash) is not None
+
+    monkeypatch.setenv("AUTHGATE_CLEANUP_RETENTION_SECONDS", "0")
+    monkeypatch.setenv("AUTHGATE_CLEANUP_BATCH_SIZE", "1")
+    text = migrated.ok("db", "cleanup", "--max-batches", "1").stdout
+    assert "Sessions:" in text and "1" in text
+    assert store.get_session_by_hash(recent.token_hash) is None
+    assert store.get_session_by_hash(live.token_hash) is not None

@@ -303,6 +303,11 @@ def test_access_log_names_client_and_user_never_secrets(
     assert "client_id" not in sign_in
     tokens = next(line for line in lines if line["path"] == "/oauth2/tokens")
     assert tokens["client_id"] == confidential.id and tokens["status"] == 200
+    # The consent page and the decision both name the app and the person.
+    steps = [line for line in lines if line["path"] == "/oauth2/authorize"]
+    assert [line["method"] for line in steps] == ["GET", "POST"]
+    for line in steps:
+        assert line["client_id"] == confidential.id and line["user_id"] == alice.user.id, line
     everything = json.dumps(lines)
     assert confidential.secret is not None and confidential.secret not in everything
     assert code not in everything and PASSWORD not in everything

@@ -1,11 +1,22 @@
-"""``authgate db``: bring the database schema up to date and say where it stands."""
+"""``authgate db``: bring the database schema up to date, say where it stands, and delete
+expired rows (what ``authgate serve`` also does every ``AUTHGATE_CLEANUP_INTERVAL_SECONDS``)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import click
 
 from authgate import storage
-from authgate.cli.common import emit, fields, json_option, load_settings, redacted_url
+from authgate.cli.common import (
+    emit,
+    fields,
+    json_option,
+    load_settings,
+    open_services,
+    redacted_url,
+)
+from authgate.core import cleanup as housekeeping
 
 
 @click.group()
@@ -45,3 +56,32 @@ def status(as_json: bool) -> None:
         ]
     )
     emit(as_json, data, text)
+
+
+@db.command()
+@click.option(
+    "--max-batches",
+    type=click.IntRange(1, 1_000_000),
+    default=1000,
+    show_default=True,
+    help="Batches per kind of row in this run (each AUTHGATE_CLEANUP_BATCH_SIZE rows).",
+)
+@json_option
+def cleanup(max_batches: int, as_json: bool) -> None:
+    """Delete expired sessions, codes, tokens and spent grants, and purge unused
+    self-registered clients (kept AUTHGATE_CLEANUP_RETENTION_SECONDS after they expire)."""
+    services = open_services()
+    settings = services.settings
+    report = housekeeping.run(
+        services.ctx,
+        retention=timedelta(seconds=settings.cleanup_retention_seconds),
+        batch_size=settings.cleanup_batch_size,
+        max_batches=max_batches,
+    )
+    data = {"deleted": report.deleted, "complete": report.complete}
+    rows: list[tuple[str, object]] = [
+        (kind.replace("_", " ").capitalize(), n) for kind, n in report.deleted.items()
+    ]
+    if not report.complete:
+        rows.append(("Note", "more expired rows remain: run it again"))
+    emit(as_json, data, lambda: fields(rows))

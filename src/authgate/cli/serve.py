@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 import uvicorn
+from fastapi import FastAPI
 
 from authgate.app import (
     Services,
@@ -124,6 +125,16 @@ def report_bootstrap(services: Services, as_json: bool) -> None:
         )
 
 
+def worker_app() -> FastAPI:
+    """The app of one of several worker processes (``--workers`` > 1): uvicorn imports this by
+    name in each process, which builds its own services (and database pool)."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    services = build_services(settings)
+    warm_up(services)
+    return create_app(settings, services=services, background=True)
+
+
 @click.command()
 @click.option(
     "--dev",
@@ -138,10 +149,24 @@ def report_bootstrap(services: Services, as_json: bool) -> None:
     default=None,
     help="Listen port [default: AUTHGATE_PORT].",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Server processes on the port [default: AUTHGATE_WORKERS].",
+)
 @json_option
-def serve(dev: bool, host: str | None, port: int | None, as_json: bool) -> None:
-    """Run the authorization server."""
+def serve(
+    dev: bool, host: str | None, port: int | None, workers: int | None, as_json: bool
+) -> None:
+    """Run the authorization server.
+
+    SIGTERM (or Ctrl-C) stops it gracefully: it stops accepting connections, lets the requests
+    in flight finish (for up to AUTHGATE_SHUTDOWN_GRACE_SECONDS), then exits."""
     settings = load_settings()
+    workers = workers or settings.workers
+    if dev and workers > 1:
+        raise click.UsageError("--dev runs one process; leave out --workers (or set it to 1)")
     configure_logging(settings.log_level)
     if dev:
         migrate_for_dev(settings)
@@ -150,12 +175,17 @@ def serve(dev: bool, host: str | None, port: int | None, as_json: bool) -> None:
     warm_up(services)
     if dev:
         report_bootstrap(services, as_json)
-    uvicorn.run(
-        create_app(settings, dev=dev, services=services),
-        host=host or settings.host,
-        port=port or settings.port,
-        proxy_headers=False,
-        log_config=None,
+    options: dict[str, Any] = {
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "proxy_headers": False,
+        "log_config": None,
         # Our middleware writes the access log (paths only, never query strings).
-        access_log=False,
-    )
+        "access_log": False,
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+    }
+    if workers > 1:
+        services.store.close()  # each worker opens its own pool
+        uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, **options)
+        return
+    uvicorn.run(create_app(settings, dev=dev, services=services, background=True), **options)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from authgate.core.models import (
     AccessToken,
@@ -217,6 +217,26 @@ class RateLimitStore(Protocol):
         ...
 
 
+#: What the background cleanup deletes (``core/cleanup.py``), in the order it deletes them.
+ExpiredKind = Literal["sessions", "codes", "access_tokens", "refresh_tokens", "grants"]
+EXPIRED_KINDS: tuple[ExpiredKind, ...] = (
+    "sessions",
+    "codes",
+    "access_tokens",
+    "refresh_tokens",
+    "grants",
+)
+
+
+class CleanupStore(Protocol):
+    def purge_expired(self, kind: ExpiredKind, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` rows of ``kind`` that expired before ``before``, and return
+        how many went. A grant counts as expired once no code, access token or refresh token
+        refers to it any more and it was created before ``before``. Rows that a concurrent
+        transaction holds are skipped (a later call takes them)."""
+        ...
+
+
 class AuditStore(Protocol):
     def append_audit(self, event: AuditEvent) -> None: ...
     def list_audit(self, query: AuditQuery) -> tuple[Sequence[AuditEvent], int]:
@@ -240,6 +260,7 @@ class Store(
     KeyStore,
     ReplayStore,
     RateLimitStore,
+    CleanupStore,
     AuditStore,
     SettingsStore,
     Protocol,

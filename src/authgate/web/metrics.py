@@ -71,6 +71,13 @@ class Metrics:
             "Authorization codes presented again after redemption (the grant was revoked).",
             registry=registry,
         )
+        self.cleanup_deleted = Counter(
+            "authgate_cleanup_deleted_rows",
+            "Rows the background cleanup deleted, by kind (sessions, codes, access_tokens, "
+            "refresh_tokens, grants, clients).",
+            ["kind"],
+            registry=registry,
+        )
         if pool_in_use is not None:
             gauge = Gauge(
                 "authgate_db_pool_connections_in_use",

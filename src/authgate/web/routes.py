@@ -14,6 +14,7 @@ from authgate.core import metadata as core_metadata
 from authgate.core.context import Context
 from authgate.core.settings import SettingsCache
 from authgate.web import admin, health, metrics
+from authgate.web.background import lifespan as background_lifespan
 from authgate.web.cors import with_cors
 from authgate.web.errors import EXCEPTION_HANDLERS
 from authgate.web.middleware import RequestContext
@@ -120,8 +121,11 @@ def branding_of(settings: Settings) -> Branding:
     )
 
 
-def build_app(ctx: Context, settings: Settings) -> FastAPI:
+def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> FastAPI:
+    """The ASGI app; ``background`` also runs the periodic cleanup (``web/background.py``)
+    for as long as the app's lifespan lasts, which is what ``authgate serve`` wants."""
     app = FastAPI(
+        lifespan=background_lifespan if background else None,
         title="authgate management API",
         version=__version__,
         openapi_url="/api/v2/openapi.json",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from authgate.storage.sql.store_apps import AppQueries, SecretQueries
 from authgate.storage.sql.store_audit import AuditQueries, SettingQueries
+from authgate.storage.sql.store_cleanup import CleanupQueries
 from authgate.storage.sql.store_keys import KeyQueries
 from authgate.storage.sql.store_limits import RateLimitQueries, ReplayQueries
 from authgate.storage.sql.store_resources import ResourceQueries
@@ -26,6 +27,7 @@ class SqlStore(
     KeyQueries,
     ReplayQueries,
     RateLimitQueries,
+    CleanupQueries,
     AuditQueries,
     SettingQueries,
 ):

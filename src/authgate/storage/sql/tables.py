@@ -65,6 +65,7 @@ sessions = Table(
     Column("user_agent", Text, nullable=True),
     Index("ix_sessions_token_hash", "token_hash", unique=True),
     Index("ix_sessions_user_id", "user_id"),
+    Index("ix_sessions_expires_at", "expires_at"),
 )
 
 api_tokens = Table(
@@ -156,6 +157,7 @@ authorization_codes = Table(
     Index("ix_authorization_codes_app_id", "app_id"),
     Index("ix_authorization_codes_user_id", "user_id"),
     Index("ix_authorization_codes_grant_id", "grant_id"),
+    Index("ix_authorization_codes_expires_at", "expires_at"),
 )
 
 grants = Table(
@@ -198,6 +200,7 @@ def _token_table(name: str, *, refresh: bool) -> Table:
         Index(f"ix_{name}_app_id", "app_id"),
         Index(f"ix_{name}_user_id", "user_id"),
         Index(f"ix_{name}_secret_id", "secret_id"),
+        Index(f"ix_{name}_expires_at", "expires_at"),
     )
 
 

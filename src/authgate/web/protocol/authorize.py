@@ -22,6 +22,7 @@ from authgate.core.errors import AccessDeniedError, InvalidRequestError, OAuthEr
 from authgate.core.models import App, ScopeInfo
 from authgate.core.params import Params
 from authgate.web import deps, errors
+from authgate.web.middleware import note
 from authgate.web.templating import render
 
 
@@ -93,10 +94,12 @@ def _described(req: authorize.AuthorizationRequest) -> list[ScopeInfo]:
 async def authorize_get(request: Request) -> Response:
     ctx = deps.ctx_of(request)
     who = await run_in_threadpool(deps.signed_in, request)
+    note(request, user_id=who.user.id if who else None)
     try:
         req = await run_in_threadpool(authorize.validate, ctx, _params(request))
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
         return errors.authorize_error(request, exc, signed_in=who is not None)
+    note(request, client_id=req.app.id)
     sign_in = _needs_sign_in(request, req, who)
     if sign_in is not None or who is None:
         return sign_in or _login_redirect(request)
@@ -139,9 +142,11 @@ async def authorize_post(request: Request) -> Response:
         req = await run_in_threadpool(authorize.validate, ctx, _params(request))
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
         return errors.authorize_error(request, exc)
+    note(request, client_id=req.app.id)
     who = await run_in_threadpool(deps.signed_in, request)
     if who is None:
         return _login_redirect(request)
+    note(request, user_id=who.user.id)
     form = await request.form()
     token = form.get("csrf_token")
     decision = form.get("decision")
