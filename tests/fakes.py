@@ -311,6 +311,12 @@ class InMemoryStore:
         with self._lock:
             return next((s for s in self.secrets.values() if s.prefix == prefix), None)
 
+    def get_app_and_secret(
+        self, app_id: str, secret_prefix: str
+    ) -> tuple[App | None, AppSecret | None]:
+        with self._lock:
+            return self.get_app(app_id), self.get_secret_by_prefix(secret_prefix)
+
     def list_secrets(self, app_id: str) -> Sequence[AppSecret]:
         with self._lock:
             theirs = [s for s in self.secrets.values() if s.app_id == app_id]

@@ -97,12 +97,16 @@ def parse_credentials(authorization: str | None, params: Params) -> ClientCreden
 
 def authenticate(ctx: Context, creds: ClientCredentials) -> AuthenticatedClient:
     """Authenticate the client or raise ``invalid_client`` (401)."""
-    from authgate.core.clients import find_client  # deferred: clients imports this module
+    from authgate.core.clients import find_client_and_secret  # deferred: clients imports us
 
     basic = creds.method == "client_secret_basic"
     if creds.client_id is None:
         raise InvalidClientError("Client authentication is required", basic=basic)
-    app = find_client(ctx, creds.client_id)
+    presented = secrets.parse(creds.client_secret, SECRET_KIND) if creds.client_secret else None
+    # The app and the stored secret the presented one names, in one read.
+    app, stored = find_client_and_secret(
+        ctx, creds.client_id, presented.prefix if presented else None
+    )
     if app is None:
         raise InvalidClientError(debug="unknown client_id", basic=basic)
     # The registered method is the only one: an assertion from a secret client, or a secret
@@ -128,7 +132,7 @@ def authenticate(ctx: Context, creds: ClientCredentials) -> AuthenticatedClient:
         raise InvalidClientError(
             f"This client must authenticate with {app.token_endpoint_auth_method}", basic=basic
         )
-    secret = _check_secret(ctx, app, creds.client_secret)
+    secret = _check_secret(app, presented, stored)
     if secret is None:
         raise InvalidClientError(debug="secret mismatch", basic=basic)
     now = ctx.clock.now()
@@ -138,13 +142,12 @@ def authenticate(ctx: Context, creds: ClientCredentials) -> AuthenticatedClient:
     return AuthenticatedClient(app, secret, creds.method)
 
 
-def _check_secret(ctx: Context, app: App, presented: str) -> AppSecret | None:
-    parsed = secrets.parse(presented, SECRET_KIND)
-    if parsed is None:
+def _check_secret(
+    app: App, presented: secrets.PrefixedSecret | None, stored: AppSecret | None
+) -> AppSecret | None:
+    """The stored secret if the presented one is well formed, is this app's, and matches."""
+    if presented is None or stored is None or stored.app_id != app.id:
         return None
-    secret = ctx.store.get_secret_by_prefix(parsed.prefix)
-    if secret is None or secret.app_id != app.id:
+    if not secrets.constant_time_equal(stored.secret_hash, presented.hash):
         return None
-    if not secrets.constant_time_equal(secret.secret_hash, parsed.hash):
-        return None
-    return secret
+    return stored

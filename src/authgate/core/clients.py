@@ -193,11 +193,24 @@ def get_app(ctx: Context, app_id: str) -> App:
 def find_client(ctx: Context, client_id: str) -> App | None:
     """The client a protocol request names: a Client ID Metadata Document client for an https
     URL (fetched and validated; ``invalid_client`` if that fails), else a registered app."""
+    return find_client_and_secret(ctx, client_id, None)[0]
+
+
+def find_client_and_secret(
+    ctx: Context, client_id: str, secret_prefix: str | None
+) -> tuple[App | None, AppSecret | None]:
+    """``find_client``, and the stored secret with this prefix (whichever app it belongs to;
+    the caller checks) read with it in one go when a prefix is given."""
     if ctx.fetcher is not None and client_metadata.is_document_url(client_id):
-        return client_metadata.load_document_client(ctx, client_id)
-    app = ctx.store.get_app(client_id) if len(client_id) <= MAX_CLIENT_ID else None
+        return client_metadata.load_document_client(ctx, client_id), None
+    if len(client_id) > MAX_CLIENT_ID:
+        return None, None
+    if secret_prefix is None:
+        app, secret = ctx.store.get_app(client_id), None
+    else:
+        app, secret = ctx.store.get_app_and_secret(client_id, secret_prefix)
     # With documents switched off, the stored copy of one is no longer a client.
-    return None if app is not None and app.metadata_document else app
+    return (None, None) if app is not None and app.metadata_document else (app, secret)
 
 
 def delete_app(ctx: Context, actor: Actor, app_id: str) -> None:

@@ -13,12 +13,19 @@ if TYPE_CHECKING:
     from authgate.core.client_assertion import ClientKeys
     from authgate.core.client_metadata import DocumentFailures
     from authgate.core.keys import Keyring
+    from authgate.core.resources import ResourceCache
 
 
 def _new_keyring() -> Keyring:
     from authgate.core.keys import Keyring  # deferred: keys builds on this module
 
     return Keyring()
+
+
+def _new_resource_cache() -> ResourceCache:
+    from authgate.core.resources import ResourceCache  # deferred, as above
+
+    return ResourceCache()
 
 
 def _new_document_failures() -> DocumentFailures:
@@ -42,6 +49,8 @@ class Context:
     secret_key: bytes
     # This node's cache of signing keys (the store is the truth; see core/keys.py).
     keyring: Keyring = field(default_factory=_new_keyring)
+    # This node's cache of registered resources (core/resources.py).
+    resources: ResourceCache = field(default_factory=_new_resource_cache)
     # Fetches client-supplied URLs (metadata documents, jwks_uri) without SSRF; None turns
     # Client ID Metadata Documents off (and with them jwks_uri).
     fetcher: DocumentFetcher | None = None

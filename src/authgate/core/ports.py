@@ -118,6 +118,13 @@ class AppStore(Protocol):
 
     def create_secret(self, secret: AppSecret) -> None: ...
     def get_secret_by_prefix(self, prefix: str) -> AppSecret | None: ...
+    def get_app_and_secret(
+        self, app_id: str, secret_prefix: str
+    ) -> tuple[App | None, AppSecret | None]:
+        """``get_app`` and ``get_secret_by_prefix`` in one read (client authentication, on
+        every token request). The secret is returned whatever app it belongs to."""
+        ...
+
     def list_secrets(self, app_id: str) -> Sequence[AppSecret]: ...
     def delete_secret(self, secret_id: str, now: datetime) -> bool:
         """Delete the secret and revoke every grant whose tokens were issued with it."""

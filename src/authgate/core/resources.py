@@ -7,9 +7,11 @@ component." The token's audience is the resource; without one, authgate's own AP
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -60,9 +62,39 @@ def same_resource(a: str, b: str) -> bool:
         return False
 
 
+class ResourceCache:
+    """A node's copy of the registered resources it has looked up, each trusted for
+    ``policy.cache_ttl`` (as ``keys.Keyring``). This node's own changes clear it at once; another
+    node's change is seen within that bound. Unknown identifiers are not remembered, so a new
+    resource is found by the next request on any node."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[datetime, Resource]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ctx: Context, identifier: str) -> Resource | None:
+        now = ctx.clock.now()
+        with self._lock:
+            hit = self._entries.get(identifier)
+        # Loaded "in the future" (the clock went back since) is stale, not fresh.
+        if hit is not None and timedelta(0) <= now - hit[0] < ctx.policy.cache_ttl:
+            return hit[1]
+        resource = ctx.store.get_resource_by_identifier(identifier)
+        with self._lock:
+            if resource is None:
+                self._entries.pop(identifier, None)
+            else:
+                self._entries[identifier] = (now, resource)
+        return resource
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
 def lookup(ctx: Context, identifier: str) -> Resource:
     """The registered resource with this canonical identifier, or ``invalid_target``."""
-    resource = ctx.store.get_resource_by_identifier(identifier)
+    resource = ctx.resources.get(ctx, identifier)
     if resource is None:
         raise InvalidTargetError("The resource is not registered with this authorization server")
     return resource
@@ -170,6 +202,7 @@ def create_resource(ctx: Context, actor: Actor, fields: ResourceFields) -> Resou
     resource = Resource(id=str(uuid.uuid4()), created_at=now, updated_at=now, **values)
     try:
         ctx.store.create_resource(resource)
+        ctx.resources.clear()
     except DuplicateKeyError as exc:
         raise Conflict(f"A resource {resource.identifier!r} is already registered") from exc
     audit.record(
@@ -205,6 +238,7 @@ def update_resource(
         raise _invalid("identifier", "cannot change: register a new resource instead")
     updated = replace(resource, updated_at=ctx.clock.now(), **values)
     ctx.store.update_resource(updated)
+    ctx.resources.clear()
     audit.record(
         ctx,
         actor,
@@ -221,6 +255,7 @@ def delete_resource(ctx: Context, actor: Actor, resource_id: str) -> None:
     if resource.identifier == ctx.policy.audience:
         raise ValidationFailed("authgate's own API resource cannot be deleted")
     ctx.store.delete_resource(resource.id)
+    ctx.resources.clear()
     audit.record(
         ctx,
         actor,

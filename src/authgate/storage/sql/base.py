@@ -62,6 +62,12 @@ class SqlBase:
         self._serial: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if serialize else contextlib.nullcontext()
         )
+        # SQLite runs one write transaction at a time. Writers of this process queue on a lock
+        # instead of in SQLite's busy handler, which polls with growing sleeps; other processes
+        # on the same file still wait on the busy timeout.
+        self._writer: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     @property
     def engine(self) -> Engine:
@@ -83,8 +89,9 @@ class SqlBase:
     @contextlib.contextmanager
     def _transaction(self, *, write: bool = False) -> Iterator[Connection]:
         """One transaction; commits on normal exit, rolls back on any exception."""
+        writer = self._writer if write else contextlib.nullcontext()
         try:
-            with self._serial, self._engine.connect() as conn:
+            with self._serial, writer, self._engine.connect() as conn:
                 if write:
                     conn.execution_options(**{WRITE_OPTION: True})
                 with conn.begin():

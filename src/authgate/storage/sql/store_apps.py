@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, true, union, update
+from sqlalchemy import Row, bindparam, delete, func, insert, select, true, union, update
 
 from authgate.core.models import App, AppSecret
 from authgate.storage.sql.base import SqlBase, upsert_insert, values_of
@@ -32,6 +32,11 @@ def _to_row(app: App) -> dict[str, Any]:
 _last_seen = func.coalesce(apps.c.last_used_at, apps.c.created_at)
 
 
+# Built once (see store_tokens.py): every token request looks up its client and secret.
+_APP_BY_ID = select(apps).where(apps.c.id == bindparam("id"))
+_SECRET_BY_PREFIX = select(app_secrets).where(app_secrets.c.prefix == bindparam("prefix"))
+
+
 def _to_secret(row: Row[Any]) -> AppSecret:
     return AppSecret(**row._mapping)
 
@@ -43,7 +48,7 @@ class AppQueries(SqlBase):
 
     def get_app(self, app_id: str) -> App | None:
         with self._transaction() as conn:
-            row = conn.execute(select(apps).where(apps.c.id == app_id)).first()
+            row = conn.execute(_APP_BY_ID, {"id": app_id}).first()
         return _to_app(row) if row else None
 
     def list_apps(self) -> Sequence[App]:
@@ -121,10 +126,17 @@ class SecretQueries(SqlBase):
             conn.execute(insert(app_secrets).values(values_of(secret)))
 
     def get_secret_by_prefix(self, prefix: str) -> AppSecret | None:
-        query = select(app_secrets).where(app_secrets.c.prefix == prefix)
         with self._transaction() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_SECRET_BY_PREFIX, {"prefix": prefix}).first()
         return _to_secret(row) if row else None
+
+    def get_app_and_secret(
+        self, app_id: str, secret_prefix: str
+    ) -> tuple[App | None, AppSecret | None]:
+        with self._transaction() as conn:
+            app = conn.execute(_APP_BY_ID, {"id": app_id}).first()
+            secret = conn.execute(_SECRET_BY_PREFIX, {"prefix": secret_prefix}).first()
+        return (_to_app(app) if app else None, _to_secret(secret) if secret else None)
 
     def list_secrets(self, app_id: str) -> Sequence[AppSecret]:
         query = (

@@ -8,6 +8,10 @@ nodes cannot both win: ``INSERT … ON CONFLICT DO NOTHING`` (did this call inse
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam
+from sqlalchemy.dialects import postgresql, sqlite
 
 from authgate.storage.sql.base import SqlBase, purge, upsert_insert
 from authgate.storage.sql.tables import client_assertion_jtis, rate_limits
@@ -15,6 +19,20 @@ from authgate.storage.sql.tables import client_assertion_jtis, rate_limits
 #: Counters of windows that started this long before the current one are deleted. Windows are
 #: assumed to be at most this long (a longer window's live counter would be reset).
 RATE_LIMIT_RETENTION = timedelta(days=1)
+
+
+def _hit(dialect: Any) -> Any:
+    insert_ = dialect.insert(rate_limits).values(
+        key=bindparam("hit_key"), window_start=bindparam("hit_window"), count=1
+    )
+    return insert_.on_conflict_do_update(
+        index_elements=[rate_limits.c.key, rate_limits.c.window_start],
+        set_={"count": rate_limits.c.count + 1},
+    ).returning(rate_limits.c.count)
+
+
+#: The counting upsert, built once per dialect: it runs on every limited request.
+_HIT = {"postgresql": _hit(postgresql), "sqlite": _hit(sqlite)}
 
 
 class ReplayQueries(SqlBase):
@@ -44,12 +62,10 @@ class RateLimitQueries(SqlBase):
         """Count one hit; the first hit of a window also purges the counters of old windows."""
         table = rate_limits
         with self._transaction(write=True) as conn:
-            insert_ = upsert_insert(conn, table).values(key=key, window_start=window_start, count=1)
-            query = insert_.on_conflict_do_update(
-                index_elements=[table.c.key, table.c.window_start],
-                set_={"count": table.c.count + 1},
-            ).returning(table.c.count)
-            count = int(conn.execute(query).scalar_one())
+            query = _HIT[conn.dialect.name]
+            count = int(
+                conn.execute(query, {"hit_key": key, "hit_window": window_start}).scalar_one()
+            )
             if count == 1:
                 purge(conn, table, table.c.window_start < window_start - RATE_LIMIT_RETENTION)
         return count

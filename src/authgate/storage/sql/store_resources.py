@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import Row, bindparam, delete, insert, select, update
 
 from authgate.core.models import Resource, ScopeInfo
 from authgate.storage.sql.base import SqlBase, values_of
@@ -28,6 +28,9 @@ def _to_row(resource: Resource) -> dict[str, Any]:
     return row
 
 
+_BY_IDENTIFIER = select(resources).where(resources.c.identifier == bindparam("identifier"))
+
+
 class ResourceQueries(SqlBase):
     def create_resource(self, resource: Resource) -> None:
         with self._transaction(write=True) as conn:
@@ -39,9 +42,8 @@ class ResourceQueries(SqlBase):
         return _to_resource(row) if row else None
 
     def get_resource_by_identifier(self, identifier: str) -> Resource | None:
-        query = select(resources).where(resources.c.identifier == identifier)
         with self._transaction() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_BY_IDENTIFIER, {"identifier": identifier}).first()
         return _to_resource(row) if row else None
 
     def list_resources(self) -> Sequence[Resource]:

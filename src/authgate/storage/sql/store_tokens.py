@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, insert, select, update
+from sqlalchemy import Row, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from authgate.core.models import AccessToken, AuthorizationCode, Grant, LiveGrant, RefreshToken
@@ -46,10 +46,47 @@ def _to_refresh(row: Row[Any]) -> RefreshToken:
     return RefreshToken(**row._mapping)
 
 
+# The statements of the hot paths (token, introspection, refresh) are built once: SQLAlchemy
+# then finds their compiled form by a cache key it memoises on the statement object, instead of
+# building, coercing and hashing a new statement tree on every request.
+_INSERT_GRANT = insert(grants)
+_INSERT_ACCESS = insert(access_tokens)
+_INSERT_REFRESH = insert(refresh_tokens)
+_CODE_BY_PREFIX = select(authorization_codes).where(
+    authorization_codes.c.prefix == bindparam("prefix")
+)
+_GRANT_BY_ID = select(grants).where(grants.c.id == bindparam("id"))
+_ACCESS_BY_PREFIX = select(access_tokens).where(access_tokens.c.prefix == bindparam("prefix"))
+_REFRESH_BY_PREFIX = select(refresh_tokens).where(refresh_tokens.c.prefix == bindparam("prefix"))
+_LOCK_LIVE_GRANT = (
+    select(grants.c.id)
+    .where(grants.c.id == bindparam("id"), grants.c.revoked_at.is_(None))
+    .with_for_update()
+)
+_FAMILY_OF = select(refresh_tokens.c.grant_id).where(refresh_tokens.c.id == bindparam("id"))
+_CLAIM_REFRESH = (
+    update(refresh_tokens)
+    .where(
+        refresh_tokens.c.id == bindparam("old_id"),
+        refresh_tokens.c.consumed_at.is_(None),
+        refresh_tokens.c.revoked_at.is_(None),
+    )
+    .values(consumed_at=bindparam("now"))
+)
+_CLAIM_CODE = (
+    update(authorization_codes)
+    .where(
+        authorization_codes.c.id == bindparam("code_id"),
+        authorization_codes.c.consumed_at.is_(None),
+    )
+    .values(consumed_at=bindparam("now"), grant_id=bindparam("new_grant_id"))
+)
+
+
 def _insert_pair(conn: Connection, access: AccessToken, refresh: RefreshToken | None) -> None:
-    conn.execute(insert(access_tokens).values(values_of(access)))
+    conn.execute(_INSERT_ACCESS, values_of(access))
     if refresh is not None:
-        conn.execute(insert(refresh_tokens).values(values_of(refresh)))
+        conn.execute(_INSERT_REFRESH, values_of(refresh))
 
 
 def _lock_live_grant(conn: Connection, grant_id: str) -> bool:
@@ -58,12 +95,7 @@ def _lock_live_grant(conn: Connection, grant_id: str) -> bool:
     Holding the lock until commit orders us against ``revoke_grant``, which updates the grant
     row first: either it sees the tokens we insert, or we see its ``revoked_at``.
     """
-    query = (
-        select(grants.c.id)
-        .where(grants.c.id == grant_id, grants.c.revoked_at.is_(None))
-        .with_for_update()
-    )
-    return conn.execute(query).first() is not None
+    return conn.execute(_LOCK_LIVE_GRANT, {"id": grant_id}).first() is not None
 
 
 class CodeQueries(SqlBase):
@@ -72,9 +104,8 @@ class CodeQueries(SqlBase):
             conn.execute(insert(authorization_codes).values(values_of(code)))
 
     def get_code_by_prefix(self, prefix: str) -> AuthorizationCode | None:
-        query = select(authorization_codes).where(authorization_codes.c.prefix == prefix)
         with self._transaction() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_CODE_BY_PREFIX, {"prefix": prefix}).first()
         return _to_code(row) if row else None
 
     def redeem_code(
@@ -85,15 +116,11 @@ class CodeQueries(SqlBase):
         access: AccessToken,
         refresh: RefreshToken | None,
     ) -> bool:
-        claim = (
-            update(authorization_codes)
-            .where(authorization_codes.c.id == code_id, authorization_codes.c.consumed_at.is_(None))
-            .values(consumed_at=now, grant_id=grant.id)
-        )
+        claim = {"code_id": code_id, "now": now, "new_grant_id": grant.id}
         with self._transaction(write=True) as conn:
-            if conn.execute(claim).rowcount != 1:
+            if conn.execute(_CLAIM_CODE, claim).rowcount != 1:
                 return False
-            conn.execute(insert(grants).values(values_of(grant)))
+            conn.execute(_INSERT_GRANT, values_of(grant))
             _insert_pair(conn, access, refresh)
         return True
 
@@ -137,19 +164,17 @@ class TokenQueries(SqlBase):
 
     def get_grant(self, grant_id: str) -> Grant | None:
         with self._transaction() as conn:
-            row = conn.execute(select(grants).where(grants.c.id == grant_id)).first()
+            row = conn.execute(_GRANT_BY_ID, {"id": grant_id}).first()
         return _to_grant(row) if row else None
 
     def get_access_token_by_prefix(self, prefix: str) -> AccessToken | None:
-        query = select(access_tokens).where(access_tokens.c.prefix == prefix)
         with self._transaction() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_ACCESS_BY_PREFIX, {"prefix": prefix}).first()
         return _to_access(row) if row else None
 
     def get_refresh_token_by_prefix(self, prefix: str) -> RefreshToken | None:
-        query = select(refresh_tokens).where(refresh_tokens.c.prefix == prefix)
         with self._transaction() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_REFRESH_BY_PREFIX, {"prefix": prefix}).first()
         return _to_refresh(row) if row else None
 
     def create_access_token(self, access: AccessToken) -> None:
@@ -159,21 +184,11 @@ class TokenQueries(SqlBase):
     def rotate_refresh_token(
         self, old_id: str, now: datetime, access: AccessToken, refresh: RefreshToken
     ) -> bool:
-        family = select(refresh_tokens.c.grant_id).where(refresh_tokens.c.id == old_id)
-        claim = (
-            update(refresh_tokens)
-            .where(
-                refresh_tokens.c.id == old_id,
-                refresh_tokens.c.consumed_at.is_(None),
-                refresh_tokens.c.revoked_at.is_(None),
-            )
-            .values(consumed_at=now)
-        )
         with self._transaction(write=True) as conn:
-            grant_id = conn.execute(family).scalar_one_or_none()
+            grant_id = conn.execute(_FAMILY_OF, {"id": old_id}).scalar_one_or_none()
             if grant_id is None or not _lock_live_grant(conn, grant_id):
                 return False
-            if conn.execute(claim).rowcount != 1:
+            if conn.execute(_CLAIM_REFRESH, {"old_id": old_id, "now": now}).rowcount != 1:
                 return False
             _insert_pair(conn, access, refresh)
         return True
@@ -188,7 +203,7 @@ class TokenQueries(SqlBase):
     def create_grant(self, grant: Grant, access: AccessToken) -> None:
         """A grant with its first access token and no code (client_credentials)."""
         with self._transaction(write=True) as conn:
-            conn.execute(insert(grants).values(values_of(grant)))
+            conn.execute(_INSERT_GRANT, values_of(grant))
             _insert_pair(conn, access, None)
 
     def revoke_grant(self, grant_id: str, now: datetime) -> bool:
