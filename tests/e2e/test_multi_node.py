@@ -15,41 +15,43 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import signal
-import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.e2e.test_mcp_sdk import AUTHGATE, ROOT, Processes, clean_env, free_port, wait_until
 from tests.flows import generate_pkce
+from tests.procs import (
+    AUTHGATE,
+    PASSWORD,
+    REDIRECT_URI,
+    Node,
+    Processes,
+    clean_env,
+    free_port,
+    introspect,
+    race,
+    run_cli,
+    sign_in_and_allow,
+    token,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.slow
 
 PG_URL = os.environ.get("AUTHGATE_TEST_POSTGRES_URL")
 REQUIRE_PG = os.environ.get("AUTHGATE_REQUIRE_POSTGRES") == "1"
-REDIRECT_URI = "http://localhost:9876/callback"
-PASSWORD = "correct horse battery staple"
 KEY_CACHE_SECONDS = 30  # policy.cache_ttl: how stale a node's keys may be
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@dataclass
-class Node:
-    url: str
-    proc: subprocess.Popen[bytes]
 
 
 @dataclass
@@ -75,24 +77,6 @@ class Cluster:
         args = [str(AUTHGATE), "serve", "--host", "127.0.0.1", "--port", str(port)]
         proc = self.processes.start(args, self.env, self.workdir, name)
         return Node(f"http://127.0.0.1:{port}", proc)
-
-
-def run_cli(env: dict[str, str], *args: str) -> Any:
-    result = subprocess.run(
-        [str(AUTHGATE), *args, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, f"authgate {' '.join(args)}: {result.stderr}"
-    return json.loads(result.stdout) if result.stdout.strip() else None
-
-
-def wait_ready(node: Node, name: str) -> None:
-    wait_until(lambda: httpx.get(f"{node.url}/readyz").status_code == 200, node.proc, name)
 
 
 def kids(node: Node) -> set[str]:
@@ -182,62 +166,6 @@ def cluster(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         )
     finally:
         processes.stop_all()
-
-
-def sign_in_and_allow(node: Node, issuer: str, client_id: str, pkce_challenge: str) -> str:
-    """The user signs in and allows on `node`'s pages; returns the authorization code."""
-    with httpx.Client(base_url=node.url, follow_redirects=False, timeout=30) as browser:
-        page = browser.get("/login")
-        assert page.status_code == 200, page.text
-        match = CSRF.search(page.text)
-        assert match is not None
-        form = {"username": "admin", "password": PASSWORD, "csrf_token": match.group(1)}
-        assert browser.post("/login", data=form).status_code == 303
-        query = urlencode(
-            {
-                "client_id": client_id,
-                "response_type": "code",
-                "redirect_uri": REDIRECT_URI,
-                "state": "st",
-                "code_challenge": pkce_challenge,
-                "code_challenge_method": "S256",
-            }
-        )
-        url = f"/oauth2/authorize?{query}"
-        page = browser.get(url)
-        if page.status_code == 200:  # the consent page (a later run remembers the consent)
-            match = CSRF.search(page.text)
-            assert match is not None, page.text
-            page = browser.post(url, data={"csrf_token": match.group(1), "decision": "allow"})
-        assert page.status_code == 302, page.text
-        params = parse_qs(urlsplit(page.headers["location"]).query)
-        assert params["iss"] == [issuer]  # every node answers as the one issuer (RFC 9207)
-        return params["code"][0]
-
-
-def token(node: Node, creds: tuple[str, str], **data: str) -> httpx.Response:
-    return httpx.post(f"{node.url}/oauth2/tokens", data=data, auth=creds, timeout=30)
-
-
-def introspect(node: Node, creds: tuple[str, str], value: str) -> dict[str, Any]:
-    resp = httpx.post(
-        f"{node.url}/oauth2/introspect", data={"token": value}, auth=creds, timeout=30
-    )
-    assert resp.status_code == 200, resp.text
-    body: dict[str, Any] = resp.json()
-    return body
-
-
-def race(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
-    """Run every call at once (a barrier releases them together)."""
-    barrier = threading.Barrier(len(calls))
-
-    def go(call: Callable[[], httpx.Response]) -> httpx.Response:
-        barrier.wait(timeout=30)
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(go, calls))
 
 
 def new_code(cluster: Cluster, node: Node) -> tuple[str, str]:

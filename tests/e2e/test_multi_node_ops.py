@@ -23,11 +23,14 @@ from authgate.app import build_services
 from authgate.config import Settings
 from authgate.core import accounts, clients
 from authgate.core.context import SYSTEM
-from tests.e2e.test_mcp_sdk import AUTHGATE, Processes, clean_env, free_port
-from tests.e2e.test_multi_node import (
+from tests.e2e.test_multi_node import database
+from tests.procs import (
+    AUTHGATE,
     PASSWORD,
     Node,
-    database,
+    Processes,
+    clean_env,
+    free_port,
     introspect,
     token,
     wait_ready,

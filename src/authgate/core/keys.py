@@ -119,7 +119,9 @@ class Keyring:
     def keys(self, ctx: Context) -> list[SigningKey]:
         now = ctx.clock.now()
         with self._lock:
-            fresh = self._loaded_at is not None and now - self._loaded_at < ctx.policy.cache_ttl
+            # Loaded "in the future" (the clock went back since) is stale, not fresh.
+            age = now - self._loaded_at if self._loaded_at is not None else None
+            fresh = age is not None and timedelta(0) <= age < ctx.policy.cache_ttl
             if not fresh:
                 self._refresh(ctx, now)
             return self._keys

@@ -16,6 +16,7 @@ tells nobody which client ids exist. The token is kept across updates (not rotat
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import unicodedata
 import uuid
@@ -36,8 +37,9 @@ from authgate.core.errors import (
     OAuthError,
 )
 from authgate.core.models import App, ApplicationType, AuthMethod, GrantType
+from authgate.core.ports import StoreUnavailableError
 from authgate.core.rate_limits import Limit, RateLimitedError
-from authgate.core.settings import RegistrationSettings
+from authgate.core.settings import InitialAccessToken, RegistrationSettings
 from authgate.crypto import secrets
 
 REGISTRATION_TOKEN_KIND = "rat"
@@ -467,6 +469,25 @@ def register(
         **_app_fields(metadata),
     )
     ctx.store.create_app(app)
+    try:
+        secret = _finish_registration(ctx, actor, app, metadata, initial)
+    except StoreUnavailableError:
+        # The client never learns its credentials: take the app back rather than leave it
+        # half-made (if the database is gone for good, the app is an unused registration,
+        # which _purge_now_and_then removes).
+        with contextlib.suppress(StoreUnavailableError):
+            ctx.store.delete_app(app.id)
+        raise
+    return Registration(app, secret, token.value)
+
+
+def _finish_registration(
+    ctx: Context,
+    actor: Actor,
+    app: App,
+    metadata: ClientMetadata,
+    initial: InitialAccessToken | None,
+) -> str | None:
     as_client = actor.as_client(app.id)
     secret = None
     if metadata.token_endpoint_auth_method in SECRET_METHODS:
@@ -482,7 +503,7 @@ def register(
         initial_access_token_id=initial.id if initial is not None else None,
         **_audit_fields(app),
     )
-    return Registration(app, secret, token.value)
+    return secret
 
 
 # RFC 7592: the client configuration endpoint.
@@ -607,7 +628,10 @@ def delete_client(ctx: Context, actor: Actor, app: App) -> None:
 
 
 def _comparable(name: str) -> str:
-    return unicodedata.normalize("NFKC", name).casefold().strip()
+    # Letters and digits only: "Acme  Console", "Acme\u200bConsole" and "Acme-Console" read
+    # as "Acme Console" to a person, so they must compare equal to it too.
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in folded if c.isalnum())
 
 
 def name_collides(ctx: Context, app: App) -> bool:

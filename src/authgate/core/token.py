@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -14,8 +15,10 @@ from authgate.core.grants.client_credentials import ClientCredentialsGrant
 from authgate.core.grants.refresh_token import RefreshTokenGrant
 from authgate.core.models import App
 from authgate.core.params import Params
+from authgate.core.ports import StoreUnavailableError
 from authgate.core.tokens import TokenResponse
 
+log = logging.getLogger("authgate.token")
 TOUCH_INTERVAL = timedelta(hours=1)
 GRANTS: Mapping[str, GrantHandler] = {
     handler.grant_type: handler
@@ -44,4 +47,9 @@ def _touch(ctx: Context, app: App) -> None:
     write is skipped when the last one is recent, to keep it off the hot path."""
     now = ctx.clock.now()
     if app.last_used_at is None or now - app.last_used_at > TOUCH_INTERVAL:
-        ctx.store.touch_app(app.id, now)
+        try:
+            ctx.store.touch_app(app.id, now)
+        except StoreUnavailableError as exc:
+            # The tokens are committed: a 503 now would make the client retry a consumed code
+            # (a replay, which revokes the grant). The touch waits for the next request.
+            log.warning("could not record the use of app %s: %s", app.id, exc)

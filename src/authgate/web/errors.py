@@ -9,9 +9,12 @@ go to the log under the request id.
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
@@ -19,6 +22,7 @@ from authgate.core.authorize import AuthorizationRedirect, error_redirect_url
 from authgate.core.errors import (
     Forbidden,
     InvalidClientError,
+    InvalidRequestError,
     ManagementError,
     OAuthError,
     ServerError,
@@ -33,6 +37,8 @@ from authgate.web.templating import render
 
 log = logging.getLogger("authgate.errors")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+#: Seconds a client should wait after a 503 (the database is unavailable).
+UNAVAILABLE_RETRY_AFTER = 5
 
 
 def oauth_json(exc: OAuthError) -> JSONResponse:
@@ -123,8 +129,29 @@ async def _oauth_handler(request: Request, exc: Exception) -> Response:
 
 
 async def _unavailable_handler(request: Request, exc: Exception) -> Response:
+    """The database failed: 503 with ``Retry-After`` (RFC 9110 §10.2.3) in the shape of the
+    surface that was called: OAuth JSON, problem+json for ``/api/``, a page for a person."""
     log.warning("database unavailable (request %s): %s", deps.request_id(request), exc)
-    return oauth_json(TemporarilyUnavailableError("The service is temporarily unavailable"))
+    error = TemporarilyUnavailableError("The service is temporarily unavailable")
+    retry = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)}
+    path = request.url.path
+    if path.startswith("/api/"):
+        body = {
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": error.description,
+        }
+        headers = {**NO_STORE, **retry}
+        return JSONResponse(
+            body, status_code=503, headers=headers, media_type="application/problem+json"
+        )
+    if path.startswith(("/oauth2/", "/.well-known/")) and path != "/oauth2/authorize":
+        response: Response = oauth_json(error)
+    else:
+        response = error_page(request, error)
+    response.headers.update(retry)
+    return response
 
 
 def unexpected(request_id: str, exc: Exception) -> Response:
@@ -137,10 +164,34 @@ async def _unexpected_handler(request: Request, exc: Exception) -> Response:
     return unexpected(deps.request_id(request), exc)
 
 
+async def _http_handler(request: Request, exc: Exception) -> Response:
+    """The framework's own errors (a body that is not JSON, a form that cannot be read, an
+    unknown path, a wrong method): problem+json under ``/api/`` like every management error, the
+    error page for a form a page could not read, FastAPI's default otherwise."""
+    assert isinstance(exc, HTTPException)
+    if not request.url.path.startswith("/api/"):
+        if exc.status_code == 400:  # only pages read forms with the framework (request.form())
+            return error_page(request, InvalidRequestError("The form could not be read"))
+        return await http_exception_handler(request, exc)
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(exc.status_code).phrase,
+        "status": exc.status_code,
+        "detail": str(exc.detail),
+    }
+    return JSONResponse(
+        body,
+        status_code=exc.status_code,
+        headers=exc.headers,
+        media_type="application/problem+json",
+    )
+
+
 EXCEPTION_HANDLERS = {
     ManagementError: _management_handler,
     RequestValidationError: _validation_handler,
     OAuthError: _oauth_handler,
     StoreUnavailableError: _unavailable_handler,
+    HTTPException: _http_handler,
     Exception: _unexpected_handler,
 }

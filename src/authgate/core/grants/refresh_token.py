@@ -9,6 +9,8 @@ re-issues in the same family (clients that retry); any later reuse revokes the f
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from authgate.core import audit, resources, scopes
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
@@ -69,7 +71,8 @@ def _within_grace(ctx: Context, token: RefreshToken) -> bool:
     grace = ctx.policy.refresh_reuse_grace
     if not grace or token.consumed_at is None or token.revoked_at is not None:
         return False
-    return ctx.clock.now() - token.consumed_at <= grace
+    # A negative age means the clock went back since: how long ago it was used is unknown.
+    return timedelta(0) <= ctx.clock.now() - token.consumed_at <= grace
 
 
 def _revoke_family(ctx: Context, grant: Grant, token: RefreshToken, actor: Actor) -> None:
