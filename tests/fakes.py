@@ -560,12 +560,12 @@ class InMemoryStore:
             self.assertion_jtis[(client_id, jti)] = expires_at
             return True
 
-    def hit_rate_limit(self, key: str, window_start: datetime, now: datetime) -> int:
+    def hit_rate_limit(self, key: str, window_start: datetime, now: datetime, hits: int = 1) -> int:
         window_start = _aware(window_start)
         with self._lock:
-            count = self.rate_limits.get((key, window_start), 0) + 1
+            count = self.rate_limits.get((key, window_start), 0) + hits
             self.rate_limits[(key, window_start)] = count
-            if count == 1:
+            if count == hits:
                 cutoff = window_start - RATE_LIMIT_RETENTION
                 for old in [k for k in self.rate_limits if k[1] < cutoff]:
                     del self.rate_limits[old]

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from authgate.core.client_assertion import ClientKeys
     from authgate.core.client_metadata import DocumentFailures
     from authgate.core.keys import Keyring
+    from authgate.core.rate_limits import Leases
     from authgate.core.resources import ResourceCache
 
 
@@ -26,6 +27,12 @@ def _new_resource_cache() -> ResourceCache:
     from authgate.core.resources import ResourceCache  # deferred, as above
 
     return ResourceCache()
+
+
+def _new_leases() -> Leases:
+    from authgate.core.rate_limits import Leases  # deferred, as above
+
+    return Leases()
 
 
 def _new_document_failures() -> DocumentFailures:
@@ -51,6 +58,8 @@ class Context:
     keyring: Keyring = field(default_factory=_new_keyring)
     # This node's cache of registered resources (core/resources.py).
     resources: ResourceCache = field(default_factory=_new_resource_cache)
+    # This node's blocks of rate-limit hits (core/rate_limits.py).
+    rate_leases: Leases = field(default_factory=_new_leases)
     # Fetches client-supplied URLs (metadata documents, jwks_uri) without SSRF; None turns
     # Client ID Metadata Documents off (and with them jwks_uri).
     fetcher: DocumentFetcher | None = None

@@ -23,11 +23,11 @@ RATE_LIMIT_RETENTION = timedelta(days=1)
 
 def _hit(dialect: Any) -> Any:
     insert_ = dialect.insert(rate_limits).values(
-        key=bindparam("hit_key"), window_start=bindparam("hit_window"), count=1
+        key=bindparam("hit_key"), window_start=bindparam("hit_window"), count=bindparam("hits")
     )
     return insert_.on_conflict_do_update(
         index_elements=[rate_limits.c.key, rate_limits.c.window_start],
-        set_={"count": rate_limits.c.count + 1},
+        set_={"count": rate_limits.c.count + bindparam("hits")},
     ).returning(rate_limits.c.count)
 
 
@@ -58,14 +58,16 @@ class ReplayQueries(SqlBase):
 
 
 class RateLimitQueries(SqlBase):
-    def hit_rate_limit(self, key: str, window_start: datetime, now: datetime) -> int:
+    def hit_rate_limit(self, key: str, window_start: datetime, now: datetime, hits: int = 1) -> int:
         """Count one hit; the first hit of a window also purges the counters of old windows."""
         table = rate_limits
         with self._transaction(write=True) as conn:
             query = _HIT[conn.dialect.name]
             count = int(
-                conn.execute(query, {"hit_key": key, "hit_window": window_start}).scalar_one()
+                conn.execute(
+                    query, {"hit_key": key, "hit_window": window_start, "hits": hits}
+                ).scalar_one()
             )
-            if count == 1:
+            if count == hits:
                 purge(conn, table, table.c.window_start < window_start - RATE_LIMIT_RETENTION)
         return count
