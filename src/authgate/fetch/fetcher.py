@@ -9,6 +9,7 @@ declared JSON. Every failure is a ``FetchError`` whose message is safe to show t
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
@@ -60,6 +61,13 @@ def max_age(cache_control: str | None) -> int | None:
     return min(int(match.group(1)), 2**31) if match else None
 
 
+@functools.lru_cache(maxsize=8)
+def _tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """One verifying TLS context per CA bundle and process: loading the trust store takes tens
+    of milliseconds, and a context is safe to share between threads."""
+    return ssl.create_default_context(cafile=ca_bundle)
+
+
 class HttpsFetcher:
     def __init__(
         self,
@@ -73,7 +81,7 @@ class HttpsFetcher:
     ) -> None:
         self.allow = allow or AllowList()
         # Verification is never off: a test or a private CA gives its own bundle.
-        self._ssl = ssl.create_default_context(cafile=ca_bundle or None)
+        self._ssl = _tls_context(ca_bundle or None)
         self.connect_timeout = connect_timeout
         self.total_timeout = total_timeout
         self.max_bytes = max_bytes
