@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from authgate.core.ports import StoreUnavailableError
 from authgate.storage import open_store, schema_status, upgrade
-from authgate.storage.sql.engine import parse_url
+from authgate.storage.sql.engine import make_engine, parse_url
 from tests.storage import store_builders as b
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/authgate"
@@ -124,5 +124,57 @@ def test_store_without_schema_is_unavailable(tmp_path: Path) -> None:
         assert store.ping() is True
         with pytest.raises(StoreUnavailableError):
             store.count_users()
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_an_idle_connection_the_server_dropped_is_replaced_unseen(
+    migrated_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL restarted (or a proxy cut idle connections): the pool pings a connection that
+    sat idle before handing it out, and replaces it, so no request sees the dead one."""
+    from authgate.storage.sql import engine as engine_module
+
+    store = open_store(migrated_postgres_url)
+    try:
+        assert store.count_users() == 0
+        with store.engine.connect() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        admin = make_engine(migrated_postgres_url)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        admin.dispose()
+        monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 0.0)
+        assert store.count_users() == 0  # served by a new connection, no error
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one() != pid
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_only_idle_connections_are_pinged(
+    migrated_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections in steady use go out without a ping (no extra round trip per transaction)."""
+    from authgate.storage.sql import engine as engine_module
+
+    pings: list[object] = []
+    real_ping = engine_module._ping
+
+    def counting_ping(dbapi_connection: object) -> None:
+        pings.append(dbapi_connection)
+        real_ping(dbapi_connection)
+
+    monkeypatch.setattr(engine_module, "_ping", counting_ping)
+    store = open_store(migrated_postgres_url)
+    try:
+        for _ in range(5):
+            store.count_users()
+        assert pings == []
+        monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 0.0)
+        store.count_users()
+        assert len(pings) == 1
     finally:
         store.close()

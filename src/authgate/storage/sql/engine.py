@@ -7,10 +7,12 @@ locked" when a deferred reader tries to upgrade its lock. PostgreSQL goes throug
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import exc as exc_module
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import StaticPool
 
@@ -50,8 +52,42 @@ def sqlite_file(url: URL) -> Path | None:
 def make_engine(url: str | URL) -> Engine:
     parsed = parse_url(url) if isinstance(url, str) else url
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(parsed, pool_size=10, max_overflow=20)
+        event.listen(engine, "checkin", _on_checkin)
+        event.listen(engine, "checkout", _on_checkout)
+        return engine
     return _sqlite_engine(parsed)
+
+
+#: A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out.
+IDLE_PING_SECONDS = 5.0
+
+
+def _on_checkin(dbapi_connection: Any, connection_record: Any) -> None:
+    connection_record.info["idle_since"] = time.monotonic()
+
+
+def _on_checkout(dbapi_connection: Any, connection_record: Any, proxy: Any) -> None:
+    """Ping a connection that sat idle (the server may have restarted meanwhile), not every
+    one: a ping on each checkout is a round trip per transaction on the hot paths. A dead
+    connection is replaced by the pool (``DisconnectionError``); one that dies while busy fails
+    its request with a 503 and the pool starts afresh."""
+    idle_since = connection_record.info.get("idle_since")
+    if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
+        return
+    try:
+        _ping(dbapi_connection)
+    except Exception as exc:
+        raise exc_module.DisconnectionError("idle connection is gone") from exc
+
+
+def _ping(dbapi_connection: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT 1")
+    finally:
+        cursor.close()
+    dbapi_connection.rollback()
 
 
 def _sqlite_engine(url: URL) -> Engine:
