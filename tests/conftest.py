@@ -24,6 +24,9 @@ from authgate.core.resources import ResourceFields
 from tests.clock import MovableClock
 from tests.flows import REDIRECT_URI, RESOURCE, login
 
+# tests/leaks.py: no test may leak a secret into logs, audit entries or responses.
+pytest_plugins = ["tests.leaks"]
+
 PG_URL = os.environ.get("AUTHGATE_TEST_POSTGRES_URL")
 REQUIRE_PG = os.environ.get("AUTHGATE_REQUIRE_POSTGRES") == "1"
 PASSWORD = "correct horse battery staple"

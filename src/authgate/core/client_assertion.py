@@ -99,7 +99,7 @@ class ClientKeys:
 def _key_list(body: bytes) -> list[dict[str, Any]]:
     try:
         document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deeply nested: Recursion
         raise ValueError("the key set is not valid JSON") from exc
     keys = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):

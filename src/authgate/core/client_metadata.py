@@ -204,7 +204,7 @@ def app_from_document(
     """Validate the document and turn it into the app row; raises InvalidDocument."""
     try:
         document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deeply nested: Recursion
         raise InvalidDocument("the document is not valid JSON") from exc
     if not isinstance(document, dict):
         raise InvalidDocument("the document is not a JSON object")
@@ -283,7 +283,7 @@ def _grants(value: Any) -> tuple[GrantType, ...]:
     if (
         not isinstance(value, list)
         or not value
-        or any(g not in ALLOWED_GRANTS for g in value)
+        or any(not isinstance(g, str) or g not in ALLOWED_GRANTS for g in value)
         or "authorization_code" not in value
     ):
         raise InvalidDocument(

@@ -151,11 +151,16 @@ def _auth_method(body: Mapping[str, Any]) -> AuthMethod:
     return method  # type: ignore[no-any-return]
 
 
+def _is_grant(value: object) -> bool:
+    return isinstance(value, str) and value in GRANTS
+
+
 def _grants(body: Mapping[str, Any], public: bool) -> tuple[GrantType, ...]:
     value = body.get("grant_types")
     if value is None:
         return DEFAULT_GRANTS
-    if not isinstance(value, list) or not value or any(g not in GRANTS for g in value):
+    # Each member is checked for being a string first: a list or an object is not hashable.
+    if not isinstance(value, list) or not value or any(not _is_grant(g) for g in value):
         raise _bad(f"grant_types must be a non-empty subset of {', '.join(sorted(GRANTS))}")
     if public and "client_credentials" in value:
         raise _bad("client_credentials is only for confidential clients")

@@ -75,7 +75,7 @@ def unverified_claims(token: str) -> dict[str, Any] | None:
     try:
         payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
         claims = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a deeply nested payload
         return None
     return claims if isinstance(claims, dict) else None
 
@@ -120,6 +120,6 @@ def unverified_header(token: str) -> dict[str, Any] | None:
     try:
         raw = base64.urlsafe_b64decode(parts[0] + "=" * (-len(parts[0]) % 4))
         header = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a deeply nested header
         return None
     return header if isinstance(header, dict) else None

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from authgate.core import settings as runtime_settings
 from authgate.core.settings import InitialAccessToken, RegistrationSettings
 from authgate.web.admin.auth import Admin, Ctx, actor, no_store
+from authgate.web.admin.schemas import MAX_TOKEN_LIFETIME
 from authgate.web.protocol.registration import settings_cache
 
 router = APIRouter(prefix="/oauth2-provider", tags=["settings"])
@@ -92,7 +93,7 @@ class InitialAccessTokenCreate(BaseModel):
 
     name: str
     lifetime_seconds: int | None = Field(
-        None, ge=60, description="Omit for a token that does not expire"
+        None, ge=60, le=MAX_TOKEN_LIFETIME, description="Omit for a token that does not expire"
     )
     max_uses: int | None = Field(None, ge=1, description="Omit for no limit")
 

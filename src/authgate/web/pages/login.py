@@ -93,6 +93,9 @@ async def login_post(request: Request) -> Response:
     actor = deps.actor_of(request)
     username = str(form.get("username") or "")
     password = str(form.get("password") or "")
+    if "\x00" in username or "\x00" in password:
+        # No account has one, and PostgreSQL refuses NUL in text: fail like a wrong password.
+        return _login_page(request, return_to, error="Incorrect username or password.", status=401)
     try:
         user = await run_in_threadpool(_sign_in, request, actor, username, password)
     except RateLimitedError as exc:

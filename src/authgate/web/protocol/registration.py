@@ -84,9 +84,13 @@ def _parse_json(content_type: str, raw: bytes) -> dict[str, Any]:
         raise InvalidClientMetadataError("The request body must be application/json")
     if len(raw) > MAX_BODY:
         raise InvalidClientMetadataError(f"The request body must be at most {MAX_BODY} bytes")
+    if b"\x00" in raw or b"\\u0000" in raw:
+        # No metadata value may hold a NUL (PostgreSQL refuses it in text and JSON).
+        raise InvalidClientMetadataError("The request body must not contain NUL characters")
     try:
         value = json.loads(raw.decode("utf-8"), object_pairs_hook=_refuse_duplicates)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: deeply nested arrays or objects ("[[[[…"), which fit in MAX_BODY.
         raise InvalidClientMetadataError("The request body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise InvalidClientMetadataError("The request body must be a JSON object")
