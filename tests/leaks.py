@@ -141,7 +141,7 @@ class Recorder:
         elif content_type.startswith("application/json"):
             try:
                 parsed = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deep to read
                 parsed = None
             if isinstance(parsed, dict):
                 fields += [(k, v) for k, v in parsed.items() if isinstance(v, str)]
