@@ -33,8 +33,7 @@ TABLES = ("sessions", "authorization_codes", "grants", "access_tokens", "refresh
 def counts(services: Services) -> dict[str, int]:
     with services.store.engine.connect() as conn:
         return {
-            t: int(conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one())
-            for t in TABLES
+            t: int(conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one()) for t in TABLES
         }
 
 
