@@ -1,0 +1,116 @@
+"""The benchmark harness must not rot: a seconds-long run of it, and its report writer.
+
+The smoke run starts authgate on SQLite and the floor (and node-oidc-provider when its npm
+packages are installed), drives them with wrk when present or else the Python load
+generator, runs a tiny growth test and writes a report. It needs no network.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bench.harness import report
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def _row(scenario: str, system: str, rps: float, round_no: int = 0) -> dict[str, object]:
+    return {
+        "scenario": scenario,
+        "system": system,
+        "round": round_no,
+        "rps": rps,
+        "requests": int(rps * 5),
+        "duration_s": 5.0,
+        "p50_ms": 2.0,
+        "p99_ms": 9.0,
+        "errors": 0,
+        "cpu_ms_per_req": 0.5,
+        "db_cpu_ms_per_req": -1.0,
+        "peak_rss_mb": 80.0,
+        "peak_rss_total_mb": 80.0,
+        "empty": False,
+    }
+
+
+def test_report_writer_shows_ratios_of_medians(tmp_path: Path) -> None:
+    systems = [
+        {"name": "authgate-sqlite", "kind": "authgate", "backend": "sqlite", "workers": 1},
+        {"name": "oidc-provider", "kind": "peer", "backend": "memory", "workers": 1},
+        {"name": "floor", "kind": "floor", "backend": "none", "workers": 1},
+    ]
+    runs = []
+    for round_no, factor in enumerate((1.0, 1.1, 0.1)):  # the outlier round is not the median
+        runs += [
+            _row("cc_jwt", "authgate-sqlite", 1000 * factor, round_no),
+            _row("cc_jwt", "oidc-provider", 500 * factor, round_no),
+            _row("cc_jwt", "floor", 4000 * factor, round_no),
+        ]
+    growth = [
+        {**_row("cc_jwt", "authgate-sqlite", 1000), "size": 10_000},
+        {**_row("cc_jwt", "authgate-sqlite", 950), "size": 100_000},
+    ]
+    meta = {
+        "date": "2030-01-01",
+        "cpus": 2,
+        "cpu_model": "test",
+        "platform": "Linux",
+        "loadgen": "wrk",
+        "connections": 32,
+        "interactive_concurrency": 4,
+        "duration": 5,
+        "rounds": 3,
+        "pinning": "none",
+        "versions": {"python": "3.11"},
+        "notes": [],
+    }
+    result = {"meta": meta, "systems": systems, "runs": runs, "growth": growth}
+    path = report.write(result, tmp_path, "2030-01-01")
+    text = path.read_text()
+    assert "| authgate-sqlite / oidc-provider | 2.00 |" in text
+    assert "| authgate-sqlite / floor | 0.25 |" in text
+    assert "| 100,000 | 950 |" in text
+    assert (tmp_path / "2030-01-01.json").exists()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (tmp_path / "2030-01-01.png").stat().st_size > 1000
+    assert "![ratios](2030-01-01.png)" in text
+
+
+def test_smoke_run_of_the_harness(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.harness",
+            "--smoke",
+            "--out-dir",
+            str(tmp_path / "results"),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--stem",
+            "smoke",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    text = (tmp_path / "results" / "smoke.md").read_text()
+    for title in ("client_credentials, JWT", "refresh_token (rotation)", "revocation"):
+        assert f"### {title}" in text
+    assert "## Growth" in text
+    # Every load run was answered and none had errors.
+    assert "errors 0" in done.stdout
+    for line in done.stdout.splitlines():
+        if " round 1/1 " in line:
+            assert line.rstrip().endswith("errors 0"), line
