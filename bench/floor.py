@@ -149,9 +149,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
+    # To compare server stacks (bench/README.md): auto is uvloop and httptools when installed.
+    parser.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"])
+    parser.add_argument("--http", default="auto", choices=["auto", "h11", "httptools"])
     args = parser.parse_args()
     # The options of `authgate serve`.
     options: dict[str, Any] = {
+        "loop": args.loop,
+        "http": args.http,
         "host": args.host,
         "port": args.port,
         "proxy_headers": False,

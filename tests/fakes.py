@@ -384,17 +384,29 @@ class InMemoryStore:
             table.clear()
             table.update(saved)
 
-    def list_live_grants(self, user_id: str, now: datetime) -> Sequence[LiveGrant]:
+    def list_live_grants(
+        self,
+        user_id: str,
+        now: datetime,
+        *,
+        app_id: str | None = None,
+        resource: str | None = None,
+        limit: int | None = None,
+    ) -> Sequence[LiveGrant]:
         with self._lock:
             live = [
                 g
                 for g in self.grants.values()
-                if g.user_id == user_id and g.revoked_at is None and self._has_live_token(g, now)
+                if g.user_id == user_id
+                and g.revoked_at is None
+                and app_id in (None, g.app_id)
+                and resource in (None, g.resource)
+                and self._has_live_token(g, now)
             ]
             live.sort(key=lambda g: g.id)
             live.sort(key=lambda g: g.created_at, reverse=True)
             result = []
-            for grant in live:
+            for grant in live[:limit]:
                 code = next((c for c in self.codes.values() if c.grant_id == grant.id), None)
                 used = [t.created_at for t in self.access.values() if t.grant_id == grant.id]
                 result.append(

@@ -228,3 +228,37 @@ def test_expiry_uses_the_injected_clock(ctx: Context) -> None:
     with pytest.raises(InvalidGrantError):
         token.exchange(ctx, params, None, SYSTEM)
     assert isinstance(ctx.clock.now(), datetime)
+
+
+def test_password_hashing_runs_at_most_two_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each Argon2id hash holds its memory cost while it runs: the process caps how many run."""
+    from authgate.crypto import passwords
+
+    running, peak, lock = 0, 0, threading.Lock()
+    release = threading.Event()
+
+    class SlowHasher:
+        def hash(self, password: str) -> str:
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            release.wait(timeout=5)
+            with lock:
+                running -= 1
+            return "$argon2id$slow"
+
+    monkeypatch.setattr(passwords, "_HASHER", SlowHasher())
+    threads = [threading.Thread(target=passwords.hash_password, args=("pw",)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    deadline = threading.Event()
+    for _ in range(50):  # up to 0.5 s for the first two to start
+        if running == passwords.MAX_CONCURRENT:
+            break
+        deadline.wait(0.01)
+    assert running == passwords.MAX_CONCURRENT
+    release.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert peak == passwords.MAX_CONCURRENT == 2

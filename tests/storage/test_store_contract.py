@@ -829,6 +829,14 @@ def test_list_live_grants(store: Store) -> None:
     assert found[1].last_used_at is not None
     assert [f.grant.app_id for f in store.list_live_grants(other_user.id, now)] == [apps["E"].id]
     assert list(store.list_live_grants(u.id, b.at(10_000))) == []
+    # Narrowed to one app, one resource, and the newest few.
+    of_b = store.list_live_grants(u.id, now, app_id=apps["B"].id)
+    assert [f.grant.id for f in of_b] == [newer.id]
+    assert list(store.list_live_grants(u.id, now, app_id=apps["C"].id)) == []
+    same = store.list_live_grants(u.id, now, resource=newer.resource)
+    assert [f.grant.id for f in same] == [newer.id, first.id]
+    assert list(store.list_live_grants(u.id, now, resource="https://elsewhere.test")) == []
+    assert [f.grant.id for f in store.list_live_grants(u.id, now, limit=1)] == [newer.id]
 
 
 # -- client_credentials grants -------------------------------------------------------------

@@ -85,8 +85,23 @@ class ActiveGrant:
     last_used_at: datetime | None
 
 
-def active_grants(ctx: Context, user_id: str, app_id: str | None = None) -> list[ActiveGrant]:
-    """The user's live grants (of one app, or all), newest first."""
+#: Remembered consent looks at this many of the newest matching grants: a user who authorized
+#: one app thousands of times must not make every later authorization read them all.
+REMEMBERED_LOOKBACK = 20
+
+
+def active_grants(
+    ctx: Context,
+    user_id: str,
+    app_id: str | None = None,
+    *,
+    resource: str | None = None,
+    limit: int | None = None,
+) -> list[ActiveGrant]:
+    """The user's live grants (of one app and resource, or all), newest first."""
+    found = ctx.store.list_live_grants(
+        user_id, ctx.clock.now(), app_id=app_id, resource=resource, limit=limit
+    )
     return [
         ActiveGrant(
             app_id=live.grant.app_id,
@@ -96,8 +111,7 @@ def active_grants(ctx: Context, user_id: str, app_id: str | None = None) -> list
             since=live.grant.created_at,
             last_used_at=live.last_used_at,
         )
-        for live in ctx.store.list_live_grants(user_id, ctx.clock.now())
-        if app_id is None or live.grant.app_id == app_id
+        for live in found
     ]
 
 
@@ -117,7 +131,14 @@ def _same_redirect(a: str, b: str) -> bool:
 def remembered(ctx: Context, request: authorize.AuthorizationRequest, user: User) -> bool:
     """Whether the user already allowed this app everything this request asks for."""
     wanted = set(scopes.parse_scope(request.scope))
-    for grant in active_grants(ctx, user.id, request.app.id):
+    candidates = active_grants(
+        ctx,
+        user.id,
+        request.app.id,
+        resource=request.resource.identifier,
+        limit=REMEMBERED_LOOKBACK,
+    )
+    for grant in candidates:
         if grant.resource != request.resource.identifier or not wanted <= set(grant.scope):
             continue
         if _self_registered(request.app) and not (

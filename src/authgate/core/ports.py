@@ -151,9 +151,18 @@ class CodeStore(Protocol):
 
 class TokenStore(Protocol):
     def get_grant(self, grant_id: str) -> Grant | None: ...
-    def list_live_grants(self, user_id: str, now: datetime) -> Sequence[LiveGrant]:
+    def list_live_grants(
+        self,
+        user_id: str,
+        now: datetime,
+        *,
+        app_id: str | None = None,
+        resource: str | None = None,
+        limit: int | None = None,
+    ) -> Sequence[LiveGrant]:
         """The user's unrevoked grants that hold an unrevoked, unexpired (and, for refresh
-        tokens, unconsumed) token; newest first."""
+        tokens, unconsumed) token; newest first; of one app and one resource when given, at
+        most ``limit``."""
         ...
 
     def get_access_token_by_prefix(self, prefix: str) -> AccessToken | None: ...

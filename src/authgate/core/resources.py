@@ -70,6 +70,7 @@ class ResourceCache:
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[datetime, Resource]] = {}
+        self._scopes: tuple[datetime, list[str]] | None = None
         self._lock = threading.Lock()
 
     def get(self, ctx: Context, identifier: str) -> Resource | None:
@@ -87,9 +88,23 @@ class ResourceCache:
                 self._entries[identifier] = (now, resource)
         return resource
 
+    def scope_names(self, ctx: Context) -> list[str]:
+        """Every scope any registered resource defines, sorted (for the metadata document),
+        read at most once per ``policy.cache_ttl``."""
+        now = ctx.clock.now()
+        with self._lock:
+            cached = self._scopes
+        if cached is not None and timedelta(0) <= now - cached[0] < ctx.policy.cache_ttl:
+            return cached[1]
+        names = sorted({s.name for r in ctx.store.list_resources() for s in r.scopes})
+        with self._lock:
+            self._scopes = (now, names)
+        return names
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._scopes = None
 
 
 def lookup(ctx: Context, identifier: str) -> Resource:

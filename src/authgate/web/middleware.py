@@ -102,17 +102,18 @@ class RequestContext:
             if observed is not None:
                 error = oauth_error_code(headers, bytes(error_body)) if status >= 400 else None
                 observed.observe_request(scope, status, seconds, error)
-            # Paths only: query strings may carry codes or states.
-            line: dict[str, object] = {
-                "request_id": rid,
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status,
-                "ms": round(seconds * 1000, 2),
-            }
-            state = scope.get("state", {})
-            line.update({name: state[name] for name in LOGGED_STATE if state.get(name)})
-            log.info(json.dumps(line))
+            if log.isEnabledFor(logging.INFO):
+                # Paths only: query strings may carry codes or states.
+                line: dict[str, object] = {
+                    "request_id": rid,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(seconds * 1000, 2),
+                }
+                state = scope.get("state", {})
+                line.update({name: state[name] for name in LOGGED_STATE if state.get(name)})
+                log.info(json.dumps(line))
 
 
 def _has_nul(scope: Scope) -> bool:

@@ -126,7 +126,15 @@ class CodeQueries(SqlBase):
 
 
 class TokenQueries(SqlBase):
-    def list_live_grants(self, user_id: str, now: datetime) -> Sequence[LiveGrant]:
+    def list_live_grants(
+        self,
+        user_id: str,
+        now: datetime,
+        *,
+        app_id: str | None = None,
+        resource: str | None = None,
+        limit: int | None = None,
+    ) -> Sequence[LiveGrant]:
         live_refresh = select(refresh_tokens.c.id).where(
             refresh_tokens.c.grant_id == grants.c.id,
             refresh_tokens.c.revoked_at.is_(None),
@@ -157,7 +165,12 @@ class TokenQueries(SqlBase):
                 live_refresh.exists() | live_access.exists(),
             )
             .order_by(grants.c.created_at.desc(), grants.c.id)
+            .limit(limit)
         )
+        if app_id is not None:
+            query = query.where(grants.c.app_id == app_id)
+        if resource is not None:
+            query = query.where(grants.c.resource == resource)
         with self._transaction() as conn:
             rows = conn.execute(query).all()
         return [_to_live_grant(row) for row in rows]

@@ -14,25 +14,23 @@ from authgate.web.protocol.registration import registration_settings
 CACHE = {"Cache-Control": "public, max-age=300"}
 
 
-def _all_scopes(ctx: Context) -> list[str]:
-    names = {s.name for r in ctx.store.list_resources() for s in r.scopes}
-    return sorted(names)
-
-
 def _own_scopes(ctx: Context) -> list[str]:
     return list(resources.scope_names(resources.lookup(ctx, ctx.policy.audience)))
 
 
-async def authorization_server(request: Request) -> Response:
+def _authorization_server(request: Request) -> dict[str, object]:
     ctx = deps.ctx_of(request)
-    scopes = await run_in_threadpool(_all_scopes, ctx)
-    registration = await run_in_threadpool(registration_settings, request)
-    document = metadata.authorization_server(
+    return metadata.authorization_server(
         ctx.policy,
-        scopes,
+        ctx.resources.scope_names(ctx),
         client_id_metadata_documents=ctx.fetcher is not None,
-        registration_endpoint=registration.enabled,
+        registration_endpoint=registration_settings(request).enabled,
     )
+
+
+async def authorization_server(request: Request) -> Response:
+    # One trip to a worker thread; scopes and settings come from this node's caches.
+    document = await run_in_threadpool(_authorization_server, request)
     return JSONResponse(document, headers=CACHE)
 
 
