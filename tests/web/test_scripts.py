@@ -165,6 +165,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         AUTHGATE_ISSUER=url,
         # Strict refresh-token reuse, so the reuse check needs no waiting.
         AUTHGATE_REFRESH_REUSE_GRACE_SECONDS="0",
+        # Every script here signs the same admin in, often within one minute: more than the
+        # default slow-down allows (5 a minute per account). tests/web/test_rate_limits.py and
+        # the multi-node suite test the limits themselves.
+        AUTHGATE_SIGN_IN_ATTEMPTS_PER_USER="100",
+        AUTHGATE_SIGN_IN_RATE_PER_IP="200",
     )
     out_path, err_path = data_dir / "serve.out", data_dir / "serve.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
