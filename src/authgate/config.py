@@ -173,6 +173,15 @@ class Settings(BaseSettings):
         description="Server processes `authgate serve` starts on the one port (each with its "
         "own database pool). About one per CPU core.",
     )
+    protocol_threads: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Worker threads per server process for the token, introspection, "
+        "revocation and discovery endpoints. Their work is mostly CPU-bound, so a few threads "
+        "give the best latency; raise it when the database is far away (each waiting "
+        "request holds a thread).",
+    )
     shutdown_grace_seconds: int = Field(
         20,
         ge=0,

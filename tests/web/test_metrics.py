@@ -58,6 +58,26 @@ def _tokens(client: TestClient, app: Client) -> dict[str, Any]:
     )
 
 
+def test_unknown_methods_share_one_label(client: TestClient) -> None:
+    """A client may send any token as the method: it must not mint a series per token."""
+    for method in ("FROBNICATE", "X-ONE", "x-two"):
+        assert client.request(method, "/oauth2/tokens").status_code == 405
+    assert client.post("/oauth2/tokens", data={}).status_code == 400
+    samples = scrape(client)
+    route = "/oauth2/tokens"
+    assert (
+        value(samples, "authgate_http_requests_total", route=route, method="other", status="405")
+        == 3
+    )
+    assert (
+        value(samples, "authgate_http_requests_total", route=route, method="POST", status="400")
+        == 1
+    )
+    assert value(samples, "authgate_http_request_duration_seconds_count", route=route) == 4
+    text = client.get("/metrics").text
+    assert "FROBNICATE" not in text and "x-two" not in text
+
+
 def test_requests_are_counted_by_route_template_not_path(client: TestClient) -> None:
     for client_id in ("one", "two"):
         resp = client.get(f"/oauth2/clients/{client_id}")

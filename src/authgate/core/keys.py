@@ -119,12 +119,14 @@ class Keyring:
     def keys(self, ctx: Context) -> list[SigningKey]:
         now = ctx.clock.now()
         with self._lock:
-            # Loaded "in the future" (the clock went back since) is stale, not fresh.
-            age = now - self._loaded_at if self._loaded_at is not None else None
-            fresh = age is not None and timedelta(0) <= age < ctx.policy.cache_ttl
-            if not fresh:
+            if not self._fresh(ctx, now):
                 self._refresh(ctx, now)
             return self._keys
+
+    def _fresh(self, ctx: Context, now: datetime) -> bool:
+        # Loaded "in the future" (the clock went back since) is stale, not fresh.
+        age = now - self._loaded_at if self._loaded_at is not None else None
+        return age is not None and timedelta(0) <= age < ctx.policy.cache_ttl
 
     def _refresh(self, ctx: Context, now: datetime) -> None:
         keys = list(ctx.store.list_signing_keys())
@@ -155,3 +157,14 @@ class Keyring:
     def jwks(self, ctx: Context) -> dict[str, Any]:
         now = ctx.clock.now()
         return {"keys": [k.public_jwk for k in published(self.keys(ctx), now)]}
+
+    def cached_jwks(self, ctx: Context) -> dict[str, Any] | None:
+        """The JWKS from this node's cache, or None when the cache must be refreshed first
+        (``jwks``, which may read the database). Never blocks on I/O: the web layer calls it
+        on the event loop and falls back to ``jwks`` in a worker thread."""
+        now = ctx.clock.now()
+        with self._lock:
+            if not self._fresh(ctx, now):
+                return None
+            keys = self._keys
+        return {"keys": [k.public_jwk for k in published(keys, now)]}

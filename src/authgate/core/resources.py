@@ -92,14 +92,22 @@ class ResourceCache:
         """Every scope any registered resource defines, sorted (for the metadata document),
         read at most once per ``policy.cache_ttl``."""
         now = ctx.clock.now()
-        with self._lock:
-            cached = self._scopes
-        if cached is not None and timedelta(0) <= now - cached[0] < ctx.policy.cache_ttl:
-            return cached[1]
+        cached = self.cached_scope_names(ctx)
+        if cached is not None:
+            return cached
         names = sorted({s.name for r in ctx.store.list_resources() for s in r.scopes})
         with self._lock:
             self._scopes = (now, names)
         return names
+
+    def cached_scope_names(self, ctx: Context) -> list[str] | None:
+        """``scope_names`` if this node's copy is fresh, else None; never reads the database."""
+        now = ctx.clock.now()
+        with self._lock:
+            cached = self._scopes
+        if cached is not None and timedelta(0) <= now - cached[0] < ctx.policy.cache_ttl:
+            return cached[1]
+        return None
 
     def clear(self) -> None:
         with self._lock:

@@ -111,15 +111,21 @@ class SettingsCache:
 
     def get(self, ctx: Context) -> RegistrationSettings:
         now = ctx.clock.now()
-        with self._lock:
-            value, loaded_at = self._value, self._loaded_at
-        fresh = loaded_at is not None and timedelta(0) <= now - loaded_at < ctx.policy.cache_ttl
-        if value is not None and fresh:
+        value = self.cached(ctx)
+        if value is not None:
             return value
         value = load(ctx)
         with self._lock:
             self._value, self._loaded_at = value, now
         return value
+
+    def cached(self, ctx: Context) -> RegistrationSettings | None:
+        """The settings if this node's copy is fresh, else None; never reads the database."""
+        now = ctx.clock.now()
+        with self._lock:
+            value, loaded_at = self._value, self._loaded_at
+        fresh = loaded_at is not None and timedelta(0) <= now - loaded_at < ctx.policy.cache_ttl
+        return value if fresh else None
 
     def invalidate(self) -> None:
         with self._lock:

@@ -22,6 +22,8 @@ from authgate.core.errors import OAuthError
 from authgate.core.token import GRANTS
 
 UNMATCHED = "unmatched"
+#: The method label: these, else "other" (a client may send any token as a method).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: The operator-only ``debug`` texts of the token endpoint's replay defences, each of which
 #: has recorded its audit event (``authorization_code.replayed``, ``refresh_token.reused``)
 #: before raising. tests/web/test_metrics.py checks both counts against the audit log.
@@ -36,6 +38,7 @@ class Metrics:
 
     def __init__(self, pool_in_use: Callable[[], float] | None = None) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         registry = self.registry
         self.requests = Counter(
             "authgate_http_requests",
@@ -88,8 +91,19 @@ class Metrics:
 
     def observe_request(self, scope: Scope, status: int, seconds: float, error: str | None) -> None:
         route = route_template(scope)
-        self.requests.labels(route, scope.get("method", ""), str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        method = scope.get("method", "")
+        key = (route, method if method in _METHODS else "other", status)
+        children = self._children.get(key)
+        if children is None:
+            # Label lookups cost more than the increments; the key space is bounded (route
+            # templates × methods × status codes), so the children are kept.
+            children = (
+                self.requests.labels(key[0], key[1], str(status)),
+                self.latency.labels(route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         if error is not None:
             self.oauth_errors.labels(route, error).inc()
 

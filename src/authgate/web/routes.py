@@ -17,6 +17,7 @@ from authgate.web import admin, health, metrics
 from authgate.web.background import lifespan as background_lifespan
 from authgate.web.cors import with_cors
 from authgate.web.errors import EXCEPTION_HANDLERS
+from authgate.web.hot import HotRoutes
 from authgate.web.middleware import RequestContext
 from authgate.web.pages import admin_apps, admin_system, admin_users, branding, connected, login
 from authgate.web.protocol import (
@@ -30,7 +31,9 @@ from authgate.web.protocol import (
 from authgate.web.templating import Branding, environment
 
 
-def protocol_routes(issuer: str) -> list[Route]:
+def hot_routes(issuer: str) -> list[Route]:
+    """The endpoints called on every connection and refresh; ``web/hot.py`` dispatches them
+    before the router (which still lists them, for HEAD and the metrics' route labels)."""
     routes = [
         Route(path, with_cors(metadata.authorization_server), methods=["GET", "OPTIONS"])
         for path in core_metadata.well_known_paths(issuer)
@@ -43,15 +46,21 @@ def protocol_routes(issuer: str) -> list[Route]:
             methods=["GET", "OPTIONS"],
         ),
         Route("/.well-known/jwks.json", with_cors(metadata.jwks), methods=["GET", "OPTIONS"]),
-        Route("/oauth2/authorize", authorize.authorize_get, methods=["GET"]),
-        Route("/oauth2/authorize", authorize.authorize_post, methods=["POST"]),
         Route("/oauth2/tokens", with_cors(token.token_endpoint), methods=["POST", "OPTIONS"]),
         Route("/oauth2/token", with_cors(token.token_endpoint), methods=["POST", "OPTIONS"]),
-        Route("/oauth2/tokens", user_tokens.withdraw_app_tokens, methods=["DELETE"]),
         Route("/oauth2/revoke", with_cors(introspection.revoke), methods=["POST", "OPTIONS"]),
         Route(
             "/oauth2/introspect", with_cors(introspection.introspect), methods=["POST", "OPTIONS"]
         ),
+    ]
+
+
+def protocol_routes(issuer: str) -> list[Route]:
+    return [
+        *hot_routes(issuer),
+        Route("/oauth2/authorize", authorize.authorize_get, methods=["GET"]),
+        Route("/oauth2/authorize", authorize.authorize_post, methods=["POST"]),
+        Route("/oauth2/tokens", user_tokens.withdraw_app_tokens, methods=["DELETE"]),
         Route("/oauth2/register", with_cors(registration.register), methods=["POST", "OPTIONS"]),
         Route(
             "/oauth2/clients/{client_id}",
@@ -132,6 +141,9 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
         docs_url=None,
         redoc_url=None,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        # authgate has its own metrics; the framework's OpenTelemetry hooks would otherwise
+        # look up the global tracer providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.ctx = ctx
     app.state.settings = settings
@@ -147,5 +159,6 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
         app.router.routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     app.include_router(admin.router, prefix="/api/v2")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    app.add_middleware(RequestContext)
+    app.add_middleware(HotRoutes, routes=hot_routes(settings.issuer))
+    app.add_middleware(RequestContext)  # added last: the outermost, around HotRoutes
     return app

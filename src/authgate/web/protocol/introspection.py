@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -12,7 +11,7 @@ from authgate.core import introspection, rate_limits, revocation
 from authgate.core.context import Actor, Context
 from authgate.core.errors import OAuthError
 from authgate.core.params import Params
-from authgate.web import deps, errors
+from authgate.web import deps, errors, threads
 from authgate.web.middleware import note
 from authgate.web.protocol.forms import read_form
 
@@ -35,7 +34,8 @@ async def introspect(request: Request) -> Response:
         params = await read_form(request)
         client_id = rate_limits.named_client(authorization, params)
         note(request, client_id=client_id)
-        body = await run_in_threadpool(
+        body = await threads.run(
+            request,
             _introspect,
             deps.ctx_of(request),
             params,
@@ -51,7 +51,8 @@ async def introspect(request: Request) -> Response:
 async def revoke(request: Request) -> Response:
     try:
         params = await read_form(request)
-        await run_in_threadpool(
+        await threads.run(
+            request,
             revocation.revoke,
             deps.ctx_of(request),
             params,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from authgate.core import metadata, resources
 from authgate.core.context import Context
-from authgate.web import deps
-from authgate.web.protocol.registration import registration_settings
+from authgate.web import deps, threads
+from authgate.web.protocol.registration import settings_cache
 
 CACHE = {"Cache-Control": "public, max-age=300"}
 
@@ -18,30 +17,44 @@ def _own_scopes(ctx: Context) -> list[str]:
     return list(resources.scope_names(resources.lookup(ctx, ctx.policy.audience)))
 
 
-def _authorization_server(request: Request) -> dict[str, object]:
+def _authorization_server(request: Request, cached: bool = False) -> dict[str, object] | None:
+    """The RFC 8414 document; with ``cached``, None unless every part is in this node's caches
+    (so it can be answered on the event loop, without a trip to a worker thread)."""
     ctx = deps.ctx_of(request)
+    if cached:
+        scopes = ctx.resources.cached_scope_names(ctx)
+        registration = settings_cache(request).cached(ctx)
+        if scopes is None or registration is None:
+            return None
+    else:
+        scopes = ctx.resources.scope_names(ctx)
+        registration = settings_cache(request).get(ctx)
     return metadata.authorization_server(
         ctx.policy,
-        ctx.resources.scope_names(ctx),
+        scopes,
         client_id_metadata_documents=ctx.fetcher is not None,
-        registration_endpoint=registration_settings(request).enabled,
+        registration_endpoint=registration.enabled,
     )
 
 
 async def authorization_server(request: Request) -> Response:
-    # One trip to a worker thread; scopes and settings come from this node's caches.
-    document = await run_in_threadpool(_authorization_server, request)
+    # From this node's caches when they are fresh, else one trip to a worker thread.
+    document = _authorization_server(request, cached=True)
+    if document is None:
+        document = await threads.run(request, _authorization_server, request)
     return JSONResponse(document, headers=CACHE)
 
 
 async def protected_resource(request: Request) -> Response:
     ctx = deps.ctx_of(request)
-    scopes = await run_in_threadpool(_own_scopes, ctx)
+    scopes = await threads.run(request, _own_scopes, ctx)
     return JSONResponse(metadata.protected_resource(ctx.policy, scopes), headers=CACHE)
 
 
 async def jwks(request: Request) -> Response:
     ctx = deps.ctx_of(request)
-    document = await run_in_threadpool(ctx.keyring.jwks, ctx)
+    document = ctx.keyring.cached_jwks(ctx)
+    if document is None:
+        document = await threads.run(request, ctx.keyring.jwks, ctx)
     max_age = ctx.policy.jwks_max_age
     return JSONResponse(document, headers={"Cache-Control": f"public, max-age={max_age}"})

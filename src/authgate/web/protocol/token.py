@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -11,7 +10,7 @@ from authgate.core.context import Actor, Context
 from authgate.core.errors import OAuthError
 from authgate.core.params import Params
 from authgate.core.tokens import TokenResponse
-from authgate.web import deps, errors, metrics
+from authgate.web import deps, errors, metrics, threads
 from authgate.web.middleware import note
 from authgate.web.protocol.forms import read_form
 
@@ -36,7 +35,8 @@ async def token_endpoint(request: Request) -> Response:
         params = await read_form(request)
         client_id = rate_limits.named_client(authorization, params)
         note(request, client_id=client_id)
-        result = await run_in_threadpool(
+        result = await threads.run(
+            request,
             _exchange,
             deps.ctx_of(request),
             params,

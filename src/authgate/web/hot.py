@@ -1,0 +1,68 @@
+"""The hot protocol endpoints, dispatched by exact method and path.
+
+Token, introspection, revocation, JWKS and metadata requests arrive on every MCP connection and
+every refresh. The framework's router tries its routes one regular expression at a time and
+wraps each endpoint in several layers (exception middleware, exit stacks, the request/response
+adapter); for these fixed paths one dictionary lookup finds the same endpoint function. The
+request still passes through ``RequestContext`` (request id, access log, metrics, body limit)
+outside this, and errors end in the same handlers (``web/errors.py``) as on the router.
+
+Paths with parameters, HEAD, a ``root_path`` and everything else go to the framework untouched.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from authgate.web.errors import EXCEPTION_HANDLERS
+
+
+class HotRoutes:
+    def __init__(self, app: ASGIApp, routes: Iterable[Route]) -> None:
+        self.app = app
+        self.table: dict[tuple[str, str], Route] = {}
+        for route in routes:
+            if "{" in route.path:
+                raise ValueError(f"a hot route needs a fixed path: {route.path}")
+            for method in route.methods or ():
+                if method != "HEAD":  # the framework answers HEAD without a body
+                    self.table[(method, route.path)] = route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = None
+        if scope["type"] == "http" and not scope.get("root_path"):
+            route = self.table.get((scope["method"], scope["path"]))
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = route  # the metrics label (web/metrics.route_template)
+        request = Request(scope, receive, send)
+        try:
+            response: Response = await route.endpoint(request)
+        except Exception as exc:
+            handled = await _handled(request, exc)
+            if handled is None:
+                raise  # RequestContext answers the 500 under the request id
+            response = handled
+        await response(scope, receive, send)
+
+
+async def _handled(request: Request, exc: Exception) -> Response | None:
+    """The response of the handler the framework would have used, if one is registered for
+    this exception; an unexpected exception is left to ``RequestContext``."""
+    for kind in type(exc).__mro__:
+        if kind is Exception:
+            return None
+        handler: Any = EXCEPTION_HANDLERS.get(kind)
+        if handler is not None:
+            result = handler(request, exc)
+            response: Response = await result if inspect.isawaitable(result) else result
+            return response
+    return None
