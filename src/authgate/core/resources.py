@@ -6,6 +6,7 @@ component." The token's audience is the resource; without one, authgate's own AP
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import uuid
@@ -25,6 +26,7 @@ MAX_RESOURCE_LENGTH = 2048
 _SCOPE_NAME = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]{1,128}")
 
 
+@functools.lru_cache(maxsize=1024)  # every token request canonicalises the same few values
 def canonical_resource(value: str) -> str:
     """Validate a resource indicator and return its canonical form.
 

@@ -7,6 +7,7 @@ without a database round-trip, and lets authgate reject typos before any lookup.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -21,7 +22,32 @@ CHECKSUM_LEN = 6
 
 
 def random_string(length: int, alphabet: str = ALPHABET) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(length))
+    """``length`` characters drawn uniformly and independently from ``alphabet`` (ASCII).
+
+    Random bytes at or above the largest multiple of ``len(alphabet)`` are dropped (rejection
+    sampling, so no character is more likely than another); the others map to
+    ``alphabet[byte % len(alphabet)]``. One C-level ``bytes.translate`` does both, instead of a
+    ``secrets.choice`` call per character (a quarter of a token request's time in Python).
+    """
+    table, rejected = _translation(alphabet)
+    out = b""
+    while len(out) < length:
+        out += secrets.token_bytes(length + 16).translate(table, rejected)
+    return out[:length].decode("ascii")
+
+
+@functools.cache
+def _translation(alphabet: str) -> tuple[bytes, bytes]:
+    if (
+        not alphabet.isascii()
+        or not 2 <= len(alphabet) <= 128
+        or len(set(alphabet)) != len(alphabet)
+    ):
+        raise ValueError("the alphabet must be 2 to 128 distinct ASCII characters")
+    size = len(alphabet)
+    limit = 256 - 256 % size
+    table = bytes(ord(alphabet[b % size]) if b < limit else 0 for b in range(256))
+    return table, bytes(range(limit, 256))
 
 
 def _base62(number: int, width: int) -> str:

@@ -39,6 +39,7 @@ class Metrics:
     def __init__(self, pool_in_use: Callable[[], float] | None = None) -> None:
         self.registry = CollectorRegistry()
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._issued: dict[str, Any] = {}
         registry = self.registry
         self.requests = Counter(
             "authgate_http_requests",
@@ -108,8 +109,11 @@ class Metrics:
             self.oauth_errors.labels(route, error).inc()
 
     def token_issued(self, grant_type: str | None) -> None:
-        if grant_type in GRANTS:
-            self.tokens_issued.labels(grant_type).inc()
+        if grant_type is not None and grant_type in GRANTS:
+            child = self._issued.get(grant_type)
+            if child is None:
+                child = self._issued[grant_type] = self.tokens_issued.labels(grant_type)
+            child.inc()
 
     def token_refused(self, exc: OAuthError) -> None:
         if exc.debug in _CODE_REPLAYED:

@@ -18,9 +18,10 @@ async def read_form(request: Request) -> Params:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise InvalidRequestError("The request body must be application/x-www-form-urlencoded")
-    for name in URL_FORBIDDEN:
-        if name in request.query_params:
-            raise InvalidRequestError(f"{name} must be sent in the request body, not the URL")
+    if request.scope.get("query_string"):
+        for name in URL_FORBIDDEN:
+            if name in request.query_params:
+                raise InvalidRequestError(f"{name} must be sent in the request body, not the URL")
     body = await request.body()
     if len(body) > MAX_FORM:
         raise InvalidRequestError("The request body is too large")
