@@ -1,9 +1,11 @@
 """The transaction boundary of the SQL store, where database exceptions are translated.
 
-Every ``Store`` method runs inside exactly one ``_transaction()``. Whatever the driver raises
-leaves it as one of the two exceptions core knows (``authgate.core.ports``), or as
-``ValueError`` when the caller broke an invariant (a naive datetime, a row that references a
-missing parent).
+Every ``Store`` method runs inside exactly one ``_transaction()``, or, on the hot paths of the
+token endpoint, one ``_raw_transaction()``: the same transaction on the DBAPI connection,
+without SQLAlchemy's per-statement execution overhead (see ``prepared.py``). Whatever the
+driver raises leaves either as one of the two exceptions core knows (``authgate.core.ports``),
+or as ``ValueError`` when the caller broke an invariant (a naive datetime, a row that
+references a missing parent).
 """
 
 from __future__ import annotations
@@ -11,16 +13,30 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Table, delete, exc, select, text, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Delete,
+    Engine,
+    Integer,
+    Table,
+    delete,
+    exc,
+    literal_column,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.engine.interfaces import DBAPICursor, DBAPIModule
+from sqlalchemy.pool import PoolProxiedConnection
 
 from authgate.core.ports import DuplicateKeyError, StoreUnavailableError
 from authgate.storage.sql.engine import WRITE_OPTION
+from authgate.storage.sql.prepared import Result, Runner, Statements
 
 _PG_UNIQUE_VIOLATION = "23505"
 _SQLITE_UNIQUE_CODES = {
@@ -41,7 +57,7 @@ def upsert_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.
     return sqlite.insert(table)
 
 
-def purge(conn: Connection, table: Table, which: ColumnElement[bool]) -> int:
+def purge_statement(table: Table, which: ColumnElement[bool]) -> Delete:
     """Delete the rows matching ``which``, skipping rows another transaction holds.
 
     Housekeeping that many writers run at once: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` keeps
@@ -50,7 +66,15 @@ def purge(conn: Connection, table: Table, which: ColumnElement[bool]) -> int:
     """
     key = list(table.primary_key.columns)
     doomed = select(*key).where(which).with_for_update(skip_locked=True)
-    return conn.execute(delete(table).where(tuple_(*key).in_(doomed))).rowcount
+    return delete(table).where(tuple_(*key).in_(doomed))
+
+
+def purge(conn: Connection, table: Table, which: ColumnElement[bool]) -> int:
+    """Run ``purge_statement(table, which)``; the number of rows deleted."""
+    return conn.execute(purge_statement(table, which)).rowcount
+
+
+_SELECT_ONE = select(literal_column("1", Integer))
 
 
 class SqlBase:
@@ -58,6 +82,8 @@ class SqlBase:
 
     def __init__(self, engine: Engine, *, serialize: bool = False) -> None:
         self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._statements = Statements(engine.dialect)
         # An in-memory SQLite database is a single shared connection: one user at a time.
         self._serial: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if serialize else contextlib.nullcontext()
@@ -80,8 +106,8 @@ class SqlBase:
     def ping(self) -> bool:
         """True if the database answers a trivial query (for /readyz)."""
         try:
-            with self._transaction() as conn:
-                conn.execute(text("SELECT 1"))
+            with self._raw_transaction(single_read=True) as db:
+                db.first(_SELECT_ONE, {})
         except StoreUnavailableError:
             return False
         return True
@@ -99,15 +125,119 @@ class SqlBase:
         except exc.SQLAlchemyError as error:
             raise _translate(error) from error
 
+    @contextlib.contextmanager
+    def _raw_transaction(
+        self, *, write: bool = False, single_read: bool = False
+    ) -> Iterator[Runner]:
+        """``_transaction()`` on the DBAPI connection, for the hot paths (see ``prepared.py``).
+
+        The same locks, the same pool (so its connect and checkout events run), the same BEGIN,
+        COMMIT or ROLLBACK and the same exceptions. ``single_read``: the body runs one SELECT,
+        which is atomic by itself, so it runs in autocommit mode, without BEGIN and COMMIT (on
+        PostgreSQL two round trips fewer).
+
+        While anything listens to SQLAlchemy's cursor events (a tracer, the fault injection of
+        tests/faults), the statements run through ``_transaction()`` and ``exec_driver_sql``
+        instead, so that the listeners see every one of them.
+        """
+        assert not (write and single_read)
+        events = self._engine.dispatch
+        if events.before_cursor_execute or events.after_cursor_execute:
+            with self._transaction(write=write) as conn:
+                yield Runner(conn.exec_driver_sql, self._statements)
+            return
+        dbapi = self._engine.dialect.loaded_dbapi
+        writer = self._writer if write else contextlib.nullcontext()
+        with self._serial, writer:
+            proxy = self._checkout()
+            dbapi_conn = proxy.dbapi_connection
+            assert dbapi_conn is not None
+            autocommit = single_read and not self._sqlite  # SQLite's connections are in it
+            cursor: DBAPICursor | None = None
+            try:
+                if autocommit:
+                    dbapi_conn.autocommit = True
+                cursor = dbapi_conn.cursor()
+                if self._sqlite and not single_read:
+                    # As engine._on_sqlite_begin: a writer takes the write lock up front.
+                    cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
+                yield Runner(_executor(cursor), self._statements)
+                if not single_read:
+                    dbapi_conn.commit()
+            except dbapi.Error as error:
+                self._recover(proxy, error)
+                if isinstance(error, dbapi.IntegrityError):
+                    raise _refused(error) from error
+                raise StoreUnavailableError(_first_line(error)) from error
+            except BaseException:
+                self._recover(proxy, None)
+                raise
+            finally:
+                self._release(proxy, cursor, autocommit)
+
+    def _checkout(self) -> PoolProxiedConnection:
+        """A pooled DBAPI connection; failing to get one is ``StoreUnavailableError``."""
+        try:
+            return self._engine.raw_connection()
+        except exc.SQLAlchemyError as error:
+            raise _translate(error) from error
+        except self._engine.dialect.loaded_dbapi.Error as error:
+            raise StoreUnavailableError(_first_line(error)) from error
+
+    def _recover(self, proxy: PoolProxiedConnection, error: DBAPIModule.Error | None) -> None:
+        """Roll back after a failure, or discard the connection if it is gone (as SQLAlchemy's
+        ``Connection`` does: a lost server connection invalidates the whole pool, whose other
+        connections are likely gone too) or if it cannot roll back."""
+        conn = proxy.dbapi_connection
+        if conn is None:
+            return
+        if error is not None and self._engine.dialect.is_disconnect(error, conn, None):
+            self._engine.pool._invalidate(proxy, error)
+            return
+        try:
+            conn.rollback()
+        except self._engine.dialect.loaded_dbapi.Error as failed:
+            proxy.invalidate(failed)
+
+    def _release(
+        self, proxy: PoolProxiedConnection, cursor: DBAPICursor | None, autocommit: bool
+    ) -> None:
+        """Return the connection to the pool in the state it was checked out in."""
+        conn = proxy.dbapi_connection
+        if conn is None:
+            return  # invalidated: the pool already has its record back
+        try:
+            if cursor is not None:
+                cursor.close()
+            if autocommit:
+                conn.autocommit = False
+        except self._engine.dialect.loaded_dbapi.Error as error:
+            proxy.invalidate(error)
+            return
+        proxy.close()
+
+
+def _executor(cursor: DBAPICursor) -> Callable[[str, Any], Result]:
+    def execute(sql: str, params: Any) -> Result:
+        cursor.execute(sql, params)
+        return cursor
+
+    return execute
+
 
 def _translate(error: exc.SQLAlchemyError) -> Exception:
     if isinstance(error, exc.IntegrityError):
-        if _is_unique_violation(error.orig):
-            return DuplicateKeyError(_first_line(error.orig))
-        return ValueError(f"integrity constraint refused the write: {_first_line(error.orig)}")
+        return _refused(error.orig)
     if isinstance(error, exc.StatementError) and isinstance(error.orig, ValueError):
         return error.orig  # raised by our own bind processing, e.g. a naive datetime
     return StoreUnavailableError(_first_line(getattr(error, "orig", None) or error))
+
+
+def _refused(orig: BaseException | None) -> Exception:
+    """What an integrity error of the driver becomes."""
+    if _is_unique_violation(orig):
+        return DuplicateKeyError(_first_line(orig))
+    return ValueError(f"integrity constraint refused the write: {_first_line(orig)}")
 
 
 def _is_unique_violation(orig: BaseException | None) -> bool:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, select, true, union, update
+from sqlalchemy import bindparam, delete, func, insert, select, true, union, update
 
 from authgate.core.models import App, AppSecret
 from authgate.storage.sql.base import SqlBase, upsert_insert, values_of
@@ -14,8 +14,9 @@ from authgate.storage.sql.revoke import revoke_grants
 from authgate.storage.sql.tables import access_tokens, app_secrets, apps, grants, refresh_tokens
 
 
-def _to_app(row: Row[Any]) -> App:
-    fields = dict(row._mapping)
+# A row as column → value: ``Row._mapping``, or what ``Runner.first()`` returns.
+def _to_app(row: Mapping[Any, Any]) -> App:
+    fields = dict(row)
     for name in ("redirect_uris", "grant_types", "contacts"):
         fields[name] = tuple(fields[name])
     return App(**fields)
@@ -32,13 +33,19 @@ def _to_row(app: App) -> dict[str, Any]:
 _last_seen = func.coalesce(apps.c.last_used_at, apps.c.created_at)
 
 
-# Built once (see store_tokens.py): every token request looks up its client and secret.
+# Built once, run on the DBAPI connection (prepared.py): every token request looks up its
+# client and secret.
 _APP_BY_ID = select(apps).where(apps.c.id == bindparam("id"))
 _SECRET_BY_PREFIX = select(app_secrets).where(app_secrets.c.prefix == bindparam("prefix"))
+_TOUCH_SECRET = (
+    update(app_secrets)
+    .where(app_secrets.c.id == bindparam("id"))
+    .values(last_used_at=bindparam("at"))
+)
 
 
-def _to_secret(row: Row[Any]) -> AppSecret:
-    return AppSecret(**row._mapping)
+def _to_secret(row: Mapping[Any, Any]) -> AppSecret:
+    return AppSecret(**row)
 
 
 class AppQueries(SqlBase):
@@ -47,14 +54,14 @@ class AppQueries(SqlBase):
             conn.execute(insert(apps).values(_to_row(app)))
 
     def get_app(self, app_id: str) -> App | None:
-        with self._transaction() as conn:
-            row = conn.execute(_APP_BY_ID, {"id": app_id}).first()
+        with self._raw_transaction(single_read=True) as db:
+            row = db.first(_APP_BY_ID, {"id": app_id})
         return _to_app(row) if row else None
 
     def list_apps(self) -> Sequence[App]:
         query = select(apps).order_by(apps.c.created_at, apps.c.id)
         with self._transaction() as conn:
-            return [_to_app(row) for row in conn.execute(query)]
+            return [_to_app(row._mapping) for row in conn.execute(query)]
 
     def update_app(self, app: App) -> None:
         changes = _to_row(app)
@@ -90,7 +97,7 @@ class AppQueries(SqlBase):
             .order_by(_last_seen, apps.c.id)
         )
         with self._transaction() as conn:
-            return [_to_app(row) for row in conn.execute(query)]
+            return [_to_app(row._mapping) for row in conn.execute(query)]
 
     def delete_app(self, app_id: str) -> bool:
         """Delete the app; ON DELETE CASCADE removes its secrets, codes, grants and tokens."""
@@ -117,7 +124,7 @@ class AppQueries(SqlBase):
         )
         query = select(apps).where(live_grant.exists()).order_by(apps.c.created_at, apps.c.id)
         with self._transaction() as conn:
-            return [_to_app(row) for row in conn.execute(query)]
+            return [_to_app(row._mapping) for row in conn.execute(query)]
 
 
 class SecretQueries(SqlBase):
@@ -128,14 +135,16 @@ class SecretQueries(SqlBase):
     def get_secret_by_prefix(self, prefix: str) -> AppSecret | None:
         with self._transaction() as conn:
             row = conn.execute(_SECRET_BY_PREFIX, {"prefix": prefix}).first()
-        return _to_secret(row) if row else None
+        return _to_secret(row._mapping) if row else None
 
     def get_app_and_secret(
         self, app_id: str, secret_prefix: str
     ) -> tuple[App | None, AppSecret | None]:
-        with self._transaction() as conn:
-            app = conn.execute(_APP_BY_ID, {"id": app_id}).first()
-            secret = conn.execute(_SECRET_BY_PREFIX, {"prefix": secret_prefix}).first()
+        # One transaction, so both rows come from one snapshot (SQLite; PostgreSQL at the
+        # isolation levels above READ COMMITTED).
+        with self._raw_transaction() as db:
+            app = db.first(_APP_BY_ID, {"id": app_id})
+            secret = db.first(_SECRET_BY_PREFIX, {"prefix": secret_prefix})
         return (_to_app(app) if app else None, _to_secret(secret) if secret else None)
 
     def list_secrets(self, app_id: str) -> Sequence[AppSecret]:
@@ -145,7 +154,7 @@ class SecretQueries(SqlBase):
             .order_by(app_secrets.c.created_at, app_secrets.c.id)
         )
         with self._transaction() as conn:
-            return [_to_secret(row) for row in conn.execute(query)]
+            return [_to_secret(row._mapping) for row in conn.execute(query)]
 
     def delete_secret(self, secret_id: str, now: datetime) -> bool:
         """Revoke every grant a token of this secret belongs to, then delete the secret.
@@ -166,6 +175,5 @@ class SecretQueries(SqlBase):
         return deleted.rowcount == 1
 
     def touch_secret(self, secret_id: str, at: datetime) -> None:
-        query = update(app_secrets).where(app_secrets.c.id == secret_id).values(last_used_at=at)
-        with self._transaction(write=True) as conn:
-            conn.execute(query)
+        with self._raw_transaction(write=True) as db:
+            db.execute(_TOUCH_SECRET, {"id": secret_id, "at": at})

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
-from authgate.storage.sql.base import SqlBase, purge, upsert_insert
+from authgate.storage.sql.base import SqlBase, purge, purge_statement, upsert_insert
 from authgate.storage.sql.tables import client_assertion_jtis, rate_limits
 
 #: Counters of windows that started this long before the current one are deleted. Windows are
@@ -31,8 +31,10 @@ def _hit(dialect: Any) -> Any:
     ).returning(rate_limits.c.count)
 
 
-#: The counting upsert, built once per dialect: it runs on every limited request.
+#: The counting upsert, built once per dialect, and the purge of old windows: they run on every
+#: limited request, on the DBAPI connection (prepared.py).
 _HIT = {"postgresql": _hit(postgresql), "sqlite": _hit(sqlite)}
+_PURGE_WINDOWS = purge_statement(rate_limits, rate_limits.c.window_start < bindparam("before"))
 
 
 class ReplayQueries(SqlBase):
@@ -60,14 +62,11 @@ class ReplayQueries(SqlBase):
 class RateLimitQueries(SqlBase):
     def hit_rate_limit(self, key: str, window_start: datetime, now: datetime, hits: int = 1) -> int:
         """Count one hit; the first hit of a window also purges the counters of old windows."""
-        table = rate_limits
-        with self._transaction(write=True) as conn:
-            query = _HIT[conn.dialect.name]
-            count = int(
-                conn.execute(
-                    query, {"hit_key": key, "hit_window": window_start, "hits": hits}
-                ).scalar_one()
-            )
+        hit = {"hit_key": key, "hit_window": window_start, "hits": hits}
+        with self._raw_transaction(write=True) as db:
+            row = db.first(_HIT[self._engine.dialect.name], hit)
+            assert row is not None  # an upsert returns its row
+            count = int(row["count"])
             if count == hits:
-                purge(conn, table, table.c.window_start < window_start - RATE_LIMIT_RETENTION)
+                db.execute(_PURGE_WINDOWS, {"before": window_start - RATE_LIMIT_RETENTION})
         return count

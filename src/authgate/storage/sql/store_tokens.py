@@ -6,15 +6,15 @@ decides who won, so two concurrent redemptions mint one family (DESIGN.md §4).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, delete, func, insert, select, update
-from sqlalchemy.engine import Connection
 
 from authgate.core.models import AccessToken, AuthorizationCode, Grant, LiveGrant, RefreshToken
 from authgate.storage.sql.base import SqlBase, values_of
+from authgate.storage.sql.prepared import Runner
 from authgate.storage.sql.revoke import revoke_grants
 from authgate.storage.sql.tables import (
     access_tokens,
@@ -24,12 +24,13 @@ from authgate.storage.sql.tables import (
 )
 
 
-def _to_code(row: Row[Any]) -> AuthorizationCode:
-    return AuthorizationCode(**row._mapping)
+# A row as column → value: ``Row._mapping``, or what ``Runner.first()`` returns.
+def _to_code(row: Mapping[Any, Any]) -> AuthorizationCode:
+    return AuthorizationCode(**row)
 
 
-def _to_grant(row: Row[Any]) -> Grant:
-    return Grant(**row._mapping)
+def _to_grant(row: Mapping[Any, Any]) -> Grant:
+    return Grant(**row)
 
 
 def _to_live_grant(row: Row[Any]) -> LiveGrant:
@@ -38,17 +39,16 @@ def _to_live_grant(row: Row[Any]) -> LiveGrant:
     return LiveGrant(Grant(**values), redirect_uri, last_used)
 
 
-def _to_access(row: Row[Any]) -> AccessToken:
-    return AccessToken(**row._mapping)
+def _to_access(row: Mapping[Any, Any]) -> AccessToken:
+    return AccessToken(**row)
 
 
-def _to_refresh(row: Row[Any]) -> RefreshToken:
-    return RefreshToken(**row._mapping)
+def _to_refresh(row: Mapping[Any, Any]) -> RefreshToken:
+    return RefreshToken(**row)
 
 
-# The statements of the hot paths (token, introspection, refresh) are built once: SQLAlchemy
-# then finds their compiled form by a cache key it memoises on the statement object, instead of
-# building, coercing and hashing a new statement tree on every request.
+# The statements of the hot paths (token, introspection, refresh), built once: they run on the
+# DBAPI connection, compiled once per dialect (prepared.py).
 _INSERT_GRANT = insert(grants)
 _INSERT_ACCESS = insert(access_tokens)
 _INSERT_REFRESH = insert(refresh_tokens)
@@ -81,21 +81,26 @@ _CLAIM_CODE = (
     )
     .values(consumed_at=bindparam("now"), grant_id=bindparam("new_grant_id"))
 )
+_REVOKE_ACCESS = (
+    update(access_tokens)
+    .where(access_tokens.c.id == bindparam("id"), access_tokens.c.revoked_at.is_(None))
+    .values(revoked_at=bindparam("now"))
+)
 
 
-def _insert_pair(conn: Connection, access: AccessToken, refresh: RefreshToken | None) -> None:
-    conn.execute(_INSERT_ACCESS, values_of(access))
+def _insert_pair(db: Runner, access: AccessToken, refresh: RefreshToken | None) -> None:
+    db.execute(_INSERT_ACCESS, values_of(access))
     if refresh is not None:
-        conn.execute(_INSERT_REFRESH, values_of(refresh))
+        db.execute(_INSERT_REFRESH, values_of(refresh))
 
 
-def _lock_live_grant(conn: Connection, grant_id: str) -> bool:
+def _lock_live_grant(db: Runner, grant_id: str) -> bool:
     """Lock the grant row (PostgreSQL) and say whether it exists and is unrevoked.
 
     Holding the lock until commit orders us against ``revoke_grant``, which updates the grant
     row first: either it sees the tokens we insert, or we see its ``revoked_at``.
     """
-    return conn.execute(_LOCK_LIVE_GRANT, {"id": grant_id}).first() is not None
+    return db.first(_LOCK_LIVE_GRANT, {"id": grant_id}) is not None
 
 
 class CodeQueries(SqlBase):
@@ -104,8 +109,8 @@ class CodeQueries(SqlBase):
             conn.execute(insert(authorization_codes).values(values_of(code)))
 
     def get_code_by_prefix(self, prefix: str) -> AuthorizationCode | None:
-        with self._transaction() as conn:
-            row = conn.execute(_CODE_BY_PREFIX, {"prefix": prefix}).first()
+        with self._raw_transaction(single_read=True) as db:
+            row = db.first(_CODE_BY_PREFIX, {"prefix": prefix})
         return _to_code(row) if row else None
 
     def redeem_code(
@@ -117,11 +122,11 @@ class CodeQueries(SqlBase):
         refresh: RefreshToken | None,
     ) -> bool:
         claim = {"code_id": code_id, "now": now, "new_grant_id": grant.id}
-        with self._transaction(write=True) as conn:
-            if conn.execute(_CLAIM_CODE, claim).rowcount != 1:
+        with self._raw_transaction(write=True) as db:
+            if db.execute(_CLAIM_CODE, claim) != 1:
                 return False
-            conn.execute(_INSERT_GRANT, values_of(grant))
-            _insert_pair(conn, access, refresh)
+            db.execute(_INSERT_GRANT, values_of(grant))
+            _insert_pair(db, access, refresh)
         return True
 
 
@@ -176,48 +181,48 @@ class TokenQueries(SqlBase):
         return [_to_live_grant(row) for row in rows]
 
     def get_grant(self, grant_id: str) -> Grant | None:
-        with self._transaction() as conn:
-            row = conn.execute(_GRANT_BY_ID, {"id": grant_id}).first()
+        with self._raw_transaction(single_read=True) as db:
+            row = db.first(_GRANT_BY_ID, {"id": grant_id})
         return _to_grant(row) if row else None
 
     def get_access_token_by_prefix(self, prefix: str) -> AccessToken | None:
-        with self._transaction() as conn:
-            row = conn.execute(_ACCESS_BY_PREFIX, {"prefix": prefix}).first()
+        with self._raw_transaction(single_read=True) as db:
+            row = db.first(_ACCESS_BY_PREFIX, {"prefix": prefix})
         return _to_access(row) if row else None
 
     def get_refresh_token_by_prefix(self, prefix: str) -> RefreshToken | None:
-        with self._transaction() as conn:
-            row = conn.execute(_REFRESH_BY_PREFIX, {"prefix": prefix}).first()
+        with self._raw_transaction(single_read=True) as db:
+            row = db.first(_REFRESH_BY_PREFIX, {"prefix": prefix})
         return _to_refresh(row) if row else None
 
     def create_access_token(self, access: AccessToken) -> None:
-        with self._transaction(write=True) as conn:
-            _insert_pair(conn, access, None)
+        with self._raw_transaction(write=True) as db:
+            _insert_pair(db, access, None)
 
     def rotate_refresh_token(
         self, old_id: str, now: datetime, access: AccessToken, refresh: RefreshToken
     ) -> bool:
-        with self._transaction(write=True) as conn:
-            grant_id = conn.execute(_FAMILY_OF, {"id": old_id}).scalar_one_or_none()
-            if grant_id is None or not _lock_live_grant(conn, grant_id):
+        with self._raw_transaction(write=True) as db:
+            family = db.first(_FAMILY_OF, {"id": old_id})
+            if family is None or not _lock_live_grant(db, family["grant_id"]):
                 return False
-            if conn.execute(_CLAIM_REFRESH, {"old_id": old_id, "now": now}).rowcount != 1:
+            if db.execute(_CLAIM_REFRESH, {"old_id": old_id, "now": now}) != 1:
                 return False
-            _insert_pair(conn, access, refresh)
+            _insert_pair(db, access, refresh)
         return True
 
     def issue_in_family(self, grant_id: str, access: AccessToken, refresh: RefreshToken) -> bool:
-        with self._transaction(write=True) as conn:
-            if not _lock_live_grant(conn, grant_id):
+        with self._raw_transaction(write=True) as db:
+            if not _lock_live_grant(db, grant_id):
                 return False
-            _insert_pair(conn, access, refresh)
+            _insert_pair(db, access, refresh)
         return True
 
     def create_grant(self, grant: Grant, access: AccessToken) -> None:
         """A grant with its first access token and no code (client_credentials)."""
-        with self._transaction(write=True) as conn:
-            conn.execute(_INSERT_GRANT, values_of(grant))
-            _insert_pair(conn, access, None)
+        with self._raw_transaction(write=True) as db:
+            db.execute(_INSERT_GRANT, values_of(grant))
+            _insert_pair(db, access, None)
 
     def revoke_grant(self, grant_id: str, now: datetime) -> bool:
         with self._transaction(write=True) as conn:
@@ -225,13 +230,8 @@ class TokenQueries(SqlBase):
         return sum(revoked) > 0
 
     def revoke_access_token(self, token_id: str, now: datetime) -> bool:
-        query = (
-            update(access_tokens)
-            .where(access_tokens.c.id == token_id, access_tokens.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
-        with self._transaction(write=True) as conn:
-            return conn.execute(query).rowcount == 1
+        with self._raw_transaction(write=True) as db:
+            return db.execute(_REVOKE_ACCESS, {"id": token_id, "now": now}) == 1
 
     def revoke_user_app(self, user_id: str, app_id: str, now: datetime) -> int:
         theirs = and_(grants.c.user_id == user_id, grants.c.app_id == app_id)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 
 from authgate.core.models import ApiToken, Session, User
 from authgate.storage.sql.base import SqlBase, values_of
 from authgate.storage.sql.tables import api_tokens, sessions, users
 
 
-def _to_user(row: Row[Any]) -> User:
-    return User(**row._mapping)
+def _to_user(row: Mapping[Any, Any]) -> User:
+    """``Row._mapping``, or what ``Runner.first()`` returns."""
+    return User(**row)
 
 
 def _to_session(row: Row[Any]) -> Session:
@@ -25,25 +26,30 @@ def _to_api_token(row: Row[Any]) -> ApiToken:
     return ApiToken(**row._mapping)
 
 
+# Built once, run on the DBAPI connection (prepared.py): introspection and every bearer-token
+# call of the management API look up a user.
+_USER_BY_ID = select(users).where(users.c.id == bindparam("id"))
+
+
 class UserQueries(SqlBase):
     def create_user(self, user: User) -> None:
         with self._transaction(write=True) as conn:
             conn.execute(insert(users).values(values_of(user)))
 
     def get_user(self, user_id: str) -> User | None:
-        with self._transaction() as conn:
-            row = conn.execute(select(users).where(users.c.id == user_id)).first()
+        with self._raw_transaction(single_read=True) as db:
+            row = db.first(_USER_BY_ID, {"id": user_id})
         return _to_user(row) if row else None
 
     def get_user_by_username(self, username: str) -> User | None:
         with self._transaction() as conn:
             row = conn.execute(select(users).where(users.c.username == username)).first()
-        return _to_user(row) if row else None
+        return _to_user(row._mapping) if row else None
 
     def list_users(self) -> Sequence[User]:
         query = select(users).order_by(users.c.created_at, users.c.id)
         with self._transaction() as conn:
-            return [_to_user(row) for row in conn.execute(query)]
+            return [_to_user(row._mapping) for row in conn.execute(query)]
 
     def update_user(self, user: User) -> None:
         changes = values_of(user)

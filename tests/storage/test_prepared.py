@@ -1,0 +1,369 @@
+"""The hot store methods on the DBAPI connection (``prepared.py``, ``SqlBase._raw_transaction``).
+
+They must be indistinguishable from the SQLAlchemy path: what one writes the other reads back
+the same (the same stored text, aware UTC datetimes with their microseconds, NULLs), and they
+refuse, roll back and fail exactly as ``_transaction()`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Table, bindparam, event, insert, select, text
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.engine import Dialect
+
+from authgate.core.models import AccessToken, Grant
+from authgate.core.ports import DuplicateKeyError, StoreUnavailableError
+from authgate.storage import SqlStore
+from authgate.storage.sql import engine as engine_module
+from authgate.storage.sql.base import values_of
+from authgate.storage.sql.prepared import Prepared
+from authgate.storage.sql.tables import (
+    access_tokens,
+    apps,
+    authorization_codes,
+    grants,
+    refresh_tokens,
+    users,
+)
+from tests.storage import store_builders as b
+from tests.storage.conftest import SQL_BACKENDS
+from tests.storage.test_store_contract import assert_round_trip, run_together
+
+sql_backends = pytest.mark.parametrize("store", SQL_BACKENDS, indirect=True)
+
+_GRANTS_OF_APP = select(grants).where(grants.c.app_id == bindparam("app_id")).order_by(grants.c.id)
+
+
+@contextlib.contextmanager
+def fast_path_only(store: SqlStore) -> Iterator[None]:
+    """Fail the test if anything inside runs through SQLAlchemy's ``_transaction()``."""
+
+    def refused(**_: Any) -> Any:
+        raise AssertionError("went through _transaction()")
+
+    store._transaction = refused  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del store._transaction
+
+
+def read_back(store: SqlStore, table: Table, row_id: str) -> dict[str, Any]:
+    """The row as SQLAlchemy reads it."""
+    with store.engine.connect() as conn:
+        return dict(conn.execute(select(table).where(table.c.id == row_id)).one()._mapping)
+
+
+def stored_text(store: SqlStore, table: Table, row_id: str) -> tuple[Any, ...]:
+    """Every column as the database holds it, cast to text."""
+    columns = ", ".join(f"CAST({c.name} AS TEXT)" for c in table.columns if c.name != "id")
+    with store.engine.connect() as conn:
+        query = text(f"SELECT {columns} FROM {table.name} WHERE id = :id")
+        return tuple(conn.execute(query, {"id": row_id}).one())
+
+
+def parents(store: SqlStore) -> tuple[str, str]:
+    u, a = b.user(), b.app()
+    store.create_user(u)
+    store.create_app(a)
+    return u.id, a.id
+
+
+def client_credentials(app_id: str, **access: Any) -> tuple[Grant, AccessToken]:
+    """A grant without user or auth time and its token: NULLs in both rows."""
+    g = b.grant(app_id, None, auth_time=None)
+    return g, b.access(g, app_id, **access)
+
+
+@sql_backends
+def test_fast_writes_read_back_through_sqlalchemy(store: SqlStore) -> None:
+    user_id, app_id = parents(store)
+    g, access = client_credentials(app_id, created_at=b.at(0).astimezone(b.PLUS_TWO))
+    code = b.code(app_id, user_id)
+    store.create_code(code)
+    g2 = b.grant(app_id, user_id)
+    a2, r2 = b.access(g2, app_id), b.refresh(g2)
+    with fast_path_only(store):
+        store.create_grant(g, access)
+        assert store.redeem_code(code.id, b.at(0.5).astimezone(b.PLUS_TWO), g2, a2, r2) is True
+        assert store.revoke_access_token(a2.id, b.at(2)) is True
+
+    for table, model in ((grants, g), (access_tokens, access), (grants, g2), (refresh_tokens, r2)):
+        assert_round_trip(type(model)(**read_back(store, table, model.id)), model)
+    revoked = read_back(store, access_tokens, a2.id)
+    assert revoked["revoked_at"] == b.at(2) and revoked["revoked_at"].tzinfo is not None
+    consumed = read_back(store, authorization_codes, code.id)
+    assert (consumed["consumed_at"], consumed["grant_id"]) == (b.at(0.5), g2.id)
+    assert g.user_id is None and read_back(store, grants, g.id)["auth_time"] is None
+
+
+@sql_backends
+def test_sqlalchemy_writes_read_back_through_the_fast_path(store: SqlStore) -> None:
+    user_id, app_id = parents(store)
+    g = b.grant(app_id, user_id, revoked_at=b.at(3).astimezone(b.PLUS_TWO))
+    access = b.access(g, app_id, revoked_at=b.at(4))
+    refresh = b.refresh(g, consumed_at=b.at(5).astimezone(b.PLUS_TWO))
+    code = b.code(app_id, user_id, code_challenge=None, code_challenge_method=None)
+    with store.engine.begin() as conn:
+        for table, model in (
+            (grants, g),
+            (access_tokens, access),
+            (refresh_tokens, refresh),
+            (authorization_codes, code),
+        ):
+            conn.execute(insert(table), values_of(model))
+    user = store.get_user_by_username(read_back(store, users, user_id)["username"])
+    [app] = store.list_apps()
+    with fast_path_only(store):
+        assert_round_trip(store.get_grant(g.id), g)
+        assert_round_trip(store.get_access_token_by_prefix(access.prefix), access)
+        assert_round_trip(store.get_refresh_token_by_prefix(refresh.prefix), refresh)
+        assert_round_trip(store.get_code_by_prefix(code.prefix), code)
+        assert_round_trip(store.get_user(user_id), user)
+        assert_round_trip(store.get_app(app_id), app)
+        assert store.get_grant("missing") is None
+        assert store.get_app("missing") is None
+
+
+@sql_backends
+def test_fast_writes_store_what_sqlalchemy_stores(store: SqlStore) -> None:
+    """Byte for byte: SQLite keeps datetimes as text, and that text must not change."""
+    _, app_id = parents(store)
+    values = values_of(b.access(None, app_id, expires_at=b.at(60).astimezone(b.PLUS_TWO)))
+    with store.engine.begin() as conn:
+        conn.execute(insert(access_tokens), values | {"id": "by-sqlalchemy", "prefix": "p1"})
+    with fast_path_only(store):
+        store.create_access_token(AccessToken(**values | {"id": "fast", "prefix": "p2"}))
+    by_sqlalchemy = stored_text(store, access_tokens, "by-sqlalchemy")
+    fast = stored_text(store, access_tokens, "fast")
+    assert fast[1:] == by_sqlalchemy[1:] and (fast[0], by_sqlalchemy[0]) == ("p2", "p1")
+    if store.engine.dialect.name == "sqlite":
+        assert fast[-3:-1] == ("2026-03-04 05:06:07.123456", "2026-03-04 06:06:07.123456")
+
+
+@sql_backends
+def test_a_naive_datetime_is_refused_and_writes_nothing(store: SqlStore) -> None:
+    user_id, app_id = parents(store)
+    g, access = client_credentials(app_id, expires_at=b.at(60).replace(tzinfo=None))
+    with fast_path_only(store), pytest.raises(ValueError, match="naive"):
+        store.create_grant(g, access)  # the grant's INSERT ran before the token's failed
+    code = b.code(app_id, user_id)
+    store.create_code(code)
+    g2 = b.grant(app_id, user_id)
+    with fast_path_only(store), pytest.raises(ValueError, match="naive"):
+        store.redeem_code(
+            code.id, b.at(1), g2, b.access(g2, app_id, created_at=b.T0.replace(tzinfo=None)), None
+        )
+    with fast_path_only(store):
+        assert store.get_grant(g.id) is None and store.get_grant(g2.id) is None
+        stored = store.get_code_by_prefix(code.prefix)
+        assert stored is not None and stored.consumed_at is None
+
+
+@sql_backends
+def test_a_duplicate_key_rolls_the_whole_transaction_back(store: SqlStore) -> None:
+    _, app_id = parents(store)
+    g, access = client_credentials(app_id)
+    g2, taken = client_credentials(app_id, prefix=access.prefix)
+    with fast_path_only(store):
+        store.create_grant(g, access)
+        with pytest.raises(DuplicateKeyError):
+            store.create_grant(g2, taken)
+        assert store.get_grant(g2.id) is None
+        # The connection went back to the pool usable (on PostgreSQL: not in a failed
+        # transaction), and the next write on it commits.
+        g3, other = client_credentials(app_id)
+        store.create_grant(g3, other)
+        assert_round_trip(store.get_grant(g3.id), g3)
+
+
+@sql_backends
+def test_a_missing_parent_is_a_value_error(store: SqlStore) -> None:
+    with fast_path_only(store), pytest.raises(ValueError, match="integrity constraint refused"):
+        store.create_access_token(b.access(None, "no-such-app"))
+    with fast_path_only(store):
+        assert store.get_access_token_by_prefix("no-such-app") is None
+
+
+def break_connections(store: SqlStore, admin_url: str | None) -> None:
+    """Kill the store's pooled connections under it."""
+    if admin_url is not None:  # PostgreSQL: the server ends them, as in tests/faults
+        with store.engine.connect() as conn:
+            database = conn.exec_driver_sql("SELECT current_database()").scalar_one()
+        killer = engine_module.make_engine(admin_url)
+        try:
+            with killer.connect() as conn:
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                        "WHERE datname = :d AND pid <> pg_backend_pid()"
+                    ),
+                    {"d": database},
+                )
+        finally:
+            killer.dispose()
+        return
+
+    def close_it(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        dbapi_connection.close()  # SQLite: the next checkout gets a closed connection
+
+    event.listen(store.engine, "checkout", close_it, once=True)
+
+
+@sql_backends
+@pytest.mark.parametrize("call", ["read", "transaction", "write"])
+def test_a_broken_connection_is_unavailable_and_the_next_call_reconnects(
+    store: SqlStore, call: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 3600.0)  # no rescue by the ping
+    postgres = store.engine.dialect.name == "postgresql"
+    admin_url = request.getfixturevalue("postgres_admin_url") if postgres else None
+    _, app_id = parents(store)
+    g, access = client_credentials(app_id)
+    calls: dict[str, Callable[[], Any]] = {
+        "read": lambda: store.get_app(app_id),
+        "transaction": lambda: store.get_app_and_secret(app_id, "pfx"),
+        "write": lambda: store.create_grant(g, access),
+    }
+    store.get_app(app_id)  # a pooled connection to break
+    break_connections(store, admin_url)
+    with fast_path_only(store), pytest.raises(StoreUnavailableError):
+        calls[call]()
+    with fast_path_only(store):
+        assert store.get_grant(g.id) is None
+        calls[call]()
+        assert store.get_app(app_id) is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store", ["postgres"], indirect=True)
+def test_postgres_connections_go_back_to_the_pool_as_sqlalchemy_leaves_them(
+    store: SqlStore,
+) -> None:
+    """Single reads run in autocommit mode; the pool gets its connections back out of it."""
+    _, app_id = parents(store)
+    with fast_path_only(store):
+        store.get_app(app_id)
+        store.get_app_and_secret(app_id, "pfx")
+        store.create_grant(*client_credentials(app_id, prefix="same"))
+        with pytest.raises(DuplicateKeyError):
+            store.create_grant(*client_credentials(app_id, prefix="same"))
+    proxy = store.engine.raw_connection()
+    try:
+        conn = proxy.dbapi_connection
+        assert conn is not None
+        assert conn.autocommit is False
+        assert conn.info.transaction_status == conn.info.transaction_status.IDLE
+    finally:
+        proxy.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store", ["postgres"], indirect=True)
+def test_an_idle_connection_the_server_dropped_is_replaced_on_the_fast_path_too(
+    store: SqlStore, postgres_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, app_id = parents(store)
+    store.get_app(app_id)
+    break_connections(store, postgres_admin_url)
+    monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 0.0)
+    with fast_path_only(store):
+        assert store.get_app(app_id) is not None  # the checkout ping replaced it, unseen
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_sqlite_writers_of_the_fast_path_queue_on_the_write_lock(store: SqlStore) -> None:
+    user_id, app_id = parents(store)
+    code = b.code(app_id, user_id)
+    store.create_code(code)
+    g = b.grant(app_id, user_id)
+    done = threading.Event()
+
+    def redeem() -> None:
+        store.redeem_code(code.id, b.at(1), g, b.access(g, app_id), None)
+        done.set()
+
+    with store._writer:
+        writer = threading.Thread(target=redeem)
+        writer.start()
+        assert not done.wait(0.2), "a fast-path write did not wait for the write lock"
+        with fast_path_only(store):
+            assert store.get_grant(g.id) is None  # readers do not queue
+    writer.join(timeout=10)
+    assert done.is_set()
+    assert_round_trip(store.get_grant(g.id), g)
+
+
+@sql_backends
+def test_racing_redemptions_of_one_code_have_one_winner(store: SqlStore) -> None:
+    user_id, app_id = parents(store)
+
+    def race(code_id: str, attempts: list[Grant]) -> list[bool]:
+        return run_together(
+            2,
+            lambda i: store.redeem_code(
+                code_id, b.at(1), attempts[i], b.access(attempts[i], app_id), None
+            ),
+        )
+
+    for _ in range(10):
+        code = b.code(app_id, user_id)
+        store.create_code(code)
+        attempts = [b.grant(app_id, user_id) for _ in range(2)]
+        with fast_path_only(store):
+            won = race(code.id, attempts)
+            assert sorted(won) == [False, True]
+            assert [store.get_grant(g.id) is not None for g in attempts] == won
+
+
+@sql_backends
+def test_cursor_event_listeners_see_every_hot_statement(store: SqlStore) -> None:
+    """A tracer (or the fault injection of tests/faults) hooks SQLAlchemy's cursor events."""
+    _, app_id = parents(store)
+    g, access = client_credentials(app_id)
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        store.create_grant(g, access)
+        assert_round_trip(store.get_grant(g.id), g)
+        assert_round_trip(store.get_access_token_by_prefix(access.prefix), access)
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    hot = [s.split(" (")[0] for s in seen if not s.startswith(("BEGIN", "SELECT apps"))]
+    assert hot[:2] == ["INSERT INTO grants", "INSERT INTO access_tokens"]
+    assert [s for s in seen if s.startswith("SELECT grants.id")]
+    assert [s for s in seen if s.startswith("SELECT access_tokens.id")]
+
+
+@sql_backends
+def test_runner_all_matches_sqlalchemy(store: SqlStore) -> None:
+    _, app_id = parents(store)
+    for _ in range(3):
+        store.create_grant(*client_credentials(app_id))
+    with store._raw_transaction() as db:
+        fast = db.all(_GRANTS_OF_APP, {"app_id": app_id})
+    with store.engine.connect() as conn:
+        slow = [dict(r._mapping) for r in conn.execute(_GRANTS_OF_APP, {"app_id": app_id})]
+    assert fast == slow and len(fast) == 3
+
+
+@pytest.mark.parametrize("dialect", [sqlite.dialect(), psycopg.dialect()], ids=["sqlite", "pg"])
+def test_statements_must_take_their_values_as_bind_parameters(dialect: Dialect) -> None:
+    with pytest.raises(ValueError, match="bindparam"):
+        Prepared(select(apps).where(apps.c.id == "x"), dialect)
+    with pytest.raises(ValueError, match="execution time"):
+        Prepared(select(apps).where(apps.c.id.in_(bindparam("ids", expanding=True))), dialect)
+    by_id = Prepared(select(apps.c.id).where(apps.c.id == bindparam("id")), dialect)
+    assert "apps.id" in by_id.sql
+    assert by_id.parameters({"id": "a1"}) in (("a1",), {"id": "a1"})
