@@ -35,8 +35,9 @@ from sqlalchemy.engine.interfaces import DBAPICursor, DBAPIModule
 from sqlalchemy.pool import PoolProxiedConnection
 
 from authgate.core.ports import DuplicateKeyError, StoreUnavailableError
-from authgate.storage.sql.engine import WRITE_OPTION
+from authgate.storage.sql.engine import WRITE_OPTION, sqlite_file
 from authgate.storage.sql.prepared import Result, Runner, Statements
+from authgate.storage.sql.writer_lock import WriterLock
 
 _PG_UNIQUE_VIOLATION = "23505"
 _SQLITE_UNIQUE_CODES = {
@@ -88,12 +89,15 @@ class SqlBase:
         self._serial: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if serialize else contextlib.nullcontext()
         )
-        # SQLite runs one write transaction at a time. Writers of this process queue on a lock
-        # instead of in SQLite's busy handler, which polls with growing sleeps; other processes
-        # on the same file still wait on the busy timeout.
-        self._writer: contextlib.AbstractContextManager[Any] = (
-            threading.RLock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
-        )
+        # SQLite runs one write transaction at a time. Writers queue on a lock instead of in
+        # SQLite's busy handler, which polls with growing sleeps: the threads of this process,
+        # and for a database file the other processes too (writer_lock.py).
+        database = sqlite_file(engine.url)
+        self._writer: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if database is not None:
+            self._writer = WriterLock(database)
+        elif self._sqlite:
+            self._writer = threading.RLock()
 
     @property
     def engine(self) -> Engine:
@@ -102,6 +106,8 @@ class SqlBase:
     def close(self) -> None:
         """Close every pooled connection."""
         self._engine.dispose()
+        if isinstance(self._writer, WriterLock):
+            self._writer.close()
 
     def ping(self) -> bool:
         """True if the database answers a trivial query (for /readyz)."""
