@@ -174,7 +174,7 @@ class Settings(BaseSettings):
         "own database pool). About one per CPU core.",
     )
     protocol_threads: int = Field(
-        4,
+        8,
         ge=1,
         le=256,
         description="Worker threads per server process for the token, introspection, "

@@ -6,7 +6,9 @@ Each command is run in-process on a temporary data directory; the tests check wh
 
 from __future__ import annotations
 
+import gc
 import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -326,10 +328,22 @@ class FakeUvicorn:
 
 
 @pytest.fixture
-def uvicorn_run(monkeypatch: pytest.MonkeyPatch) -> FakeUvicorn:
+def uvicorn_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeUvicorn]:
     fake = FakeUvicorn()
     monkeypatch.setattr("authgate.cli.serve.uvicorn.run", fake)
-    return fake
+    yield fake
+    gc.unfreeze()  # serve froze this test process's heap (cli/serve._settled)
+
+
+def test_serve_exempts_the_started_app_from_the_collector(
+    env: Cli, uvicorn_run: FakeUvicorn
+) -> None:
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    env.json("serve", "--dev")
+    [call] = uvicorn_run.calls
+    assert gc.get_freeze_count() > 10_000  # the app, its routes and every module loaded
+    assert gc.is_tracked(call["app"]) and gc.get_count()[0] < 1000
 
 
 def test_serve_dev_bootstraps_once(env: Cli, uvicorn_run: FakeUvicorn) -> None:

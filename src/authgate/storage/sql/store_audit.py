@@ -33,10 +33,14 @@ def _audit_filters(query: AuditQuery) -> list[ColumnElement[bool]]:
     return filters
 
 
+# Revocation and consent append an event per request: on the DBAPI connection (prepared.py).
+_INSERT_EVENT = insert(audit_log)
+
+
 class AuditQueries(SqlBase):
     def append_audit(self, event: AuditEvent) -> None:
-        with self._transaction(write=True) as conn:
-            conn.execute(insert(audit_log).values(values_of(event)))
+        with self._raw_transaction(write=True) as db:
+            db.execute(_INSERT_EVENT, values_of(event))
 
     def list_audit(self, query: AuditQuery) -> tuple[Sequence[AuditEvent], int]:
         filters = _audit_filters(query)
