@@ -141,3 +141,15 @@ def test_root_path_and_parameterised_paths_are_left_to_the_router() -> None:
     scope = {"type": "http", "method": "POST", "path": "/x", "root_path": "/prefix"}
     asyncio.run(hot(scope, None, None))  # type: ignore[arg-type]
     assert seen == ["/x"]
+
+
+def test_the_event_loop_never_waits_for_a_key_refresh(
+    client: TestClient, services: Services
+) -> None:
+    """A refresh holds the keyring's lock across database reads: the cached path must not wait
+    for it (the endpoint then takes the worker-thread path)."""
+    first = client.get(JWKS).json()
+    keyring = services.ctx.keyring
+    with keyring._lock:
+        assert keyring.cached_jwks(services.ctx) is None
+    assert keyring.cached_jwks(services.ctx) == first

@@ -163,8 +163,13 @@ class Keyring:
         (``jwks``, which may read the database). Never blocks on I/O: the web layer calls it
         on the event loop and falls back to ``jwks`` in a worker thread."""
         now = ctx.clock.now()
-        with self._lock:
+        # A refresh holds the lock across database reads: never wait for it here.
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
             if not self._fresh(ctx, now):
                 return None
             keys = self._keys
+        finally:
+            self._lock.release()
         return {"keys": [k.public_jwk for k in published(keys, now)]}
