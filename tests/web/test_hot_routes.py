@@ -13,9 +13,14 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from authgate.app import Services
+from authgate.core import keys, resources
 from authgate.core import token as core_token
+from authgate.core.context import SYSTEM
+from authgate.core.models import ScopeInfo
 from authgate.core.ports import StoreUnavailableError
+from authgate.core.resources import ResourceFields
 from authgate.web.hot import HotRoutes
+from authgate.web.protocol.metadata import Rendered
 from tests.clock import MovableClock
 from tests.conftest import ISSUER, Client
 from tests.web.test_metrics import scrape, value
@@ -153,3 +158,62 @@ def test_the_event_loop_never_waits_for_a_key_refresh(
     with keyring._lock:
         assert keyring.cached_jwks(services.ctx) is None
     assert keyring.cached_jwks(services.ctx) == first
+
+
+def test_hot_requests_skip_the_framework_stack(client: TestClient) -> None:
+    """Hot paths are answered in front of the framework's middleware and router; anything
+    else (here HEAD on the same path) still goes through them."""
+    assert client.get("/healthz").status_code == 200  # the framework builds its stack
+    app: Any = client.app
+    through: list[str] = []
+    stack = app.middleware_stack
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        through.append(f"{scope['method']} {scope['path']}")
+        await stack(scope, receive, send)
+
+    app.middleware_stack = counting
+    resp = client.get(JWKS, headers={"X-Request-Id": "req-hot-front"})
+    assert resp.status_code == 200 and resp.json()["keys"]
+    assert resp.headers["x-request-id"] == "req-hot-front"
+    assert resp.headers["access-control-allow-origin"] == "*"
+    assert through == []
+    assert client.head(JWKS).status_code == 200
+    assert through == [f"HEAD {JWKS}"]
+
+
+def test_a_rendered_body_is_reused_only_while_its_inputs_are_equal() -> None:
+    rendered = Rendered()
+    built: list[object] = []
+
+    def build(document: dict[str, Any]) -> Any:
+        def make() -> dict[str, Any]:
+            built.append(document)
+            return document
+
+        return make
+
+    first = rendered.body(("a", ["x"]), build({"k": "é", "n": [1, 2]}))
+    assert first == '{"k":"é","n":[1,2]}'.encode()  # as JSONResponse renders it
+    assert rendered.body(("a", ["x"]), build({"k": "other"})) is first
+    assert len(built) == 1
+    assert rendered.body(("a", ["y"]), build({"k": "other"})) == b'{"k":"other"}'
+    assert len(built) == 2
+
+
+def test_discovery_documents_follow_key_rotation_and_new_scopes(
+    client: TestClient, services: Services, clock: MovableClock
+) -> None:
+    before_keys = {k["kid"] for k in client.get(JWKS).json()["keys"]}
+    before_scopes = client.get(METADATA).json()["scopes_supported"]
+    ctx = services.ctx
+    keys.rotate(ctx, SYSTEM)
+    own = resources.lookup(ctx, ctx.policy.audience)
+    assert own is not None
+    more = (*own.scopes, ScopeInfo("files:read", "Read your files"))
+    resources.update_resource(ctx, SYSTEM, own.id, ResourceFields(scopes=more))
+    clock.advance(seconds=ctx.policy.cache_ttl.total_seconds() + 1)
+    after_keys = {k["kid"] for k in client.get(JWKS).json()["keys"]}
+    assert before_keys < after_keys
+    after_scopes = client.get(METADATA).json()["scopes_supported"]
+    assert "files:read" in after_scopes and "files:read" not in before_scopes

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
 from starlette.routing import Route
 from starlette.staticfiles import StaticFiles
 
@@ -17,7 +16,7 @@ from authgate.web import admin, health, metrics
 from authgate.web.background import lifespan as background_lifespan
 from authgate.web.cors import with_cors
 from authgate.web.errors import EXCEPTION_HANDLERS
-from authgate.web.hot import HotRoutes
+from authgate.web.hot import AuthgateApp
 from authgate.web.middleware import RequestContext
 from authgate.web.pages import admin_apps, admin_system, admin_users, branding, connected, login
 from authgate.web.protocol import (
@@ -130,10 +129,10 @@ def branding_of(settings: Settings) -> Branding:
     )
 
 
-def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> FastAPI:
+def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> AuthgateApp:
     """The ASGI app; ``background`` also runs the periodic cleanup (``web/background.py``)
     for as long as the app's lifespan lasts, which is what ``authgate serve`` wants."""
-    app = FastAPI(
+    app = AuthgateApp(
         lifespan=background_lifespan if background else None,
         title="authgate management API",
         version=__version__,
@@ -159,6 +158,6 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
         app.router.routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     app.include_router(admin.router, prefix="/api/v2")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    app.add_middleware(HotRoutes, routes=hot_routes(settings.issuer))
-    app.add_middleware(RequestContext)  # added last: the outermost, around HotRoutes
+    app.add_middleware(RequestContext)  # the outermost of the app's own middleware
+    app.serve_hot(hot_routes(settings.issuer))  # in front of all of it (web/hot.py)
     return app

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -13,13 +17,38 @@ from authgate.web.protocol.registration import settings_cache
 CACHE = {"Cache-Control": "public, max-age=300"}
 
 
+class Rendered:
+    """One endpoint's last JSON body and what it was made from: while that stays equal, the
+    document is neither built nor encoded again (these bodies change only with the keys, the
+    resources or the settings, and are requested on every connection)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[object, bytes] | None = None
+
+    def body(self, made_from: object, build: Callable[[], Any]) -> bytes:
+        last = self._last  # one read: another thread may replace it meanwhile
+        if last is not None and last[0] == made_from:
+            return last[1]
+        # As JSONResponse renders it.
+        body = json.dumps(
+            build(), ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        ).encode("utf-8")
+        self._last = (made_from, body)
+        return body
+
+
+_metadata = Rendered()
+_jwks = Rendered()
+
+
 def _own_scopes(ctx: Context) -> list[str]:
     return list(resources.scope_names(resources.lookup(ctx, ctx.policy.audience)))
 
 
-def _authorization_server(request: Request, cached: bool = False) -> dict[str, object] | None:
-    """The RFC 8414 document; with ``cached``, None unless every part is in this node's caches
-    (so it can be answered on the event loop, without a trip to a worker thread)."""
+def _authorization_server(request: Request, cached: bool = False) -> bytes | None:
+    """The RFC 8414 document, encoded; with ``cached``, None unless every part is in this
+    node's caches (so it can be answered on the event loop, without a trip to a worker
+    thread)."""
     ctx = deps.ctx_of(request)
     if cached:
         scopes = ctx.resources.cached_scope_names(ctx)
@@ -29,20 +58,21 @@ def _authorization_server(request: Request, cached: bool = False) -> dict[str, o
     else:
         scopes = ctx.resources.scope_names(ctx)
         registration = settings_cache(request).get(ctx)
-    return metadata.authorization_server(
-        ctx.policy,
-        scopes,
-        client_id_metadata_documents=ctx.fetcher is not None,
-        registration_endpoint=registration.enabled,
+    policy, cimd, enabled = ctx.policy, ctx.fetcher is not None, registration.enabled
+    return _metadata.body(
+        (policy, tuple(scopes), cimd, enabled),
+        lambda: metadata.authorization_server(
+            policy, scopes, client_id_metadata_documents=cimd, registration_endpoint=enabled
+        ),
     )
 
 
 async def authorization_server(request: Request) -> Response:
     # From this node's caches when they are fresh, else one trip to a worker thread.
-    document = _authorization_server(request, cached=True)
-    if document is None:
-        document = await threads.run(request, _authorization_server, request)
-    return JSONResponse(document, headers=CACHE)
+    body = _authorization_server(request, cached=True)
+    if body is None:
+        body = await threads.run(request, _authorization_server, request)
+    return Response(body, media_type="application/json", headers=CACHE)
 
 
 async def protected_resource(request: Request) -> Response:
@@ -56,5 +86,8 @@ async def jwks(request: Request) -> Response:
     document = ctx.keyring.cached_jwks(ctx)
     if document is None:
         document = await threads.run(request, ctx.keyring.jwks, ctx)
+    body = _jwks.body(document["keys"], lambda: document)
     max_age = ctx.policy.jwks_max_age
-    return JSONResponse(document, headers={"Cache-Control": f"public, max-age={max_age}"})
+    return Response(
+        body, media_type="application/json", headers={"Cache-Control": f"public, max-age={max_age}"}
+    )
