@@ -16,7 +16,7 @@ from authgate.core.context import Actor, Context
 from authgate.core.errors import Conflict, InvalidTokenError, NotFound, ValidationFailed
 from authgate.core.models import ApiToken, Session, User
 from authgate.core.ports import DuplicateKeyError
-from authgate.crypto import passwords, secrets
+from authgate.crypto import ids, passwords, secrets
 
 SESSION_KIND = "ses"
 API_TOKEN_KIND = "pat"
@@ -163,7 +163,7 @@ def start_session(ctx: Context, actor: Actor, user: User) -> tuple[Session, str]
     now = ctx.clock.now()
     value = secrets.generate(SESSION_KIND)
     session = Session(
-        id=str(uuid.uuid4()),
+        id=ids.time_ordered_id(),
         user_id=user.id,
         token_hash=value.hash,
         created_at=now,

@@ -5,11 +5,11 @@ Details never carry a secret: callers pass identifiers (ids, prefixes), never to
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from authgate.core.context import Actor, Context
 from authgate.core.models import AuditEvent
+from authgate.crypto import ids
 
 # Keys that must never reach the audit log, whatever a caller passes.
 _FORBIDDEN_KEYS = frozenset(
@@ -30,7 +30,7 @@ def record(
         if key in _FORBIDDEN_KEYS:
             raise ValueError(f"audit details must not carry {key!r}")
     event = AuditEvent(
-        id=str(uuid.uuid4()),
+        id=ids.time_ordered_id(),
         at=ctx.clock.now(),
         action=action,
         actor_type=actor.type,

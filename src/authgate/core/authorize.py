@@ -9,7 +9,6 @@ RFC 6749 §4.1.2.1): those raise plain ``OAuthError``s, shown as a page. After, 
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -26,7 +25,7 @@ from authgate.core.errors import (
 )
 from authgate.core.models import App, AuthorizationCode, Resource, User
 from authgate.core.params import Params
-from authgate.crypto import secrets
+from authgate.crypto import ids, secrets
 
 CODE_KIND = "ac"
 MAX_STATE_LENGTH = 2048
@@ -184,7 +183,7 @@ def issue_code(ctx: Context, request: AuthorizationRequest, user: User, auth_tim
     code = secrets.generate(CODE_KIND)
     ctx.store.create_code(
         AuthorizationCode(
-            id=str(uuid.uuid4()),
+            id=ids.time_ordered_id(),
             prefix=code.prefix,
             code_hash=code.hash,
             app_id=request.app.id,

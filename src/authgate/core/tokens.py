@@ -7,7 +7,6 @@ Refresh tokens are opaque ``agrt_…`` strings, rotated on every use (OAuth 2.1 
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from authgate.core.context import Context
 from authgate.core.errors import InvalidTokenError
 from authgate.core.models import AccessToken, Grant, RefreshToken, Resource
-from authgate.crypto import jose, secrets
+from authgate.crypto import ids, jose, secrets
 
 ACCESS_KIND = "at"
 REFRESH_KIND = "rt"
@@ -108,7 +107,7 @@ def mint(
     expires = now + access_token_ttl(ctx, resource)
     prefix, value = _access_value(ctx, grant, resource, scope, now, expires)
     access = AccessToken(
-        id=str(uuid.uuid4()),
+        id=ids.time_ordered_id(),
         prefix=prefix,
         token_hash=secrets.sha256_hex(value),
         grant_id=grant.id,
@@ -124,7 +123,7 @@ def mint(
         return Minted(access, value, None, None)
     rt = secrets.generate(REFRESH_KIND)
     refresh = RefreshToken(
-        id=str(uuid.uuid4()),
+        id=ids.time_ordered_id(),
         prefix=rt.prefix,
         token_hash=rt.hash,
         grant_id=grant.id,

@@ -9,8 +9,6 @@ consumed, so a failed request never burns it; the consumption itself is atomic.
 
 from __future__ import annotations
 
-import uuid
-
 from authgate.core import audit, pkce, resources
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
@@ -18,7 +16,7 @@ from authgate.core.errors import InvalidGrantError, InvalidTargetError
 from authgate.core.models import AuthorizationCode, Grant
 from authgate.core.params import Params
 from authgate.core.tokens import TokenResponse, mint
-from authgate.crypto import secrets
+from authgate.crypto import ids, secrets
 
 CODE_KIND = "ac"
 INVALID_CODE = "The authorization code is invalid or expired"
@@ -44,7 +42,7 @@ class AuthorizationCodeGrant:
         _check_resource(code, params.get("resource"))
         # A `scope` sent here is ignored: the token carries what was consented (DESIGN.md §7).
         grant = Grant(
-            id=str(uuid.uuid4()),
+            id=ids.time_ordered_id(),
             app_id=code.app_id,
             user_id=code.user_id,
             resource=code.resource,

@@ -7,8 +7,6 @@ other grants; the token's ``sub`` is the client.
 
 from __future__ import annotations
 
-import uuid
-
 from authgate.core import resources, scopes
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
@@ -16,6 +14,7 @@ from authgate.core.errors import UnauthorizedClientError
 from authgate.core.models import Grant
 from authgate.core.params import Params
 from authgate.core.tokens import TokenResponse, mint
+from authgate.crypto import ids
 
 
 class ClientCredentialsGrant:
@@ -32,7 +31,7 @@ class ClientCredentialsGrant:
         )
         now = ctx.clock.now()
         grant = Grant(
-            id=str(uuid.uuid4()),
+            id=ids.time_ordered_id(),
             app_id=client.app.id,
             user_id=None,
             resource=resource.identifier,
