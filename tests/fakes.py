@@ -315,7 +315,8 @@ class InMemoryStore:
         self, app_id: str, secret_prefix: str
     ) -> tuple[App | None, AppSecret | None]:
         with self._lock:
-            return self.get_app(app_id), self.get_secret_by_prefix(secret_prefix)
+            app = self.get_app(app_id)
+            return app, (self.get_secret_by_prefix(secret_prefix) if app else None)
 
     def list_secrets(self, app_id: str) -> Sequence[AppSecret]:
         with self._lock:

@@ -24,6 +24,7 @@ from authgate.storage import SqlStore
 from authgate.storage.sql import engine as engine_module
 from authgate.storage.sql.base import values_of
 from authgate.storage.sql.prepared import Prepared
+from authgate.storage.sql.store_apps import _APP_BY_ID
 from authgate.storage.sql.tables import (
     access_tokens,
     apps,
@@ -74,6 +75,13 @@ def parents(store: SqlStore) -> tuple[str, str]:
     store.create_user(u)
     store.create_app(a)
     return u.id, a.id
+
+
+def read_twice(store: SqlStore, app_id: str) -> None:
+    """Two reads in one read transaction (BEGIN, SELECT, SELECT, COMMIT)."""
+    with store._raw_transaction() as db:
+        assert db.first(_APP_BY_ID, {"id": app_id}) is not None
+        assert db.first(_APP_BY_ID, {"id": app_id}) is not None
 
 
 def client_credentials(app_id: str, **access: Any) -> tuple[Grant, AccessToken]:
@@ -229,7 +237,7 @@ def test_a_broken_connection_is_unavailable_and_the_next_call_reconnects(
     g, access = client_credentials(app_id)
     calls: dict[str, Callable[[], Any]] = {
         "read": lambda: store.get_app(app_id),
-        "transaction": lambda: store.get_app_and_secret(app_id, "pfx"),
+        "transaction": lambda: read_twice(store, app_id),
         "write": lambda: store.create_grant(g, access),
     }
     store.get_app(app_id)  # a pooled connection to break

@@ -428,6 +428,30 @@ def test_secret_lifecycle(store: Store) -> None:
     assert [s.id for s in store.list_secrets(a.id)] == [s2.id]
 
 
+def test_app_and_secret_are_read_together(store: Store) -> None:
+    a, other = b.app(), b.app()
+    store.create_app(a)
+    store.create_app(other)
+    mine, theirs = b.secret(a.id), b.secret(other.id)
+    store.create_secret(mine)
+    store.create_secret(theirs)
+    app, secret = store.get_app_and_secret(a.id, mine.prefix)
+    assert app is not None and secret is not None
+    assert_round_trip(app, a)
+    assert_round_trip(secret, mine)
+    # Whichever app the secret belongs to: the caller checks.
+    app, secret = store.get_app_and_secret(a.id, theirs.prefix)
+    assert app is not None and app.id == a.id
+    assert secret is not None
+    assert_round_trip(secret, theirs)
+    app, secret = store.get_app_and_secret(a.id, "no-such-prefix")
+    assert app is not None and app.id == a.id and secret is None
+    assert store.get_app_and_secret("no-such-app", mine.prefix) == (None, None)
+    assert store.delete_secret(mine.id, b.at(1)) is True
+    app, secret = store.get_app_and_secret(a.id, mine.prefix)
+    assert app is not None and secret is None
+
+
 def test_secret_of_missing_app_is_refused(store: Store) -> None:
     with pytest.raises(ValueError):
         store.create_secret(b.secret("no-such-app"))

@@ -122,7 +122,8 @@ class AppStore(Protocol):
         self, app_id: str, secret_prefix: str
     ) -> tuple[App | None, AppSecret | None]:
         """``get_app`` and ``get_secret_by_prefix`` in one read (client authentication, on
-        every token request). The secret is returned whatever app it belongs to."""
+        every token request). The secret is returned whatever app it belongs to, and only
+        with an app: ``(None, None)`` when there is no app ``app_id``."""
         ...
 
     def list_secrets(self, app_id: str) -> Sequence[AppSecret]: ...

@@ -58,7 +58,8 @@ class Prepared:
             for name in self._names
         )
         columns = list(statement.exported_columns)
-        self._keys = tuple(column.key for column in columns)
+        # The keys of the row: the column keys, or their labels where the statement has them.
+        self._keys = tuple(statement.exported_columns.keys())
         results = (
             (index, column.type.dialect_impl(dialect).result_processor(dialect, None))
             for index, column in enumerate(columns)

@@ -6,7 +6,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, true, union, update
+from sqlalchemy import (
+    LABEL_STYLE_TABLENAME_PLUS_COL,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    true,
+    union,
+    update,
+)
 
 from authgate.core.models import App, AppSecret
 from authgate.storage.sql.base import SqlBase, upsert_insert, values_of
@@ -37,6 +47,14 @@ _last_seen = func.coalesce(apps.c.last_used_at, apps.c.created_at)
 # client and secret.
 _APP_BY_ID = select(apps).where(apps.c.id == bindparam("id"))
 _SECRET_BY_PREFIX = select(app_secrets).where(app_secrets.c.prefix == bindparam("prefix"))
+# The app and the secret with a prefix (whichever app it belongs to: the caller checks) in one
+# statement, one snapshot; columns labelled ``apps_<column>`` and ``app_secrets_<column>``.
+_APP_AND_SECRET = (
+    select(apps, app_secrets)
+    .select_from(apps.outerjoin(app_secrets, app_secrets.c.prefix == bindparam("prefix")))
+    .where(apps.c.id == bindparam("id"))
+    .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
+)
 _TOUCH_SECRET = (
     update(app_secrets)
     .where(app_secrets.c.id == bindparam("id"))
@@ -46,6 +64,11 @@ _TOUCH_SECRET = (
 
 def _to_secret(row: Mapping[Any, Any]) -> AppSecret:
     return AppSecret(**row)
+
+
+def _columns(row: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """The columns of one table in a row of labelled columns, by their own names."""
+    return {key[len(label) :]: value for key, value in row.items() if key.startswith(label)}
 
 
 class AppQueries(SqlBase):
@@ -140,12 +163,13 @@ class SecretQueries(SqlBase):
     def get_app_and_secret(
         self, app_id: str, secret_prefix: str
     ) -> tuple[App | None, AppSecret | None]:
-        # One transaction, so both rows come from one snapshot (SQLite; PostgreSQL at the
-        # isolation levels above READ COMMITTED).
-        with self._raw_transaction() as db:
-            app = db.first(_APP_BY_ID, {"id": app_id})
-            secret = db.first(_SECRET_BY_PREFIX, {"prefix": secret_prefix})
-        return (_to_app(app) if app else None, _to_secret(secret) if secret else None)
+        with self._raw_transaction(single_read=True) as db:
+            row = db.first(_APP_AND_SECRET, {"id": app_id, "prefix": secret_prefix})
+        if row is None:
+            return None, None
+        app = _to_app(_columns(row, "apps_"))
+        secret = _columns(row, "app_secrets_")
+        return app, (_to_secret(secret) if secret["id"] is not None else None)
 
     def list_secrets(self, app_id: str) -> Sequence[AppSecret]:
         query = (
