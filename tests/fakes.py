@@ -455,9 +455,14 @@ class InMemoryStore:
             self._insert_pair(access, refresh)
             return True
 
-    def revoke_grant(self, grant_id: str, now: datetime) -> bool:
+    def revoke_grant(self, grant_id: str, now: datetime, event: AuditEvent | None = None) -> bool:
         with self._lock:
-            return sum(self._revoke_grants({grant_id}, now)) > 0
+            if event is not None:  # as a database would: a duplicate fails it all
+                self.audit.check_unique(event)
+            revoked = sum(self._revoke_grants({grant_id}, now)) > 0
+            if revoked and event is not None:
+                self.append_audit(event)
+            return revoked
 
     def create_grant(self, grant: Grant, access: AccessToken) -> None:
         with self._lock:
@@ -474,9 +479,16 @@ class InMemoryStore:
                 self._restore(snapshot)
                 raise
 
-    def revoke_access_token(self, token_id: str, now: datetime) -> bool:
+    def revoke_access_token(
+        self, token_id: str, now: datetime, event: AuditEvent | None = None
+    ) -> bool:
         with self._lock:
-            return self._revoke_where(self.access, lambda t: t.id == token_id, now) == 1
+            if event is not None:  # as a database would: a duplicate fails it all
+                self.audit.check_unique(event)
+            revoked = self._revoke_where(self.access, lambda t: t.id == token_id, now) == 1
+            if revoked and event is not None:
+                self.append_audit(event)
+            return revoked
 
     def revoke_user_app(self, user_id: str, app_id: str, now: datetime) -> int:
         with self._lock:

@@ -674,6 +674,31 @@ def test_revoke_access_token(store: Store, family: dict[str, Any]) -> None:
     assert store.revoke_access_token("missing", b.at(4)) is False
 
 
+def test_a_revocation_appends_its_event_in_the_same_transaction(
+    store: Store, family: dict[str, Any]
+) -> None:
+    token, grant = family["access"], family["grant"]
+    revoked = b.event(action="token.revoked", target_type="access_token", target_id=token.id)
+    assert store.revoke_access_token(token.id, b.at(3), revoked) is True
+    # Nothing revoked, nothing recorded.
+    assert store.revoke_access_token(token.id, b.at(4), b.event(action="token.revoked")) is False
+    events, total = store.list_audit(AuditQuery(action="token.revoked"))
+    assert total == 1
+    assert_round_trip(events[0], revoked)
+
+    # The event cannot be written (its id is taken): the revocation does not happen either.
+    with pytest.raises(DuplicateKeyError):
+        store.revoke_grant(grant.id, b.at(5), b.event(id=revoked.id))
+    stored = store.get_grant(grant.id)
+    assert stored is not None and stored.revoked_at is None
+    family_event = b.event(action="token.revoked", target_type="grant", target_id=grant.id)
+    assert store.revoke_grant(grant.id, b.at(6), family_event) is True
+    assert store.revoke_grant(grant.id, b.at(7), b.event(action="token.revoked")) is False
+    events, total = store.list_audit(AuditQuery(action="token.revoked"))
+    assert total == 2
+    assert {e.id for e in events} == {revoked.id, family_event.id}
+
+
 def test_delete_secret_revokes_what_it_issued(store: Store, family: dict[str, Any]) -> None:
     a, u, s1 = family["app"], family["user"], family["secret"]
     s2 = b.secret(a.id)

@@ -26,6 +26,23 @@ def record(
     target_id: str | None = None,
     **details: Any,
 ) -> AuditEvent:
+    """Append an event to the audit trail now, in a transaction of its own."""
+    event = new_event(ctx, actor, action, target_type=target_type, target_id=target_id, **details)
+    ctx.store.append_audit(event)
+    return event
+
+
+def new_event(
+    ctx: Context,
+    actor: Actor,
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    **details: Any,
+) -> AuditEvent:
+    """The event ``record`` would append, for a store method that appends it in the same
+    transaction as the change it describes (and only if that change happened)."""
     for key in details:
         if key in _FORBIDDEN_KEYS:
             raise ValueError(f"audit details must not carry {key!r}")
@@ -42,5 +59,4 @@ def record(
         request_id=actor.request_id,
         details=details,
     )
-    ctx.store.append_audit(event)
     return event

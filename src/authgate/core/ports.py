@@ -180,15 +180,22 @@ class TokenStore(Protocol):
         """Store a new pair in the grant's family if the grant is not revoked (grace re-issue)."""
         ...
 
-    def revoke_grant(self, grant_id: str, now: datetime) -> bool:
-        """Revoke the grant and every token of it. True if anything was live."""
+    def revoke_grant(self, grant_id: str, now: datetime, event: AuditEvent | None = None) -> bool:
+        """Revoke the grant and every token of it. True if anything was live; then ``event``
+        is appended to the audit log in the same transaction."""
         ...
 
     def create_grant(self, grant: Grant, access: AccessToken) -> None:
         """Store a grant with its first access token (client_credentials: no code, no refresh)."""
         ...
 
-    def revoke_access_token(self, token_id: str, now: datetime) -> bool: ...
+    def revoke_access_token(
+        self, token_id: str, now: datetime, event: AuditEvent | None = None
+    ) -> bool:
+        """Revoke one access token. True if it was live; then ``event`` is appended to the
+        audit log in the same transaction."""
+        ...
+
     def revoke_user_app(self, user_id: str, app_id: str, now: datetime) -> int:
         """Revoke every grant and token and delete every code of one user for one app."""
         ...

@@ -46,17 +46,17 @@ def _revoke_refresh(ctx: Context, client_id: str, value: str, actor: Actor) -> b
         return False
     if token.app_id != client_id:
         return _refused(ctx, actor, "refresh_token", token.app_id, token.id)
-    if ctx.store.revoke_grant(token.grant_id, ctx.clock.now()):
-        audit.record(
-            ctx,
-            actor,
-            "token.revoked",
-            target_type="grant",
-            target_id=token.grant_id,
-            kind="refresh_token",
-            prefix=token.prefix,
-            user_id=token.user_id,
-        )
+    event = audit.new_event(
+        ctx,
+        actor,
+        "token.revoked",
+        target_type="grant",
+        target_id=token.grant_id,
+        kind="refresh_token",
+        prefix=token.prefix,
+        user_id=token.user_id,
+    )
+    ctx.store.revoke_grant(token.grant_id, event.at, event)  # the event only if it revoked
     return True
 
 
@@ -66,15 +66,15 @@ def _revoke_access(ctx: Context, client_id: str, value: str, actor: Actor) -> bo
         return False
     if token.app_id != client_id:
         return _refused(ctx, actor, "access_token", token.app_id, token.id)
-    if ctx.store.revoke_access_token(token.id, ctx.clock.now()):
-        audit.record(
-            ctx,
-            actor,
-            "token.revoked",
-            target_type="access_token",
-            target_id=token.id,
-            kind="access_token",
-            prefix=token.prefix,
-            user_id=token.user_id,
-        )
+    event = audit.new_event(
+        ctx,
+        actor,
+        "token.revoked",
+        target_type="access_token",
+        target_id=token.id,
+        kind="access_token",
+        prefix=token.prefix,
+        user_id=token.user_id,
+    )
+    ctx.store.revoke_access_token(token.id, event.at, event)  # the event only if it revoked
     return True

@@ -34,13 +34,13 @@ def _audit_filters(query: AuditQuery) -> list[ColumnElement[bool]]:
 
 
 # Revocation and consent append an event per request: on the DBAPI connection (prepared.py).
-_INSERT_EVENT = insert(audit_log)
+INSERT_EVENT = insert(audit_log)
 
 
 class AuditQueries(SqlBase):
     def append_audit(self, event: AuditEvent) -> None:
         with self._raw_transaction(write=True) as db:
-            db.execute(_INSERT_EVENT, values_of(event))
+            db.execute(INSERT_EVENT, values_of(event))
 
     def list_audit(self, query: AuditQuery) -> tuple[Sequence[AuditEvent], int]:
         filters = _audit_filters(query)

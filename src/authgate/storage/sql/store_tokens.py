@@ -12,10 +12,18 @@ from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, delete, func, insert, select, update
 
-from authgate.core.models import AccessToken, AuthorizationCode, Grant, LiveGrant, RefreshToken
+from authgate.core.models import (
+    AccessToken,
+    AuditEvent,
+    AuthorizationCode,
+    Grant,
+    LiveGrant,
+    RefreshToken,
+)
 from authgate.storage.sql.base import SqlBase, values_of
 from authgate.storage.sql.prepared import Runner
 from authgate.storage.sql.revoke import revoke_grants
+from authgate.storage.sql.store_audit import INSERT_EVENT
 from authgate.storage.sql.tables import (
     access_tokens,
     authorization_codes,
@@ -224,14 +232,21 @@ class TokenQueries(SqlBase):
             db.execute(_INSERT_GRANT, values_of(grant))
             _insert_pair(db, access, None)
 
-    def revoke_grant(self, grant_id: str, now: datetime) -> bool:
+    def revoke_grant(self, grant_id: str, now: datetime, event: AuditEvent | None = None) -> bool:
         with self._transaction(write=True) as conn:
-            revoked = revoke_grants(conn, grants.c.id == grant_id, now)
-        return sum(revoked) > 0
+            revoked = sum(revoke_grants(conn, grants.c.id == grant_id, now)) > 0
+            if revoked and event is not None:
+                conn.execute(INSERT_EVENT, values_of(event))
+        return revoked
 
-    def revoke_access_token(self, token_id: str, now: datetime) -> bool:
+    def revoke_access_token(
+        self, token_id: str, now: datetime, event: AuditEvent | None = None
+    ) -> bool:
         with self._raw_transaction(write=True) as db:
-            return db.execute(_REVOKE_ACCESS, {"id": token_id, "now": now}) == 1
+            revoked = db.execute(_REVOKE_ACCESS, {"id": token_id, "now": now}) == 1
+            if revoked and event is not None:
+                db.execute(INSERT_EVENT, values_of(event))
+        return revoked
 
     def revoke_user_app(self, user_id: str, app_id: str, now: datetime) -> int:
         theirs = and_(grants.c.user_id == user_id, grants.c.app_id == app_id)
