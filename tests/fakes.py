@@ -464,21 +464,6 @@ class InMemoryStore:
                 self.append_audit(event)
             return revoked
 
-    def create_grant(self, grant: Grant, access: AccessToken) -> None:
-        with self._lock:
-            snapshot = (dict(self.grants), dict(self.access), dict(self.refresh))
-            try:
-                self._insert(
-                    self.grants,
-                    grant,
-                    app=(self.apps, grant.app_id),
-                    user=(self.users, grant.user_id),
-                )
-                self._insert_pair(access, None)
-            except Exception:
-                self._restore(snapshot)
-                raise
-
     def revoke_access_token(
         self, token_id: str, now: datetime, event: AuditEvent | None = None
     ) -> bool:

@@ -28,7 +28,13 @@ def test_issues_a_jwt_for_the_client(client: TestClient, services: Services) -> 
     assert claims["sub"] == app.id == claims["client_id"]
     assert claims["aud"] == RESOURCE and "auth_time" not in claims
     state = issued(services, app.id)
-    assert (state.access, state.refresh, state.grants) == (1, 0, 1)
+    # No grant: a grant is a user's consent and a refresh family; the token row says it all.
+    assert (state.access, state.refresh, state.grants) == (1, 0, 0)
+    row = services.store.get_access_token_by_prefix(claims["jti"])
+    assert row is not None and row.grant_id is None and row.user_id is None
+    assert row.app_id == app.id and row.audience == RESOURCE and row.scope == "read"
+    secrets = services.store.list_secrets(app.id)
+    assert [s.id for s in secrets] == [row.secret_id]
 
 
 def test_without_resource_gets_authgate_audience(client: TestClient, services: Services) -> None:

@@ -361,7 +361,7 @@ def test_client_credentials_with_an_assertion(
     body = assert_token_response(cc_request(client, sign(rsa_key, claims_for(pk.id, clock))))
     assert "refresh_token" not in body
     state = issued(services, pk.id)
-    assert (state.access, state.refresh, state.grants) == (1, 0, 1)
+    assert (state.access, state.refresh, state.grants) == (1, 0, 0)  # cc tokens have no grant
     assert jti_count(services, pk.id) == 1
 
 

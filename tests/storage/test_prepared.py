@@ -84,32 +84,41 @@ def read_twice(store: SqlStore, app_id: str) -> None:
         assert db.first(_APP_BY_ID, {"id": app_id}) is not None
 
 
-def client_credentials(app_id: str, **access: Any) -> tuple[Grant, AccessToken]:
-    """A grant without user or auth time and its token: NULLs in both rows."""
-    g = b.grant(app_id, None, auth_time=None)
-    return g, b.access(g, app_id, **access)
+def machine_token(app_id: str, **access: Any) -> AccessToken:
+    """A client_credentials token: no grant, no user (NULLs in the row)."""
+    return b.access(None, app_id, **access)
+
+
+def redeemable(store: SqlStore, user_id: str, app_id: str) -> tuple[str, Grant]:
+    """A stored code and the grant its redemption would create: ``redeem_code`` is the
+    write of several statements (the code's UPDATE, then the grant's and the tokens' INSERTs)."""
+    code = b.code(app_id, user_id)
+    store.create_code(code)
+    return code.id, b.grant(app_id, user_id)
 
 
 @sql_backends
 def test_fast_writes_read_back_through_sqlalchemy(store: SqlStore) -> None:
     user_id, app_id = parents(store)
-    g, access = client_credentials(app_id, created_at=b.at(0).astimezone(b.PLUS_TWO))
+    access = machine_token(app_id, created_at=b.at(0).astimezone(b.PLUS_TWO))
     code = b.code(app_id, user_id)
     store.create_code(code)
-    g2 = b.grant(app_id, user_id)
+    g2 = b.grant(app_id, user_id, auth_time=None)
     a2, r2 = b.access(g2, app_id), b.refresh(g2)
     with fast_path_only(store):
-        store.create_grant(g, access)
+        store.create_access_token(access)
         assert store.redeem_code(code.id, b.at(0.5).astimezone(b.PLUS_TWO), g2, a2, r2) is True
         assert store.revoke_access_token(a2.id, b.at(2)) is True
 
-    for table, model in ((grants, g), (access_tokens, access), (grants, g2), (refresh_tokens, r2)):
+    for table, model in ((access_tokens, access), (grants, g2), (refresh_tokens, r2)):
         assert_round_trip(type(model)(**read_back(store, table, model.id)), model)
     revoked = read_back(store, access_tokens, a2.id)
     assert revoked["revoked_at"] == b.at(2) and revoked["revoked_at"].tzinfo is not None
     consumed = read_back(store, authorization_codes, code.id)
     assert (consumed["consumed_at"], consumed["grant_id"]) == (b.at(0.5), g2.id)
-    assert g.user_id is None and read_back(store, grants, g.id)["auth_time"] is None
+    machine = read_back(store, access_tokens, access.id)
+    assert (machine["grant_id"], machine["user_id"]) == (None, None)
+    assert read_back(store, grants, g2.id)["auth_time"] is None
 
 
 @sql_backends
@@ -159,36 +168,42 @@ def test_fast_writes_store_what_sqlalchemy_stores(store: SqlStore) -> None:
 @sql_backends
 def test_a_naive_datetime_is_refused_and_writes_nothing(store: SqlStore) -> None:
     user_id, app_id = parents(store)
-    g, access = client_credentials(app_id, expires_at=b.at(60).replace(tzinfo=None))
+    naive = machine_token(app_id, expires_at=b.at(60).replace(tzinfo=None))
     with fast_path_only(store), pytest.raises(ValueError, match="naive"):
-        store.create_grant(g, access)  # the grant's INSERT ran before the token's failed
-    code = b.code(app_id, user_id)
-    store.create_code(code)
-    g2 = b.grant(app_id, user_id)
+        store.create_access_token(naive)
+    code_id, g = redeemable(store, user_id, app_id)
+    late = b.refresh(g, expires_at=b.at(60).replace(tzinfo=None))
+    with fast_path_only(store), pytest.raises(ValueError, match="naive"):
+        # The code's UPDATE and the grant's and access token's INSERTs ran before this failed.
+        store.redeem_code(code_id, b.at(1), g, b.access(g, app_id), late)
+    code2_id, g2 = redeemable(store, user_id, app_id)
     with fast_path_only(store), pytest.raises(ValueError, match="naive"):
         store.redeem_code(
-            code.id, b.at(1), g2, b.access(g2, app_id, created_at=b.T0.replace(tzinfo=None)), None
+            code2_id, b.at(1), g2, b.access(g2, app_id, created_at=b.T0.replace(tzinfo=None)), None
         )
     with fast_path_only(store):
+        assert store.get_access_token_by_prefix(naive.prefix) is None
         assert store.get_grant(g.id) is None and store.get_grant(g2.id) is None
-        stored = store.get_code_by_prefix(code.prefix)
-        assert stored is not None and stored.consumed_at is None
+        for unspent in (code_id, code2_id):
+            assert read_back(store, authorization_codes, unspent)["consumed_at"] is None
 
 
 @sql_backends
 def test_a_duplicate_key_rolls_the_whole_transaction_back(store: SqlStore) -> None:
-    _, app_id = parents(store)
-    g, access = client_credentials(app_id)
-    g2, taken = client_credentials(app_id, prefix=access.prefix)
+    user_id, app_id = parents(store)
+    access = machine_token(app_id)
+    code_id, g2 = redeemable(store, user_id, app_id)
+    taken = b.access(g2, app_id, prefix=access.prefix)
     with fast_path_only(store):
-        store.create_grant(g, access)
+        store.create_access_token(access)
         with pytest.raises(DuplicateKeyError):
-            store.create_grant(g2, taken)
+            store.redeem_code(code_id, b.at(1), g2, taken, b.refresh(g2))
         assert store.get_grant(g2.id) is None
+        assert read_back(store, authorization_codes, code_id)["consumed_at"] is None
         # The connection went back to the pool usable (on PostgreSQL: not in a failed
         # transaction), and the next write on it commits.
-        g3, other = client_credentials(app_id)
-        store.create_grant(g3, other)
+        g3 = b.grant(app_id, user_id)
+        assert store.redeem_code(code_id, b.at(2), g3, b.access(g3, app_id), None) is True
         assert_round_trip(store.get_grant(g3.id), g3)
 
 
@@ -234,18 +249,18 @@ def test_a_broken_connection_is_unavailable_and_the_next_call_reconnects(
     postgres = store.engine.dialect.name == "postgresql"
     admin_url = request.getfixturevalue("postgres_admin_url") if postgres else None
     _, app_id = parents(store)
-    g, access = client_credentials(app_id)
+    access = machine_token(app_id)
     calls: dict[str, Callable[[], Any]] = {
         "read": lambda: store.get_app(app_id),
         "transaction": lambda: read_twice(store, app_id),
-        "write": lambda: store.create_grant(g, access),
+        "write": lambda: store.create_access_token(access),
     }
     store.get_app(app_id)  # a pooled connection to break
     break_connections(store, admin_url)
     with fast_path_only(store), pytest.raises(StoreUnavailableError):
         calls[call]()
     with fast_path_only(store):
-        assert store.get_grant(g.id) is None
+        assert store.get_access_token_by_prefix(access.prefix) is None
         calls[call]()
         assert store.get_app(app_id) is not None
 
@@ -260,9 +275,9 @@ def test_postgres_connections_go_back_to_the_pool_as_sqlalchemy_leaves_them(
     with fast_path_only(store):
         store.get_app(app_id)
         store.get_app_and_secret(app_id, "pfx")
-        store.create_grant(*client_credentials(app_id, prefix="same"))
+        store.create_access_token(machine_token(app_id, prefix="same"))
         with pytest.raises(DuplicateKeyError):
-            store.create_grant(*client_credentials(app_id, prefix="same"))
+            store.create_access_token(machine_token(app_id, prefix="same"))
     proxy = store.engine.raw_connection()
     try:
         conn = proxy.dbapi_connection
@@ -334,8 +349,9 @@ def test_racing_redemptions_of_one_code_have_one_winner(store: SqlStore) -> None
 @sql_backends
 def test_cursor_event_listeners_see_every_hot_statement(store: SqlStore) -> None:
     """A tracer (or the fault injection of tests/faults) hooks SQLAlchemy's cursor events."""
-    _, app_id = parents(store)
-    g, access = client_credentials(app_id)
+    user_id, app_id = parents(store)
+    code_id, g = redeemable(store, user_id, app_id)
+    access = b.access(g, app_id)
     seen: list[str] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -343,22 +359,24 @@ def test_cursor_event_listeners_see_every_hot_statement(store: SqlStore) -> None
 
     event.listen(store.engine, "before_cursor_execute", record)
     try:
-        store.create_grant(g, access)
+        assert store.redeem_code(code_id, b.at(1), g, access, None) is True
         assert_round_trip(store.get_grant(g.id), g)
         assert_round_trip(store.get_access_token_by_prefix(access.prefix), access)
     finally:
         event.remove(store.engine, "before_cursor_execute", record)
     hot = [s.split(" (")[0] for s in seen if not s.startswith(("BEGIN", "SELECT apps"))]
-    assert hot[:2] == ["INSERT INTO grants", "INSERT INTO access_tokens"]
+    assert hot[0].startswith("UPDATE authorization_codes")
+    assert hot[1:3] == ["INSERT INTO grants", "INSERT INTO access_tokens"]
     assert [s for s in seen if s.startswith("SELECT grants.id")]
     assert [s for s in seen if s.startswith("SELECT access_tokens.id")]
 
 
 @sql_backends
 def test_runner_all_matches_sqlalchemy(store: SqlStore) -> None:
-    _, app_id = parents(store)
+    user_id, app_id = parents(store)
     for _ in range(3):
-        store.create_grant(*client_credentials(app_id))
+        code_id, g = redeemable(store, user_id, app_id)
+        assert store.redeem_code(code_id, b.at(1), g, b.access(g, app_id), None) is True
     with store._raw_transaction() as db:
         fast = db.all(_GRANTS_OF_APP, {"app_id": app_id})
     with store.engine.connect() as conn:

@@ -888,55 +888,6 @@ def test_list_live_grants(store: Store) -> None:
     assert [f.grant.id for f in store.list_live_grants(u.id, now, limit=1)] == [newer.id]
 
 
-# -- client_credentials grants -------------------------------------------------------------
-
-
-def test_create_grant_stores_grant_and_access_token(store: Store) -> None:
-    a = b.app(grant_types=("client_credentials",))
-    store.create_app(a)
-    s = b.secret(a.id)
-    store.create_secret(s)
-    g = b.grant(a.id, None, auth_time=None)
-    token = b.access(g, a.id, secret_id=s.id)
-    store.create_grant(g, token)
-    assert_round_trip(store.get_grant(g.id), g)
-    assert_round_trip(store.get_access_token_by_prefix(token.prefix), token)
-    # It is a family like any other: revoking the grant revokes its token.
-    assert store.revoke_grant(g.id, b.at(5)) is True
-    stored = store.get_access_token_by_prefix(token.prefix)
-    assert stored is not None and stored.revoked_at == b.at(5)
-
-
-def test_create_grant_for_a_user(store: Store) -> None:
-    u, a = b.user(), b.app()
-    store.create_user(u)
-    store.create_app(a)
-    g = b.grant(a.id, u.id)
-    token = b.access(g, a.id)
-    store.create_grant(g, token)
-    assert_round_trip(store.get_grant(g.id), g)
-    assert_round_trip(store.get_access_token_by_prefix(token.prefix), token)
-
-
-def test_create_grant_is_atomic(store: Store, family: dict[str, Any]) -> None:
-    """A token that cannot be stored takes its grant with it, and the other way round."""
-    a = family["app"]
-    g = b.grant(a.id, None)
-    clash = b.access(g, a.id, prefix=family["access"].prefix)
-    with pytest.raises(DuplicateKeyError):
-        store.create_grant(g, clash)
-    assert store.get_grant(g.id) is None
-
-    fresh = b.access(g, a.id)
-    with pytest.raises(DuplicateKeyError):
-        store.create_grant(dataclasses.replace(g, id=family["grant"].id), fresh)
-    assert store.get_access_token_by_prefix(fresh.prefix) is None
-    assert_round_trip(store.get_grant(family["grant"].id), family["grant"])
-
-    with pytest.raises(ValueError):
-        store.create_grant(b.grant("no-such-app", None), b.access(None, "no-such-app"))
-
-
 # -- resources -----------------------------------------------------------------------------
 
 

@@ -75,7 +75,7 @@ def test_expired_rows_go_live_ones_stay_and_work(
     assert before == {
         "sessions": 1,
         "authorization_codes": 1,
-        "grants": 2,  # client_credentials tokens hang off a grant too
+        "grants": 1,  # the user's: a client_credentials token belongs to no grant
         "access_tokens": 2,
         "refresh_tokens": 1,
     }
@@ -90,11 +90,11 @@ def test_expired_rows_go_live_ones_stay_and_work(
         "codes": 1,
         "access_tokens": 2,
         "refresh_tokens": 0,
-        "grants": 1,  # the machine's: nothing refers to it any more
+        "grants": 0,  # the user's lives on through its refresh token
         "clients": 0,
     }
     assert report.complete
-    assert counts(services) == before | {"authorization_codes": 0, "access_tokens": 0, "grants": 1}
+    assert counts(services) == before | {"authorization_codes": 0, "access_tokens": 0}
     # The grant lives on through its refresh token.
     resp = refresh(
         signed_in,

@@ -185,10 +185,6 @@ class TokenStore(Protocol):
         is appended to the audit log in the same transaction."""
         ...
 
-    def create_grant(self, grant: Grant, access: AccessToken) -> None:
-        """Store a grant with its first access token (client_credentials: no code, no refresh)."""
-        ...
-
     def revoke_access_token(
         self, token_id: str, now: datetime, event: AuditEvent | None = None
     ) -> bool:

@@ -101,8 +101,12 @@ def mint(
     secret_id: str | None,
     with_refresh: bool,
     scope: str,
+    family: bool = True,
 ) -> Minted:
-    """Create (unsaved) access and refresh tokens for ``grant`` with ``scope``."""
+    """Create (unsaved) access and refresh tokens for ``grant`` with ``scope``. ``family``:
+    the tokens belong to the stored grant ``grant`` (else the access token belongs to no grant,
+    as a client_credentials token; there is then no refresh token)."""
+    assert family or not with_refresh
     now = ctx.clock.now()
     expires = now + access_token_ttl(ctx, resource)
     prefix, value = _access_value(ctx, grant, resource, scope, now, expires)
@@ -110,7 +114,7 @@ def mint(
         id=ids.time_ordered_id(),
         prefix=prefix,
         token_hash=secrets.sha256_hex(value),
-        grant_id=grant.id,
+        grant_id=grant.id if family else None,
         app_id=grant.app_id,
         user_id=grant.user_id,
         secret_id=secret_id,

@@ -3,6 +3,10 @@
 "The client credentials grant type MUST only be used by confidential clients" (§4.4); "A
 refresh token SHOULD NOT be included" (§4.4.3). Audience and scope follow the same rules as the
 other grants; the token's ``sub`` is the client.
+
+The token belongs to no stored grant: a grant is a user's consent and the family of a refresh
+chain (DESIGN.md §4), and this token has neither. Its own row holds everything that revokes it
+(its client, the secret it was issued with) and everything introspection answers.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ class ClientCredentialsGrant:
             params.get("scope"), client.app.scope, resources.scope_names(resource)
         )
         now = ctx.clock.now()
-        grant = Grant(
+        subject = Grant(  # what the token is minted from, not stored (family=False)
             id=ids.time_ordered_id(),
             app_id=client.app.id,
             user_id=None,
@@ -41,11 +45,12 @@ class ClientCredentialsGrant:
         )
         minted = mint(
             ctx,
-            grant,
+            subject,
             resource,
             secret_id=client.secret.id if client.secret else None,
             with_refresh=False,
             scope=scope,
+            family=False,
         )
-        ctx.store.create_grant(grant, minted.access)
+        ctx.store.create_access_token(minted.access)
         return minted.response(now)

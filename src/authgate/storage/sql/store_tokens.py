@@ -226,12 +226,6 @@ class TokenQueries(SqlBase):
             _insert_pair(db, access, refresh)
         return True
 
-    def create_grant(self, grant: Grant, access: AccessToken) -> None:
-        """A grant with its first access token and no code (client_credentials)."""
-        with self._raw_transaction(write=True) as db:
-            db.execute(_INSERT_GRANT, values_of(grant))
-            _insert_pair(db, access, None)
-
     def revoke_grant(self, grant_id: str, now: datetime, event: AuditEvent | None = None) -> bool:
         with self._transaction(write=True) as conn:
             revoked = sum(revoke_grants(conn, grants.c.id == grant_id, now)) > 0
