@@ -427,6 +427,11 @@ class InMemoryStore:
         with self._lock:
             return next((t for t in self.refresh.values() if t.prefix == prefix), None)
 
+    def get_refresh_token_and_grant(self, prefix: str) -> tuple[RefreshToken | None, Grant | None]:
+        with self._lock:
+            token = self.get_refresh_token_by_prefix(prefix)
+            return token, (self.get_grant(token.grant_id) if token else None)
+
     def create_access_token(self, access: AccessToken) -> None:
         with self._lock:
             self._insert_pair(access, None)

@@ -577,6 +577,20 @@ def test_client_credentials_access_token_round_trip(store: Store) -> None:
         store.create_access_token(b.access(None, a.id, prefix=token.prefix))
 
 
+def test_refresh_token_and_grant_are_read_together(store: Store, family: dict[str, Any]) -> None:
+    token, grant = family["refresh"], family["grant"]
+    got_token, got_grant = store.get_refresh_token_and_grant(token.prefix)
+    assert got_token is not None and got_grant is not None
+    assert_round_trip(got_token, token)
+    assert_round_trip(got_grant, grant)
+    assert store.get_refresh_token_and_grant("no-such-prefix") == (None, None)
+    # Whatever state they are in: the caller decides.
+    assert store.revoke_grant(grant.id, b.at(5)) is True
+    got_token, got_grant = store.get_refresh_token_and_grant(token.prefix)
+    assert got_token is not None and got_token.revoked_at == b.at(5)
+    assert got_grant is not None and got_grant.revoked_at == b.at(5)
+
+
 def test_rotate_refresh_token_once(store: Store, family: dict[str, Any]) -> None:
     g, old = family["grant"], family["refresh"]
     a2, r2 = b.access(g, g.app_id), b.refresh(g)

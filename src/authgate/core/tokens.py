@@ -173,6 +173,19 @@ def find_refresh_token(ctx: Context, value: str) -> RefreshToken | None:
     return token if secrets.constant_time_equal(token.token_hash, parsed.hash) else None
 
 
+def find_refresh_token_and_grant(
+    ctx: Context, value: str
+) -> tuple[RefreshToken, Grant | None] | None:
+    """``find_refresh_token`` and the token's grant (None if it is gone), read in one go."""
+    parsed = secrets.parse(value, REFRESH_KIND)
+    if parsed is None:
+        return None
+    token, grant = ctx.store.get_refresh_token_and_grant(parsed.prefix)
+    if token is None or not secrets.constant_time_equal(token.token_hash, parsed.hash):
+        return None
+    return token, grant
+
+
 def is_live(ctx: Context, token: AccessToken) -> bool:
     return token.revoked_at is None and token.expires_at > ctx.clock.now()
 

@@ -17,7 +17,7 @@ from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidGrantError, InvalidTargetError
 from authgate.core.models import Grant, RefreshToken
 from authgate.core.params import Params
-from authgate.core.tokens import TokenResponse, find_refresh_token, mint
+from authgate.core.tokens import TokenResponse, find_refresh_token_and_grant, mint
 
 INVALID_REFRESH = "The refresh token is invalid or expired"
 
@@ -28,11 +28,10 @@ class RefreshTokenGrant:
     def handle(
         self, ctx: Context, client: AuthenticatedClient, params: Params, actor: Actor
     ) -> TokenResponse:
-        token = _find_refresh_token(ctx, params.require("refresh_token"))
+        token, grant = _find_refresh_token(ctx, params.require("refresh_token"))
         if token.app_id != client.app.id:
             raise InvalidGrantError(INVALID_REFRESH, debug="refresh token of another client")
         now = ctx.clock.now()
-        grant = ctx.store.get_grant(token.grant_id)
         if token.revoked_at is not None or grant is None or grant.revoked_at is not None:
             raise InvalidGrantError(INVALID_REFRESH, debug="refresh token revoked")
         if token.expires_at <= now:
@@ -60,11 +59,11 @@ class RefreshTokenGrant:
         raise InvalidGrantError(INVALID_REFRESH, debug="refresh token reused")
 
 
-def _find_refresh_token(ctx: Context, value: str) -> RefreshToken:
-    token = find_refresh_token(ctx, value)
-    if token is None:
+def _find_refresh_token(ctx: Context, value: str) -> tuple[RefreshToken, Grant | None]:
+    found = find_refresh_token_and_grant(ctx, value)
+    if found is None:
         raise InvalidGrantError(INVALID_REFRESH, debug="unknown or malformed refresh token")
-    return token
+    return found
 
 
 def _within_grace(ctx: Context, token: RefreshToken) -> bool:

@@ -51,6 +51,12 @@ def values_of(model: Any) -> dict[str, Any]:
     return {f.name: getattr(model, f.name) for f in fields(model)}
 
 
+def labelled(row: Any, label: str) -> dict[str, Any]:
+    """The columns of one table in a row of a joined SELECT whose columns are labelled
+    ``<table>_<column>`` (``LABEL_STYLE_TABLENAME_PLUS_COL``), by their own names."""
+    return {key[len(label) :]: value for key, value in row.items() if key.startswith(label)}
+
+
 def upsert_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that takes ``ON CONFLICT`` clauses, in the dialect of ``conn``."""
     if conn.dialect.name == "postgresql":

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 from authgate.core.models import App, AppSecret
-from authgate.storage.sql.base import SqlBase, upsert_insert, values_of
+from authgate.storage.sql.base import SqlBase, labelled, upsert_insert, values_of
 from authgate.storage.sql.revoke import revoke_grants
 from authgate.storage.sql.tables import access_tokens, app_secrets, apps, grants, refresh_tokens
 
@@ -64,11 +64,6 @@ _TOUCH_SECRET = (
 
 def _to_secret(row: Mapping[Any, Any]) -> AppSecret:
     return AppSecret(**row)
-
-
-def _columns(row: Mapping[str, Any], label: str) -> dict[str, Any]:
-    """The columns of one table in a row of labelled columns, by their own names."""
-    return {key[len(label) :]: value for key, value in row.items() if key.startswith(label)}
 
 
 class AppQueries(SqlBase):
@@ -167,8 +162,8 @@ class SecretQueries(SqlBase):
             row = db.first(_APP_AND_SECRET, {"id": app_id, "prefix": secret_prefix})
         if row is None:
             return None, None
-        app = _to_app(_columns(row, "apps_"))
-        secret = _columns(row, "app_secrets_")
+        app = _to_app(labelled(row, "apps_"))
+        secret = labelled(row, "app_secrets_")
         return app, (_to_secret(secret) if secret["id"] is not None else None)
 
     def list_secrets(self, app_id: str) -> Sequence[AppSecret]:

@@ -10,7 +10,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    LABEL_STYLE_TABLENAME_PLUS_COL,
+    Row,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from authgate.core.models import (
     AccessToken,
@@ -20,7 +30,7 @@ from authgate.core.models import (
     LiveGrant,
     RefreshToken,
 )
-from authgate.storage.sql.base import SqlBase, values_of
+from authgate.storage.sql.base import SqlBase, labelled, values_of
 from authgate.storage.sql.prepared import Runner
 from authgate.storage.sql.revoke import revoke_grants
 from authgate.storage.sql.store_audit import INSERT_EVENT
@@ -66,6 +76,13 @@ _CODE_BY_PREFIX = select(authorization_codes).where(
 _GRANT_BY_ID = select(grants).where(grants.c.id == bindparam("id"))
 _ACCESS_BY_PREFIX = select(access_tokens).where(access_tokens.c.prefix == bindparam("prefix"))
 _REFRESH_BY_PREFIX = select(refresh_tokens).where(refresh_tokens.c.prefix == bindparam("prefix"))
+# A refresh token and its grant in one statement; columns labelled ``<table>_<column>``.
+_REFRESH_AND_GRANT = (
+    select(refresh_tokens, grants)
+    .select_from(refresh_tokens.outerjoin(grants, grants.c.id == refresh_tokens.c.grant_id))
+    .where(refresh_tokens.c.prefix == bindparam("prefix"))
+    .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
+)
 _LOCK_LIVE_GRANT = (
     select(grants.c.id)
     .where(grants.c.id == bindparam("id"), grants.c.revoked_at.is_(None))
@@ -202,6 +219,17 @@ class TokenQueries(SqlBase):
         with self._raw_transaction(single_read=True) as db:
             row = db.first(_REFRESH_BY_PREFIX, {"prefix": prefix})
         return _to_refresh(row) if row else None
+
+    def get_refresh_token_and_grant(self, prefix: str) -> tuple[RefreshToken | None, Grant | None]:
+        with self._raw_transaction(single_read=True) as db:
+            row = db.first(_REFRESH_AND_GRANT, {"prefix": prefix})
+        if row is None:
+            return None, None
+        grant = labelled(row, "grants_")
+        return (
+            _to_refresh(labelled(row, "refresh_tokens_")),
+            _to_grant(grant) if grant["id"] is not None else None,
+        )
 
     def create_access_token(self, access: AccessToken) -> None:
         with self._raw_transaction(write=True) as db:
