@@ -22,11 +22,12 @@ from authgate.core.models import AccessToken, Grant
 from authgate.core.ports import DuplicateKeyError, StoreUnavailableError
 from authgate.storage import SqlStore
 from authgate.storage.sql import engine as engine_module
-from authgate.storage.sql.base import values_of
+from authgate.storage.sql.base import split_joined, values_of
 from authgate.storage.sql.prepared import Prepared
 from authgate.storage.sql.store_apps import _APP_BY_ID
 from authgate.storage.sql.tables import (
     access_tokens,
+    app_secrets,
     apps,
     authorization_codes,
     grants,
@@ -393,3 +394,17 @@ def test_statements_must_take_their_values_as_bind_parameters(dialect: Dialect) 
     by_id = Prepared(select(apps.c.id).where(apps.c.id == bindparam("id")), dialect)
     assert "apps.id" in by_id.sql
     assert by_id.parameters({"id": "a1"}) in (("a1",), {"id": "a1"})
+
+
+def test_a_joined_row_splits_into_its_tables() -> None:
+    apps_keys = [f"apps_{c.key}" for c in apps.columns]
+    secret_keys = [f"app_secrets_{c.key}" for c in app_secrets.columns]
+    row = dict(zip(apps_keys + secret_keys, range(len(apps_keys) + len(secret_keys)), strict=True))
+    app, secret = split_joined(row, apps, app_secrets)
+    assert list(app) == [c.key for c in apps.columns] and app["id"] == 0
+    assert list(secret) == [c.key for c in app_secrets.columns]
+    assert secret["id"] == len(apps_keys)
+    with pytest.raises(ValueError, match="exactly the columns"):
+        split_joined(row, apps)  # columns left over
+    with pytest.raises(ValueError, match="exactly the columns"):
+        split_joined(dict(list(row.items())[:-1]), apps, app_secrets)  # one missing

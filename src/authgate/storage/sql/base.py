@@ -11,6 +11,7 @@ references a missing parent).
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -51,10 +52,24 @@ def values_of(model: Any) -> dict[str, Any]:
     return {f.name: getattr(model, f.name) for f in fields(model)}
 
 
-def labelled(row: Any, label: str) -> dict[str, Any]:
-    """The columns of one table in a row of a joined SELECT whose columns are labelled
-    ``<table>_<column>`` (``LABEL_STYLE_TABLENAME_PLUS_COL``), by their own names."""
-    return {key[len(label) :]: value for key, value in row.items() if key.startswith(label)}
+def split_joined(row: dict[str, Any], *tables: Table) -> list[dict[str, Any]]:
+    """A row of ``select(*tables)`` (all columns of each, in that order, labelled so that no
+    two keys clash) as one column → value dict per table, keyed by the tables' own names."""
+    values = iter(row.values())
+    parts = [dict(zip(_column_keys(table), values, strict=False)) for table in tables]
+    if next(values, _END) is not _END or any(
+        len(part) != len(table.columns) for part, table in zip(parts, tables, strict=True)
+    ):
+        raise ValueError("the row does not hold exactly the columns of these tables")
+    return parts
+
+
+_END = object()
+
+
+@functools.cache
+def _column_keys(table: Table) -> tuple[str, ...]:
+    return tuple(table.columns.keys())
 
 
 def upsert_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:

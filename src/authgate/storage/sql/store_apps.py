@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 from authgate.core.models import App, AppSecret
-from authgate.storage.sql.base import SqlBase, labelled, upsert_insert, values_of
+from authgate.storage.sql.base import SqlBase, split_joined, upsert_insert, values_of
 from authgate.storage.sql.revoke import revoke_grants
 from authgate.storage.sql.tables import access_tokens, app_secrets, apps, grants, refresh_tokens
 
@@ -162,9 +162,8 @@ class SecretQueries(SqlBase):
             row = db.first(_APP_AND_SECRET, {"id": app_id, "prefix": secret_prefix})
         if row is None:
             return None, None
-        app = _to_app(labelled(row, "apps_"))
-        secret = labelled(row, "app_secrets_")
-        return app, (_to_secret(secret) if secret["id"] is not None else None)
+        app, secret = split_joined(row, apps, app_secrets)
+        return _to_app(app), (_to_secret(secret) if secret["id"] is not None else None)
 
     def list_secrets(self, app_id: str) -> Sequence[AppSecret]:
         query = (

@@ -30,7 +30,7 @@ from authgate.core.models import (
     LiveGrant,
     RefreshToken,
 )
-from authgate.storage.sql.base import SqlBase, labelled, values_of
+from authgate.storage.sql.base import SqlBase, split_joined, values_of
 from authgate.storage.sql.prepared import Runner
 from authgate.storage.sql.revoke import revoke_grants
 from authgate.storage.sql.store_audit import INSERT_EVENT
@@ -225,11 +225,8 @@ class TokenQueries(SqlBase):
             row = db.first(_REFRESH_AND_GRANT, {"prefix": prefix})
         if row is None:
             return None, None
-        grant = labelled(row, "grants_")
-        return (
-            _to_refresh(labelled(row, "refresh_tokens_")),
-            _to_grant(grant) if grant["id"] is not None else None,
-        )
+        token, grant = split_joined(row, refresh_tokens, grants)
+        return _to_refresh(token), (_to_grant(grant) if grant["id"] is not None else None)
 
     def create_access_token(self, access: AccessToken) -> None:
         with self._raw_transaction(write=True) as db:
