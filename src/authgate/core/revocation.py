@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from authgate.core import audit, client_auth, tokens
 from authgate.core.context import Actor, Context
+from authgate.core.models import AccessToken, AuditEvent, RefreshToken
 from authgate.core.params import Params
 
 
@@ -40,22 +41,34 @@ def _refused(ctx: Context, actor: Actor, kind: str, owner: str, token_id: str) -
     return True
 
 
+def _revoked(
+    ctx: Context,
+    actor: Actor,
+    target_type: str,
+    target_id: str,
+    kind: str,
+    token: AccessToken | RefreshToken,
+) -> AuditEvent:
+    """The ``token.revoked`` event, written with the revocation (only if it revokes)."""
+    return audit.new_event(
+        ctx,
+        actor,
+        "token.revoked",
+        target_type=target_type,
+        target_id=target_id,
+        kind=kind,
+        prefix=token.prefix,
+        user_id=token.user_id,
+    )
+
+
 def _revoke_refresh(ctx: Context, client_id: str, value: str, actor: Actor) -> bool:
     token = tokens.find_refresh_token(ctx, value)
     if token is None:
         return False
     if token.app_id != client_id:
         return _refused(ctx, actor, "refresh_token", token.app_id, token.id)
-    event = audit.new_event(
-        ctx,
-        actor,
-        "token.revoked",
-        target_type="grant",
-        target_id=token.grant_id,
-        kind="refresh_token",
-        prefix=token.prefix,
-        user_id=token.user_id,
-    )
+    event = _revoked(ctx, actor, "grant", token.grant_id, "refresh_token", token)
     ctx.store.revoke_grant(token.grant_id, event.at, event)  # the event only if it revoked
     return True
 
@@ -66,15 +79,6 @@ def _revoke_access(ctx: Context, client_id: str, value: str, actor: Actor) -> bo
         return False
     if token.app_id != client_id:
         return _refused(ctx, actor, "access_token", token.app_id, token.id)
-    event = audit.new_event(
-        ctx,
-        actor,
-        "token.revoked",
-        target_type="access_token",
-        target_id=token.id,
-        kind="access_token",
-        prefix=token.prefix,
-        user_id=token.user_id,
-    )
+    event = _revoked(ctx, actor, "access_token", token.id, "access_token", token)
     ctx.store.revoke_access_token(token.id, event.at, event)  # the event only if it revoked
     return True
