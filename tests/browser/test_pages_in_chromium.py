@@ -19,7 +19,11 @@ pytestmark = pytest.mark.browser
 
 
 def sign_in(page: Any, username: str, password: str) -> None:
-    """With the keyboard only: the username field has focus, Tab to the password, Enter."""
+    """With the keyboard only: the username field has focus, Tab to the password, Enter.
+
+    The browser applies ``autofocus`` at its next rendering step after the page has loaded, so
+    the focus is waited for (at most 5 s), not read at once."""
+    page.wait_for_function("document.activeElement?.id === 'username'", timeout=5000)
     assert page.evaluate("document.activeElement.id") == "username"
     page.keyboard.type(username)
     page.keyboard.press("Tab")
