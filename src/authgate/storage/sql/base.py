@@ -173,6 +173,10 @@ class SqlBase:
             with self._transaction(write=write) as conn:
                 yield Runner(conn.exec_driver_sql, self._statements)
             return
+        if write and isinstance(self._writer, WriterLock):
+            with self._grouped_write(self._writer) as runner:
+                yield runner
+            return
         dbapi = self._engine.dialect.loaded_dbapi
         writer = self._writer if write else contextlib.nullcontext()
         with self._serial, writer:
@@ -201,6 +205,63 @@ class SqlBase:
                 raise
             finally:
                 self._release(proxy, cursor, autocommit)
+
+    @contextlib.contextmanager
+    def _grouped_write(self, writer: WriterLock) -> Iterator[Runner]:
+        """A write transaction on a SQLite file, committed together with those of other threads
+        that queue behind it (``writer_lock.py``): the first member begins the transaction, each
+        later one runs under a savepoint, so that its failure undoes only its own statements."""
+        dbapi = self._engine.dialect.loaded_dbapi
+        with writer.member(self._begin_group, self._finish_group) as group:
+            proxy, cursor = group.handle
+            joined = group.size > 1
+            try:
+                if joined:
+                    cursor.execute("SAVEPOINT member")
+                yield Runner(_executor(cursor), self._statements)
+                if joined:
+                    cursor.execute("RELEASE member")
+            except BaseException as error:
+                undone = joined and not isinstance(error, dbapi.OperationalError)
+                if not (undone and _undo_member(proxy, cursor, dbapi)):
+                    group.broken = True  # the whole group is rolled back
+                if isinstance(error, dbapi.IntegrityError):
+                    raise _refused(error) from error
+                if isinstance(error, dbapi.Error):
+                    raise StoreUnavailableError(_first_line(error)) from error
+                raise
+
+    def _begin_group(self) -> tuple[PoolProxiedConnection, DBAPICursor]:
+        proxy = self._checkout()
+        dbapi_conn = proxy.dbapi_connection
+        assert dbapi_conn is not None
+        cursor: DBAPICursor | None = None
+        try:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+        except self._engine.dialect.loaded_dbapi.Error as error:
+            self._recover(proxy, error)
+            self._release(proxy, cursor, False)
+            raise StoreUnavailableError(_first_line(error)) from error
+        return proxy, cursor
+
+    def _finish_group(
+        self, handle: tuple[PoolProxiedConnection, DBAPICursor], commit: bool
+    ) -> None:
+        proxy, cursor = handle
+        try:
+            if not commit:
+                self._recover(proxy, None)
+                return
+            dbapi_conn = proxy.dbapi_connection
+            assert dbapi_conn is not None
+            try:
+                dbapi_conn.commit()
+            except self._engine.dialect.loaded_dbapi.Error as error:
+                self._recover(proxy, error)
+                raise StoreUnavailableError(_first_line(error)) from error
+        finally:
+            self._release(proxy, cursor, False)
 
     def _checkout(self) -> PoolProxiedConnection:
         """A pooled DBAPI connection; failing to get one is ``StoreUnavailableError``."""
@@ -242,6 +303,17 @@ class SqlBase:
             proxy.invalidate(error)
             return
         proxy.close()
+
+
+def _undo_member(proxy: PoolProxiedConnection, cursor: DBAPICursor, dbapi: Any) -> bool:
+    """Roll a group member back to its savepoint; False if the transaction did not survive."""
+    try:
+        cursor.execute("ROLLBACK TO member")
+        cursor.execute("RELEASE member")
+    except dbapi.Error:
+        return False
+    conn = proxy.dbapi_connection
+    return conn is not None and bool(conn.in_transaction)
 
 
 def _executor(cursor: DBAPICursor) -> Callable[[str, Any], Result]:
