@@ -21,6 +21,7 @@ from sqlalchemy.engine import Dialect
 from authgate.core.models import AccessToken, Grant
 from authgate.core.ports import DuplicateKeyError, StoreUnavailableError
 from authgate.storage import SqlStore
+from authgate.storage.sql import base as base_module
 from authgate.storage.sql import engine as engine_module
 from authgate.storage.sql.base import split_joined, values_of
 from authgate.storage.sql.prepared import Prepared
@@ -287,6 +288,50 @@ def test_postgres_connections_go_back_to_the_pool_as_sqlalchemy_leaves_them(
         assert conn.info.transaction_status == conn.info.transaction_status.IDLE
     finally:
         proxy.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store", ["postgres"], indirect=True)
+def test_postgres_single_writes_run_in_autocommit_mode_and_multi_statement_ones_do_not(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One INSERT or UPDATE is atomic by itself: no BEGIN and COMMIT round trips for it. A
+    body of several statements still runs in one transaction."""
+    _, app_id = parents(store)
+    seen: list[tuple[str, bool]] = []
+    executor = base_module._executor
+
+    def recording(cursor: Any) -> Callable[[str, Any], Any]:
+        execute = executor(cursor)
+
+        def run(sql: str, params: Any) -> Any:
+            seen.append((sql.split()[0], cursor.connection.autocommit))
+            return execute(sql, params)
+
+        return run
+
+    monkeypatch.setattr(base_module, "_executor", recording)
+    token = machine_token(app_id)
+    secret = b.secret(app_id)
+    store.create_secret(secret)
+    with fast_path_only(store):
+        store.create_access_token(token)
+        store.touch_secret(secret.id, b.at(1))
+        store.append_audit(b.event())
+        with pytest.raises(DuplicateKeyError):
+            store.create_access_token(machine_token(app_id, prefix=token.prefix))
+        store.revoke_access_token(token.id, b.at(2), b.event())
+    assert seen == [
+        ("INSERT", True),
+        ("UPDATE", True),
+        ("INSERT", True),
+        ("INSERT", True),
+        ("UPDATE", False),
+        ("INSERT", False),
+    ]
+    stored = store.get_access_token_by_prefix(token.prefix)
+    assert stored is not None and stored.revoked_at == b.at(2)
+    assert store.list_secrets(app_id)[0].last_used_at == b.at(1)
 
 
 @pytest.mark.postgres

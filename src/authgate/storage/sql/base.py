@@ -154,20 +154,23 @@ class SqlBase:
 
     @contextlib.contextmanager
     def _raw_transaction(
-        self, *, write: bool = False, single_read: bool = False
+        self, *, write: bool = False, single_read: bool = False, single_write: bool = False
     ) -> Iterator[Runner]:
         """``_transaction()`` on the DBAPI connection, for the hot paths (see ``prepared.py``).
 
         The same locks, the same pool (so its connect and checkout events run), the same BEGIN,
         COMMIT or ROLLBACK and the same exceptions. ``single_read``: the body runs one SELECT,
         which is atomic by itself, so it runs in autocommit mode, without BEGIN and COMMIT (on
-        PostgreSQL two round trips fewer).
+        PostgreSQL two round trips fewer). ``single_write``: the body runs one INSERT, UPDATE
+        or upsert, atomic by itself too; on PostgreSQL it runs in autocommit mode, on SQLite it
+        is a write like any other (it shares a COMMIT with the writers queued behind it).
 
         While anything listens to SQLAlchemy's cursor events (a tracer, the fault injection of
         tests/faults), the statements run through ``_transaction()`` and ``exec_driver_sql``
         instead, so that the listeners see every one of them.
         """
         assert not (write and single_read)
+        write = write or single_write
         events = self._engine.dispatch
         if events.before_cursor_execute or events.after_cursor_execute:
             with self._transaction(write=write) as conn:
@@ -183,7 +186,8 @@ class SqlBase:
             proxy = self._checkout()
             dbapi_conn = proxy.dbapi_connection
             assert dbapi_conn is not None
-            autocommit = single_read and not self._sqlite  # SQLite's connections are in it
+            # SQLite's connections are in autocommit mode already (engine.py).
+            autocommit = (single_read or single_write) and not self._sqlite
             cursor: DBAPICursor | None = None
             try:
                 if autocommit:
@@ -193,7 +197,7 @@ class SqlBase:
                     # As engine._on_sqlite_begin: a writer takes the write lock up front.
                     cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
                 yield Runner(_executor(cursor), self._statements)
-                if not single_read:
+                if not (single_read or autocommit):
                     dbapi_conn.commit()
             except dbapi.Error as error:
                 self._recover(proxy, error)

@@ -193,5 +193,5 @@ class SecretQueries(SqlBase):
         return deleted.rowcount == 1
 
     def touch_secret(self, secret_id: str, at: datetime) -> None:
-        with self._raw_transaction(write=True) as db:
+        with self._raw_transaction(single_write=True) as db:
             db.execute(_TOUCH_SECRET, {"id": secret_id, "at": at})

@@ -39,7 +39,7 @@ INSERT_EVENT = insert(audit_log)
 
 class AuditQueries(SqlBase):
     def append_audit(self, event: AuditEvent) -> None:
-        with self._raw_transaction(write=True) as db:
+        with self._raw_transaction(single_write=True) as db:
             db.execute(INSERT_EVENT, values_of(event))
 
     def list_audit(self, query: AuditQuery) -> tuple[Sequence[AuditEvent], int]:

@@ -229,7 +229,7 @@ class TokenQueries(SqlBase):
         return _to_refresh(token), (_to_grant(grant) if grant["id"] is not None else None)
 
     def create_access_token(self, access: AccessToken) -> None:
-        with self._raw_transaction(write=True) as db:
+        with self._raw_transaction(single_write=True) as db:
             _insert_pair(db, access, None)
 
     def rotate_refresh_token(
