@@ -163,7 +163,8 @@ class SqlBase:
         which is atomic by itself, so it runs in autocommit mode, without BEGIN and COMMIT (on
         PostgreSQL two round trips fewer). ``single_write``: the body runs one INSERT, UPDATE
         or upsert, atomic by itself too; on PostgreSQL it runs in autocommit mode, on SQLite it
-        is a write like any other (it shares a COMMIT with the writers queued behind it).
+        is a write like any other. On a SQLite file every write joins a group commit
+        (``_grouped_write``).
 
         While anything listens to SQLAlchemy's cursor events (a tracer, the fault injection of
         tests/faults), the statements run through ``_transaction()`` and ``exec_driver_sql``
