@@ -18,7 +18,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql import psycopg
 from sqlalchemy.engine import Dialect
 
-from authgate.core.models import AccessToken, Grant
+from authgate.core.models import AccessToken, AuditQuery, Grant
 from authgate.core.ports import DuplicateKeyError, StoreUnavailableError
 from authgate.storage import SqlStore
 from authgate.storage.sql import base as base_module
@@ -297,7 +297,7 @@ def test_postgres_single_writes_run_in_autocommit_mode_and_multi_statement_ones_
 ) -> None:
     """One INSERT or UPDATE is atomic by itself: no BEGIN and COMMIT round trips for it. A
     body of several statements still runs in one transaction."""
-    _, app_id = parents(store)
+    user_id, app_id = parents(store)
     seen: list[tuple[str, bool]] = []
     executor = base_module._executor
 
@@ -314,24 +314,38 @@ def test_postgres_single_writes_run_in_autocommit_mode_and_multi_statement_ones_
     token = machine_token(app_id)
     secret = b.secret(app_id)
     store.create_secret(secret)
+    redeem_id, grant = redeemable(store, user_id, app_id)
     with fast_path_only(store):
         store.create_access_token(token)
         store.touch_secret(secret.id, b.at(1))
         store.append_audit(b.event())
         with pytest.raises(DuplicateKeyError):
             store.create_access_token(machine_token(app_id, prefix=token.prefix))
-        store.revoke_access_token(token.id, b.at(2), b.event())
+        # A revocation and its event: one statement (a data-modifying WITH).
+        event = b.event(action="token.revoked")
+        assert store.revoke_access_token(token.id, b.at(2), event)
+        assert not store.revoke_access_token(token.id, b.at(3), b.event(action="token.revoked"))
+        # Without an event it is the UPDATE alone.
+        assert not store.revoke_access_token(token.id, b.at(4))
+        assert store.redeem_code(redeem_id, b.at(5), grant, b.access(grant, app_id), None)
     assert seen == [
         ("INSERT", True),
         ("UPDATE", True),
         ("INSERT", True),
         ("INSERT", True),
+        ("WITH", True),
+        ("WITH", True),
         ("UPDATE", False),
+        ("UPDATE", False),
+        ("INSERT", False),
         ("INSERT", False),
     ]
     stored = store.get_access_token_by_prefix(token.prefix)
     assert stored is not None and stored.revoked_at == b.at(2)
     assert store.list_secrets(app_id)[0].last_used_at == b.at(1)
+    revoked_events, total = store.list_audit(AuditQuery(action="token.revoked"))
+    assert total == 1
+    assert_round_trip(revoked_events[0], event)  # every column, bound by the WITH statement
 
 
 @pytest.mark.postgres

@@ -36,6 +36,7 @@ from authgate.storage.sql.revoke import revoke_grants
 from authgate.storage.sql.store_audit import INSERT_EVENT
 from authgate.storage.sql.tables import (
     access_tokens,
+    audit_log,
     authorization_codes,
     grants,
     refresh_tokens,
@@ -110,6 +111,18 @@ _REVOKE_ACCESS = (
     update(access_tokens)
     .where(access_tokens.c.id == bindparam("id"), access_tokens.c.revoked_at.is_(None))
     .values(revoked_at=bindparam("now"))
+)
+
+
+# On PostgreSQL the revocation and its audit event in one statement (a data-modifying WITH):
+# atomic by itself, so it runs without BEGIN and COMMIT, one round trip instead of four. The
+# event's values are bound as ``event_<column>``; it is inserted only if the token was revoked.
+_REVOKED = _REVOKE_ACCESS.returning(access_tokens.c.id).cte("revoked")
+_REVOKE_ACCESS_WITH_EVENT = insert(audit_log).from_select(
+    list(audit_log.columns.keys()),
+    select(
+        *(bindparam(f"event_{column.key}", type_=column.type) for column in audit_log.columns)
+    ).select_from(_REVOKED),
 )
 
 
@@ -261,8 +274,13 @@ class TokenQueries(SqlBase):
     def revoke_access_token(
         self, token_id: str, now: datetime, event: AuditEvent | None = None
     ) -> bool:
+        revoke = {"id": token_id, "now": now}
+        if event is not None and not self._sqlite:
+            values = {f"event_{key}": value for key, value in values_of(event).items()}
+            with self._raw_transaction(single_write=True) as db:
+                return db.execute(_REVOKE_ACCESS_WITH_EVENT, revoke | values) == 1
         with self._raw_transaction(write=True) as db:
-            revoked = db.execute(_REVOKE_ACCESS, {"id": token_id, "now": now}) == 1
+            revoked = db.execute(_REVOKE_ACCESS, revoke) == 1
             if revoked and event is not None:
                 db.execute(INSERT_EVENT, values_of(event))
         return revoked
