@@ -327,7 +327,12 @@ def test_postgres_single_writes_run_in_autocommit_mode_and_multi_statement_ones_
         assert not store.revoke_access_token(token.id, b.at(3), b.event(action="token.revoked"))
         # Without an event it is the UPDATE alone.
         assert not store.revoke_access_token(token.id, b.at(4))
-        assert store.redeem_code(redeem_id, b.at(5), grant, b.access(grant, app_id), None)
+        # A code's redemption stays one transaction of several statements (store_tokens).
+        first = b.refresh(grant)
+        assert store.redeem_code(redeem_id, b.at(5), grant, b.access(grant, app_id), first)
+        # A rotation reads between its statements: one transaction of several.
+        rotated = b.access(grant, app_id), b.refresh(grant)
+        assert store.rotate_refresh_token(first.id, b.at(6), *rotated)
     assert seen == [
         ("INSERT", True),
         ("UPDATE", True),
@@ -339,7 +344,18 @@ def test_postgres_single_writes_run_in_autocommit_mode_and_multi_statement_ones_
         ("UPDATE", False),
         ("INSERT", False),
         ("INSERT", False),
+        ("INSERT", False),
+        ("SELECT", False),
+        ("SELECT", False),
+        ("UPDATE", False),
+        ("INSERT", False),
+        ("INSERT", False),
     ]
+    for stored_token in (
+        store.get_access_token_by_prefix(rotated[0].prefix),
+        store.get_refresh_token_by_prefix(rotated[1].prefix),
+    ):
+        assert stored_token is not None and stored_token.grant_id == grant.id
     stored = store.get_access_token_by_prefix(token.prefix)
     assert stored is not None and stored.revoked_at == b.at(2)
     assert store.list_secrets(app_id)[0].last_used_at == b.at(1)

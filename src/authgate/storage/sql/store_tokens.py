@@ -11,8 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     LABEL_STYLE_TABLENAME_PLUS_COL,
+    Insert,
     Row,
+    Table,
     and_,
     bindparam,
     delete,
@@ -114,16 +117,25 @@ _REVOKE_ACCESS = (
 )
 
 
+def _insert_from(table: Table, prefix: str, source: CTE) -> Insert:
+    """``INSERT INTO table SELECT <one row of bound values> FROM source``: a row only if
+    ``source`` returned one. The values are bound as ``<prefix>_<column>``."""
+    values = (bindparam(f"{prefix}_{column.key}", type_=column.type) for column in table.columns)
+    return insert(table).from_select(
+        list(table.columns.keys()), select(*values).select_from(source)
+    )
+
+
 # On PostgreSQL the revocation and its audit event in one statement (a data-modifying WITH):
 # atomic by itself, so it runs without BEGIN and COMMIT, one round trip instead of four. The
 # event's values are bound as ``event_<column>``; it is inserted only if the token was revoked.
-_REVOKED = _REVOKE_ACCESS.returning(access_tokens.c.id).cte("revoked")
-_REVOKE_ACCESS_WITH_EVENT = insert(audit_log).from_select(
-    list(audit_log.columns.keys()),
-    select(
-        *(bindparam(f"event_{column.key}", type_=column.type) for column in audit_log.columns)
-    ).select_from(_REVOKED),
+_REVOKE_ACCESS_WITH_EVENT = _insert_from(
+    audit_log, "event", _REVOKE_ACCESS.returning(access_tokens.c.id).cte("revoked")
 )
+
+
+def _prefixed(prefix: str, model: Any) -> dict[str, Any]:
+    return {f"{prefix}_{key}": value for key, value in values_of(model).items()}
 
 
 def _insert_pair(db: Runner, access: AccessToken, refresh: RefreshToken | None) -> None:
@@ -160,6 +172,10 @@ class CodeQueries(SqlBase):
         refresh: RefreshToken | None,
     ) -> bool:
         claim = {"code_id": code_id, "now": now, "new_grant_id": grant.id}
+        # One transaction on PostgreSQL too, not one autocommitted statement like revocation:
+        # such a statement still commits when the node dies while it waits for a lock, and the
+        # code would be consumed without the client ever getting its tokens
+        # (tests/faults/test_process_kill.py).
         with self._raw_transaction(write=True) as db:
             if db.execute(_CLAIM_CODE, claim) != 1:
                 return False
@@ -276,9 +292,10 @@ class TokenQueries(SqlBase):
     ) -> bool:
         revoke = {"id": token_id, "now": now}
         if event is not None and not self._sqlite:
-            values = {f"event_{key}": value for key, value in values_of(event).items()}
             with self._raw_transaction(single_write=True) as db:
-                return db.execute(_REVOKE_ACCESS_WITH_EVENT, revoke | values) == 1
+                return (
+                    db.execute(_REVOKE_ACCESS_WITH_EVENT, revoke | _prefixed("event", event)) == 1
+                )
         with self._raw_transaction(write=True) as db:
             revoked = db.execute(_REVOKE_ACCESS, revoke) == 1
             if revoked and event is not None:
