@@ -36,8 +36,10 @@ from sqlalchemy.engine.interfaces import DBAPICursor, DBAPIModule
 from sqlalchemy.pool import PoolProxiedConnection
 
 from authgate.core.ports import DuplicateKeyError, StoreUnavailableError
+from authgate.storage.sql.client_cache import ChangeListener, ClientCache, Entry, Key
 from authgate.storage.sql.engine import WRITE_OPTION, sqlite_file
 from authgate.storage.sql.prepared import Result, Runner, Statements
+from authgate.storage.sql.tables import client_changes
 from authgate.storage.sql.writer_lock import WriterLock
 
 _PG_UNIQUE_VIOLATION = "23505"
@@ -97,6 +99,18 @@ def purge(conn: Connection, table: Table, which: ColumnElement[bool]) -> int:
 
 
 _SELECT_ONE = select(literal_column("1", Integer))
+_CLIENT_CHANGES = select(client_changes.c.generation)
+
+#: libpq settings of the connection that listens for client changes: a dead peer is noticed
+#: within seconds, not after the system's two hours of TCP keepalive.
+_LISTENER_SETTINGS = {
+    "autocommit": True,
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
 
 
 class SqlBase:
@@ -119,6 +133,11 @@ class SqlBase:
             self._writer = WriterLock(database)
         elif self._sqlite:
             self._writer = threading.RLock()
+        # The clients that authenticated, until the database reports a change (client_cache.py).
+        self._clients = ClientCache(self._client_changes if self._sqlite else None)
+        self._client_listener = (
+            None if self._sqlite else ChangeListener(self._clients, self._listener_connection)
+        )
 
     @property
     def engine(self) -> Engine:
@@ -126,6 +145,8 @@ class SqlBase:
 
     def close(self) -> None:
         """Close every pooled connection."""
+        if self._client_listener is not None:
+            self._client_listener.close()
         self._engine.dispose()
         if isinstance(self._writer, WriterLock):
             self._writer.close()
@@ -138,6 +159,24 @@ class SqlBase:
         except StoreUnavailableError:
             return False
         return True
+
+    def _cached_client(self, key: Key, load: Callable[[], Entry]) -> Entry:
+        """``load()``, or what it returned before if no client has changed since."""
+        if self._client_listener is not None:
+            self._client_listener.ensure_started()
+        return self._clients.lookup(key, load)
+
+    def _client_changes(self) -> int | None:
+        """SQLite's count of client changes (migration 0005); None if it is missing."""
+        with self._raw_transaction(single_read=True) as db:
+            row = db.first(_CLIENT_CHANGES, {})
+        return None if row is None else int(row["generation"])
+
+    def _listener_connection(self) -> Any:
+        """A new PostgreSQL connection outside the pool, for ``ChangeListener``."""
+        dialect = self._engine.dialect
+        args, settings = dialect.create_connect_args(self._engine.url)
+        return dialect.connect(*args, **{**settings, **_LISTENER_SETTINGS})
 
     @contextlib.contextmanager
     def _transaction(self, *, write: bool = False) -> Iterator[Connection]:

@@ -70,8 +70,12 @@ class AppQueries(SqlBase):
     def create_app(self, app: App) -> None:
         with self._transaction(write=True) as conn:
             conn.execute(insert(apps).values(_to_row(app)))
+        self._clients.changed(app.id)
 
     def get_app(self, app_id: str) -> App | None:
+        return self._cached_client((app_id, None), lambda: (self._read_app(app_id), None))[0]
+
+    def _read_app(self, app_id: str) -> App | None:
         with self._raw_transaction(single_read=True) as db:
             row = db.first(_APP_BY_ID, {"id": app_id})
         return _to_app(row) if row else None
@@ -86,6 +90,7 @@ class AppQueries(SqlBase):
         del changes["id"]
         with self._transaction(write=True) as conn:
             conn.execute(update(apps).where(apps.c.id == app.id).values(changes))
+        self._clients.changed(app.id)
 
     def upsert_app(self, app: App) -> None:
         """One statement, INSERT … ON CONFLICT (id) DO UPDATE: two writers cannot both insert."""
@@ -94,11 +99,13 @@ class AppQueries(SqlBase):
             insert_ = upsert_insert(conn, apps).values(row)
             replace = {name: insert_.excluded[name] for name in row if name != "id"}
             conn.execute(insert_.on_conflict_do_update(index_elements=[apps.c.id], set_=replace))
+        self._clients.changed(app.id)
 
     def touch_app(self, app_id: str, at: datetime) -> None:
         query = update(apps).where(apps.c.id == app_id).values(last_used_at=at)
         with self._transaction(write=True) as conn:
             conn.execute(query)
+        self._clients.touched_app(app_id, at)
 
     def count_dynamic_apps(self) -> int:
         query = (
@@ -120,7 +127,9 @@ class AppQueries(SqlBase):
     def delete_app(self, app_id: str) -> bool:
         """Delete the app; ON DELETE CASCADE removes its secrets, codes, grants and tokens."""
         with self._transaction(write=True) as conn:
-            return conn.execute(delete(apps).where(apps.c.id == app_id)).rowcount == 1
+            deleted = conn.execute(delete(apps).where(apps.c.id == app_id)).rowcount == 1
+        self._clients.changed(app_id)
+        return deleted
 
     def list_apps_authorized_by(self, user_id: str, now: datetime) -> Sequence[App]:
         live_refresh = select(refresh_tokens.c.id).where(
@@ -149,6 +158,7 @@ class SecretQueries(SqlBase):
     def create_secret(self, secret: AppSecret) -> None:
         with self._transaction(write=True) as conn:
             conn.execute(insert(app_secrets).values(values_of(secret)))
+        self._clients.changed(secret.app_id)
 
     def get_secret_by_prefix(self, prefix: str) -> AppSecret | None:
         with self._transaction() as conn:
@@ -156,6 +166,13 @@ class SecretQueries(SqlBase):
         return _to_secret(row._mapping) if row else None
 
     def get_app_and_secret(
+        self, app_id: str, secret_prefix: str
+    ) -> tuple[App | None, AppSecret | None]:
+        return self._cached_client(
+            (app_id, secret_prefix), lambda: self._read_app_and_secret(app_id, secret_prefix)
+        )
+
+    def _read_app_and_secret(
         self, app_id: str, secret_prefix: str
     ) -> tuple[App | None, AppSecret | None]:
         with self._raw_transaction(single_read=True) as db:
@@ -190,8 +207,10 @@ class SecretQueries(SqlBase):
             revoke_grants(conn, grants.c.id.in_(issued_with), now)
             conn.execute(grantless.values(revoked_at=now))  # client_credentials tokens
             deleted = conn.execute(delete(app_secrets).where(app_secrets.c.id == secret_id))
+        self._clients.changed(None)  # whichever app it was
         return deleted.rowcount == 1
 
     def touch_secret(self, secret_id: str, at: datetime) -> None:
         with self._raw_transaction(single_write=True) as db:
             db.execute(_TOUCH_SECRET, {"id": secret_id, "at": at})
+        self._clients.touched_secret(secret_id, at)

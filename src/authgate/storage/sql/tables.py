@@ -9,6 +9,7 @@ that the two agree.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     ForeignKey,
@@ -283,4 +284,13 @@ rate_limits = Table(
     Column("count", Integer, nullable=False),
     PrimaryKeyConstraint("key", "window_start"),
     Index("ix_rate_limits_window_start", "window_start"),
+)
+
+# One row: how many times ``apps`` or ``app_secrets`` changed, counted by the triggers of
+# migration 0005 on SQLite (on PostgreSQL they notify instead). See client_cache.py.
+client_changes = Table(
+    "client_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("generation", BigInteger, nullable=False),
 )
