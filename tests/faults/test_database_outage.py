@@ -43,17 +43,38 @@ from tests.flows import (
     token_request,
 )
 
-REDEEM = [
-    # Before the redemption's transaction: the rate-limit hit and the secret's last use.
-    "INSERT INTO rate_limits",
-    "UPDATE app_secrets",
-    # store.redeem_code(): one transaction.
-    "UPDATE authorization_codes",
-    "INSERT INTO grants",
-    "INSERT INTO access_tokens",
-    "INSERT INTO refresh_tokens",
-]
-ROTATE = ["UPDATE refresh_tokens", "INSERT INTO access_tokens", "INSERT INTO refresh_tokens"]
+# Before the redemption's transaction: the rate-limit hit and the secret's last use.
+BEFORE_REDEEM = ["INSERT INTO rate_limits", "UPDATE app_secrets"]
+# store.redeem_code() and rotate_refresh_token(): one transaction each. On SQLite one
+# statement per row; on PostgreSQL the claim and its inserts are one statement.
+REDEEM = {
+    "sqlite": [
+        *BEFORE_REDEEM,
+        "UPDATE authorization_codes",
+        "INSERT INTO grants",
+        "INSERT INTO access_tokens",
+        "INSERT INTO refresh_tokens",
+    ],
+    "postgres": [*BEFORE_REDEEM, "WITH claimed AS (UPDATE authorization_codes"],
+}
+ROTATE = {
+    "sqlite": ["UPDATE refresh_tokens", "INSERT INTO access_tokens", "INSERT INTO refresh_tokens"],
+    "postgres": ["WITH claimed AS (UPDATE refresh_tokens"],
+}
+
+
+def per_backend(statements: dict[str, list[str]]) -> list[Any]:
+    """(database_url, statement) cases: each backend with the statements it runs."""
+    return [
+        pytest.param(
+            backend,
+            statement,
+            marks=[pytest.mark.postgres] if backend == "postgres" else [],
+            id=f"{backend}-{statement}",
+        )
+        for backend, listed in statements.items()
+        for statement in listed
+    ]
 
 
 def assert_unavailable(resp: httpx.Response) -> dict[str, Any]:
@@ -102,7 +123,9 @@ def real_kill(database_url: str, outage: Outage) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("real_kill")
-@pytest.mark.parametrize("statement", REDEEM)
+@pytest.mark.parametrize(
+    ("database_url", "statement"), per_backend(REDEEM), indirect=["database_url"]
+)
 def test_code_redemption_interrupted_leaves_the_code_redeemable_once(
     signed_in: TestClient,
     services: Services,
@@ -136,7 +159,9 @@ def test_code_redemption_interrupted_leaves_the_code_redeemable_once(
 
 
 @pytest.mark.usefixtures("real_kill")
-@pytest.mark.parametrize("statement", ROTATE)
+@pytest.mark.parametrize(
+    ("database_url", "statement"), per_backend(ROTATE), indirect=["database_url"]
+)
 def test_refresh_rotation_interrupted_leaves_the_refresh_token_valid(
     signed_in: TestClient,
     services: Services,

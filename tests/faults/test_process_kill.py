@@ -269,9 +269,10 @@ def assert_each_consumed_code_made_one_grant(database_url: str, app_id: str) -> 
     assert consumed[0] == consumed[1] == grants, (tuple(consumed), grants)
 
 
-BLOCKED_INSERT = (
+# The redemption, one statement on PostgreSQL (store_tokens._REDEEM_CODE), waiting for a lock.
+BLOCKED_REDEMPTION = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-    "AND query LIKE 'INSERT INTO refresh_tokens%' AND wait_event_type = 'Lock'"
+    "AND query LIKE 'WITH claimed AS%UPDATE authorization_codes%' AND wait_event_type = 'Lock'"
 )
 
 
@@ -301,11 +302,12 @@ def wait_for(engine: sa.Engine, query: str, expected: int) -> None:
 
 @pytest.mark.postgres
 def test_sigkill_inside_the_redemption_transaction_rolls_it_back(tmp_path: Path) -> None:
-    """Killed for certain in the middle of issuance: the test holds a lock on `refresh_tokens`,
-    so the node's redemption transaction has consumed the code and written the grant and the
-    access token, and waits to write the refresh token, when the node is killed. The
-    transaction dies with the node's connection: nothing of it stays, and after a restart the
-    code redeems exactly once."""
+    """Killed for certain in the middle of issuance: the test holds the client's row `FOR
+    UPDATE`, so the node's redemption (one statement in a transaction) has consumed the code and
+    written the grant and both tokens, and waits for the share lock of their foreign-key checks
+    on that row (checked at the statement's end), when the node is killed. The transaction dies
+    with the node's connection: nothing of it stays, and after a restart the code redeems
+    exactly once."""
     processes = Processes()
     with fresh_pg_database(PG_URL, "authgate_kill") as url:
         engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
@@ -316,20 +318,22 @@ def test_sigkill_inside_the_redemption_transaction_rolls_it_back(tmp_path: Path)
             before = web_counts(engine, deployment.web[0])
             with engine.connect() as locker, ThreadPoolExecutor(1) as pool:
                 held = locker.begin()
-                locker.execute(sa.text("LOCK TABLE refresh_tokens IN EXCLUSIVE MODE"))
+                client_row = "SELECT id FROM apps WHERE id = :id FOR UPDATE"
+                locker.execute(sa.text(client_row), {"id": deployment.web[0]})
                 pending = pool.submit(exchange, node, deployment, code, verifier)
-                wait_for(engine, BLOCKED_INSERT, 1)
+                wait_for(engine, BLOCKED_REDEMPTION, 1)
                 os.kill(node.proc.pid, signal.SIGKILL)
                 node.proc.wait(timeout=10)
                 with pytest.raises(httpx.TransportError):
                     pending.result(timeout=30)
                 held.rollback()
             # The orphaned backend finds its client gone once it may go on, and rolls back.
-            wait_for(engine, BLOCKED_INSERT, 0)
+            wait_for(engine, BLOCKED_REDEMPTION, 0)
             wait_for(
                 engine,
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND query LIKE 'INSERT INTO refresh_tokens%' AND state <> 'idle'",
+                "AND query LIKE 'WITH claimed AS%UPDATE authorization_codes%' "
+                "AND state <> 'idle'",
                 0,
             )
             assert web_counts(engine, deployment.web[0]) == before
