@@ -284,6 +284,15 @@ def _eventually(check: Callable[[], bool], seconds: float = 3.0) -> None:
         time.sleep(0.01)
 
 
+def _registered(store: SqlStore) -> tuple[App, AppSecret]:
+    """A new client, stored through ``store`` and then served from its memory."""
+    app, secret = client()
+    store.create_app(app)
+    store.create_secret(secret)
+    _cached(store, app, secret)
+    return app, secret
+
+
 def _cached(store: SqlStore, app: App, secret: AppSecret) -> None:
     """Read the client until the store serves it from memory (on PostgreSQL, once its listener
     listens), proved by a read of the database that now fails the test if it happens."""
@@ -301,10 +310,7 @@ def test_a_client_is_read_once_and_then_served_from_memory(
     nodes: tuple[SqlStore, SqlStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     one, _ = nodes
-    app, secret = client()
-    one.create_app(app)
-    one.create_secret(secret)
-    _cached(one, app, secret)
+    app, secret = _registered(one)
 
     def no_reads(*args: object) -> None:
         raise AssertionError("read the database")
@@ -316,10 +322,7 @@ def test_a_client_is_read_once_and_then_served_from_memory(
 
 def test_changes_by_another_node_are_seen(nodes: tuple[SqlStore, SqlStore]) -> None:
     one, two = nodes
-    app, secret = client()
-    one.create_app(app)
-    one.create_secret(secret)
-    _cached(one, app, secret)
+    app, secret = _registered(one)
     # The app changes elsewhere.
     changed = replace(app, scope="files:read", redirect_uris=("https://new.example/cb",))
     two.update_app(changed)
@@ -343,10 +346,7 @@ def test_changes_made_outside_authgate_are_seen(
     database_url: str, nodes: tuple[SqlStore, SqlStore]
 ) -> None:
     one, _ = nodes
-    app, secret = client()
-    one.create_app(app)
-    one.create_secret(secret)
-    _cached(one, app, secret)
+    app, secret = _registered(one)
     _raw_sql(database_url, "UPDATE apps SET name = ? WHERE id = ?", ("Renamed", app.id))
     _eventually(
         lambda: one.get_app_and_secret(app.id, secret.prefix)[0] == replace(app, name="Renamed")
@@ -361,10 +361,7 @@ def test_changes_made_outside_authgate_are_seen(
 def test_a_change_by_this_node_is_seen_by_its_next_lookup(nodes: tuple[SqlStore, SqlStore]) -> None:
     """No waiting for the notification: the writer forgets what it changed at once."""
     one, _ = nodes
-    app, secret = client()
-    one.create_app(app)
-    one.create_secret(secret)
-    _cached(one, app, secret)
+    app, secret = _registered(one)
     assert one.delete_secret(secret.id, b.at(1))
     assert one.get_app_and_secret(app.id, secret.prefix) == (app, None)
     changed = replace(app, name="Now")
@@ -376,10 +373,7 @@ def test_touches_are_not_reported_as_changes(
     database_url: str, nodes: tuple[SqlStore, SqlStore]
 ) -> None:
     one, two = nodes
-    app, secret = client()
-    one.create_app(app)
-    one.create_secret(secret)
-    _cached(one, app, secret)
+    app, secret = _registered(one)
     _cached(two, app, secret)
 
     def touch() -> None:
@@ -428,10 +422,7 @@ def test_a_lost_listener_connection_misses_no_change(
     """While the listener is gone, lookups read the database; once it listens again, it
     forgets what it kept (a change may have gone unheard) and serves from memory again."""
     one, two = nodes
-    app, secret = client()
-    one.create_app(app)
-    one.create_secret(secret)
-    _cached(one, app, secret)
+    app, secret = _registered(one)
     listener = one._client_listener
     assert listener is not None
     lost = listener._conn.info.backend_pid
@@ -450,10 +441,7 @@ def test_a_lost_listener_connection_misses_no_change(
 def test_closing_the_store_closes_the_listener_connection(database_url: str) -> None:
     store = open_store(database_url)
     assert isinstance(store, SqlStore)
-    app, secret = client()
-    store.create_app(app)
-    store.create_secret(secret)
-    _cached(store, app, secret)
+    _registered(store)
     listener = store._client_listener
     assert listener is not None
     pid = listener._conn.info.backend_pid
