@@ -3,11 +3,13 @@ migration 0005 that make every process forget them when they change."""
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psycopg
@@ -17,7 +19,7 @@ from sqlalchemy.engine import make_url
 from authgate.core.models import App, AppSecret
 from authgate.storage import open_store, upgrade
 from authgate.storage.sql import client_cache
-from authgate.storage.sql.client_cache import ClientCache, Entry
+from authgate.storage.sql.client_cache import ChangeListener, ClientCache, Entry
 from authgate.storage.sql.store import SqlStore
 from authgate.storage.sql.tables import app_secrets, apps
 from tests.storage import store_builders as b
@@ -196,6 +198,68 @@ def test_a_listener_cache_is_used_only_while_its_lease_lasts() -> None:
     cache.renew()
     cache.lookup(key, load)
     assert load.calls == 6
+
+
+class PoolerConnection:
+    """A listening connection as ``ChangeListener`` uses it. ``echo``: whether a notification
+    sent on it comes back (not through a pooler that drops them)."""
+
+    def __init__(self, echo: bool) -> None:
+        self.echo = echo
+        self.incoming: queue.SimpleQueue[SimpleNamespace] = queue.SimpleQueue()
+        self.sent: list[str] = []
+
+    def execute(self, sql: str, params: tuple[str, ...] = ()) -> None:
+        if sql.startswith("SELECT pg_notify"):
+            self.sent.append(params[1])
+            if self.echo:
+                self.incoming.put(SimpleNamespace(payload=params[1]))
+
+    def notifies(self, *, timeout: float) -> Iterator[SimpleNamespace]:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                yield self.incoming.get(timeout=left)
+            except queue.Empty:
+                return
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("echo", [True, False], ids=["heard", "swallowed"])
+def test_the_cache_is_used_only_while_the_listener_hears_its_own_heartbeat(
+    echo: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_cache, "HEARTBEAT_SECONDS", 0.02)
+    conn = PoolerConnection(echo)
+    cache = ClientCache(None)
+    listener = ChangeListener(cache, lambda: conn)
+    (a, sa), (c, sc) = client(), client()
+    loads = [Loads((a, sa)), Loads((c, sc))]
+    listener.ensure_started()
+    try:
+        if not echo:
+            _eventually(lambda: len(conn.sent) >= 5)  # five beats, none came back
+            assert cache._usable() is None
+            cache.lookup((a.id, sa.prefix), loads[0])
+            cache.lookup((a.id, sa.prefix), loads[0])
+            assert loads[0].calls == 2
+            return
+        _eventually(lambda: cache._usable() is not None)
+        for _ in range(2):
+            cache.lookup((a.id, sa.prefix), loads[0])
+            cache.lookup((c.id, sc.prefix), loads[1])
+        # Another process's heartbeat changes nothing; a change to an app forgets that app.
+        conn.incoming.put(SimpleNamespace(payload=f"{client_cache.HEARTBEAT} 1 2 3"))
+        conn.incoming.put(SimpleNamespace(payload=a.id))
+        _eventually(lambda: (a.id, sa.prefix) not in cache._entries)
+        assert (c.id, sc.prefix) in cache._entries
+        assert [load.calls for load in loads] == [1, 1]
+    finally:
+        listener.close()
+    assert all(beat.startswith(client_cache.HEARTBEAT) for beat in conn.sent)
+    assert len(set(conn.sent)) == len(conn.sent)  # each beat is told apart from the last
 
 
 # -- the triggers ----------------------------------------------------------------------------
@@ -394,12 +458,14 @@ def test_touches_are_not_reported_as_changes(
 
 def _reported(url: str, change: Callable[[], object]) -> list[str]:
     """What the triggers report for ``change``: on PostgreSQL the notifications' payloads (app
-    ids), on SQLite one empty string per increment of the counter (which names no app)."""
+    ids; the listeners' heartbeats left out), on SQLite one empty string per increment of the
+    counter (which names no app)."""
     if _is_postgres(url):
         with psycopg.connect(_libpq(url), autocommit=True) as conn:
             conn.execute(f"LISTEN {client_cache.CHANNEL}")
             change()
-            return [n.payload for n in conn.notifies(timeout=0.5)]
+            heard = [n.payload for n in conn.notifies(timeout=0.5)]
+            return [payload for payload in heard if not payload.startswith(client_cache.HEARTBEAT)]
     database = make_url(url).database
     assert database is not None
 

@@ -18,11 +18,13 @@ minute or an hour per client, and would otherwise empty every cache that often);
 that refreshes one updates its own copies (``touched_app``, ``touched_secret``), and another
 process's copy may be older, so that it refreshes the column once more itself.
 
-On PostgreSQL the cache is used only while the listener proves it is listening: it renews a
-lease after each heartbeat (``HEARTBEAT_SECONDS``), and once the lease runs out (a lost or
-stalled connection) every lookup reads the database again until the listener has reconnected,
-listened again and forgotten everything. Only what authenticates is kept (an app, alone or with
-a secret of its own); an unknown client or a secret of another app is read each time.
+On PostgreSQL the cache is used only while the listener proves it is listening: every
+``HEARTBEAT_SECONDS`` it notifies the channel itself and renews a lease when that notification
+comes back, and once the lease runs out (a lost or stalled connection, a connection pooler that
+does not pass notifications on) every lookup reads the database again, until the listener has
+reconnected, listened again, forgotten everything and heard itself. Only what authenticates is
+kept (an app, alone or with a secret of its own); an unknown client or a secret of another app
+is read each time.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -44,8 +47,10 @@ log = logging.getLogger("authgate.storage")
 
 #: The channel of the PostgreSQL triggers (migration 0005).
 CHANNEL = "authgate_clients"
-#: How often the listener proves its connection alive, and how long that proof lasts.
+#: How often the listener proves it hears notifications, and how long that proof lasts.
 HEARTBEAT_SECONDS = 1.0
+#: The payload of a heartbeat: no app id starts with a space.
+HEARTBEAT = " heartbeat"
 LEASE_SECONDS = 3.0
 #: Entries per process; the oldest goes first.
 CAPACITY = 4096
@@ -179,6 +184,7 @@ class ChangeListener:
         self._lock = threading.Lock()
         self._conn: Any = None
         self._failures = 0
+        self._deaf = False  # the last heartbeat did not come back
 
     def ensure_started(self) -> None:
         if self._thread is not None or self._stop.is_set():
@@ -221,16 +227,32 @@ class ChangeListener:
         if self._failures:
             log.info("listening for client changes again")
         self._failures = 0
+        beats = 0
         while not self._stop.is_set():
-            # The heartbeat. A change committed before it was sent is notified before its
-            # answer; psycopg keeps such notifications for the next notifies(), which takes
-            # them first. So once they are applied, the cache is as new as the heartbeat.
-            conn.execute("SELECT 1")
-            for notify in conn.notifies(timeout=0):
-                self._cache.changed(notify.payload or None)
-            self._cache.renew()
+            # The heartbeat is a notification of our own. Notifications arrive in the order
+            # their transactions committed, so once ours is back, every change committed before
+            # it has been heard. One that never comes back (a pooler that does not pass them
+            # on, a stalled connection) renews nothing, and the lease runs out.
+            beats += 1
+            beat = f"{HEARTBEAT} {os.getpid()} {id(self)} {beats}"
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, beat))
+            heard = False
             for notify in conn.notifies(timeout=HEARTBEAT_SECONDS):
-                self._cache.changed(notify.payload or None)
+                if notify.payload == beat:
+                    heard = True
+                    self._cache.renew()
+                elif not notify.payload.startswith(HEARTBEAT):  # not another process's beat
+                    self._cache.changed(notify.payload or None)
+            if heard == self._deaf:
+                self._deaf = not heard
+                if self._deaf:
+                    log.warning(
+                        "no notification came back within %s s: reading clients from the "
+                        "database until one does",
+                        HEARTBEAT_SECONDS,
+                    )
+                else:
+                    log.info("notifications come back again")
 
     def _disconnect(self) -> None:
         conn, self._conn = self._conn, None
