@@ -15,7 +15,9 @@ from sqlalchemy import (
     LABEL_STYLE_TABLENAME_PLUS_COL,
     Insert,
     Row,
+    Select,
     Table,
+    Update,
     and_,
     bindparam,
     delete,
@@ -134,7 +136,7 @@ _REVOKE_ACCESS_WITH_EVENT = _insert_from(
 )
 
 
-def _claim_then_insert(claim: Insert | Any, *inserts: tuple[Table, str]) -> Any:
+def _claim_then_insert(claim: Update, *inserts: tuple[Table, str]) -> Select[Any]:
     """``WITH claimed AS (<claim> RETURNING id), <INSERT … SELECT … FROM claimed>… SELECT
     count(*) AS claimed FROM claimed``: on PostgreSQL a claim and the rows it lets in, in one
     statement (its data-modifying parts see one snapshot, and the foreign keys are checked at
