@@ -44,7 +44,8 @@ TABLES = {
 TABLES_0004 = TABLES - {"client_changes"}
 TABLES_0002 = TABLES_0004 - {"client_assertion_jtis", "rate_limits"}
 TABLES_0001 = TABLES_0002 - {"resources", "signing_keys"}
-HEAD = "0005"
+HEAD = "0006"
+NEXT = "0007"
 
 every_sql_backend = pytest.mark.parametrize("empty_database_url", SQL_BACKENDS, indirect=True)
 
@@ -239,8 +240,8 @@ def test_schema_status(empty_database_url: str) -> None:
 
 
 NEXT_REVISION = """
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
@@ -261,7 +262,7 @@ def test_schema_status_behind_after_downgrade(
     """Code with a newer head sees a downgraded database as behind, older code as ahead."""
     newer = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "versions" / "0006_next.py").write_text(NEXT_REVISION)
+    (newer / "versions" / "0007_next.py").write_text(NEXT_REVISION)
     url = empty_database_url
 
     def run_as(migrations: Path) -> None:
@@ -270,12 +271,12 @@ def test_schema_status_behind_after_downgrade(
     current = migrate.MIGRATIONS_DIR
     run_as(newer)
     upgrade(url)
-    assert schema_status(url) == SchemaStatus("0006", "0006", "up_to_date")
+    assert schema_status(url) == SchemaStatus(NEXT, NEXT, "up_to_date")
     run_as(current)  # this code must not touch a database migrated by newer code
-    assert schema_status(url) == SchemaStatus("0006", HEAD, "ahead")
+    assert schema_status(url) == SchemaStatus(NEXT, HEAD, "ahead")
     run_as(newer)
     downgrade(url, HEAD)
-    assert schema_status(url) == SchemaStatus(HEAD, "0006", "behind")
+    assert schema_status(url) == SchemaStatus(HEAD, NEXT, "behind")
     run_as(current)
     assert schema_status(url) == SchemaStatus(HEAD, HEAD, "up_to_date")
     assert table_names(url) == TABLES

@@ -56,6 +56,16 @@ class ApiToken:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceAccess:
+    """A resource an operator opened to an app's ``client_credentials`` tokens, and the scopes
+    of it the app may get (RFC 6749 §4.4: resources "previously arranged with the authorization
+    server"). ``resource`` is the resource's canonical identifier."""
+
+    resource: str
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class App:
     """An OAuth client. ``id`` is its ``client_id``."""
 
@@ -90,6 +100,10 @@ class App:
     metadata_expires_at: datetime | None = None
     # The last successful token request (dynamically registered clients expire when unused).
     last_used_at: datetime | None = None
+    # What an operator opened to the app, nothing by default: the resources and scopes of its
+    # client_credentials tokens, and whether it may be given authgate's administrative scopes.
+    service_access: tuple[ServiceAccess, ...] = ()
+    admin_access: bool = False
 
     @property
     def is_public(self) -> bool:

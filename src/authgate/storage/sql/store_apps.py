@@ -18,7 +18,7 @@ from sqlalchemy import (
     update,
 )
 
-from authgate.core.models import App, AppSecret
+from authgate.core.models import App, AppSecret, ServiceAccess
 from authgate.storage.sql.base import SqlBase, split_joined, upsert_insert, values_of
 from authgate.storage.sql.revoke import revoke_grants
 from authgate.storage.sql.tables import access_tokens, app_secrets, apps, grants, refresh_tokens
@@ -29,6 +29,10 @@ def _to_app(row: Mapping[Any, Any]) -> App:
     fields = dict(row)
     for name in ("redirect_uris", "grant_types", "contacts"):
         fields[name] = tuple(fields[name])
+    fields["service_access"] = tuple(
+        ServiceAccess(str(entry["resource"]), tuple(entry.get("scopes", ())))
+        for entry in fields["service_access"] or ()
+    )
     return App(**fields)
 
 
@@ -36,6 +40,9 @@ def _to_row(app: App) -> dict[str, Any]:
     row = values_of(app)
     for name in ("redirect_uris", "grant_types", "contacts"):
         row[name] = list(row[name])
+    row["service_access"] = [
+        {"resource": entry.resource, "scopes": list(entry.scopes)} for entry in app.service_access
+    ]
     return row
 
 

@@ -114,6 +114,9 @@ apps = Table(
     Column("metadata_document", Boolean, nullable=False, server_default=false()),
     Column("metadata_expires_at", UTCDateTime, nullable=True),
     Column("last_used_at", UTCDateTime, nullable=True),
+    # What an operator opened to the app (0006): client_credentials access, admin scopes.
+    Column("service_access", PortableJSON, nullable=False, server_default="[]"),
+    Column("admin_access", Boolean, nullable=False, server_default=false()),
     # The sweep of unused dynamically registered clients.
     Index("ix_apps_dynamically_registered", "dynamically_registered", "last_used_at"),
 )
