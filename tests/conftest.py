@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +17,9 @@ from starlette.testclient import TestClient
 from authgate import storage
 from authgate.app import Services, build_services, create_app, warm_up
 from authgate.config import Settings
-from authgate.core import accounts, clients, resources
+from authgate.core import accounts, clients, resources, service_access
 from authgate.core.context import SYSTEM
-from authgate.core.models import App, ScopeInfo, User
+from authgate.core.models import App, ScopeInfo, ServiceAccess, User
 from authgate.core.resources import ResourceFields
 from tests.clock import MovableClock
 from tests.flows import REDIRECT_URI, RESOURCE, login
@@ -204,14 +204,31 @@ class Client:
         return self.app.id
 
 
-def make_client(services: Services, **fields: object) -> Client:
+def make_client(
+    services: Services,
+    *,
+    service_access: Mapping[str, Sequence[str]] | None = None,
+    **fields: object,
+) -> Client:
+    """An operator-made app (and a secret if confidential). ``service_access`` grants its
+    client_credentials tokens these resources and scopes, as an operator would."""
     values: dict[str, object] = {"name": "Test app", "redirect_uris": [REDIRECT_URI]}
     values.update(fields)
     app = clients.create_app(services.ctx, SYSTEM, clients.AppFields(**values))  # type: ignore[arg-type]
+    if service_access:
+        app = grant_access(services, app.id, service_access)
     if app.is_public:
         return Client(app, None)
     _, secret = clients.create_secret(services.ctx, SYSTEM, app.id)
     return Client(app, secret)
+
+
+def grant_access(services: Services, app_id: str, access: Mapping[str, Sequence[str]]) -> App:
+    """Grant an app's client_credentials tokens these resources and scopes (an operator's act)."""
+    entries = [ServiceAccess(resource, tuple(scopes)) for resource, scopes in access.items()]
+    app = services.store.get_app(app_id)
+    assert app is not None
+    return service_access.set_access(services.ctx, SYSTEM, app_id, [*app.service_access, *entries])
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import jwt as pyjwt
 from starlette.testclient import TestClient
 
 from authgate.app import Services
-from tests.conftest import Client, issued, make_client
+from tests.conftest import ISSUER, Client, issued, make_client
 from tests.flows import RESOURCE, assert_oauth_error, assert_token_response, token_request
 
 
@@ -16,7 +16,7 @@ def _cc(services: Services, **fields: object) -> Client:
 
 
 def test_issues_a_jwt_for_the_client(client: TestClient, services: Services) -> None:
-    app = _cc(services, scope="read")
+    app = _cc(services, scope="read", service_access={RESOURCE: ["read"]})
     resp = token_request(
         client,
         {"grant_type": "client_credentials", "resource": RESOURCE, "scope": "read"},
@@ -38,7 +38,7 @@ def test_issues_a_jwt_for_the_client(client: TestClient, services: Services) -> 
 
 
 def test_without_resource_gets_authgate_audience(client: TestClient, services: Services) -> None:
-    app = _cc(services)
+    app = _cc(services, service_access={ISSUER: []})  # authgate's own API, no scope
     body = assert_token_response(
         token_request(
             client, {"grant_type": "client_credentials"}, basic=(app.id, app.secret or "")
@@ -59,7 +59,7 @@ def test_not_allowed_for_app(client: TestClient, confidential: Client, services:
 
 
 def test_unknown_resource_and_scope(client: TestClient, services: Services) -> None:
-    app = _cc(services, scope="read")
+    app = _cc(services, scope="read", service_access={RESOURCE: ["read", "write"]})
     creds = (app.id, app.secret or "")
     unknown = token_request(
         client,

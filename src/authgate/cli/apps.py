@@ -32,10 +32,20 @@ def _describe(app: AppOut) -> str:
             ("Scope", app.scope or "(any)"),
             ("First party", "yes" if app.first_party else "no"),
             ("Dynamically registered", "yes" if app.dynamically_registered else "no"),
+            ("Service access", _service_access(app)),
             ("Created", app.created_at.isoformat()),
             ("Authorization endpoint", app.endpoints.authorization),
             ("Token endpoint", app.endpoints.token),
         ]
+    )
+
+
+def _service_access(app: AppOut) -> str:
+    """What client_credentials tokens may reach (``authgate apps access``)."""
+    if not app.service_access:
+        return "(none)"
+    return "; ".join(
+        f"{e.resource} ({' '.join(e.scopes) or 'no scope'})" for e in app.service_access
     )
 
 

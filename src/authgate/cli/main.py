@@ -11,6 +11,7 @@ import click
 
 from authgate import __version__
 from authgate.cli import (
+    access,
     apps,
     audit,
     db,
@@ -35,6 +36,7 @@ cli.add_command(serve.serve)
 cli.add_command(db.db)
 cli.add_command(apps.apps)
 apps.apps.add_command(registration.purge)  # `apps purge`: dynamically registered apps
+apps.apps.add_command(access.access)  # `apps access`: what client_credentials may reach
 cli.add_command(users.users)
 cli.add_command(tokens.tokens)
 cli.add_command(resources.resources)

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import click
 
+from authgate.cli import access
 from authgate.cli.common import emit, fields, json_option, open_context, table
 from authgate.core import clients
 from authgate.core import settings as runtime_settings
@@ -134,24 +135,45 @@ def tokens() -> None:
 @click.option("--name", required=True, help="Who or what the token is for.")
 @click.option("--expires-in-days", type=click.IntRange(min=1), help="Expire after this many days.")
 @click.option("--max-uses", type=click.IntRange(min=1), help="Registrations it allows.")
+@click.option(
+    "--service-access",
+    "service_access",
+    multiple=True,
+    metavar="'RESOURCE [SCOPE ...]'",
+    help="A resource (and scopes of it) a client registered with the token may reach with "
+    "client_credentials; repeat for several. Without it: nothing until an operator grants it.",
+)
 @json_option
 def create_token(
-    name: str, expires_in_days: int | None, max_uses: int | None, as_json: bool
+    name: str,
+    expires_in_days: int | None,
+    max_uses: int | None,
+    service_access: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Create a token; the full value is printed this once only."""
+    entries = [access.parse_entry(v) for v in service_access if v.strip()]
     token, value = runtime_settings.create_initial_access_token(
         open_context(),
         SYSTEM,
         name,
         expires_in=timedelta(days=expires_in_days) if expires_in_days else None,
         max_uses=max_uses,
+        access=entries,
     )
     out = InitialAccessTokenCreated(**InitialAccessTokenOut.of(token).model_dump(), token=value)
     emit(
         as_json,
         out.model_dump(mode="json"),
         lambda: (
-            f"{fields([('Token ID', token.id), ('Initial access token', value)])}\n"
+            fields(
+                [
+                    ("Token ID", token.id),
+                    ("Initial access token", value),
+                    ("Service access", access.describe(token.service_access)),
+                ]
+            )
+            + "\n"
             "Store the token now: it will not be shown again. Clients send it as "
             "`Authorization: Bearer …` to POST /oauth2/register."
         ),
@@ -170,13 +192,14 @@ def list_tokens(as_json: bool) -> None:
             t.name,
             t.expires_at.isoformat() if t.expires_at else "never",
             f"{t.uses}/{t.max_uses}" if t.max_uses else str(t.uses),
+            access.describe(t.service_access),
         ]
-        for t in out
+        for t in found
     ]
     emit(
         as_json,
         [t.model_dump(mode="json") for t in out],
-        lambda: table(["ID", "NAME", "EXPIRES", "USES"], rows),
+        lambda: table(["ID", "NAME", "EXPIRES", "USES", "SERVICE ACCESS"], rows),
     )
 
 

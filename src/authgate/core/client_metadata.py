@@ -237,6 +237,8 @@ def app_from_document(
         metadata_document=True,
         metadata_expires_at=now + _ttl(max_age),
         last_used_at=stored.last_used_at if stored is not None else None,
+        # What an operator opened to it is the operator's, not the document's: kept on refresh.
+        service_access=stored.service_access if stored is not None else (),
     )
 
 

@@ -25,7 +25,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from authgate.core import audit, client_metadata, clients, rate_limits, redirect_uris, scopes
+from authgate.core import (
+    audit,
+    client_metadata,
+    clients,
+    rate_limits,
+    redirect_uris,
+    scopes,
+    service_access,
+)
 from authgate.core import settings as runtime_settings
 from authgate.core.client_auth import SECRET_KIND
 from authgate.core.context import SYSTEM, Actor, Context
@@ -36,7 +44,7 @@ from authgate.core.errors import (
     InvalidTokenError,
     OAuthError,
 )
-from authgate.core.models import App, ApplicationType, AuthMethod, GrantType
+from authgate.core.models import App, ApplicationType, AuthMethod, GrantType, ServiceAccess
 from authgate.core.ports import StoreUnavailableError
 from authgate.core.rate_limits import Limit, RateLimitedError
 from authgate.core.settings import InitialAccessToken, RegistrationSettings
@@ -389,6 +397,7 @@ def _audit_fields(app: App) -> dict[str, object]:
         "software_id": app.software_id,
         "software_version": app.software_version,
         "jwks_uri": app.jwks_uri,
+        "service_access": service_access.as_json(app.service_access),
     }
 
 
@@ -453,9 +462,11 @@ def register(
     if not settings.enabled:
         raise AccessDeniedError(DISABLED)
     check_rate_limits(ctx, actor, limits)
+    # A token presented where none is required is checked too: it may carry an operator's
+    # grant (client_credentials access), and a client that sends one should learn it is bad.
     initial = (
         runtime_settings.check_initial_access_token(ctx, initial_access_token)
-        if settings.initial_access_token_required
+        if settings.initial_access_token_required or initial_access_token is not None
         else None
     )
     metadata = parse_metadata(ctx, read_body(), settings)
@@ -471,6 +482,7 @@ def register(
         created_at=now,
         updated_at=now,
         registration_token_hash=token.hash,
+        service_access=_granted_access(metadata, initial),
         **_app_fields(metadata),
     )
     ctx.store.create_app(app)
@@ -484,6 +496,17 @@ def register(
             ctx.store.delete_app(app.id)
         raise
     return Registration(app, secret, token.value)
+
+
+def _granted_access(
+    metadata: ClientMetadata, initial: InitialAccessToken | None
+) -> tuple[ServiceAccess, ...]:
+    """A client registered by itself reaches nothing with client_credentials unless the
+    initial access token it presented carries an operator's grant (RFC 6749 §4.4, "previously
+    arranged with the authorization server"); an operator may also grant it later."""
+    if initial is None or metadata.public or "client_credentials" not in metadata.grant_types:
+        return ()
+    return initial.service_access
 
 
 def _finish_registration(
@@ -555,6 +578,10 @@ def client_information(ctx: Context, app: App) -> dict[str, Any]:
         "software_id": app.software_id,
         "software_version": app.software_version,
     }
+    if "client_credentials" in app.grant_types:
+        # What its client_credentials tokens may reach: an operator decides (nothing until
+        # then), so the client developer sees why the token endpoint says no.
+        info["service_access"] = service_access.as_json(app.service_access)
     return info | {k: v for k, v in optional.items() if v}
 
 

@@ -19,9 +19,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from authgate.core import audit
+from authgate.core import audit, service_access
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidTokenError, NotFound, ValidationFailed
+from authgate.core.models import ServiceAccess
 from authgate.crypto import secrets
 
 ENABLED = "dynamic_registration_enabled"
@@ -211,6 +212,9 @@ class InitialAccessToken:
     expires_at: datetime | None = None
     max_uses: int | None = None
     uses: int = 0
+    # What a client registered with this token may reach with client_credentials (an
+    # operator's grant made in advance); nothing by default.
+    service_access: tuple[ServiceAccess, ...] = ()
 
     def usable(self, now: datetime) -> bool:
         live = self.expires_at is None or now < self.expires_at
@@ -226,6 +230,7 @@ class InitialAccessToken:
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "max_uses": self.max_uses,
             "uses": self.uses,
+            "service_access": service_access.as_json(self.service_access),
         }
 
     @classmethod
@@ -240,6 +245,7 @@ class InitialAccessToken:
             expires_at=datetime.fromisoformat(expires) if expires else None,
             max_uses=value.get("max_uses"),
             uses=int(value.get("uses", 0)),
+            service_access=service_access.from_json(value.get("service_access")),
         )
 
 
@@ -261,8 +267,10 @@ def create_initial_access_token(
     *,
     expires_in: timedelta | None = None,
     max_uses: int | None = None,
+    access: Sequence[ServiceAccess] = (),
 ) -> tuple[InitialAccessToken, str]:
-    """A new token; its value is returned this once only."""
+    """A new token; its value is returned this once only. ``access``: the resources and
+    scopes a client registered with it may reach with client_credentials."""
     name = name.strip()
     if not 1 <= len(name) <= MAX_TOKEN_NAME or any(ord(c) < 0x20 for c in name):
         raise _invalid("name", f"1 to {MAX_TOKEN_NAME} printable characters")
@@ -272,6 +280,7 @@ def create_initial_access_token(
         _check_count("max_uses", max_uses, LIMIT_MAX_CLIENTS)
         if max_uses == 0:
             raise _invalid("max_uses", "at least 1 (omit it for no limit)")
+    granted = service_access.validate(ctx, access)
     existing = list_initial_access_tokens(ctx)
     if len(existing) >= MAX_INITIAL_ACCESS_TOKENS:
         raise ValidationFailed(
@@ -287,6 +296,7 @@ def create_initial_access_token(
         created_at=now,
         expires_at=now + expires_in if expires_in is not None else None,
         max_uses=max_uses,
+        service_access=granted,
     )
     _save(ctx, [*existing, token])
     audit.record(
@@ -299,6 +309,7 @@ def create_initial_access_token(
         prefix=token.prefix,
         expires_at=token.expires_at.isoformat() if token.expires_at else None,
         max_uses=token.max_uses,
+        service_access=service_access.as_json(token.service_access),
     )
     return token, value.value
 

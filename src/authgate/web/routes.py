@@ -18,7 +18,15 @@ from authgate.web.cors import with_cors
 from authgate.web.errors import EXCEPTION_HANDLERS
 from authgate.web.hot import AuthgateApp
 from authgate.web.middleware import RequestContext
-from authgate.web.pages import admin_apps, admin_system, admin_users, branding, connected, login
+from authgate.web.pages import (
+    admin_access,
+    admin_apps,
+    admin_system,
+    admin_users,
+    branding,
+    connected,
+    login,
+)
 from authgate.web.protocol import (
     authorize,
     introspection,
@@ -96,6 +104,8 @@ def admin_routes() -> list[Route]:
         Route(f"{app}/secrets/{{secret_id}}/delete", admin_apps.delete_secret, methods=["POST"]),
         Route(f"{app}/secrets", admin_apps.create_secret, methods=["POST"]),
         Route(f"{app}/delete", admin_apps.delete_app, methods=["POST"]),
+        Route(f"{app}/access/grant", admin_access.grant_access, methods=["POST"]),
+        Route(f"{app}/access/revoke", admin_access.revoke_access, methods=["POST"]),
         Route(app, admin_apps.show_app, methods=["GET"]),
         Route(app, admin_apps.update_app, methods=["POST"]),
         Route("/admin/users", admin_users.list_users, methods=["GET"]),

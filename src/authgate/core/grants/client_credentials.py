@@ -1,8 +1,9 @@
 """The client_credentials grant (RFC 6749 §4.4): a confidential client acting for itself.
 
 "The client credentials grant type MUST only be used by confidential clients" (§4.4); "A
-refresh token SHOULD NOT be included" (§4.4.3). Audience and scope follow the same rules as the
-other grants; the token's ``sub`` is the client.
+refresh token SHOULD NOT be included" (§4.4.3). Audience and scope are only what an operator
+granted the app (``core/service_access.py``: nothing by default); the token's ``sub`` is the
+client.
 
 The token belongs to no stored grant: a grant is a user's consent and the family of a refresh
 chain (DESIGN.md §4), and this token has neither. Its own row holds everything that revokes it
@@ -11,7 +12,7 @@ chain (DESIGN.md §4), and this token has neither. Its own row holds everything 
 
 from __future__ import annotations
 
-from authgate.core import resources, scopes
+from authgate.core import service_access
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.errors import UnauthorizedClientError
@@ -29,9 +30,8 @@ class ClientCredentialsGrant:
     ) -> TokenResponse:
         if client.app.is_public or client.method == "none":
             raise UnauthorizedClientError("client_credentials is only for confidential clients")
-        resource = resources.resolve(ctx, params.get("resource"))
-        scope = scopes.negotiate(
-            params.get("scope"), client.app.scope, resources.scope_names(resource)
+        resource, scope = service_access.authorize(
+            ctx, client.app, params.get("resource"), params.get("scope")
         )
         now = ctx.clock.now()
         subject = Grant(  # what the token is minted from, not stored (family=False)

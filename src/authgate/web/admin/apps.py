@@ -10,12 +10,19 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, Request, Response
 
-from authgate.core import clients
+from authgate.core import clients, service_access
 from authgate.core.context import Context
 from authgate.core.errors import Forbidden, NotFound, ValidationFailed
 from authgate.core.models import App
 from authgate.web.admin.auth import Admin, Ctx, CurrentPrincipal, actor, no_store
-from authgate.web.admin.schemas import AppIn, AppOut, SecretCreated, SecretOut
+from authgate.web.admin.schemas import (
+    AppIn,
+    AppOut,
+    SecretCreated,
+    SecretOut,
+    ServiceAccessEntry,
+    service_access_of,
+)
 
 router = APIRouter(prefix="/oauth2-provider/apps", tags=["apps"])
 
@@ -107,3 +114,22 @@ def create_secret(
 @router.delete("/{app}/secrets/{secret_id}", status_code=204, response_class=Response)
 def delete_secret(ctx: Ctx, who: Admin, request: Request, app: str, secret_id: str) -> None:
     clients.delete_secret(ctx, actor(request, who), app, secret_id)
+
+
+@router.get("/{app}/service-access", response_model=list[ServiceAccessEntry])
+def get_service_access(ctx: Ctx, who: Admin, app: str) -> list[ServiceAccessEntry]:
+    """The resources and scopes the app's client_credentials tokens may reach."""
+    return service_access_of(clients.get_app(ctx, app))
+
+
+@router.put("/{app}/service-access", response_model=list[ServiceAccessEntry])
+def put_service_access(
+    ctx: Ctx, who: Admin, request: Request, app: str, body: list[ServiceAccessEntry]
+) -> list[ServiceAccessEntry]:
+    """Replace the list (`[]` takes everything away). Each resource must be registered and
+    each scope defined by it; the app must be a confidential app with `client_credentials`
+    among its grant types to be granted anything. Audited as `app.service_access_changed`;
+    every node issues by the new list from its next request on."""
+    entries = [entry.to_core() for entry in body]
+    updated = service_access.set_access(ctx, actor(request, who), app, entries)
+    return service_access_of(updated)

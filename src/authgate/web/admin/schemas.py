@@ -12,7 +12,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from authgate.core.models import ApiToken, App, AppSecret, AuditEvent, Resource, SigningKey, User
+from authgate.core.models import (
+    ApiToken,
+    App,
+    AppSecret,
+    AuditEvent,
+    Resource,
+    ServiceAccess,
+    SigningKey,
+    User,
+)
 from authgate.core.resources import MAX_TTL, MIN_TTL
 
 ClientTypeName = Literal["confidential", "public"]
@@ -66,6 +75,28 @@ class AppEndpoints(BaseModel):
         )
 
 
+class ServiceAccessEntry(BaseModel):
+    """A resource an app's client_credentials tokens may reach, and which of its scopes."""
+
+    resource: str = Field(description="The registered resource's identifier", max_length=2048)
+    scopes: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Scopes the resource defines; empty = a token for the resource, no scope",
+    )
+
+    @classmethod
+    def of(cls, entry: ServiceAccess) -> ServiceAccessEntry:
+        return cls(resource=entry.resource, scopes=list(entry.scopes))
+
+    def to_core(self) -> ServiceAccess:
+        return ServiceAccess(self.resource, tuple(self.scopes))
+
+
+def service_access_of(app: App) -> list[ServiceAccessEntry]:
+    return [ServiceAccessEntry.of(e) for e in app.service_access]
+
+
 class AppOut(BaseModel):
     id: str = Field(description="The app's client_id")
     name: str
@@ -81,6 +112,10 @@ class AppOut(BaseModel):
     scope: str | None
     first_party: bool
     dynamically_registered: bool
+    service_access: list[ServiceAccessEntry] = Field(
+        description="What an operator granted the app's client_credentials tokens (nothing by "
+        "default); change it at `/apps/{app}/service-access`"
+    )
     created_at: datetime
     updated_at: datetime
     endpoints: AppEndpoints
@@ -100,6 +135,7 @@ class AppOut(BaseModel):
             scope=app.scope,
             first_party=app.first_party,
             dynamically_registered=app.dynamically_registered,
+            service_access=service_access_of(app),
             created_at=app.created_at,
             updated_at=app.updated_at,
             endpoints=AppEndpoints.of(issuer),

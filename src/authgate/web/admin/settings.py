@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from authgate.core import settings as runtime_settings
 from authgate.core.settings import InitialAccessToken, RegistrationSettings
 from authgate.web.admin.auth import Admin, Ctx, actor, no_store
-from authgate.web.admin.schemas import MAX_TOKEN_LIFETIME
+from authgate.web.admin.schemas import MAX_TOKEN_LIFETIME, ServiceAccessEntry
 from authgate.web.protocol.registration import settings_cache
 
 router = APIRouter(prefix="/oauth2-provider", tags=["settings"])
@@ -70,6 +70,9 @@ class InitialAccessTokenOut(BaseModel):
     expires_at: datetime | None
     max_uses: int | None = Field(description="null = no limit")
     uses: int
+    service_access: list[ServiceAccessEntry] = Field(
+        description="What a client registered with the token may reach with client_credentials"
+    )
 
     @classmethod
     def of(cls, token: InitialAccessToken) -> InitialAccessTokenOut:
@@ -81,6 +84,7 @@ class InitialAccessTokenOut(BaseModel):
             expires_at=token.expires_at,
             max_uses=token.max_uses,
             uses=token.uses,
+            service_access=[ServiceAccessEntry.of(e) for e in token.service_access],
         )
 
 
@@ -96,6 +100,13 @@ class InitialAccessTokenCreate(BaseModel):
         None, ge=60, le=MAX_TOKEN_LIFETIME, description="Omit for a token that does not expire"
     )
     max_uses: int | None = Field(None, ge=1, description="Omit for no limit")
+    service_access: list[ServiceAccessEntry] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Resources and scopes a client registered with this token may reach with "
+        "client_credentials (it must register that grant); empty = none until an operator "
+        "grants it",
+    )
 
 
 @router.get("/settings", response_model=RegistrationSettingsOut)
@@ -138,6 +149,7 @@ def create_initial_access_token(
         body.name,
         expires_in=timedelta(seconds=body.lifetime_seconds) if body.lifetime_seconds else None,
         max_uses=body.max_uses,
+        access=[entry.to_core() for entry in body.service_access],
     )
     no_store(response)
     return InitialAccessTokenCreated(**InitialAccessTokenOut.of(token).model_dump(), token=value)

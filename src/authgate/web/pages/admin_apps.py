@@ -14,7 +14,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authgate.core import clients
+from authgate.core import clients, service_access
 from authgate.core.accounts import SignedIn
 from authgate.core.errors import InvalidRequestError, ManagementError, NotFound
 from authgate.core.models import App
@@ -136,7 +136,7 @@ async def create_app(request: Request) -> Response:
     return common.done(app_path(made.id), "app-created")
 
 
-async def _app_or_404(request: Request) -> App | Response:
+async def app_or_404(request: Request) -> App | Response:
     found = await common.attempt(
         clients.get_app, deps.ctx_of(request), request.path_params["app_id"]
     )
@@ -145,7 +145,7 @@ async def _app_or_404(request: Request) -> App | Response:
     return found
 
 
-async def _show(
+async def show(
     request: Request,
     who: SignedIn,
     app: App,
@@ -155,6 +155,10 @@ async def _show(
 ) -> Response:
     ctx = deps.ctx_of(request)
     secrets = await run_in_threadpool(ctx.store.list_secrets, app.id)
+    # The resources an operator may grant the app's client_credentials tokens.
+    grantable = (
+        await run_in_threadpool(ctx.store.list_resources) if service_access.can_use(app) else []
+    )
     issuer = ctx.policy.issuer.rstrip("/")
     return common.page(
         request,
@@ -162,6 +166,8 @@ async def _show(
         who,
         status=failure.status if failure else 200,
         secrets=secrets,
+        grantable=grantable,
+        can_use_client_credentials=service_access.can_use(app),
         origin=origin(app),
         issuer=issuer,
         app_path=app_path(app.id),
@@ -173,10 +179,10 @@ async def show_app(request: Request) -> Response:
     who = await common.admin_page(request)
     if not isinstance(who, SignedIn):
         return who
-    app = await _app_or_404(request)
+    app = await app_or_404(request)
     if not isinstance(app, App):
         return app
-    return await _show(request, who, app)
+    return await show(request, who, app)
 
 
 async def update_app(request: Request) -> Response:
@@ -184,7 +190,7 @@ async def update_app(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     who, form = checked
-    app = await _app_or_404(request)
+    app = await app_or_404(request)
     if not isinstance(app, App):
         return app
     ctx = deps.ctx_of(request)
@@ -192,7 +198,7 @@ async def update_app(request: Request) -> Response:
         clients.update_app, ctx, common.actor(request, who), app.id, fields_from(form, app)
     )
     if isinstance(updated, ManagementError):
-        return await _show(request, who, app, form=form, failure=updated)
+        return await show(request, who, app, form=form, failure=updated)
     return common.done(app_path(app.id), "app-saved")
 
 
@@ -201,12 +207,12 @@ async def delete_app(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     who, form = checked
-    app = await _app_or_404(request)
+    app = await app_or_404(request)
     if not isinstance(app, App):
         return app
     if form.get("confirm") != "on":
         failure = ManagementError("Tick the box to confirm that the app should be deleted")
-        return await _show(request, who, app, failure=failure)
+        return await show(request, who, app, failure=failure)
     ctx = deps.ctx_of(request)
     await common.attempt(clients.delete_app, ctx, common.actor(request, who), app.id)
     return common.done("/admin/apps", "app-deleted")
@@ -217,13 +223,13 @@ async def create_secret(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     who, _ = checked
-    app = await _app_or_404(request)
+    app = await app_or_404(request)
     if not isinstance(app, App):
         return app
     ctx = deps.ctx_of(request)
     made = await common.attempt(clients.create_secret, ctx, common.actor(request, who), app.id)
     if isinstance(made, ManagementError):
-        return await _show(request, who, app, failure=made)
+        return await show(request, who, app, failure=made)
     _, value = made
     return common.page(
         request,
@@ -241,7 +247,7 @@ async def delete_secret(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     who, _ = checked
-    app = await _app_or_404(request)
+    app = await app_or_404(request)
     if not isinstance(app, App):
         return app
     ctx = deps.ctx_of(request)

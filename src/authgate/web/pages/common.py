@@ -33,6 +33,9 @@ NOTICES = {
     "app-saved": "The app was saved.",
     "app-deleted": "The app was deleted.",
     "secret-deleted": "The secret was deleted; tokens issued through it are revoked.",
+    "access-granted": "The access was granted: client_credentials tokens for it from now on.",
+    "access-revoked": "The access was revoked: no new client_credentials token for it; "
+    "tokens already issued live until they expire.",
     "user-created": "The user was created.",
     "user-disabled": "The user was disabled and signed out everywhere.",
     "user-enabled": "The user was enabled.",
