@@ -285,8 +285,9 @@ def provision(database_url: str, workdir: Path, processes: Processes, **env: str
     from authgate import storage
     from authgate.app import build_services
     from authgate.config import Settings
-    from authgate.core import accounts, clients
+    from authgate.core import accounts, clients, service_access
     from authgate.core.context import SYSTEM
+    from authgate.core.models import ServiceAccess
 
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
@@ -304,6 +305,10 @@ def provision(database_url: str, workdir: Path, processes: Processes, **env: str
         )
         service = clients.create_app(
             ctx, SYSTEM, clients.AppFields(name="Service", grant_types=["client_credentials"])
+        )
+        # client_credentials reaches only what an operator granted: authgate's own API.
+        service = service_access.set_access(
+            ctx, SYSTEM, service.id, [ServiceAccess(ctx.policy.audience, ())]
         )
         web_secret = clients.create_secret(ctx, SYSTEM, web.id)[1]
         service_secret = clients.create_secret(ctx, SYSTEM, service.id)[1]

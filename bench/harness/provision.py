@@ -63,6 +63,8 @@ def main() -> None:
             "--format",
             fmt,
         )
+        # client_credentials reaches only what an operator granted the app.
+        run("apps", "access", "grant", app["id"], "--resource", identifier, "--scope", SCOPE)
     print(
         json.dumps(
             {

@@ -126,6 +126,8 @@ def cluster(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     web_secret = run_cli(env, "apps", "secrets", "create", web["id"])["client_secret_full"]
     svc = run_cli(env, "apps", "create", "--name", "Service", "--grant-type", "client_credentials")
     svc_secret = run_cli(env, "apps", "secrets", "create", svc["id"])["client_secret_full"]
+    # client_credentials reaches only what an operator granted: authgate's own API.
+    run_cli(env, "apps", "access", "grant", svc["id"], "--resource", issuer)
 
     processes = Processes()
     try:

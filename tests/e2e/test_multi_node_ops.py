@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from authgate import storage
 from authgate.app import build_services
 from authgate.config import Settings
-from authgate.core import accounts, clients
+from authgate.core import accounts, clients, service_access
 from authgate.core.context import SYSTEM
+from authgate.core.models import ServiceAccess
 from tests.e2e.test_multi_node import database
 from tests.procs import (
     AUTHGATE,
@@ -88,6 +89,9 @@ def pair(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
                 name=name, redirect_uris=(), grant_types=("client_credentials",)
             )
             app = clients.create_app(services.ctx, SYSTEM, fields)
+            # client_credentials reaches only what an operator granted: authgate's own API.
+            own_api = ServiceAccess(services.ctx.policy.audience)
+            service_access.set_access(services.ctx, SYSTEM, app.id, [own_api])
             apps.append((app.id, clients.create_secret(services.ctx, SYSTEM, app.id)[1]))
     finally:
         services.store.close()

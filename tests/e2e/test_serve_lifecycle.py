@@ -27,8 +27,9 @@ import pytest
 from authgate import storage
 from authgate.app import build_services
 from authgate.config import Settings
-from authgate.core import clients
+from authgate.core import clients, service_access
 from authgate.core.context import SYSTEM
+from authgate.core.models import ServiceAccess
 from tests.e2e.test_mcp_sdk import AUTHGATE, ROOT, Processes, clean_env, free_port, wait_until
 from tests.storage import store_builders as b
 
@@ -80,6 +81,9 @@ def prepare(tmp_path: Path, **extra: str) -> tuple[dict[str, str], tuple[str, st
             name="Service", redirect_uris=(), grant_types=("client_credentials",)
         )
         app = clients.create_app(services.ctx, SYSTEM, fields)
+        # client_credentials reaches only what an operator granted: authgate's own API.
+        own_api = ServiceAccess(services.ctx.policy.audience)
+        service_access.set_access(services.ctx, SYSTEM, app.id, [own_api])
         _, secret = clients.create_secret(services.ctx, SYSTEM, app.id)
     finally:
         services.store.close()

@@ -224,7 +224,12 @@ def test_refresh_reuse_after_a_backwards_jump_is_a_reuse_not_a_retry(
 def test_rate_limit_windows_survive_jumps_both_ways(
     client: TestClient, services: Services, clock: MovableClock
 ) -> None:
-    service = make_client(services, name="Service", grant_types=["client_credentials"])
+    service = make_client(
+        services,
+        name="Service",
+        grant_types=["client_credentials"],
+        service_access={ISSUER: []},
+    )
     assert service.secret is not None
     creds = (service.id, service.secret)
     data = {"grant_type": "client_credentials"}
@@ -274,7 +279,12 @@ def assert_key_states(services: Services, client: TestClient, clock: MovableCloc
     assert len(active) == 1, stored
     expected = {k.kid for k in keys.published(stored, clock.now())}
     assert published_kids(client) == expected
-    service = make_client(services, name="Signer", grant_types=["client_credentials"])
+    service = make_client(
+        services,
+        name="Signer",
+        grant_types=["client_credentials"],
+        service_access={RESOURCE: []},
+    )
     assert service.secret is not None
     resp = token_request(
         client,

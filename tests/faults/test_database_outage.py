@@ -30,7 +30,7 @@ from starlette.testclient import TestClient
 
 from authgate.app import Services
 from authgate.core.models import AuditQuery
-from tests.conftest import Client, issued, make_client
+from tests.conftest import ISSUER, Client, issued, make_client
 from tests.faults.conftest import Outage
 from tests.flows import (
     assert_oauth_error,
@@ -204,7 +204,12 @@ def test_refresh_rotation_interrupted_leaves_the_refresh_token_valid(
 def test_client_credentials_interrupted_issues_nothing(
     client: TestClient, services: Services, outage: Outage
 ) -> None:
-    service = make_client(services, name="Service", grant_types=["client_credentials"])
+    service = make_client(
+        services,
+        name="Service",
+        grant_types=["client_credentials"],
+        service_access={ISSUER: []},
+    )
     data = {"grant_type": "client_credentials"}
     assert service.secret is not None
     creds = (service.id, service.secret)

@@ -29,7 +29,7 @@ from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from authgate.app import Services
-from tests.conftest import Client, issued, make_client
+from tests.conftest import ISSUER, Client, issued, make_client
 from tests.flows import assert_oauth_error, assert_token_response, token_request
 
 MAX_REQUESTS = 400  # a 2 MiB disk holds far fewer tokens than this
@@ -133,7 +133,12 @@ def test_disk_full_answers_503_corrupts_nothing_and_recovers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     disk.services = services
-    service = make_client(services, name="Service", grant_types=["client_credentials"])
+    service = make_client(
+        services,
+        name="Service",
+        grant_types=["client_credentials"],
+        service_access={ISSUER: []},
+    )
     assert service.secret is not None
     creds = (service.id, service.secret)
     data = {"grant_type": "client_credentials"}

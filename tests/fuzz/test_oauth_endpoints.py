@@ -227,7 +227,11 @@ def world(
         services, name="Post app", token_endpoint_auth_method="client_secret_post"
     )
     machine = make_client(
-        services, name="Machine", grant_types=["client_credentials"], redirect_uris=[]
+        services,
+        name="Machine",
+        grant_types=["client_credentials"],
+        redirect_uris=[],
+        service_access={MCP_RESOURCE: []},
     )
     public = make_client(services, name="Public app", client_type="public")
     login(client, alice.user.username, alice.password)

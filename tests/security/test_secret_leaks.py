@@ -179,7 +179,12 @@ def test_public_client_and_opaque_tokens(
 def test_client_credentials(
     client: TestClient, services: Services, leak_recorder: Recorder
 ) -> None:
-    machine = make_client(services, grant_types=["client_credentials"], redirect_uris=[])
+    machine = make_client(
+        services,
+        grant_types=["client_credentials"],
+        redirect_uris=[],
+        service_access={RESOURCE: [], MCP_RESOURCE: []},
+    )
     assert machine.secret is not None
     for resource in (RESOURCE, MCP_RESOURCE):
         granted = token_request(

@@ -85,7 +85,9 @@ def pk_client(services: Services, *, jwks: Any = None, jwks_uri: str = "") -> Cl
     """A confidential app switched to private_key_jwt (the admin API cannot do it yet). It keeps
     the secret make_client gave it, which must no longer work."""
     made = make_client(
-        services, grant_types=["authorization_code", "refresh_token", "client_credentials"]
+        services,
+        grant_types=["authorization_code", "refresh_token", "client_credentials"],
+        service_access={RESOURCE: []},  # an operator's grant for its client_credentials tokens
     )
     app = replace(
         made.app, token_endpoint_auth_method="private_key_jwt", jwks=jwks, jwks_uri=jwks_uri

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from authgate.app import Services
 from authgate.core.models import AuditEvent, AuditQuery
-from tests.conftest import Client
+from tests.conftest import ISSUER, Client, grant_access
 from tests.flows import (
     REDIRECT_URI,
     assert_oauth_error,
@@ -357,7 +357,9 @@ def test_3_2_1_confidential_client_gets_a_secret_once(
     assert body["response_types"] == []
     [stored] = services.store.list_secrets(body["client_id"])
     assert stored.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
-    # The secret works, with the registered (default) method.
+    # The secret works, with the registered (default) method, once an operator granted it
+    # something to reach (core/service_access.py).
+    grant_access(services, body["client_id"], {ISSUER: []})
     resp = token_request(
         client, {"grant_type": "client_credentials"}, basic=(body["client_id"], secret)
     )
@@ -392,7 +394,7 @@ def test_2_defaults(client: TestClient, services: Services) -> None:
     assert app is not None and app.client_uri == "https://vendor.example"
 
 
-def test_2_secret_method_is_pinned(client: TestClient) -> None:
+def test_2_secret_method_is_pinned(client: TestClient, services: Services) -> None:
     """DESIGN.md §7: a dynamically registered client uses exactly the method it registered."""
     body = registered(
         client,
@@ -404,6 +406,7 @@ def test_2_secret_method_is_pinned(client: TestClient) -> None:
         },
     )
     client_id, secret = body["client_id"], body["client_secret"]
+    grant_access(services, client_id, {ISSUER: []})  # an operator's grant
     basic = token_request(client, {"grant_type": "client_credentials"}, basic=(client_id, secret))
     assert_oauth_error(basic, 401, "invalid_client")
     post = token_request(

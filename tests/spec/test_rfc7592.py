@@ -18,7 +18,7 @@ from authgate.app import Services
 from authgate.core import settings as runtime_settings
 from authgate.core.context import SYSTEM
 from authgate.core.settings import SettingsChange
-from tests.conftest import Client, issued
+from tests.conftest import ISSUER, Client, grant_access, issued
 from tests.flows import (
     REDIRECT_URI,
     assert_oauth_error,
@@ -176,7 +176,9 @@ def test_2_2_update_replaces_the_metadata(
     assert event.details["redirect_uris"] == new_uris
 
 
-def test_2_2_switch_between_secret_methods(client: TestClient, dynamic: dict[str, Any]) -> None:
+def test_2_2_switch_between_secret_methods(
+    client: TestClient, services: Services, dynamic: dict[str, Any]
+) -> None:
     resp = client.put(
         url(dynamic),
         headers=bearer(dynamic["registration_access_token"]),
@@ -190,6 +192,7 @@ def test_2_2_switch_between_secret_methods(client: TestClient, dynamic: dict[str
     )
     assert resp.status_code == 200, resp.text
     client_id, secret = dynamic["client_id"], dynamic["client_secret"]
+    grant_access(services, client_id, {ISSUER: []})  # an operator's grant
     basic = token_request(client, {"grant_type": "client_credentials"}, basic=(client_id, secret))
     assert_oauth_error(basic, 401, "invalid_client")
     post = token_request(

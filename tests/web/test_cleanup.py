@@ -53,7 +53,12 @@ def user_flow(signed_in: TestClient, app: Client) -> dict[str, str]:
 
 
 def machine_token(client: TestClient, services: Services) -> str:
-    app = make_client(services, grant_types=["client_credentials"], redirect_uris=[])
+    app = make_client(
+        services,
+        grant_types=["client_credentials"],
+        redirect_uris=[],
+        service_access={RESOURCE: []},
+    )
     resp = token_request(
         client,
         {"grant_type": "client_credentials", "resource": RESOURCE},

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from authgate.app import Services
 from authgate.core.models import AuditQuery
-from tests.conftest import PASSWORD, Account, Client, make_client
+from tests.conftest import ISSUER, PASSWORD, Account, Client, make_client
 from tests.flows import assert_token_response, csrf_from, login
 
 GET_PAGES = [
@@ -153,7 +153,12 @@ def test_create_app_edit_and_delete(
 
 
 def test_a_new_secret_is_shown_once_and_works(admin_in: TestClient, services: Services) -> None:
-    app = make_client(services, grant_types=["client_credentials"], redirect_uris=[])
+    app = make_client(
+        services,
+        grant_types=["client_credentials"],
+        redirect_uris=[],
+        service_access={ISSUER: []},
+    )
     resp = admin_in.post(f"/admin/apps/{app.id}/secrets", data={"csrf_token": token(admin_in)})
     assert resp.status_code == 201
     assert resp.headers["cache-control"] == "no-store"
