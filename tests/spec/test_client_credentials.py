@@ -7,6 +7,10 @@ import jwt as pyjwt
 from starlette.testclient import TestClient
 
 from authgate.app import Services
+from authgate.core import resources, service_access
+from authgate.core.context import SYSTEM
+from authgate.core.models import ScopeInfo
+from authgate.core.resources import ResourceFields
 from tests.conftest import ISSUER, Client, issued, make_client
 from tests.flows import RESOURCE, assert_oauth_error, assert_token_response, token_request
 
@@ -85,3 +89,36 @@ def test_authentication_required(client: TestClient, services: Services) -> None
     app = _cc(services)
     resp = token_request(client, {"grant_type": "client_credentials", "client_id": app.id})
     assert_oauth_error(resp, 401, "invalid_client")
+
+
+def test_4_4_only_what_the_registry_still_defines(client: TestClient, services: Services) -> None:
+    """A granted scope the resource no longer defines is not issued; a granted resource deleted
+    since is invalid_target, and the stale entry can still be revoked."""
+    resources.create_resource(
+        services.ctx,
+        SYSTEM,
+        ResourceFields(
+            identifier="https://gone.example.com",
+            name="Gone",
+            scopes=(ScopeInfo("a", ""), ScopeInfo("b", "")),
+        ),
+    )
+    app = _cc(services, service_access={"https://gone.example.com": ["a", "b"]})
+    creds = (app.id, app.secret or "")
+    data = {"grant_type": "client_credentials", "resource": "https://gone.example.com"}
+    assert assert_token_response(token_request(client, data, basic=creds))["scope"] == "a b"
+    resources.update_resource(
+        services.ctx,
+        SYSTEM,
+        "https://gone.example.com",
+        ResourceFields(scopes=[ScopeInfo("a", "")]),
+    )
+    assert assert_token_response(token_request(client, data, basic=creds))["scope"] == "a"
+    assert_oauth_error(
+        token_request(client, {**data, "scope": "b"}, basic=creds), 400, "invalid_scope"
+    )
+    resources.delete_resource(services.ctx, SYSTEM, "https://gone.example.com")
+    assert_oauth_error(token_request(client, data, basic=creds), 400, "invalid_target")
+    assert issued(services, app.id).access == 2
+    after = service_access.revoke(services.ctx, SYSTEM, app.id, "https://gone.example.com")
+    assert after.service_access == ()
