@@ -177,6 +177,25 @@ class InMemoryStore:
         with self._lock:
             return len(self.users)
 
+    def delete_user(self, user_id: str, now: datetime) -> bool:
+        with self._lock:
+            self.revoke_user_grants(user_id, now)
+            if self.users.pop(user_id, None) is None:
+                return False
+            # As the foreign keys do: everything of the user goes with it.
+            gone = {g.id for g in self.grants.values() if g.user_id == user_id}
+            for table, match in (
+                (self.sessions, lambda r: r.user_id == user_id),
+                (self.api_tokens, lambda r: r.user_id == user_id),
+                (self.codes, lambda r: r.user_id == user_id),
+                (self.access, lambda r: r.grant_id in gone),
+                (self.refresh, lambda r: r.grant_id in gone),
+                (self.grants, lambda r: r.id in gone),
+            ):
+                for row in [r for r in table.values() if match(r)]:
+                    del table[row.id]
+            return True
+
     def create_session(self, session: Session) -> None:
         with self._lock:
             self._insert(self.sessions, session, user=(self.users, session.user_id))
@@ -427,10 +446,14 @@ class InMemoryStore:
         with self._lock:
             return next((t for t in self.refresh.values() if t.prefix == prefix), None)
 
-    def get_refresh_token_and_grant(self, prefix: str) -> tuple[RefreshToken | None, Grant | None]:
+    def get_refresh_token_and_grant(
+        self, prefix: str
+    ) -> tuple[RefreshToken | None, Grant | None, bool]:
         with self._lock:
             token = self.get_refresh_token_by_prefix(prefix)
-            return token, (self.get_grant(token.grant_id) if token else None)
+            grant = self.get_grant(token.grant_id) if token else None
+            user = self.users.get(grant.user_id) if grant and grant.user_id else None
+            return token, grant, user is not None and user.disabled
 
     def create_access_token(self, access: AccessToken) -> None:
         with self._lock:
@@ -494,6 +517,24 @@ class InMemoryStore:
             ]:
                 del self.codes[code.id]
             return revoked
+
+    def revoke_user_grants(
+        self, user_id: str, now: datetime, *, scope: str | None = None
+    ) -> tuple[int, int]:
+        def holds(value: str) -> bool:
+            return scope is None or scope in value.split(" ")
+
+        with self._lock:
+            codes = [
+                c
+                for c in self.codes.values()
+                if c.user_id == user_id and c.consumed_at is None and holds(c.scope)
+            ]
+            for code in codes:
+                del self.codes[code.id]
+            theirs = {g.id for g in self.grants.values() if g.user_id == user_id and holds(g.scope)}
+            revoked, _ = self._revoke_grants(theirs, now)
+            return revoked, len(codes)
 
     # -- resources -------------------------------------------------------------------------
 

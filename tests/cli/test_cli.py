@@ -156,6 +156,35 @@ def test_tokens_create_for_unknown_user_fails(migrated: Cli, store: SqlStore) ->
     assert events(store, "api_token.created") == []
 
 
+def test_users_disable_enable_delete_end_the_users_grants(migrated: Cli, store: SqlStore) -> None:
+    migrated.ok("users", "create", "--username", "bob", "--password", "long enough")
+    bob = store.get_user_by_username("bob")
+    assert bob is not None
+    app = b.app()
+    store.create_app(app)
+    code, pending = b.code(app.id, bob.id), b.code(app.id, bob.id)
+    store.create_code(code)
+    store.create_code(pending)
+    grant = b.grant(app.id, bob.id)
+    assert store.redeem_code(code.id, b.at(0), grant, b.access(grant, app.id), b.refresh(grant))
+
+    disabled = migrated.json("users", "disable", "bob")
+    assert disabled["username"] == "bob" and disabled["disabled"] is True
+    revoked = store.get_grant(grant.id)
+    assert revoked is not None and revoked.revoked_at is not None
+    assert store.get_code_by_prefix(pending.prefix) is None
+    [ended] = events(store, "user.grants_revoked")
+    assert ended.target_id == bob.id and ended.actor_type == "system"
+    assert ended.details == {"reason": "disabled", "grants": 1, "codes": 1}
+    assert "Enabled user bob." in migrated.ok("users", "enable", bob.id).stdout
+
+    assert migrated.json("users", "delete", "bob") == {"id": bob.id, "deleted": True}
+    assert store.get_user(bob.id) is None and store.get_grant(grant.id) is None
+    [deleted] = events(store, "user.deleted")
+    assert deleted.target_id == bob.id and deleted.details == {"username": "bob"}
+    assert "No such user" in migrated.fails("users", "delete", "bob").stderr
+
+
 # apps
 
 

@@ -58,6 +58,7 @@ OPERATIONS = (
     "POST /api/v2/users",
     "GET /api/v2/users/{user}",
     "PATCH /api/v2/users/{user}",
+    "DELETE /api/v2/users/{user}",
     "GET /api/v2/resources",
     "POST /api/v2/resources",
     "GET /api/v2/resources/{resource}",

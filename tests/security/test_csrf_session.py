@@ -166,7 +166,9 @@ def test_logout_without_csrf_does_not_end_the_session(
     cookie = signed_in.cookies["authgate_session"]
     before = snapshot(services)
     resp = signed_in.post("/logout", data={"csrf_token": "x" * 64}, follow_redirects=False)
-    assert resp.status_code == 303 and resp.headers["location"] == "/login"
+    # Refused outright (issue 16): 403 with the sign-out form again, and the cookie kept.
+    assert resp.status_code == 403 and "location" not in resp.headers
+    assert "set-cookie" not in resp.headers
     assert snapshot(services) == before
     assert accounts.resolve_session(services.ctx, cookie) is not None
 

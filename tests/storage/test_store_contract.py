@@ -579,16 +579,28 @@ def test_client_credentials_access_token_round_trip(store: Store) -> None:
 
 def test_refresh_token_and_grant_are_read_together(store: Store, family: dict[str, Any]) -> None:
     token, grant = family["refresh"], family["grant"]
-    got_token, got_grant = store.get_refresh_token_and_grant(token.prefix)
+    got_token, got_grant, user_disabled = store.get_refresh_token_and_grant(token.prefix)
     assert got_token is not None and got_grant is not None
     assert_round_trip(got_token, token)
     assert_round_trip(got_grant, grant)
-    assert store.get_refresh_token_and_grant("no-such-prefix") == (None, None)
+    assert user_disabled is False
+    assert store.get_refresh_token_and_grant("no-such-prefix") == (None, None, False)
     # Whatever state they are in: the caller decides.
     assert store.revoke_grant(grant.id, b.at(5)) is True
-    got_token, got_grant = store.get_refresh_token_and_grant(token.prefix)
+    got_token, got_grant, _ = store.get_refresh_token_and_grant(token.prefix)
     assert got_token is not None and got_token.revoked_at == b.at(5)
     assert got_grant is not None and got_grant.revoked_at == b.at(5)
+
+
+def test_refresh_token_read_says_whether_its_user_is_disabled(
+    store: Store, family: dict[str, Any]
+) -> None:
+    store.update_user(dataclasses.replace(family["user"], disabled=True))
+    got_token, got_grant, user_disabled = store.get_refresh_token_and_grant(
+        family["refresh"].prefix
+    )
+    assert got_token is not None and got_grant is not None and got_grant.revoked_at is None
+    assert user_disabled is True
 
 
 def test_rotate_refresh_token_once(store: Store, family: dict[str, Any]) -> None:
@@ -1315,3 +1327,90 @@ def test_settings_get_set_overwrite(store: Store) -> None:
     assert store.get_setting("ttl") == 300
     store.set_setting("ttl", "five minutes")
     assert store.get_setting("ttl") == "five minutes"
+
+
+def _pending_and_redeemed(store: Store, app_id: str, user_id: str, scope: str) -> tuple[Any, Any]:
+    """An unredeemed code and a live grant (with a refresh token) of ``scope``."""
+    pending = b.code(app_id, user_id, scope=scope)
+    store.create_code(pending)
+    c = b.code(app_id, user_id, scope=scope)
+    store.create_code(c)
+    g = b.grant(app_id, user_id, scope=scope)
+    assert store.redeem_code(c.id, b.at(1), g, b.access(g, app_id, scope=scope), b.refresh(g))
+    return pending, g
+
+
+def test_revoke_user_grants_ends_every_grant_and_code_of_the_user(
+    store: Store, family: dict[str, Any]
+) -> None:
+    a, u = family["app"], family["user"]
+    pending, g2 = _pending_and_redeemed(store, a.id, u.id, "read")
+    other_app = b.app()
+    store.create_app(other_app)
+    pending2, g3 = _pending_and_redeemed(store, other_app.id, u.id, "admin")
+    someone = b.user()
+    store.create_user(someone)
+    theirs_code, theirs = _pending_and_redeemed(store, a.id, someone.id, "read")
+
+    assert store.revoke_user_grants(u.id, b.at(60)) == (3, 2)
+
+    for gid in (family["grant"].id, g2.id, g3.id):
+        stored = store.get_grant(gid)
+        assert stored is not None and stored.revoked_at == b.at(60)
+    for token in (family["access"], family["refresh"]):
+        got = (
+            store.get_access_token_by_prefix(token.prefix)
+            if token is family["access"]
+            else store.get_refresh_token_by_prefix(token.prefix)
+        )
+        assert got is not None and got.revoked_at == b.at(60)
+    for c in (pending, pending2):
+        assert store.get_code_by_prefix(c.prefix) is None
+    # A redeemed code stays (it names its grant; a replay is still recognised).
+    assert store.get_code_by_prefix(family["code"].prefix) is not None
+    assert_round_trip(store.get_grant(theirs.id), theirs)
+    assert store.get_code_by_prefix(theirs_code.prefix) is not None
+    assert store.revoke_user_grants(u.id, b.at(61)) == (0, 0)
+
+
+def test_revoke_user_grants_of_one_scope(store: Store, family: dict[str, Any]) -> None:
+    a, u = family["app"], family["user"]
+    pending_admin, admin_grant = _pending_and_redeemed(store, a.id, u.id, "read admin")
+    pending_lookalike, lookalike = _pending_and_redeemed(store, a.id, u.id, "administer admin_")
+    pending_read, read = _pending_and_redeemed(store, a.id, u.id, "read")
+
+    assert store.revoke_user_grants(u.id, b.at(60), scope="admin") == (1, 1)
+
+    revoked = store.get_grant(admin_grant.id)
+    assert revoked is not None and revoked.revoked_at == b.at(60)
+    assert store.get_code_by_prefix(pending_admin.prefix) is None
+    for kept in (lookalike, read, family["grant"]):
+        stored = store.get_grant(kept.id)
+        assert stored is not None and stored.revoked_at is None
+    for code in (pending_lookalike, pending_read):
+        assert store.get_code_by_prefix(code.prefix) is not None
+    # LIKE wildcards in the scope are matched literally.
+    assert store.revoke_user_grants(u.id, b.at(61), scope="adm%") == (0, 0)
+    assert store.revoke_user_grants(u.id, b.at(61), scope="admi_") == (0, 0)
+
+
+def test_delete_user_takes_everything_of_theirs(store: Store, family: dict[str, Any]) -> None:
+    a, u = family["app"], family["user"]
+    pending, g2 = _pending_and_redeemed(store, a.id, u.id, "read")
+    store.create_session(b.session(u.id))
+    someone = b.user()
+    store.create_user(someone)
+    _, theirs = _pending_and_redeemed(store, a.id, someone.id, "read")
+
+    assert store.delete_user(u.id, b.at(60)) is True
+
+    assert store.get_user(u.id) is None
+    for gid in (family["grant"].id, g2.id):
+        assert store.get_grant(gid) is None
+    assert store.get_access_token_by_prefix(family["access"].prefix) is None
+    assert store.get_refresh_token_by_prefix(family["refresh"].prefix) is None
+    assert store.get_code_by_prefix(pending.prefix) is None
+    assert store.get_code_by_prefix(family["code"].prefix) is None
+    assert_round_trip(store.get_grant(theirs.id), theirs)
+    assert store.get_user(someone.id) is not None
+    assert store.delete_user(u.id, b.at(61)) is False

@@ -1,4 +1,5 @@
-"""``authgate users``: create and list local users (as ``system``, through ``core.accounts``)."""
+"""``authgate users``: create, list, disable, enable and delete local users (as ``system``,
+through ``core.accounts``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from authgate.cli.common import emit, fields, json_option, open_context, table
 from authgate.core import accounts
 from authgate.core.context import SYSTEM
 from authgate.web.admin.schemas import UserOut
+from authgate.web.admin.users import find_user
 
 
 @click.group()
@@ -76,3 +78,40 @@ def list_users(as_json: bool) -> None:
         [u.model_dump(mode="json") for u in out],
         lambda: table(["ID", "USERNAME", "ADMIN", "DISABLED"], rows),
     )
+
+
+def _set_disabled(user: str, disabled: bool, as_json: bool) -> None:
+    ctx = open_context()
+    updated = accounts.update_user(ctx, SYSTEM, find_user(ctx, user).id, disabled=disabled)
+    out = UserOut.of(updated)
+    word = "Disabled" if disabled else "Enabled"
+    emit(as_json, out.model_dump(mode="json"), f"{word} user {out.username}.")
+
+
+@users.command()
+@click.argument("user")
+@json_option
+def disable(user: str, as_json: bool) -> None:
+    """Disable a user (id or username): their sessions and their apps' grants end; JWT access
+    tokens already issued stay valid until they expire."""
+    _set_disabled(user, True, as_json)
+
+
+@users.command()
+@click.argument("user")
+@json_option
+def enable(user: str, as_json: bool) -> None:
+    """Enable a disabled user (id or username)."""
+    _set_disabled(user, False, as_json)
+
+
+@users.command()
+@click.argument("user")
+@json_option
+def delete(user: str, as_json: bool) -> None:
+    """Delete a user (id or username) with their sessions, API tokens and their apps' grants;
+    JWT access tokens already issued stay valid until they expire."""
+    ctx = open_context()
+    target = find_user(ctx, user)
+    accounts.delete_user(ctx, SYSTEM, target.id)
+    emit(as_json, {"id": target.id, "deleted": True}, f"Deleted user {target.username}.")

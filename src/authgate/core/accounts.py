@@ -10,6 +10,7 @@ import re
 import uuid
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Literal
 
 from authgate.core import audit, rate_limits
 from authgate.core.context import Actor, Context
@@ -23,6 +24,12 @@ API_TOKEN_KIND = "pat"
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
+#: The scope that carries a user's administrator rights into an OAuth access token for
+#: authgate's own API (web/deps.py ``Principal.is_admin``).
+ADMIN_SCOPE = "admin"
+
+#: Why a user's grants were ended (``user.grants_revoked``).
+GrantsEndReason = Literal["disabled", "password_reset", "deleted", "admin_removed"]
 
 
 def _check_username(username: str) -> str:
@@ -118,7 +125,63 @@ def update_user(
         ctx.store.delete_user_sessions(user.id)
     fields = sorted(k if k != "password_hash" else "password" for k in changes)
     audit.record(ctx, actor, "user.updated", target_type="user", target_id=user.id, fields=fields)
+    # After the change, so that no new grant can start from the old state meanwhile.
+    reason = _grants_end_reason(user, password=password, is_admin=is_admin, disabled=disabled)
+    if reason is not None:
+        end_user_grants(ctx, actor, user.id, reason)
     return updated
+
+
+def _grants_end_reason(
+    user: User, *, password: str | None, is_admin: bool | None, disabled: bool | None
+) -> GrantsEndReason | None:
+    """Which change ends the user's grants: disabling, a new password, or (for the grants
+    that carry it) the loss of administrator rights."""
+    if disabled:
+        return "disabled"
+    if password is not None:
+        return "password_reset"
+    if user.is_admin and is_admin is False:
+        return "admin_removed"
+    return None
+
+
+def end_user_grants(ctx: Context, actor: Actor, user_id: str, reason: GrantsEndReason) -> int:
+    """End what the user's apps hold (DESIGN.md §7): every grant revoked with its refresh and
+    access tokens, every unredeemed code deleted; for ``admin_removed`` only the grants and
+    codes whose scope carries the administrator scope. On every node at once: refresh,
+    redemption and introspection read these rows. JWT access tokens already handed out stay
+    valid at resource servers that verify them offline until their ``exp``.
+
+    Returns how many grants were ended; audited as ``user.grants_revoked`` with the count."""
+    scope = ADMIN_SCOPE if reason == "admin_removed" else None
+    grants, codes = ctx.store.revoke_user_grants(user_id, ctx.clock.now(), scope=scope)
+    audit.record(
+        ctx,
+        actor,
+        "user.grants_revoked",
+        target_type="user",
+        target_id=user_id,
+        reason=reason,
+        grants=grants,
+        codes=codes,
+    )
+    return grants
+
+
+def delete_user(ctx: Context, actor: Actor, user_id: str) -> None:
+    """Delete the user with everything of theirs: sessions, API tokens, codes, grants and
+    tokens. Their grants are ended (and audited) first, as for disabling; the audit trail
+    keeps the user's id."""
+    user = ctx.store.get_user(user_id)
+    if user is None:
+        raise NotFound("No such user")
+    end_user_grants(ctx, actor, user.id, "deleted")
+    if not ctx.store.delete_user(user.id, ctx.clock.now()):
+        raise NotFound("No such user")
+    audit.record(
+        ctx, actor, "user.deleted", target_type="user", target_id=user.id, username=user.username
+    )
 
 
 def sign_in(
@@ -131,25 +194,39 @@ def sign_in(
     before its password is checked, whether or not the account exists: a short wait, capped,
     never a lock-out."""
     name = username.strip().lower()
-    rate_limits.slow_down_sign_in(ctx, actor, name[:64], slow_down)
+    rate_limits.slow_down_sign_in(ctx, actor, typed_name_digest(ctx, name[:64]), slow_down)
     user = ctx.store.get_user_by_username(name) if len(name) <= 64 else None
     ok = passwords.verify_password(user.password_hash if user else None, password[:MAX_PASSWORD])
     if user is None or not ok or user.disabled:
         reason = "unknown_user" if user is None else "disabled" if ok else "bad_password"
+        # What was typed is recorded only when it names an account: people type their
+        # password into the username field, and the audit trail is read by many.
+        typed = (
+            {"username": user.username}
+            if user
+            else {"username_hmac": typed_name_digest(ctx, name[:64])}
+        )
         audit.record(
             ctx,
             actor,
             "user.login_failed",
             target_type="user",
             target_id=user.id if user else None,
-            username=name[:64],
             reason=reason,
+            **typed,
         )
         return None
     audit.record(
         ctx, actor.as_user(user.id), "user.logged_in", target_type="user", target_id=user.id
     )
     return user
+
+
+def typed_name_digest(ctx: Context, name: str) -> str:
+    """A keyed hash of a typed username: the same for the same text, so repeated attempts can
+    be told apart and counted, but not reversible by guessing (the key is derived from
+    ``AUTHGATE_SECRET_KEY``; a plain hash of a short password is found by brute force)."""
+    return "hmac-sha256:" + secrets.hmac_sha256(ctx.secret_key, f"typed-username:{name}")[:32]
 
 
 @dataclass(frozen=True, slots=True)

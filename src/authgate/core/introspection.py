@@ -26,14 +26,22 @@ def _may_see(ctx: Context, client_id: str, app_id: str, audience: str) -> bool:
     return resource is not None and client_id in resource.introspectors
 
 
-def _subject_fields(ctx: Context, user_id: str | None, app_id: str) -> dict[str, Any]:
+def _subject_fields(ctx: Context, user_id: str | None, app_id: str) -> dict[str, Any] | None:
+    """``sub`` (and ``username``); None when the token acts for a user who is disabled or
+    gone: their grants were ended (core/accounts.py), and should a token have survived that,
+    the user row still says no."""
     if user_id is None:
         return {"sub": app_id}
     user = ctx.store.get_user(user_id)
-    return {"sub": user_id, "username": user.username} if user else {"sub": user_id}
+    if user is None or user.disabled:
+        return None
+    return {"sub": user_id, "username": user.username}
 
 
 def _common(ctx: Context, token: AccessToken | RefreshToken) -> dict[str, Any]:
+    subject = _subject_fields(ctx, token.user_id, token.app_id)
+    if subject is None:
+        return INACTIVE
     body: dict[str, Any] = {
         "active": True,
         "client_id": token.app_id,
@@ -41,7 +49,7 @@ def _common(ctx: Context, token: AccessToken | RefreshToken) -> dict[str, Any]:
         "iss": ctx.policy.issuer,
         "iat": int(token.created_at.timestamp()),
         "exp": int(token.expires_at.timestamp()),
-        **_subject_fields(ctx, token.user_id, token.app_id),
+        **subject,
     }
     if token.scope:
         body["scope"] = token.scope
@@ -68,9 +76,11 @@ def introspect(ctx: Context, params: Params, authorization: str | None) -> dict[
             ctx, client.app.id, access.app_id, access.audience
         ):
             return INACTIVE
-        return {**_common(ctx, access), "token_type": "Bearer", "jti": access.prefix}
+        body = _common(ctx, access)
+        return {**body, "token_type": "Bearer", "jti": access.prefix} if body["active"] else body
     refresh = tokens.find_refresh_token(ctx, value)
     if refresh is None or refresh.app_id != client.app.id or not _refresh_live(ctx, refresh):
         return INACTIVE
+    body = _common(ctx, refresh)
     # Named explicitly, so that a resource server never mistakes it for a bearer token.
-    return {**_common(ctx, refresh), "token_type": "refresh_token"}
+    return {**body, "token_type": "refresh_token"} if body["active"] else body

@@ -72,6 +72,10 @@ class UserStore(Protocol):
     def list_users(self) -> Sequence[User]: ...
     def update_user(self, user: User) -> None: ...
     def count_users(self) -> int: ...
+    def delete_user(self, user_id: str, now: datetime) -> bool:
+        """Delete the user with their sessions, API tokens, codes, grants and tokens (after
+        ending their grants as ``revoke_user_grants`` does). False if there is no such user."""
+        ...
 
 
 class SessionStore(Protocol):
@@ -168,8 +172,11 @@ class TokenStore(Protocol):
 
     def get_access_token_by_prefix(self, prefix: str) -> AccessToken | None: ...
     def get_refresh_token_by_prefix(self, prefix: str) -> RefreshToken | None: ...
-    def get_refresh_token_and_grant(self, prefix: str) -> tuple[RefreshToken | None, Grant | None]:
-        """``get_refresh_token_by_prefix`` and the token's grant in one read (every refresh)."""
+    def get_refresh_token_and_grant(
+        self, prefix: str
+    ) -> tuple[RefreshToken | None, Grant | None, bool]:
+        """``get_refresh_token_by_prefix``, the token's grant and whether the grant's user is
+        disabled, in one read (every refresh). ``(None, None, False)`` for no such token."""
         ...
 
     def create_access_token(self, access: AccessToken) -> None: ...
@@ -198,6 +205,15 @@ class TokenStore(Protocol):
 
     def revoke_user_app(self, user_id: str, app_id: str, now: datetime) -> int:
         """Revoke every grant and token and delete every code of one user for one app."""
+        ...
+
+    def revoke_user_grants(
+        self, user_id: str, now: datetime, *, scope: str | None = None
+    ) -> tuple[int, int]:
+        """Delete the user's unredeemed codes and revoke every grant of the user with all its
+        tokens; with ``scope``, only the codes and grants whose scope holds that scope token.
+        A redemption that has claimed a code by then is waited for, and its grant revoked
+        too. Returns (grants newly revoked, codes deleted)."""
         ...
 
 

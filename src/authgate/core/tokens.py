@@ -175,15 +175,16 @@ def find_refresh_token(ctx: Context, value: str) -> RefreshToken | None:
 
 def find_refresh_token_and_grant(
     ctx: Context, value: str
-) -> tuple[RefreshToken, Grant | None] | None:
-    """``find_refresh_token`` and the token's grant (None if it is gone), read in one go."""
+) -> tuple[RefreshToken, Grant | None, bool] | None:
+    """``find_refresh_token``, the token's grant (None if it is gone) and whether the grant's
+    user is disabled, read in one go."""
     parsed = secrets.parse(value, REFRESH_KIND)
     if parsed is None:
         return None
-    token, grant = ctx.store.get_refresh_token_and_grant(parsed.prefix)
+    token, grant, user_disabled = ctx.store.get_refresh_token_and_grant(parsed.prefix)
     if token is None or not secrets.constant_time_equal(token.token_hash, parsed.hash):
         return None
-    return token, grant
+    return token, grant, user_disabled
 
 
 def is_live(ctx: Context, token: AccessToken) -> bool:

@@ -13,8 +13,9 @@ from authgate.core import accounts, consent, tokens
 from authgate.core.context import Actor, Context
 from authgate.core.errors import Forbidden, OAuthError, Unauthenticated
 from authgate.core.models import User
+from authgate.web import cookies
 
-SESSION_COOKIE = "authgate_session"
+SESSION_COOKIE = cookies.SESSION  # the name over http; see web/cookies.py for https
 ADMIN_SCOPE = "admin"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -54,7 +55,8 @@ def actor_of(conn: HTTPConnection) -> Actor:
 
 
 def signed_in(conn: HTTPConnection) -> accounts.SignedIn | None:
-    return accounts.resolve_session(ctx_of(conn), conn.cookies.get(SESSION_COOKIE))
+    value = cookies.read(conn, settings_of(conn), cookies.SESSION)
+    return accounts.resolve_session(ctx_of(conn), value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,12 +28,16 @@ class RefreshTokenGrant:
     def handle(
         self, ctx: Context, client: AuthenticatedClient, params: Params, actor: Actor
     ) -> TokenResponse:
-        token, grant = _find_refresh_token(ctx, params.require("refresh_token"))
+        token, grant, user_disabled = _find_refresh_token(ctx, params.require("refresh_token"))
         if token.app_id != client.app.id:
             raise InvalidGrantError(INVALID_REFRESH, debug="refresh token of another client")
         now = ctx.clock.now()
         if token.revoked_at is not None or grant is None or grant.revoked_at is not None:
             raise InvalidGrantError(INVALID_REFRESH, debug="refresh token revoked")
+        # Disabling a user revokes their grants (core/accounts.py); should one survive (a
+        # revocation that failed half way), the user row still says no.
+        if user_disabled:
+            raise InvalidGrantError(INVALID_REFRESH, debug="the user is disabled")
         if token.expires_at <= now:
             raise InvalidGrantError(INVALID_REFRESH, debug="refresh token expired")
         resource = params.get("resource")
@@ -59,7 +63,7 @@ class RefreshTokenGrant:
         raise InvalidGrantError(INVALID_REFRESH, debug="refresh token reused")
 
 
-def _find_refresh_token(ctx: Context, value: str) -> tuple[RefreshToken, Grant | None]:
+def _find_refresh_token(ctx: Context, value: str) -> tuple[RefreshToken, Grant | None, bool]:
     found = find_refresh_token_and_grant(ctx, value)
     if found is None:
         raise InvalidGrantError(INVALID_REFRESH, debug="unknown or malformed refresh token")

@@ -37,7 +37,7 @@ from authgate.core.models import (
 )
 from authgate.storage.sql.base import SqlBase, split_joined, values_of
 from authgate.storage.sql.prepared import Runner
-from authgate.storage.sql.revoke import revoke_grants
+from authgate.storage.sql.revoke import end_user_grants, revoke_grants
 from authgate.storage.sql.store_audit import INSERT_EVENT
 from authgate.storage.sql.tables import (
     access_tokens,
@@ -45,6 +45,7 @@ from authgate.storage.sql.tables import (
     authorization_codes,
     grants,
     refresh_tokens,
+    users,
 )
 
 
@@ -82,10 +83,15 @@ _CODE_BY_PREFIX = select(authorization_codes).where(
 _GRANT_BY_ID = select(grants).where(grants.c.id == bindparam("id"))
 _ACCESS_BY_PREFIX = select(access_tokens).where(access_tokens.c.prefix == bindparam("prefix"))
 _REFRESH_BY_PREFIX = select(refresh_tokens).where(refresh_tokens.c.prefix == bindparam("prefix"))
-# A refresh token and its grant in one statement; columns labelled ``<table>_<column>``.
+# A refresh token, its grant and whether the grant's user is disabled, in one statement;
+# columns labelled ``<table>_<column>``.
 _REFRESH_AND_GRANT = (
-    select(refresh_tokens, grants)
-    .select_from(refresh_tokens.outerjoin(grants, grants.c.id == refresh_tokens.c.grant_id))
+    select(refresh_tokens, grants, users.c.disabled)
+    .select_from(
+        refresh_tokens.outerjoin(grants, grants.c.id == refresh_tokens.c.grant_id).outerjoin(
+            users, users.c.id == grants.c.user_id
+        )
+    )
     .where(refresh_tokens.c.prefix == bindparam("prefix"))
     .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
 )
@@ -290,13 +296,17 @@ class TokenQueries(SqlBase):
             row = db.first(_REFRESH_BY_PREFIX, {"prefix": prefix})
         return _to_refresh(row) if row else None
 
-    def get_refresh_token_and_grant(self, prefix: str) -> tuple[RefreshToken | None, Grant | None]:
+    def get_refresh_token_and_grant(
+        self, prefix: str
+    ) -> tuple[RefreshToken | None, Grant | None, bool]:
         with self._raw_transaction(single_read=True) as db:
             row = db.first(_REFRESH_AND_GRANT, {"prefix": prefix})
         if row is None:
-            return None, None
+            return None, None, False
+        user_disabled = bool(row.pop("users_disabled"))
         token, grant = split_joined(row, refresh_tokens, grants)
-        return _to_refresh(token), (_to_grant(grant) if grant["id"] is not None else None)
+        found = _to_grant(grant) if grant["id"] is not None else None
+        return _to_refresh(token), found, user_disabled
 
     def create_access_token(self, access: AccessToken) -> None:
         with self._raw_transaction(single_write=True) as db:
@@ -365,7 +375,13 @@ class TokenQueries(SqlBase):
             authorization_codes.c.user_id == user_id, authorization_codes.c.app_id == app_id
         )
         with self._transaction(write=True) as conn:
+            conn.execute(codes)  # codes first: the lock order of revoke.py
             revoked_grants, _ = revoke_grants(conn, theirs, now)
             conn.execute(stray_access.values(revoked_at=now))
-            conn.execute(codes)
         return revoked_grants
+
+    def revoke_user_grants(
+        self, user_id: str, now: datetime, *, scope: str | None = None
+    ) -> tuple[int, int]:
+        with self._transaction(write=True) as conn:
+            return end_user_grants(conn, user_id, now, scope)

@@ -10,6 +10,7 @@ from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 
 from authgate.core.models import ApiToken, Session, User
 from authgate.storage.sql.base import SqlBase, values_of
+from authgate.storage.sql.revoke import end_user_grants
 from authgate.storage.sql.tables import api_tokens, sessions, users
 
 
@@ -60,6 +61,13 @@ class UserQueries(SqlBase):
     def count_users(self) -> int:
         with self._transaction() as conn:
             return int(conn.execute(select(func.count()).select_from(users)).scalar_one())
+
+    def delete_user(self, user_id: str, now: datetime) -> bool:
+        with self._transaction(write=True) as conn:
+            # Ended first, in the lock order of revoke.py; the foreign keys then delete the
+            # sessions, API tokens, codes, grants and tokens with the user.
+            end_user_grants(conn, user_id, now)
+            return conn.execute(delete(users).where(users.c.id == user_id)).rowcount == 1
 
 
 class SessionQueries(SqlBase):

@@ -24,7 +24,8 @@ _session = APIKeyCookie(
     name=deps.SESSION_COOKIE,
     auto_error=False,
     scheme_name="session",
-    description="The browser session of a signed-in user",
+    description="The browser session of a signed-in user (`__Host-authgate_session` when the "
+    "issuer is https)",
 )
 
 # Declared for OpenAPI only; web.deps reads the request itself.

@@ -1,8 +1,8 @@
 """Management API for users (Coder's ``/users``, ``/users/me``) and a user's authorized apps.
 
 Accounts rules live in ``core.accounts``. The one rule enforced here is about the caller, not
-the account: an administrator cannot disable or demote themself, so a deployment always keeps
-the admin who is making the change.
+the account: an administrator cannot disable, demote or delete themself, so a deployment always
+keeps the admin who is making the change.
 """
 
 from __future__ import annotations
@@ -102,3 +102,17 @@ def update_user(ctx: Ctx, who: Admin, request: Request, user: str, body: UserPat
         name=body.name,
     )
     return UserOut.of(updated)
+
+
+@router.delete("/{user}", status_code=204, response_class=Response)
+def delete_user(ctx: Ctx, who: Admin, request: Request, user: str) -> None:
+    """Delete a user with their sessions, API tokens, codes, grants and tokens: their apps'
+    refresh tokens and codes stop working and introspection says inactive at once (JWT access
+    tokens already issued stay valid until they expire)."""
+    target = find_user(ctx, user)
+    if target.id == who.user.id:
+        raise ValidationFailed(
+            "An administrator cannot delete themself",
+            validations={"user": "cannot delete your own account"},
+        )
+    accounts.delete_user(ctx, actor(request, who), target.id)

@@ -1,7 +1,8 @@
-"""Admin console: users. Create, disable or enable, and reset a password.
+"""Admin console: users. Create, disable or enable, reset a password, and delete.
 
 The rules are ``core.accounts`` (as ``/api/v2/users``); the one rule of this page is the API's
-too: an administrator cannot disable themself. A password the server generates is shown once.
+too: an administrator cannot disable or delete themself. A password the server generates is
+shown once.
 """
 
 from __future__ import annotations
@@ -140,3 +141,25 @@ async def reset_password(request: Request) -> Response:
     if isinstance(updated, ManagementError):
         return await _users_page(request, who, failure=updated)
     return _password_page(request, who, updated, password, new=False)
+
+
+async def delete_user(request: Request) -> Response:
+    """Delete a user (a ticked box confirms it); their grants end first (core.accounts)."""
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
+    target = await _target(request)
+    if not isinstance(target, User):
+        return target
+    if target.id == who.user.id:
+        failure = ManagementError("An administrator cannot delete themself")
+        return await _users_page(request, who, failure=failure)
+    if form.get("confirm") != "on":
+        failure = ManagementError(f"Tick the box to confirm that {target.username} be deleted")
+        return await _users_page(request, who, failure=failure)
+    ctx = deps.ctx_of(request)
+    deleted = await common.attempt(accounts.delete_user, ctx, common.actor(request, who), target.id)
+    if isinstance(deleted, ManagementError):
+        return await _users_page(request, who, failure=deleted)
+    return common.done("/admin/users", "user-deleted")

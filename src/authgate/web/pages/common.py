@@ -37,7 +37,16 @@ NOTICES = {
     "access-revoked": "The access was revoked: no new client_credentials token for it; "
     "tokens already issued live until they expire.",
     "user-created": "The user was created.",
-    "user-disabled": "The user was disabled and signed out everywhere.",
+    "user-disabled": (
+        "The user was disabled: their sessions ended, and their apps' refresh tokens and "
+        "codes no longer work and their access tokens show as inactive. JWT access tokens "
+        "already issued stay valid at resource servers that check them offline until they expire."
+    ),
+    "user-deleted": (
+        "The user was deleted with their sessions, API tokens and their apps' grants. JWT "
+        "access tokens already issued stay valid at resource servers that check them offline "
+        "until they expire."
+    ),
     "user-enabled": "The user was enabled.",
     "resource-created": "The resource was registered.",
     "resource-saved": "The resource was saved.",

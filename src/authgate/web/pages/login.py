@@ -14,11 +14,10 @@ from authgate.core.context import Actor
 from authgate.core.models import User
 from authgate.core.rate_limits import RateLimitedError
 from authgate.crypto.secrets import constant_time_equal
-from authgate.web import deps
+from authgate.web import cookies, deps
 from authgate.web.middleware import note
 from authgate.web.templating import render
 
-LOGIN_CSRF_COOKIE = "authgate_login_csrf"
 MAX_RETURN_TO = 4096
 
 
@@ -39,14 +38,7 @@ def _login_page(request: Request, return_to: str, *, error: str | None, status: 
     token = secrets.token_urlsafe(32)
     context = {"return_to": return_to, "csrf_token": token, "error": error}
     response = render(request, "login.html", context, status=status)
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        token,
-        httponly=True,
-        samesite="lax",
-        secure=deps.settings_of(request).secure_cookies,
-        path="/login",
-    )
+    cookies.put(response, deps.settings_of(request), cookies.LOGIN_CSRF, token)
     return response
 
 
@@ -83,7 +75,7 @@ async def login_get(request: Request) -> Response:
 async def login_post(request: Request) -> Response:
     form = await request.form()
     return_to = safe_return_to(str(form.get("return_to") or ""))
-    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    cookie = cookies.read(request, deps.settings_of(request), cookies.LOGIN_CSRF) or ""
     sent = str(form.get("csrf_token") or "")
     if not cookie or not constant_time_equal(cookie, sent):
         return _login_page(
@@ -107,16 +99,8 @@ async def login_post(request: Request) -> Response:
     _, value = await run_in_threadpool(accounts.start_session, ctx, actor.as_user(user.id), user)
     response = RedirectResponse(return_to, status_code=303)
     settings = deps.settings_of(request)
-    response.set_cookie(
-        deps.SESSION_COOKIE,
-        value,
-        max_age=settings.session_ttl_seconds,
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies,
-        path="/",
-    )
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    cookies.put(response, settings, cookies.SESSION, value, max_age=settings.session_ttl_seconds)
+    cookies.clear(response, settings, cookies.LOGIN_CSRF)
     return response
 
 
@@ -138,20 +122,30 @@ async def logout_get(request: Request) -> Response:
 
 
 async def logout_post(request: Request) -> Response:
+    """Sign out with this session's CSRF token. Without it nothing changes (a cross-site form
+    must not sign anyone out, nor clear the cookie while the session lives on): 403 and the
+    sign-out form again, whose button does it."""
     who = await run_in_threadpool(deps.signed_in, request)
     form = await request.form()
     ctx = deps.ctx_of(request)
     sent = form.get("csrf_token")
-    if who is not None and consent.check_csrf(
-        ctx, who.session.id, sent if isinstance(sent, str) else None
-    ):
-        await run_in_threadpool(
-            accounts.end_session, ctx, deps.actor_for_user(request, who.user.id), who
-        )
     return_to = form.get("return_to")
     target = _after_logout(return_to if isinstance(return_to, str) else None)
+    if who is None:
+        return RedirectResponse(target, status_code=303)
+    if not consent.check_csrf(ctx, who.session.id, sent if isinstance(sent, str) else None):
+        context = {
+            "user": who.user,
+            "csrf_token": consent.csrf_token(ctx, who.session.id),
+            "return_to": safe_return_to(return_to if isinstance(return_to, str) else None),
+            "expired": True,
+        }
+        return render(request, "logout.html", context, status=403)
+    await run_in_threadpool(
+        accounts.end_session, ctx, deps.actor_for_user(request, who.user.id), who
+    )
     response = RedirectResponse(target, status_code=303)
-    response.delete_cookie(deps.SESSION_COOKIE, path="/")
+    cookies.clear(response, deps.settings_of(request), cookies.SESSION)
     return response
 
 
