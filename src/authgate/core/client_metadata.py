@@ -39,6 +39,8 @@ FAILURE_TTL = timedelta(seconds=60)
 STALE_IF_ERROR = timedelta(hours=24)
 DEFAULT_GRANTS: tuple[GrantType, ...] = ("authorization_code", "refresh_token")
 ALLOWED_GRANTS = frozenset({"authorization_code", "refresh_token"})
+# Nothing secret can be shared through a public document: a key or nothing.
+AUTH_METHODS: tuple[AuthMethod, ...] = ("none", "private_key_jwt")
 MAX_FAILURES_KEPT = 1024
 MAX_KEYS = 16
 
@@ -307,7 +309,7 @@ def _scope(value: Any) -> str | None:
 
 def _auth_method(document: dict[str, Any]) -> AuthMethod:
     method = document.get("token_endpoint_auth_method", "none")
-    if method in ("none", "private_key_jwt"):
+    if method in AUTH_METHODS:
         return method  # type: ignore[no-any-return]
     if isinstance(method, str) and method.startswith("client_secret"):
         # Nothing secret can be shared through a public document.
