@@ -206,6 +206,9 @@ def app_from_document(
     url: str, body: bytes, stored: App | None, now: datetime, max_age: int | None
 ) -> App:
     """Validate the document and turn it into the app row; raises InvalidDocument."""
+    # No field of a client holds a NUL, and PostgreSQL stores none (a 503 rather than a refusal).
+    if b"\\u0000" in body or b"\x00" in body:
+        raise InvalidDocument("the document contains NUL characters")
     try:
         document = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deeply nested: Recursion
