@@ -62,11 +62,6 @@ class Live:
     url: str
     recorder: Recorder | None
 
-    def transport(self) -> httpx.HTTPTransport:
-        """Real HTTP seen by the leak checker, for a third-party client library's own
-        httpx client (Authlib's ``OAuth2Client``)."""
-        return _Recorded(self.recorder)
-
     def client(self, **options: Any) -> httpx.Client:
         """A new HTTP client (its own cookie jar: one browser, or one attacker)."""
         return httpx.Client(
