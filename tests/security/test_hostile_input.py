@@ -339,7 +339,7 @@ def test_repeated_token_parameters_are_refused(
     ]
     before = snapshot(services)
     for name, error in [
-        ("grant_type", "unsupported_grant_type"),
+        ("grant_type", "invalid_request"),  # RFC 6749 §5.2: a repeated parameter
         ("code", "invalid_request"),
         ("client_id", "invalid_request"),
         ("client_secret", "invalid_request"),

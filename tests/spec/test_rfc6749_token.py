@@ -403,7 +403,8 @@ def test_repeated_grant_type(
         content=str(httpx.QueryParams(pairs)),
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
-    assert_oauth_error(resp, 400, "unsupported_grant_type")
+    # RFC 6749 §5.2: invalid_request "includes a parameter more than once".
+    assert_oauth_error(resp, 400, "invalid_request", "grant_type parameter was repeated")
     assert_nothing_issued(services, confidential.id)
 
 

@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -176,9 +177,9 @@ def test_valid_assertion_at_the_token_endpoint(
         TOKEN_ENDPOINT,
         f"{ISSUER}/oauth2/token",
         ISSUER,
-        [f"{ISSUER}/oauth2/revoke", "https://someone.else"],
+        [ISSUER],
     ],
-    ids=["token-endpoint", "token-alias", "issuer", "list-with-revoke-endpoint"],
+    ids=["token-endpoint", "token-alias", "issuer", "issuer-alone-in-a-list"],
 )
 def test_audiences_that_name_this_server(
     signed_in: TestClient, pk: Client, rsa_key: Key, clock: MovableClock, aud: Any
@@ -219,7 +220,7 @@ def test_revocation_and_introspection(
     client = signed_in
     token = sign(rsa_key, claims_for(pk.id, clock))
     access = assert_token_response(code_request(client, pk.id, token))["access_token"]
-    aud = f"{ISSUER}/oauth2/introspect"
+    aud = ISSUER  # draft-ietf-oauth-rfc7523bis: the issuer, wherever the assertion is sent
     info = client.post(
         "/oauth2/introspect",
         data={
@@ -229,7 +230,6 @@ def test_revocation_and_introspection(
     )
     assert info.status_code == 200 and info.headers["cache-control"] == "no-store"
     assert info.json()["active"] is True and info.json()["client_id"] == pk.id
-    aud = f"{ISSUER}/oauth2/revoke"
     revoked = client.post(
         "/oauth2/revoke",
         data={
@@ -282,8 +282,28 @@ def _claims(**overrides: Any) -> Callable[[str, MovableClock, Key], str]:
 BAD_ASSERTIONS = [
     pytest.param(_claims(aud="https://other.example/token"), "aud", id="3-wrong-aud"),
     pytest.param(_claims(aud=None), "aud", id="3-missing-aud"),
+    # draft-ietf-oauth-rfc7523bis: the issuer alone; an assertion also made out to another
+    # audience, or to the revocation or introspection endpoint, is not authgate's.
+    pytest.param(
+        _claims(aud=[ISSUER, "https://someone.else"]), "issuer identifier alone", id="bis-foreign"
+    ),
+    pytest.param(
+        _claims(aud=[TOKEN_ENDPOINT, "https://someone.else"]),
+        "issuer identifier alone",
+        id="bis-token-endpoint-and-foreign",
+    ),
+    pytest.param(
+        _claims(aud=[ISSUER, TOKEN_ENDPOINT]), "issuer identifier alone", id="bis-two-values"
+    ),
+    pytest.param(_claims(aud=[TOKEN_ENDPOINT]), "issuer identifier alone", id="bis-endpoint-list"),
+    pytest.param(_claims(aud=f"{ISSUER}/oauth2/revoke"), "aud", id="bis-revocation-url"),
+    pytest.param(_claims(aud=f"{ISSUER}/oauth2/introspect"), "aud", id="bis-introspection-url"),
+    pytest.param(_claims(aud=ISSUER + "/"), "aud", id="bis-issuer-not-exact"),
+    pytest.param(_claims(aud=[]), "aud", id="bis-empty-list"),
     pytest.param(_claims(exp=lambda now: now - 61), "expired", id="3-expired"),
-    pytest.param(_claims(exp=lambda now: now + 3600), "5 minutes", id="3-exp-too-far-ahead"),
+    pytest.param(_claims(exp=lambda now: now + 3600 + 61), "1 hour", id="3-exp-beyond-the-maximum"),
+    pytest.param(_claims(exp=lambda now: now + 86400), "1 hour", id="3-exp-a-day-ahead"),
+    pytest.param(_claims(jti="a\x00b"), "control characters", id="3-jti-with-nul"),
     pytest.param(_claims(exp=None), "exp claim is required", id="3-missing-exp"),
     pytest.param(_claims(exp="soon"), "exp claim must be a number", id="3-exp-not-number"),
     pytest.param(_claims(nbf=lambda now: now + 600), "nbf", id="3-not-yet-valid"),
@@ -355,6 +375,30 @@ def test_replayed_jti(
     # Once the assertion has expired the jti may be forgotten; the assertion is refused anyway.
     clock.advance(minutes=5)
     assert_oauth_error(code_request(signed_in, pk.id, token), 401, "invalid_client", "expired")
+
+
+def test_an_hour_long_assertion_works_once_and_its_jti_is_kept_until_it_expires(
+    signed_in: TestClient, services: Services, pk: Client, rsa_key: Key, clock: MovableClock
+) -> None:
+    """Authlib signs private_key_jwt assertions valid for one hour (``expires_in=3600``): they
+    must work, and their jti must be remembered for that whole hour."""
+    now = int(clock.now().timestamp())
+    token = sign(rsa_key, claims_for(pk.id, clock, exp=now + 3600))
+    assert_token_response(code_request(signed_in, pk.id, token))
+    with services.store.engine.connect() as conn:
+        kept = conn.execute(
+            sa.text("SELECT expires_at FROM client_assertion_jtis WHERE client_id = :c"),
+            {"c": pk.id},
+        ).scalar_one()
+    kept_until = kept if isinstance(kept, datetime) else datetime.fromisoformat(str(kept))
+    assert kept_until.replace(tzinfo=UTC) >= datetime.fromtimestamp(now + 3600, UTC)
+    clock.advance(minutes=59)
+    replay = code_request(signed_in, pk.id, token)
+    assert_oauth_error(replay, 401, "invalid_client", "jti was used")
+    assert "www-authenticate" not in replay.headers
+    state = issued(services, pk.id)
+    assert (state.access, state.consumed_codes) == (1, 1)
+    assert jti_count(services, pk.id) == 1
 
 
 def test_client_credentials_with_an_assertion(

@@ -19,25 +19,39 @@ def apps() -> None:
     """OAuth clients ("apps") and their secrets."""
 
 
+def _keys(app: AppOut) -> str:
+    if app.jwks_uri:
+        return f"published at {app.jwks_uri}"
+    kids = [str(k.get("kid") or "(no kid)") for k in (app.jwks or {}).get("keys", [])]
+    return f"{len(kids)} registered: {', '.join(kids)}"
+
+
 def _describe(app: AppOut) -> str:
-    return fields(
-        [
-            ("ID (client_id)", app.id),
-            ("Name", app.name),
-            ("Type", app.client_type),
-            ("Redirect URIs", ", ".join(app.redirect_uris) or "(none)"),
-            ("PKCE required", "yes" if app.require_pkce else "no"),
-            ("Auth method", app.token_endpoint_auth_method or "client_secret_basic or _post"),
-            ("Grant types", " ".join(app.grant_types)),
-            ("Scope", app.scope or "(any)"),
-            ("First party", "yes" if app.first_party else "no"),
-            ("Dynamically registered", "yes" if app.dynamically_registered else "no"),
-            ("Service access", _service_access(app)),
-            ("Created", app.created_at.isoformat()),
-            ("Authorization endpoint", app.endpoints.authorization),
-            ("Token endpoint", app.endpoints.token),
-        ]
-    )
+    pairs: list[tuple[str, object]] = [
+        ("ID (client_id)", app.id),
+        ("Name", app.name),
+        ("Type", app.client_type),
+        ("Redirect URIs", ", ".join(app.redirect_uris) or "(none)"),
+        ("PKCE required", "yes" if app.require_pkce else "no"),
+        ("Auth method", app.token_endpoint_auth_method or "client_secret_basic or _post"),
+        ("Grant types", " ".join(app.grant_types)),
+        ("Scope", app.scope or "(any)"),
+        ("First party", "yes" if app.first_party else "no"),
+        ("Dynamically registered", "yes" if app.dynamically_registered else "no"),
+        ("Service access", _service_access(app)),
+    ]
+    if app.metadata_document:
+        pairs.append(("Metadata document", "yes"))
+    if app.dynamically_registered or app.metadata_document:
+        pairs.append(("Application type", app.application_type))
+    if app.token_endpoint_auth_method == "private_key_jwt":
+        pairs.append(("Keys", _keys(app)))
+    pairs += [
+        ("Created", app.created_at.isoformat()),
+        ("Authorization endpoint", app.endpoints.authorization),
+        ("Token endpoint", app.endpoints.token),
+    ]
+    return fields(pairs)
 
 
 def _service_access(app: AppOut) -> str:

@@ -2,7 +2,19 @@
 
 The client proves itself with a JWT it signed with a private key whose public half it
 registered (``jwks``) or publishes (``jwks_uri``). Every failure is ``invalid_client`` (RFC
-7523 §3.2), with a description that names the rule, never the key material.
+7523 §3.2), with a description that names the rule, never the key material, and consumes
+nothing: the ``jti`` is recorded only once every other check has passed.
+
+Audience (draft-ietf-oauth-rfc7523bis): the issuer identifier, as the only value. For clients
+written against RFC 7523 and OpenID Connect Core §9, the token endpoint URL as a single string
+is accepted too. Anything else is refused: an array that also names another audience (an
+assertion made for several servers can be replayed by any of them), and the revocation or
+introspection URL (an assertion sent there is not one the client meant for authgate's token
+endpoint; the draft closes exactly that door).
+
+Lifetime: ``exp`` at most ``MAX_LIFETIME`` (1 hour, the default of Authlib and other client
+libraries) plus ``LEEWAY`` ahead; its ``jti`` is remembered until ``exp`` + ``LEEWAY``, so the
+assertion cannot be replayed while it is valid.
 """
 
 from __future__ import annotations
@@ -23,7 +35,8 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # Asymmetric only: "none" proves nothing, and an HMAC keyed with a *public* key is forgeable.
 ALGORITHMS = ["ES256", "EdDSA", "PS256", "RS256"]
 LEEWAY = timedelta(seconds=60)
-MAX_LIFETIME = timedelta(minutes=5)
+# Authlib's private_key_jwt assertions live one hour (``expires_in=3600``); so may any.
+MAX_LIFETIME = timedelta(hours=1)
 MAX_JTI_LENGTH = 256
 # jwks_uri: keep the keys for the document's max-age within these bounds; on an unknown kid
 # fetch again, but at most once a minute (a flood of bogus kids must not become a flood of
@@ -107,16 +120,26 @@ def _key_list(body: bytes) -> list[dict[str, Any]]:
     return keys
 
 
-def audiences(issuer: str) -> frozenset[str]:
-    """What ``aud`` may name: authgate itself or an endpoint that authenticates clients.
-
-    RFC 7523 §3: "The JWT MUST contain an "aud" (audience) claim containing a value that
-    identifies the authorization server as an intended audience. The token endpoint URL of
-    the authorization server MAY be used". The revocation and introspection endpoints take
-    the same assertion (OpenID Connect Core §9 names the token endpoint; clients reuse it)."""
+def token_endpoints(issuer: str) -> frozenset[str]:
+    """The token endpoint URLs (and its alias) older clients put in ``aud``."""
     base = issuer.rstrip("/")
-    paths = ("/oauth2/tokens", "/oauth2/token", "/oauth2/revoke", "/oauth2/introspect")
-    return frozenset({issuer, base, *(base + p for p in paths)})
+    return frozenset({base + "/oauth2/tokens", base + "/oauth2/token"})
+
+
+def _check_audience(issuer: str, aud: Any) -> None:
+    # draft-ietf-oauth-rfc7523bis §4 (updating RFC 7523 §3): "The JWT MUST contain an "aud"
+    # (audience) claim containing the issuer identifier [RFC8414] of the authorization server
+    # as its sole value."
+    if aud == issuer or aud == [issuer]:
+        return
+    # The token endpoint URL as a single string: what RFC 7523 ("MAY be used") and OpenID
+    # Connect Core §9 ("SHOULD be the URL of the Authorization Server's Token Endpoint") told
+    # clients to send, and what Authlib still sends by default.
+    if isinstance(aud, str) and aud in token_endpoints(issuer):
+        return
+    if isinstance(aud, list):
+        raise _refused("aud must be this authorization server's issuer identifier alone")
+    raise _refused("aud must be this authorization server's issuer identifier")
 
 
 def _time(claims: dict[str, Any], name: str, *, required: bool) -> datetime | None:
@@ -141,10 +164,7 @@ def _check_claims(ctx: Context, app: App, claims: dict[str, Any]) -> tuple[str, 
         raise _refused("iss must be the client_id")
     if claims.get("sub") != app.id:
         raise _refused("sub must be the client_id")
-    aud = claims.get("aud")
-    named = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-    if not audiences(ctx.policy.issuer) & {a for a in named if isinstance(a, str)}:
-        raise _refused("aud must name this authorization server's token endpoint")
+    _check_audience(ctx.policy.issuer, claims.get("aud"))
     # §3 item 4: "The JWT MUST contain an "exp" (expiration time) claim that limits the time
     # window during which the JWT can be used."
     exp = _time(claims, "exp", required=True)
@@ -152,7 +172,7 @@ def _check_claims(ctx: Context, app: App, claims: dict[str, Any]) -> tuple[str, 
     if exp + LEEWAY <= now:
         raise _refused("it has expired")
     if exp > now + MAX_LIFETIME + LEEWAY:
-        raise _refused("exp is more than 5 minutes ahead")
+        raise _refused("exp is more than 1 hour ahead")
     nbf = _time(claims, "nbf", required=False)
     if nbf is not None and nbf > now + LEEWAY:
         raise _refused("it is not valid yet (nbf)")
@@ -162,6 +182,8 @@ def _check_claims(ctx: Context, app: App, claims: dict[str, Any]) -> tuple[str, 
     jti = claims.get("jti")
     if not isinstance(jti, str) or not 1 <= len(jti) <= MAX_JTI_LENGTH:
         raise _refused("a jti claim (a unique identifier) is required")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in jti):
+        raise _refused("the jti claim must not contain control characters")
     return jti, exp
 
 

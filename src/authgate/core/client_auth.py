@@ -40,6 +40,14 @@ class AuthenticatedClient:
     method: AuthMethod
 
 
+def _check_client_id(client_id: str | None, *, basic: bool) -> None:
+    """No client_id holds a control character (they are UUIDs or https URLs), and PostgreSQL
+    cannot even compare text with a NUL: such a name is refused here, before any lookup or rate
+    limit reads the database, as the unknown client it is (``invalid_client``, 401)."""
+    if client_id is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in client_id):
+        raise InvalidClientError(debug="control character in client_id", basic=basic)
+
+
 def _parse_basic(header: str) -> tuple[str, str]:
     _scheme, _, encoded = header.partition(" ")
     try:
@@ -50,7 +58,9 @@ def _parse_basic(header: str) -> tuple[str, str]:
     if not sep or not client_id:
         raise InvalidClientError(debug="Basic header without client_id:secret", basic=True)
     # RFC 6749 §2.3.1: both are form-urlencoded before being joined.
-    return unquote_plus(client_id), unquote_plus(client_secret)
+    client_id = unquote_plus(client_id)
+    _check_client_id(client_id, basic=True)
+    return client_id, unquote_plus(client_secret)
 
 
 def _parse_assertion(params: Params, body_id: str | None) -> ClientCredentials:
@@ -72,6 +82,7 @@ def _parse_assertion(params: Params, body_id: str | None) -> ClientCredentials:
         raise InvalidClientError("The client assertion must name the client in sub")
     if body_id is not None and body_id != subject:
         raise InvalidClientError("client_id does not match the client assertion")
+    _check_client_id(subject, basic=False)
     return ClientCredentials(subject, None, "private_key_jwt", assertion)
 
 
@@ -90,6 +101,7 @@ def parse_credentials(authorization: str | None, params: Params) -> ClientCreden
         if body_id is not None and body_id != client_id:
             raise InvalidRequestError("client_id in the body does not match the Basic header")
         return ClientCredentials(client_id, client_secret or None, "client_secret_basic")
+    _check_client_id(body_id, basic=False)
     if body_secret is not None:
         return ClientCredentials(body_id, body_secret, "client_secret_post")
     return ClientCredentials(body_id, None, "none")

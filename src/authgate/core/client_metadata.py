@@ -28,6 +28,7 @@ from authgate.core.context import SYSTEM, Context
 from authgate.core.errors import InvalidClientError, OAuthError
 from authgate.core.models import App, AuthMethod, GrantType
 from authgate.core.ports import FetchError
+from authgate.crypto import jose
 
 MAX_URL_LENGTH = 2048
 MAX_NAME = 64
@@ -38,7 +39,10 @@ FAILURE_TTL = timedelta(seconds=60)
 STALE_IF_ERROR = timedelta(hours=24)
 DEFAULT_GRANTS: tuple[GrantType, ...] = ("authorization_code", "refresh_token")
 ALLOWED_GRANTS = frozenset({"authorization_code", "refresh_token"})
+# Nothing secret can be shared through a public document: a key or nothing.
+AUTH_METHODS: tuple[AuthMethod, ...] = ("none", "private_key_jwt")
 MAX_FAILURES_KEPT = 1024
+MAX_KEYS = 16
 
 
 class InvalidDocument(Exception):
@@ -202,6 +206,9 @@ def app_from_document(
     url: str, body: bytes, stored: App | None, now: datetime, max_age: int | None
 ) -> App:
     """Validate the document and turn it into the app row; raises InvalidDocument."""
+    # No field of a client holds a NUL, and PostgreSQL stores none (a 503 rather than a refusal).
+    if b"\\u0000" in body or b"\x00" in body:
+        raise InvalidDocument("the document contains NUL characters")
     try:
         document = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # deeply nested: Recursion
@@ -307,7 +314,7 @@ def _scope(value: Any) -> str | None:
 
 def _auth_method(document: dict[str, Any]) -> AuthMethod:
     method = document.get("token_endpoint_auth_method", "none")
-    if method in ("none", "private_key_jwt"):
+    if method in AUTH_METHODS:
         return method  # type: ignore[no-any-return]
     if isinstance(method, str) and method.startswith("client_secret"):
         # Nothing secret can be shared through a public document.
@@ -332,12 +339,20 @@ def _keys(document: dict[str, Any], method: AuthMethod) -> tuple[dict[str, Any] 
 
 
 def check_jwks(jwks: Any) -> dict[str, Any]:
-    """A JWK Set of public keys (RFC 7517 §5); raises InvalidDocument."""
+    """A JWK Set (RFC 7517 §5) of public keys that can verify the client's assertions; raises
+    InvalidDocument naming the first key that is not one (does not import, is private or
+    symmetric, or is of a type or algorithm authgate does not verify: ``jose``)."""
     if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
         raise InvalidDocument("jwks must be a JWK Set with at least one key")
-    for key in jwks["keys"]:
+    if len(jwks["keys"]) > MAX_KEYS:
+        raise InvalidDocument(f"jwks may hold at most {MAX_KEYS} keys")
+    for index, key in enumerate(jwks["keys"]):
         if not isinstance(key, dict) or not isinstance(key.get("kty"), str):
             raise InvalidDocument("every key in jwks needs a kty")
-        if any(name in key for name in ("d", "p", "q", "k")):
-            raise InvalidDocument("jwks must hold public keys only")
+        if "\\u0000" in json.dumps(key):  # PostgreSQL stores no NUL, even in JSON
+            raise InvalidDocument(f"jwks key {index}: NUL characters are not allowed")
+        try:
+            jose.check_public_signing_jwk(key)
+        except ValueError as exc:
+            raise InvalidDocument(f"jwks key {index}: {exc}") from exc
     return {"keys": list(jwks["keys"])}

@@ -124,7 +124,10 @@ def _validated(fields: AppFields, base: App | None) -> dict[str, Any]:
     except OAuthError as exc:
         raise _invalid("redirect_uris", exc.description) from exc
     method = values["token_endpoint_auth_method"]
-    if method is not None and method not in AUTH_METHODS:
+    # private_key_jwt comes with the keys a client registered itself; an operator cannot
+    # set it, but editing such a client (its name, its scope) keeps it.
+    kept = base is not None and method == base.token_endpoint_auth_method == "private_key_jwt"
+    if method is not None and method not in AUTH_METHODS and not kept:
         raise _invalid("token_endpoint_auth_method", f"one of {sorted(AUTH_METHODS)}")
     if public and method not in (None, "none"):
         raise _invalid("token_endpoint_auth_method", "a public client authenticates with none")
@@ -223,6 +226,8 @@ def create_secret(ctx: Context, actor: Actor, app_id: str) -> tuple[AppSecret, s
     app = get_app(ctx, app_id)
     if app.is_public:
         raise ValidationFailed("Public clients have no secrets")
+    if app.token_endpoint_auth_method == "private_key_jwt":
+        raise ValidationFailed("A private_key_jwt client authenticates with its keys, not a secret")
     value = secrets.generate(SECRET_KIND)
     secret = AppSecret(
         id=str(uuid.uuid4()),

@@ -13,7 +13,6 @@ from authgate.core.errors import (
     InvalidRequestError,
     InvalidTargetError,
     OAuthError,
-    UnsupportedGrantTypeError,
 )
 
 MAX_PARAM_LENGTH = 4096
@@ -38,8 +37,8 @@ class Params:
         return cls(seen, frozenset(repeated))
 
     def _repeated_error(self, name: str) -> OAuthError:
-        if name == "grant_type":
-            return UnsupportedGrantTypeError("The grant_type parameter was repeated")
+        # grant_type too: RFC 6749 §5.2 names "includes a parameter more than once" as
+        # invalid_request, whichever parameter it is.
         if name == "resource":
             # RFC 8707 allows several resources; authgate binds a token to exactly one audience.
             return InvalidTargetError("Only one resource may be requested at a time")

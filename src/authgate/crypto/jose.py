@@ -146,6 +146,56 @@ def verify_with_keys(
     raise ValueError("the JWS signature does not verify with any key")
 
 
+# What a client's registered key may be: one that verifies a client assertion (RFC 7518 §3,
+# RFC 8037). Each kty with the curves or sizes and the "alg" values authgate verifies.
+CLIENT_KEY_ALGORITHMS = {"RSA": ("RS256", "PS256"), "EC": ("ES256",), "OKP": ("EdDSA",)}
+CLIENT_KEY_CURVES = {"EC": "P-256", "OKP": "Ed25519"}
+MIN_RSA_BITS = 2048
+# RFC 7518 §6.2.2, §6.3.2, §6.4 and RFC 8037 §2: members only a private (or secret) JWK has.
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+def check_public_signing_jwk(jwk: dict[str, Any]) -> None:
+    """Raise ValueError (with a client-safe message) unless ``jwk`` is a public key that can
+    verify a client assertion: RSA of at least 2048 bits, EC P-256 or OKP Ed25519, without
+    private members, ``use`` ``sig`` if given, ``alg`` one its type signs with if given, and
+    importable (an EC point on its curve, a well-formed modulus)."""
+    kty = jwk.get("kty")
+    if kty == "oct":
+        raise ValueError("a symmetric (oct) key is a shared secret, not a public key")
+    if kty not in CLIENT_KEY_ALGORITHMS:
+        raise ValueError(f"kty must be one of {', '.join(CLIENT_KEY_ALGORITHMS)}")
+    if PRIVATE_MEMBERS & set(jwk):
+        raise ValueError("a private key must never leave its owner: register the public key")
+    if kty in CLIENT_KEY_CURVES and jwk.get("crv") != CLIENT_KEY_CURVES[kty]:
+        raise ValueError(f"an {kty} key must be on the {CLIENT_KEY_CURVES[kty]} curve")
+    if jwk.get("use", "sig") != "sig":
+        raise ValueError('use must be "sig": the keys verify the client\'s signatures')
+    alg = jwk.get("alg")
+    if alg is not None and alg not in CLIENT_KEY_ALGORITHMS[kty]:
+        raise ValueError(
+            f"alg of an {kty} key must be one of {', '.join(CLIENT_KEY_ALGORITHMS[kty])}"
+        )
+    kid = jwk.get("kid")
+    if kid is not None and (
+        not isinstance(kid, str) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in kid)
+    ):
+        raise ValueError("kid must be a string of printable characters")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # joserfc warns of small keys; refused below
+            key = JWKRegistry.import_key(jwk)
+    except Exception as exc:  # joserfc raises several unrelated types
+        raise ValueError("the key does not import (malformed or not on its curve)") from exc
+    public = key.raw_value
+    if key.is_private or not isinstance(
+        public, rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+    ):
+        raise ValueError("the key is not a public signature key")
+    if isinstance(public, rsa.RSAPublicKey) and public.key_size < MIN_RSA_BITS:
+        raise ValueError(f"an RSA key must have at least {MIN_RSA_BITS} bits")
+
+
 def unverified_header(token: str) -> dict[str, Any] | None:
     """The protected header of a compact JWS without checking it (to choose keys)."""
     parts = token.split(".")

@@ -81,28 +81,12 @@ def create_app(ctx: Ctx, who: Admin, request: Request, body: AppIn) -> AppOut:
     return AppOut.of(app, ctx.policy.issuer)
 
 
-@router.get("/{app}", response_model=AppOut)
-def get_app(ctx: Ctx, who: Admin, app: str) -> AppOut:
-    return AppOut.of(clients.get_app(ctx, app), ctx.policy.issuer)
-
-
-@router.put("/{app}", response_model=AppOut)
-def update_app(ctx: Ctx, who: Admin, request: Request, app: str, body: AppIn) -> AppOut:
-    updated = clients.update_app(ctx, actor(request, who), app, fields_of(body))
-    return AppOut.of(updated, ctx.policy.issuer)
-
-
-@router.delete("/{app}", status_code=204, response_class=Response)
-def delete_app(ctx: Ctx, who: Admin, request: Request, app: str) -> None:
-    clients.delete_app(ctx, actor(request, who), app)
-
-
-@router.get("/{app}/secrets", response_model=list[SecretOut])
+@router.get("/{app:path}/secrets", response_model=list[SecretOut])
 def list_secrets(ctx: Ctx, who: Admin, app: str) -> list[SecretOut]:
     return [SecretOut.of(secret) for secret in clients.list_secrets(ctx, app)]
 
 
-@router.post("/{app}/secrets", status_code=201, response_model=SecretCreated)
+@router.post("/{app:path}/secrets", status_code=201, response_model=SecretCreated)
 def create_secret(
     ctx: Ctx, who: Admin, request: Request, response: Response, app: str
 ) -> SecretCreated:
@@ -111,18 +95,18 @@ def create_secret(
     return SecretCreated(id=secret.id, client_secret_full=value)
 
 
-@router.delete("/{app}/secrets/{secret_id}", status_code=204, response_class=Response)
+@router.delete("/{app:path}/secrets/{secret_id}", status_code=204, response_class=Response)
 def delete_secret(ctx: Ctx, who: Admin, request: Request, app: str, secret_id: str) -> None:
     clients.delete_secret(ctx, actor(request, who), app, secret_id)
 
 
-@router.get("/{app}/service-access", response_model=list[ServiceAccessEntry])
+@router.get("/{app:path}/service-access", response_model=list[ServiceAccessEntry])
 def get_service_access(ctx: Ctx, who: Admin, app: str) -> list[ServiceAccessEntry]:
     """The resources and scopes the app's client_credentials tokens may reach."""
     return service_access_of(clients.get_app(ctx, app))
 
 
-@router.put("/{app}/service-access", response_model=list[ServiceAccessEntry])
+@router.put("/{app:path}/service-access", response_model=list[ServiceAccessEntry])
 def put_service_access(
     ctx: Ctx, who: Admin, request: Request, app: str, body: list[ServiceAccessEntry]
 ) -> list[ServiceAccessEntry]:
@@ -133,3 +117,23 @@ def put_service_access(
     entries = [entry.to_core() for entry in body]
     updated = service_access.set_access(ctx, actor(request, who), app, entries)
     return service_access_of(updated)
+
+
+# A metadata-document client's id is an https URL: ``{app:path}`` takes its slashes (sent as
+# %2F or not), so these come after the ``/{app}/secrets`` routes they would otherwise swallow.
+
+
+@router.get("/{app:path}", response_model=AppOut)
+def get_app(ctx: Ctx, who: Admin, app: str) -> AppOut:
+    return AppOut.of(clients.get_app(ctx, app), ctx.policy.issuer)
+
+
+@router.put("/{app:path}", response_model=AppOut)
+def update_app(ctx: Ctx, who: Admin, request: Request, app: str, body: AppIn) -> AppOut:
+    updated = clients.update_app(ctx, actor(request, who), app, fields_of(body))
+    return AppOut.of(updated, ctx.policy.issuer)
+
+
+@router.delete("/{app:path}", status_code=204, response_class=Response)
+def delete_app(ctx: Ctx, who: Admin, request: Request, app: str) -> None:
+    clients.delete_app(ctx, actor(request, who), app)

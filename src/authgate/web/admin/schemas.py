@@ -15,8 +15,10 @@ from pydantic import BaseModel, Field
 from authgate.core.models import (
     ApiToken,
     App,
+    ApplicationType,
     AppSecret,
     AuditEvent,
+    AuthMethod,
     Resource,
     ServiceAccess,
     SigningKey,
@@ -25,6 +27,8 @@ from authgate.core.models import (
 from authgate.core.resources import MAX_TTL, MIN_TTL
 
 ClientTypeName = Literal["confidential", "public"]
+# What an operator may pin (``AppIn``); an app may carry any method a client can register
+# (``AppOut`` shows ``core.models.AuthMethod``, ``private_key_jwt`` included).
 AuthMethodName = Literal["client_secret_basic", "client_secret_post", "none"]
 
 
@@ -105,7 +109,7 @@ class AppOut(BaseModel):
     redirect_uris: list[str]
     client_type: ClientTypeName
     require_pkce: bool
-    token_endpoint_auth_method: AuthMethodName | None = Field(
+    token_endpoint_auth_method: AuthMethod | None = Field(
         description="The one method the app must use, or null when any secret method is accepted"
     )
     grant_types: list[str]
@@ -119,6 +123,21 @@ class AppOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     endpoints: AppEndpoints
+    # What a client registered about itself (RFC 7591 §2; empty for an operator's apps).
+    metadata_document: bool = Field(
+        description="A Client ID Metadata Document client: `id` is the URL of its document"
+    )
+    application_type: ApplicationType
+    client_uri: str
+    tos_uri: str
+    policy_uri: str
+    contacts: list[str]
+    jwks_uri: str = Field(description="Where a private_key_jwt client publishes its keys")
+    jwks: dict[str, Any] | None = Field(
+        description="The public keys a private_key_jwt client registered (RFC 7517 JWK Set)"
+    )
+    software_id: str
+    software_version: str
 
     @classmethod
     def of(cls, app: App, issuer: str) -> AppOut:
@@ -139,7 +158,29 @@ class AppOut(BaseModel):
             created_at=app.created_at,
             updated_at=app.updated_at,
             endpoints=AppEndpoints.of(issuer),
+            metadata_document=app.metadata_document,
+            application_type=app.application_type,
+            client_uri=app.client_uri,
+            tos_uri=app.tos_uri,
+            policy_uri=app.policy_uri,
+            contacts=list(app.contacts),
+            jwks_uri=app.jwks_uri,
+            jwks=_public_jwks(app.jwks),
+            software_id=app.software_id,
+            software_version=app.software_version,
         )
+
+
+def _public_jwks(jwks: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Registered keys are checked to be public; filtered again, as for signing keys."""
+    if jwks is None:
+        return None
+    keys = [
+        {k: v for k, v in key.items() if k not in PRIVATE_JWK_MEMBERS}
+        for key in jwks.get("keys", [])
+        if isinstance(key, dict)
+    ]
+    return {"keys": keys}
 
 
 class AppIn(BaseModel):

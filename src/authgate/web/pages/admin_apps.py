@@ -37,6 +37,12 @@ def origin(app: App) -> str:
     return "registered itself" if app.dynamically_registered else "operator"
 
 
+def key_ids(app: App) -> list[str]:
+    """The kids of a private_key_jwt client's registered keys ("(no kid)" for one without)."""
+    keys = (app.jwks or {}).get("keys", [])
+    return [str(k.get("kid") or "(no kid)") for k in keys if isinstance(k, dict)]
+
+
 def fields_from(form: FormData, app: App | None) -> clients.AppFields:
     """The form's fields; a self-registered client's type, grants and first-party flag stay."""
     self_registered = app is not None and (app.dynamically_registered or app.metadata_document)
@@ -169,6 +175,7 @@ async def show(
         grantable=grantable,
         can_use_client_credentials=service_access.can_use(app),
         origin=origin(app),
+        key_ids=key_ids(app),
         issuer=issuer,
         app_path=app_path(app.id),
         **_page_values(app, form, failure),
