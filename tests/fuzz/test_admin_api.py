@@ -48,6 +48,8 @@ OPERATIONS = (
     "GET /api/v2/oauth2-provider/apps/{app}/secrets",
     "POST /api/v2/oauth2-provider/apps/{app}/secrets",
     "DELETE /api/v2/oauth2-provider/apps/{app}/secrets/{secret_id}",
+    "GET /api/v2/oauth2-provider/apps/{app}/service-access",
+    "PUT /api/v2/oauth2-provider/apps/{app}/service-access",
     "GET /api/v2/users/me/tokens",
     "POST /api/v2/users/me/tokens",
     "DELETE /api/v2/users/me/tokens/{token_id}",
