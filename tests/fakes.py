@@ -495,6 +495,15 @@ class InMemoryStore:
                 del self.codes[code.id]
             return revoked
 
+    def has_consented(self, user_id: str, app_id: str) -> bool:
+        with self._lock:
+            return any(
+                (c.user_id, c.app_id) == (user_id, app_id) for c in self.codes.values()
+            ) or any(
+                (g.user_id, g.app_id) == (user_id, app_id) and g.revoked_at is None
+                for g in self.grants.values()
+            )
+
     # -- resources -------------------------------------------------------------------------
 
     def create_resource(self, resource: Resource) -> None:

@@ -200,6 +200,11 @@ class TokenStore(Protocol):
         """Revoke every grant and token and delete every code of one user for one app."""
         ...
 
+    def has_consented(self, user_id: str, app_id: str) -> bool:
+        """Whether the user holds a code (any) or an unrevoked grant of the app: they consented
+        to it and have not withdrawn it since (``revoke_user_app`` ends both)."""
+        ...
+
 
 class ResourceStore(Protocol):
     def create_resource(self, resource: Resource) -> None: ...

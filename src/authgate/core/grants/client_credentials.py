@@ -11,7 +11,7 @@ chain (DESIGN.md §4), and this token has neither. Its own row holds everything 
 
 from __future__ import annotations
 
-from authgate.core import resources, scopes
+from authgate.core import admin_scope, resources, scopes
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.errors import UnauthorizedClientError
@@ -30,8 +30,10 @@ class ClientCredentialsGrant:
         if client.app.is_public or client.method == "none":
             raise UnauthorizedClientError("client_credentials is only for confidential clients")
         resource = resources.resolve(ctx, params.get("resource"))
-        scope = scopes.negotiate(
-            params.get("scope"), client.app.scope, resources.scope_names(resource)
+        requested = params.get("scope")
+        scope = scopes.negotiate(requested, client.app.scope, resources.scope_names(resource))
+        scope = admin_scope.withhold(
+            ctx, client.app, resource.identifier, scope, requested=requested
         )
         now = ctx.clock.now()
         subject = Grant(  # what the token is minted from, not stored (family=False)
