@@ -536,6 +536,15 @@ class InMemoryStore:
             revoked, _ = self._revoke_grants(theirs, now)
             return revoked, len(codes)
 
+    def has_consented(self, user_id: str, app_id: str) -> bool:
+        with self._lock:
+            return any(
+                (c.user_id, c.app_id) == (user_id, app_id) for c in self.codes.values()
+            ) or any(
+                (g.user_id, g.app_id) == (user_id, app_id) and g.revoked_at is None
+                for g in self.grants.values()
+            )
+
     # -- resources -------------------------------------------------------------------------
 
     def create_resource(self, resource: Resource) -> None:

@@ -496,3 +496,23 @@ def test_db_cleanup_deletes_what_expired_before_the_retention(
     assert "Sessions:" in text and "1" in text
     assert store.get_session_by_hash(recent.token_hash) is None
     assert store.get_session_by_hash(live.token_hash) is not None
+
+
+def test_apps_admin_access_create_update_show(migrated: Cli, store: SqlStore) -> None:
+    """authgate's own admin scope only for apps an operator marked (DESIGN.md §7)."""
+    plain = create_app(migrated)
+    assert plain["admin_access"] is False
+    marked = create_app(migrated, "--admin-access")
+    assert marked["admin_access"] is True
+    stored = store.get_app(marked["id"])
+    assert stored is not None and stored.admin_access is True
+    assert "Admin access" in migrated.ok("apps", "show", marked["id"]).stdout
+    assert "ADMIN" in migrated.ok("apps", "list").stdout
+
+    updated = migrated.json("apps", "update", marked["id"], "--no-admin-access")
+    assert updated["admin_access"] is False
+    assert store.get_app(marked["id"]).admin_access is False  # type: ignore[union-attr]
+    [event] = [e for e in events(store, "app.updated") if e.target_id == marked["id"]]
+    assert (event.actor_type, event.details["admin_access"]) == ("system", False)
+    again = migrated.json("apps", "update", marked["id"], "--admin-access")
+    assert again["admin_access"] is True and again["name"] == "CLI app"

@@ -12,7 +12,7 @@ authgate's sign-in page takes `return_to`; only a local absolute path survives
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -28,6 +28,7 @@ from tests.security.helpers import (
     hidden,
     snapshot,
 )
+from tests.security.live import Live
 
 EVIL = "https://evil.example/cb"
 
@@ -255,3 +256,127 @@ def test_deny_redirects_only_to_the_registered_uri(
     assert resp.status_code == 302
     assert resp.headers["location"].startswith(REDIRECT_URI + "?error=access_denied")
     assert code_count(services, app.id) == 0
+
+
+# RFC 9700 §4.11.2: "the authorization server [...] MAY redirect only if it trusts the redirect
+# URI". A client that registered itself chose its URI; until the person has consented to that
+# client, its invalid requests are a page, signed in or not (DESIGN.md §7).
+SELF_REGISTERED_ERRORS = [
+    pytest.param({"response_type": "token"}, "unsupported_response_type", id="4.1.2.1-implicit"),
+    pytest.param({"code_challenge": None}, "invalid_request", id="9700-2.1.1-no-pkce"),
+    pytest.param({"scope": "no-such-scope"}, "invalid_scope", id="3.3-unknown-scope"),
+    pytest.param({"resource": "https://unknown.example"}, "invalid_target", id="8707-unknown"),
+    pytest.param({"prompt": "none"}, "consent_required", id="oidc-3.1.2.6-prompt-none"),
+]
+
+
+def _register_live(http: httpx.Client) -> str:
+    resp = http.post(
+        "/oauth2/register",
+        json={"redirect_uris": [ATTACKER_CB], "token_endpoint_auth_method": "none"},
+    )
+    assert resp.status_code == 201, resp.text
+    client_id: str = resp.json()["client_id"]
+    return client_id
+
+
+ATTACKER_CB = "https://attacker.example/cb"
+
+
+def _live_params(client_id: str, override: dict[str, str | None]) -> dict[str, str]:
+    params: dict[str, str | None] = {
+        "client_id": client_id,
+        "response_type": "code",
+        "redirect_uri": ATTACKER_CB,
+        "code_challenge": generate_pkce().challenge,
+        "code_challenge_method": "S256",
+        "state": "s1",
+    }
+    params.update(override)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+@pytest.mark.parametrize(("override", "error"), SELF_REGISTERED_ERRORS)
+def test_signed_in_user_gets_a_page_for_a_self_registered_client_never_consented_to(
+    live: Live,
+    services: Services,
+    alice: Account,
+    override: dict[str, str | None],
+    error: str,
+) -> None:
+    with live.client() as attacker, live.client() as browser:
+        client_id = _register_live(attacker)
+        login(browser, alice.user.username, alice.password)  # type: ignore[arg-type]
+        url = "/oauth2/authorize?" + urlencode(_live_params(client_id, override))
+        before = snapshot(services)
+        token = csrf_from(browser.get("/logout"))
+        answers = [browser.get(url)]
+        if "prompt" not in override:  # a consent POST is the person's answer, not a prompt
+            answers.append(browser.post(url, data={"decision": "allow", "csrf_token": token}))
+        for resp in answers:
+            assert_error_page(resp, 400, error)
+            assert "attacker.example" not in resp.text
+        assert snapshot(services) == before
+
+
+def test_self_registered_client_errors_redirect_once_the_user_consented(
+    live: Live, services: Services, alice: Account
+) -> None:
+    with live.client() as attacker, live.client() as browser:
+        client_id = _register_live(attacker)
+        login(browser, alice.user.username, alice.password)  # type: ignore[arg-type]
+        bad = "/oauth2/authorize?" + urlencode(_live_params(client_id, {"response_type": "token"}))
+        assert_error_page(browser.get(bad), 400, "unsupported_response_type")
+        # The person consents once: from now on the client's URI is one they trusted.
+        good = "/oauth2/authorize?" + urlencode(_live_params(client_id, {}))
+        page = browser.get(good)
+        allowed = browser.post(good, data={"decision": "allow", "csrf_token": csrf_from(page)})
+        assert allowed.status_code == 302
+        assert allowed.headers["location"].startswith(ATTACKER_CB + "?code=")
+        resp = browser.get(bad)
+        assert resp.status_code == 302
+        got = parse_qs(urlsplit(resp.headers["location"]).query)
+        assert resp.headers["location"].startswith(ATTACKER_CB + "?")
+        assert got["error"] == ["unsupported_response_type"]
+        assert (got["state"], got["iss"]) == (["s1"], [services.ctx.policy.issuer])
+        # Withdrawing the consent makes it a page again.
+        csrf = {"X-CSRF-Token": csrf_from(browser.get("/logout"))}
+        withdrawn = browser.delete("/oauth2/tokens", params={"client_id": client_id}, headers=csrf)
+        assert withdrawn.status_code == 204
+        assert_error_page(browser.get(bad), 400, "unsupported_response_type")
+        # Another person, who never consented, still gets the page.
+        browser.cookies.clear()
+        assert_error_page(browser.get(bad), 400, "unsupported_response_type")
+
+
+def test_operator_app_errors_still_redirect_for_a_signed_in_user(
+    live: Live, services: Services, alice: Account
+) -> None:
+    app = make_client(services, redirect_uris=[REDIRECT_URI])
+    with live.client() as browser:
+        login(browser, alice.user.username, alice.password)  # type: ignore[arg-type]
+        url = authorize_url(app.id, challenge=None)
+        resp = browser.get(url)
+        got = parse_qs(urlsplit(resp.headers["location"]).query)
+        assert resp.status_code == 302 and resp.headers["location"].startswith(REDIRECT_URI)
+        assert got["error"] == ["invalid_request"] and got["state"] == ["xyz-state"]
+
+
+@pytest.mark.parametrize("length", [2049, 4097])
+def test_state_too_long_to_echo_is_a_page(
+    live: Live, services: Services, alice: Account, length: int
+) -> None:
+    """RFC 6749 §4.1.2.1: an error redirect carries "the exact value received from the client"
+    as state; one authgate will not echo makes the error a page, never a redirect without it."""
+    app = make_client(services, redirect_uris=[REDIRECT_URI])
+    with live.client() as browser:
+        login(browser, alice.user.username, alice.password)  # type: ignore[arg-type]
+        before = snapshot(services)
+        url = authorize_url(app.id, challenge=generate_pkce().challenge, state="s" * length)
+        token = csrf_from(browser.get("/logout"))
+        for resp in (
+            browser.get(url),
+            browser.post(url, data={"decision": "allow", "csrf_token": token}),
+        ):
+            assert_error_page(resp, 400, "invalid_request", "state parameter is too long")
+        assert snapshot(services) == before

@@ -175,7 +175,6 @@ VERIFIED_CLIENT_ERRORS = [
     ),
     pytest.param({"response_type": ""}, "invalid_request", id="4.1.2.1-empty-response_type"),
     pytest.param({"scope": 'bad"scope'}, "invalid_scope", id="3.3-malformed-scope"),
-    pytest.param({"state": "s" * 3000}, "invalid_request", id="4.1.1-oversize-state"),
     pytest.param(
         {"code_challenge_method": "S512"}, "invalid_request", id="7636-4.3-unknown-method"
     ),
@@ -211,13 +210,31 @@ def test_errors_after_verification_redirect_with_state_and_iss(
     assert _code_count(services, confidential.id) == 0
 
 
-def test_repeated_state_is_redirected_invalid_request(
-    signed_in: TestClient, confidential: Client
+# "state: REQUIRED if a "state" parameter was present in the client authorization request.
+# The exact value received from the client" (§4.1.2.1): an error that cannot carry the state
+# the client sent is shown as a page, never redirected without it.
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        pytest.param("&state=" + "s" * 3000, id="4.1.2.1-oversize-state"),
+        pytest.param("&state=" + "s" * 5000, id="4.1.2.1-state-over-the-parameter-limit"),
+    ],
+)
+def test_state_too_long_to_echo_is_a_page(
+    signed_in: TestClient, services: Services, confidential: Client, suffix: str
 ) -> None:
+    url = authorize_url(confidential.id, challenge=generate_pkce().challenge, state=None) + suffix
+    resp = signed_in.get(url, follow_redirects=False)
+    assert_error_page(resp, 400, "invalid_request")
+    assert "too long" in resp.text
+    assert _code_count(services, confidential.id) == 0
+
+
+def test_repeated_state_is_a_page(signed_in: TestClient, confidential: Client) -> None:
     url = authorize_url(confidential.id, challenge=generate_pkce().challenge) + "&state=two"
-    got = callback_params(signed_in.get(url, follow_redirects=False))
-    assert got["error"] == "invalid_request"
-    assert "state" not in got
+    resp = signed_in.get(url, follow_redirects=False)
+    assert_error_page(resp, 400, "invalid_request")
+    assert "state parameter was repeated" in resp.text
 
 
 def test_unknown_parameters_are_ignored(signed_in: TestClient, confidential: Client) -> None:

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 from tests.conftest import Account, Client
 from tests.flows import (
     REDIRECT_URI,
+    authorize,
     authorize_url,
     callback_params,
     generate_pkce,
@@ -72,6 +73,8 @@ def test_self_registered_client_errors_are_pages_until_sign_in(
     assert before.status_code == 400 and "location" not in before.headers
     assert '<code id="error-code">invalid_target</code>' in before.text
     login(client, alice.user.username, alice.password)
+    # Errors redirect once the person has consented to the client (RFC 9700 §4.11.2).
+    authorize(client, registered["client_id"], challenge=generate_pkce().challenge)
     after = callback_params(client.get(url, follow_redirects=False))
     assert after["error"] == "invalid_target"
 

@@ -333,3 +333,34 @@ def test_audit_log_filters_and_pages(admin_in: TestClient, services: Services) -
     assert none.status_code == 200 and "0 events." in none.text and "<script>" not in none.text
     dated = admin_in.get("/admin/audit?action=user.created&since=2999-01-01")
     assert "0 events." in dated.text
+
+
+def test_admin_access_is_marked_on_the_app_page_of_operator_apps_only(
+    admin_in: TestClient, services: Services, confidential: Client
+) -> None:
+    page = admin_in.get(f"/admin/apps/{confidential.id}")
+    assert 'name="admin_access"' in page.text and 'id="admin-access">no<' in page.text
+    form = {
+        "csrf_token": token(admin_in),
+        "name": confidential.app.name,
+        "redirect_uris": "\n".join(confidential.app.redirect_uris),
+        "grant_types": list(confidential.app.grant_types),
+        "require_pkce": "on",
+        "admin_access": "on",
+    }
+    saved = admin_in.post(f"/admin/apps/{confidential.id}", data=form)
+    assert saved.status_code == 200 and "The app was saved." in saved.text
+    assert services.store.get_app(confidential.id).admin_access  # type: ignore[union-attr]
+    [event] = events(services, "app.updated")
+    assert event.details["admin_access"] is True  # type: ignore[attr-defined]
+    assert "admin access</span>" in admin_in.get("/admin/apps").text
+    # A self-registered client: no checkbox, and a forged field changes nothing.
+    registered = admin_in.post(
+        "/oauth2/register",
+        json={"redirect_uris": ["http://localhost:7000/cb"], "token_endpoint_auth_method": "none"},
+    ).json()["client_id"]
+    own = admin_in.get(f"/admin/apps/{registered}")
+    assert 'name="admin_access"' not in own.text
+    forged = dict(form, name="Registered", redirect_uris="http://localhost:7000/cb")
+    admin_in.post(f"/admin/apps/{registered}", data=forged)
+    assert services.store.get_app(registered).admin_access is False  # type: ignore[union-attr]

@@ -13,6 +13,11 @@ from authgate.core import clients
 from authgate.core.context import SYSTEM
 from authgate.web.admin.schemas import AppOut, SecretCreated, SecretOut
 
+ADMIN_ACCESS_HELP = (
+    "Let the app be granted authgate's own admin scope (the management API, with an "
+    "administrator's consent). Other apps asking for it get it narrowed away."
+)
+
 
 @click.group()
 def apps() -> None:
@@ -37,6 +42,7 @@ def _describe(app: AppOut) -> str:
         ("Grant types", " ".join(app.grant_types)),
         ("Scope", app.scope or "(any)"),
         ("First party", "yes" if app.first_party else "no"),
+        ("Admin access", "yes" if app.admin_access else "no"),
         ("Dynamically registered", "yes" if app.dynamically_registered else "no"),
         ("Service access", _service_access(app)),
     ]
@@ -84,6 +90,7 @@ def _service_access(app: AppOut) -> str:
 @click.option("--scope", default=None, help="The scopes the app may ask for (space-separated).")
 @click.option("--first-party", is_flag=True, help="Mark the app as first party (operated by you).")
 @click.option("--icon", default=None, help="An http(s) URL of the app's icon.")
+@click.option("--admin-access", is_flag=True, help=ADMIN_ACCESS_HELP)
 @json_option
 def create(
     name: str,
@@ -94,6 +101,7 @@ def create(
     scope: str | None,
     first_party: bool,
     icon: str | None,
+    admin_access: bool,
     as_json: bool,
 ) -> None:
     """Register an app. Confidential apps then need `authgate apps secrets create`."""
@@ -116,10 +124,23 @@ def create(
             grant_types=list(grant_types) or None,
             scope=scope,
             first_party=first_party,
+            admin_access=admin_access,
         ),
     )
     out = AppOut.of(app, ctx.policy.issuer)
     emit(as_json, out.model_dump(mode="json"), lambda: f"Created app.\n{_describe(out)}")
+
+
+@apps.command()
+@click.argument("app_id")
+@click.option("--admin-access/--no-admin-access", default=None, help=ADMIN_ACCESS_HELP)
+@json_option
+def update(app_id: str, admin_access: bool | None, as_json: bool) -> None:
+    """Change an app; what is not given stays as it is."""
+    ctx = open_context()
+    fields = clients.AppFields(admin_access=admin_access)
+    out = AppOut.of(clients.update_app(ctx, SYSTEM, app_id, fields), ctx.policy.issuer)
+    emit(as_json, out.model_dump(mode="json"), lambda: f"Updated app.\n{_describe(out)}")
 
 
 @apps.command(name="list")
@@ -128,11 +149,14 @@ def list_apps(as_json: bool) -> None:
     """List every app."""
     ctx = open_context()
     out = [AppOut.of(app, ctx.policy.issuer) for app in ctx.store.list_apps()]
-    rows = [[a.id, a.name, a.client_type, " ".join(a.redirect_uris)] for a in out]
+    rows = [
+        [a.id, a.name, a.client_type, "yes" if a.admin_access else "no", " ".join(a.redirect_uris)]
+        for a in out
+    ]
     emit(
         as_json,
         [a.model_dump(mode="json") for a in out],
-        lambda: table(["ID", "NAME", "TYPE", "REDIRECT URIS"], rows),
+        lambda: table(["ID", "NAME", "TYPE", "ADMIN", "REDIRECT URIS"], rows),
     )
 
 

@@ -4,7 +4,9 @@ Checks run in two phases. Until client and redirect_uri are verified, an error m
 sent to the redirect_uri ("the authorization server SHOULD inform the resource owner of the
 error and MUST NOT automatically redirect the user-agent to the invalid redirection URI",
 RFC 6749 §4.1.2.1): those raise plain ``OAuthError``s, shown as a page. After, errors raise
-``AuthorizationRedirect`` carrying the verified target.
+``AuthorizationRedirect`` carrying the verified target, and ``may_redirect`` decides whether
+it is followed: not for a client that chose its own redirect URI and that the user has never
+consented to (RFC 9700 §4.11.2).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from authgate.core import clients, pkce, redirect_uris, resources, scopes
+from authgate.core import admin_scope, clients, pkce, redirect_uris, resources, scopes
 from authgate.core.context import Context
 from authgate.core.errors import (
     AccessDeniedError,
@@ -79,18 +81,37 @@ def parse_prompt(value: str | None) -> frozenset[str]:
 
 
 class AuthorizationRedirect(Exception):
-    """An error to be delivered to the verified redirect_uri with ``state`` and ``iss``."""
+    """An error for the verified redirect_uri of ``app``, with ``state`` and ``iss``; whether
+    it is redirected or shown as a page is ``may_redirect``'s decision."""
 
     def __init__(
-        self, error: OAuthError, redirect_uri: str, state: str | None, *, self_registered: bool
+        self, error: OAuthError, redirect_uri: str, state: str | None, *, app: App
     ) -> None:
         super().__init__(error.description)
         self.error = error
         self.redirect_uri = redirect_uri
         self.state = state
-        # A client that registered itself chose its own redirect_uri: until a person has signed
-        # in, its errors are shown as a page, so authgate is no open redirector (DESIGN.md §7).
-        self.self_registered = self_registered
+        self.app = app
+
+
+def _self_registered(app: App) -> bool:
+    return app.dynamically_registered or app.metadata_document
+
+
+def may_redirect(ctx: Context, exc: AuthorizationRedirect, user_id: str | None) -> bool:
+    """Whether an error may be sent to the client's redirect URI rather than shown as a page.
+
+    "the authorization server [...] MAY redirect only if it trusts the redirect URI" (RFC 9700
+    §4.11.2). An operator vouched for the URIs of an app it created; a client that registered
+    itself (RFC 7591, a metadata document) chose its own, and anyone can make one that points
+    anywhere: its errors are a page until the person has consented to it (a code or a grant
+    of theirs for it that they have not withdrawn), signed in or not (DESIGN.md §7).
+    """
+    if not exc.error.redirectable:
+        return False
+    if not _self_registered(exc.app):
+        return True
+    return user_id is not None and ctx.store.has_consented(user_id, exc.app.id)
 
 
 def redirect_url(redirect_uri: str, params: dict[str, str]) -> str:
@@ -128,18 +149,16 @@ def verify_client(ctx: Context, params: Params) -> tuple[App, str, bool]:
 def validate(ctx: Context, params: Params) -> AuthorizationRequest:
     """Validate a whole authorization request (GET shows consent, POST issues the code)."""
     app, redirect_uri, provided = verify_client(ctx, params)
-    state: str | None = None
+    # An error response carries "state: REQUIRED if a "state" parameter was present in the
+    # client authorization request. The exact value received from the client" (RFC 6749
+    # §4.1.2.1): a state that cannot be echoed (too long, repeated) makes the error a page.
+    state = params.get("state")
+    if state is not None and len(state) > MAX_STATE_LENGTH:
+        raise InvalidRequestError("The state parameter is too long")
     try:
-        state = params.get("state")
-        if state is not None and len(state) > MAX_STATE_LENGTH:
-            state = None
-            raise InvalidRequestError("The state parameter is too long")
         return _validate_rest(ctx, params, app, redirect_uri, provided, state)
     except OAuthError as exc:
-        self_registered = app.dynamically_registered or app.metadata_document
-        raise AuthorizationRedirect(
-            exc, redirect_uri, state, self_registered=self_registered
-        ) from exc
+        raise AuthorizationRedirect(exc, redirect_uri, state, app=app) from exc
 
 
 def _validate_rest(
@@ -162,7 +181,9 @@ def _validate_rest(
     # OAuth 2.1 §7.5.1: PKCE for every public client; confidential ones may opt out (legacy).
     pkce.check_challenge(challenge, method, required=app.is_public or app.require_pkce)
     resource = resources.resolve(ctx, params.get("resource"))
-    scope = scopes.negotiate(params.get("scope"), app.scope, resources.scope_names(resource))
+    requested = params.get("scope")
+    scope = scopes.negotiate(requested, app.scope, resources.scope_names(resource))
+    scope = admin_scope.withhold(ctx, app, resource.identifier, scope, requested=requested)
     prompt = parse_prompt(params.get("prompt"))
     return AuthorizationRequest(
         app=app,
@@ -208,14 +229,13 @@ def issue_code(ctx: Context, request: AuthorizationRequest, user: User, auth_tim
 
 
 def prompt_error(request: AuthorizationRequest, error: OAuthError) -> AuthorizationRedirect:
-    """``login_required`` / ``consent_required``, delivered to the verified redirect_uri."""
-    self_registered = request.app.dynamically_registered or request.app.metadata_document
-    return AuthorizationRedirect(
-        error, request.redirect_uri, request.state, self_registered=self_registered
-    )
+    """``login_required`` / ``consent_required``, for the verified redirect_uri."""
+    return AuthorizationRedirect(error, request.redirect_uri, request.state, app=request.app)
 
 
 def deny_url(ctx: Context, request: AuthorizationRequest) -> str:
+    """Where the browser goes when the person chose Deny on the consent page, which named the
+    redirect's host: always the redirect URI (their own decision, not a request's error)."""
     denied = AccessDeniedError("The resource owner denied the request")
-    exc = AuthorizationRedirect(denied, request.redirect_uri, request.state, self_registered=False)
+    exc = AuthorizationRedirect(denied, request.redirect_uri, request.state, app=request.app)
     return error_redirect_url(exc, ctx.policy.issuer)

@@ -43,6 +43,8 @@ class AppFields:
     grant_types: Sequence[str] | None = None
     scope: str | None = None
     first_party: bool | None = None
+    # Whether authgate's own administrative scope may be granted to the app (admin_scope.py).
+    admin_access: bool | None = None
 
 
 DEFAULTS = AppFields(
@@ -53,6 +55,7 @@ DEFAULTS = AppFields(
     require_pkce=True,
     grant_types=DEFAULT_GRANTS,
     first_party=False,
+    admin_access=False,
 )
 
 
@@ -135,6 +138,15 @@ def _validated(fields: AppFields, base: App | None) -> dict[str, Any]:
         raise _invalid("token_endpoint_auth_method", "a confidential client needs a secret")
     if public and not values["require_pkce"]:
         raise _invalid("require_pkce", "public clients always use PKCE")
+    admin_access = bool(values["admin_access"])
+    if (
+        admin_access
+        and base is not None
+        and (base.dynamically_registered or base.metadata_document)
+    ):
+        # DESIGN.md §7: authgate's own admin scopes "never for self-registered or document
+        # clients": they chose their own name and redirect URIs.
+        raise _invalid("admin_access", "only for apps an operator created")
     return values | {
         "name": _check_name(values["name"]),
         "icon": _check_icon(values["icon"]),
@@ -144,6 +156,7 @@ def _validated(fields: AppFields, base: App | None) -> dict[str, Any]:
         "grant_types": grants,
         "scope": _check_scope(values["scope"]),
         "first_party": bool(values["first_party"]),
+        "admin_access": admin_access,
     }
 
 
@@ -183,6 +196,7 @@ def _audit_fields(app: App) -> dict[str, object]:
         "grant_types": list(app.grant_types),
         "scope": app.scope,
         "first_party": app.first_party,
+        "admin_access": app.admin_access,
     }
 
 

@@ -144,6 +144,18 @@ class Forbidden(ManagementError):
     status = 403
     title = "Forbidden"
 
+    def __init__(
+        self,
+        detail: str,
+        *,
+        validations: dict[str, str] | None = None,
+        insufficient_scope: bool = True,
+    ) -> None:
+        super().__init__(detail, validations=validations)
+        # Whether an OAuth token with more scope would do (RFC 6750 §3.1 insufficient_scope);
+        # False where no token an app can hold is enough (the user's own credentials are).
+        self.insufficient_scope = insufficient_scope
+
 
 class NotFound(ManagementError):
     status = 404

@@ -216,6 +216,11 @@ class TokenStore(Protocol):
         too. Returns (grants newly revoked, codes deleted)."""
         ...
 
+    def has_consented(self, user_id: str, app_id: str) -> bool:
+        """Whether the user holds a code (any) or an unrevoked grant of the app: they consented
+        to it and have not withdrawn it since (``revoke_user_app`` ends both)."""
+        ...
+
 
 class ResourceStore(Protocol):
     def create_resource(self, resource: Resource) -> None: ...

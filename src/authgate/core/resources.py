@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from authgate.core import audit
+from authgate.core.admin_scope import ADMIN_SCOPE
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import Conflict, InvalidTargetError, NotFound, ValidationFailed
 from authgate.core.models import Resource, ScopeInfo
@@ -137,7 +138,7 @@ def scope_names(resource: Resource) -> tuple[str, ...]:
 # Management: one behaviour for the admin API and the CLI, audited.
 
 OWN_API_SCOPES = (
-    ScopeInfo("admin", "Administer authgate: apps, users, resources, keys and settings"),
+    ScopeInfo(ADMIN_SCOPE, "Administer authgate: apps, users, resources, keys and settings"),
 )
 TOKEN_FORMATS = ("jwt", "opaque")
 MAX_SCOPES = 64

@@ -9,14 +9,14 @@ from typing import Literal
 from starlette.requests import HTTPConnection
 
 from authgate.config import Settings
-from authgate.core import accounts, consent, tokens
+from authgate.core import accounts, admin_scope, consent, tokens
 from authgate.core.context import Actor, Context
 from authgate.core.errors import Forbidden, OAuthError, Unauthenticated
 from authgate.core.models import User
 from authgate.web import cookies
 
 SESSION_COOKIE = cookies.SESSION  # the name over http; see web/cookies.py for https
-ADMIN_SCOPE = "admin"
+ADMIN_SCOPE = admin_scope.ADMIN_SCOPE
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -66,12 +66,16 @@ class Principal:
     user: User
     via: Literal["api_token", "session", "oauth"]
     scope: tuple[str, ...] = ()
+    # For an OAuth token: whether the app it was issued to may hold the admin scope now
+    # (core/admin_scope.py), so a grant made before the app lost the mark counts for nothing.
+    app_may_administer: bool = False
 
     @property
     def is_admin(self) -> bool:
-        # An OAuth token acts for its user, but admin rights need the `admin` scope too.
+        # An OAuth token acts for its user, but admin rights need the `admin` scope too, held
+        # by an app an operator marked for it.
         if self.via == "oauth":
-            return self.user.is_admin and ADMIN_SCOPE in self.scope
+            return self.user.is_admin and ADMIN_SCOPE in self.scope and self.app_may_administer
         return self.user.is_admin
 
 
@@ -99,7 +103,10 @@ def principal(conn: HTTPConnection) -> Principal:
         user = ctx.store.get_user(access.user_id) if access.user_id else None
         if user is None or user.disabled:
             raise Unauthenticated("The access token does not act for a user")
-        return Principal(user, "oauth", tuple(access.scope.split()))
+        scope = tuple(access.scope.split())
+        # The app, from this process's client cache: read only when it matters.
+        app = ctx.store.get_app(access.app_id) if ADMIN_SCOPE in scope else None
+        return Principal(user, "oauth", scope, admin_scope.may_administer(app))
     session = signed_in(conn)
     if session is None:
         raise Unauthenticated("Authentication required: send `Authorization: Bearer <token>`")
@@ -110,6 +117,25 @@ def principal(conn: HTTPConnection) -> Principal:
     ):
         raise Forbidden("A change made with a browser session needs the X-CSRF-Token header")
     return Principal(session.user, "session")
+
+
+def account_holder(conn: HTTPConnection) -> Principal:
+    """The user themself, not an app acting for them: what manages the account's own
+    credentials and the apps it authorized. An OAuth access token was delegated to an app,
+    which must neither turn that revocable grant into a long-lived credential of the user
+    nor see or disconnect the user's other apps; no scope lifts this."""
+    return require_account_holder(principal(conn))
+
+
+def require_account_holder(who: Principal) -> Principal:
+    """``account_holder`` for a caller already authenticated."""
+    if who.via == "oauth":
+        raise Forbidden(
+            "This needs your browser session or a personal API token: "
+            "an app's OAuth access token cannot manage your account",
+            insufficient_scope=False,
+        )
+    return who
 
 
 def admin(conn: HTTPConnection) -> Principal:

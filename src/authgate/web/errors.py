@@ -61,10 +61,11 @@ def error_page(request: Request, exc: OAuthError, *, status: int | None = None) 
     return render(request, "error.html", context, status=status or exc.status_code)
 
 
-def authorize_error(request: Request, exc: Exception, *, signed_in: bool = True) -> Response:
-    """Authorization endpoint: redirect only to a verified redirect_uri, else show a page."""
-    if isinstance(exc, AuthorizationRedirect) and exc.self_registered and not signed_in:
-        return error_page(request, exc.error, status=400)
+def authorize_error(request: Request, exc: Exception, *, redirect: bool) -> Response:
+    """Authorization endpoint: redirect only to a verified redirect_uri, and only when
+    ``redirect`` (``core.authorize.may_redirect``) says so; else show a page."""
+    if isinstance(exc, AuthorizationRedirect) and not redirect:
+        return error_page(request, exc.error, status=400 if exc.error.status_code < 500 else None)
     if isinstance(exc, AuthorizationRedirect):
         issuer = deps.ctx_of(request).policy.issuer
         return RedirectResponse(error_redirect_url(exc, issuer), status_code=302)
@@ -87,7 +88,7 @@ def problem(exc: ManagementError, request: Request) -> JSONResponse:
     metadata = f'resource_metadata="{issuer}/.well-known/oauth-protected-resource"'
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = f"Bearer {metadata}"
-    elif isinstance(exc, Forbidden) and _oauth_bearer(request):
+    elif isinstance(exc, Forbidden) and exc.insufficient_scope and _oauth_bearer(request):
         # RFC 6750 §3.1: the token is fine but lacks the scope this call needs.
         headers["WWW-Authenticate"] = (
             f'Bearer error="insufficient_scope", scope="{deps.ADMIN_SCOPE}", {metadata}'

@@ -12,7 +12,7 @@ chain (DESIGN.md §4), and this token has neither. Its own row holds everything 
 
 from __future__ import annotations
 
-from authgate.core import service_access
+from authgate.core import admin_scope, service_access
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.errors import UnauthorizedClientError
@@ -30,8 +30,12 @@ class ClientCredentialsGrant:
     ) -> TokenResponse:
         if client.app.is_public or client.method == "none":
             raise UnauthorizedClientError("client_credentials is only for confidential clients")
+        requested = params.get("scope")
         resource, scope = service_access.authorize(
-            ctx, client.app, params.get("resource"), params.get("scope")
+            ctx, client.app, params.get("resource"), requested
+        )
+        scope = admin_scope.withhold(
+            ctx, client.app, resource.identifier, scope, requested=requested
         )
         now = ctx.clock.now()
         subject = Grant(  # what the token is minted from, not stored (family=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from authgate.core import audit, resources, scopes
+from authgate.core import admin_scope, audit, resources, scopes
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidGrantError, InvalidTargetError
@@ -44,7 +44,10 @@ class RefreshTokenGrant:
         # A refresh may narrow the audience, never change it; with one audience, that is "same".
         if resource is not None and resources.canonical_resource(resource) != token.audience:
             raise InvalidTargetError("The resource parameter is invalid")
-        scope = scopes.narrow(params.get("scope"), token.scope)
+        requested = params.get("scope")
+        scope = scopes.narrow(requested, token.scope)
+        # A grant that holds the admin scope of an app that may not (any more) have it.
+        scope = admin_scope.withhold(ctx, client.app, token.audience, scope, requested=requested)
         secret_id = client.secret.id if client.secret else token.secret_id
         target = resources.lookup(ctx, token.audience)
         minted = mint(ctx, grant, target, secret_id=secret_id, with_refresh=True, scope=scope)

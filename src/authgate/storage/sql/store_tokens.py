@@ -385,3 +385,13 @@ class TokenQueries(SqlBase):
     ) -> tuple[int, int]:
         with self._transaction(write=True) as conn:
             return end_user_grants(conn, user_id, now, scope)
+
+    def has_consented(self, user_id: str, app_id: str) -> bool:
+        code = select(authorization_codes.c.id).where(
+            authorization_codes.c.user_id == user_id, authorization_codes.c.app_id == app_id
+        )
+        grant = select(grants.c.id).where(
+            grants.c.user_id == user_id, grants.c.app_id == app_id, grants.c.revoked_at.is_(None)
+        )
+        with self._transaction() as conn:
+            return bool(conn.execute(select(code.exists() | grant.exists())).scalar())

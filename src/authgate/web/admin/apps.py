@@ -14,6 +14,7 @@ from authgate.core import clients, service_access
 from authgate.core.context import Context
 from authgate.core.errors import Forbidden, NotFound, ValidationFailed
 from authgate.core.models import App
+from authgate.web import deps
 from authgate.web.admin.auth import Admin, Ctx, CurrentPrincipal, actor, no_store
 from authgate.web.admin.schemas import (
     AppIn,
@@ -50,6 +51,7 @@ def fields_of(body: AppIn) -> clients.AppFields:
         grant_types=body.grant_types,
         scope=body.scope,
         first_party=body.first_party,
+        admin_access=body.admin_access,
     )
 
 
@@ -68,6 +70,8 @@ def list_apps(ctx: Ctx, who: CurrentPrincipal, user_id: str | None = None) -> li
     asks_for_self = user_id is not None and user_id == who.user.id
     if not (asks_for_self or who.is_admin):
         raise Forbidden("Only an administrator may list all apps or another user's apps")
+    if not who.is_admin:
+        deps.require_account_holder(who)  # as GET /users/me/apps
     if user_id is None:
         return render(ctx, ctx.store.list_apps())
     if ctx.store.get_user(user_id) is None:

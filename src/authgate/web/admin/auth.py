@@ -37,6 +37,10 @@ def _authenticated(request: Request, _bearer: Bearer, _session: SessionCookie) -
     return deps.principal(request)
 
 
+def _account_holder(request: Request, _bearer: Bearer, _session: SessionCookie) -> Principal:
+    return deps.account_holder(request)
+
+
 def _administrator(request: Request, _bearer: Bearer, _session: SessionCookie) -> Principal:
     return deps.admin(request)
 
@@ -46,6 +50,8 @@ def _context(request: Request) -> Context:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_authenticated)]
+# The user's browser session or personal API token: never an app's OAuth access token.
+AccountHolder = Annotated[Principal, Depends(_account_holder)]
 Admin = Annotated[Principal, Depends(_administrator)]
 Ctx = Annotated[Context, Depends(_context)]
 

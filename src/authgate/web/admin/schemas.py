@@ -115,6 +115,10 @@ class AppOut(BaseModel):
     grant_types: list[str]
     scope: str | None
     first_party: bool
+    admin_access: bool = Field(
+        description="Whether authgate's own `admin` scope may be granted to the app "
+        "(only ever for apps an operator created)"
+    )
     dynamically_registered: bool
     service_access: list[ServiceAccessEntry] = Field(
         description="What an operator granted the app's client_credentials tokens (nothing by "
@@ -153,6 +157,7 @@ class AppOut(BaseModel):
             grant_types=list(app.grant_types),
             scope=app.scope,
             first_party=app.first_party,
+            admin_access=app.admin_access,
             dynamically_registered=app.dynamically_registered,
             service_access=service_access_of(app),
             created_at=app.created_at,
@@ -200,6 +205,12 @@ class AppIn(BaseModel):
     grant_types: list[str] | None = None
     scope: str | None = None
     first_party: bool | None = None
+    admin_access: bool | None = Field(
+        None,
+        description="Let the app be granted authgate's own `admin` scope (the management API "
+        "with an administrator's consent); refused for self-registered and metadata-document "
+        "clients",
+    )
 
 
 class SecretOut(BaseModel):

@@ -8,26 +8,15 @@ scoped grant into a long-lived credential of the user.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from authgate.core import accounts
-from authgate.core.errors import Forbidden
-from authgate.web.admin.auth import Ctx, CurrentPrincipal, actor, no_store
+from authgate.web.admin.auth import AccountHolder as Owner
+from authgate.web.admin.auth import Ctx, actor, no_store
 from authgate.web.admin.schemas import ApiTokenCreate, ApiTokenCreated, ApiTokenOut
-from authgate.web.deps import Principal
 
 router = APIRouter(prefix="/users/me/tokens", tags=["tokens"])
-
-
-def _token_owner(who: CurrentPrincipal) -> Principal:
-    if who.via not in ("api_token", "session"):
-        raise Forbidden("API tokens can be managed only with an API token or a browser session")
-    return who
-
-
-Owner = Annotated[Principal, Depends(_token_owner)]
 
 
 @router.get("", response_model=list[ApiTokenOut])

@@ -14,7 +14,7 @@ from authgate.core.context import Context
 from authgate.core.errors import NotFound, ValidationFailed
 from authgate.core.models import User
 from authgate.web.admin.apps import authorized_apps
-from authgate.web.admin.auth import Admin, Ctx, CurrentPrincipal, actor
+from authgate.web.admin.auth import AccountHolder, Admin, Ctx, CurrentPrincipal, actor
 from authgate.web.admin.schemas import AppOut, UserCreate, UserOut, UserPatch
 from authgate.web.deps import Principal
 
@@ -52,14 +52,16 @@ def get_me(who: CurrentPrincipal) -> UserOut:
 
 
 @router.get("/me/apps", response_model=list[AppOut], tags=["apps"])
-def list_my_apps(ctx: Ctx, who: CurrentPrincipal) -> list[AppOut]:
-    """Apps the caller has authorized and still holds a live token for."""
+def list_my_apps(ctx: Ctx, who: AccountHolder) -> list[AppOut]:
+    """Apps the caller has authorized and still holds a live token for (with the browser
+    session or a personal API token: an app's OAuth token may not see the others)."""
     return authorized_apps(ctx, who.user.id)
 
 
 @router.delete("/me/apps/{app}", status_code=204, response_class=Response, tags=["apps"])
-def withdraw_my_app(ctx: Ctx, who: CurrentPrincipal, request: Request, app: str) -> None:
-    """Withdraw consent: revoke every code, grant and token the caller gave ``app``."""
+def withdraw_my_app(ctx: Ctx, who: AccountHolder, request: Request, app: str) -> None:
+    """Withdraw consent: revoke every code, grant and token the caller gave ``app`` (with
+    the browser session or a personal API token, never an app's OAuth token)."""
     consent.withdraw(ctx, actor(request, who), who.user.id, clients.get_app(ctx, app).id)
 
 

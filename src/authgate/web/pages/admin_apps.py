@@ -44,7 +44,8 @@ def key_ids(app: App) -> list[str]:
 
 
 def fields_from(form: FormData, app: App | None) -> clients.AppFields:
-    """The form's fields; a self-registered client's type, grants and first-party flag stay."""
+    """The form's fields; a self-registered client's type, grants, first-party flag and admin
+    access stay (the last two are never theirs)."""
     self_registered = app is not None and (app.dynamically_registered or app.metadata_document)
     method = common.text(form, "token_endpoint_auth_method")
     client_type = common.text(form, "client_type") if app is None else None
@@ -58,6 +59,7 @@ def fields_from(form: FormData, app: App | None) -> clients.AppFields:
         grant_types=None if self_registered else [str(g) for g in form.getlist("grant_types")],
         scope=common.text(form, "scope"),
         first_party=None if self_registered else form.get("first_party") == "on",
+        admin_access=None if self_registered else form.get("admin_access") == "on",
     )
 
 
@@ -74,6 +76,7 @@ def _form_values(form: FormData | None, app: App | None) -> dict[str, Any]:
             "grant_types": [str(g) for g in form.getlist("grant_types")],
             "scope": common.text(form, "scope"),
             "first_party": form.get("first_party") == "on",
+            "admin_access": form.get("admin_access") == "on",
         }
     if app is not None:
         return {
@@ -86,6 +89,7 @@ def _form_values(form: FormData | None, app: App | None) -> dict[str, Any]:
             "grant_types": list(app.grant_types),
             "scope": app.scope or "",
             "first_party": app.first_party,
+            "admin_access": app.admin_access,
         }
     return {
         "name": "",
@@ -97,6 +101,7 @@ def _form_values(form: FormData | None, app: App | None) -> dict[str, Any]:
         "grant_types": ["authorization_code", "refresh_token"],
         "scope": "",
         "first_party": False,
+        "admin_access": False,
     }
 
 

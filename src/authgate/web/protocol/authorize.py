@@ -44,7 +44,18 @@ def _login_redirect(request: Request, *, force: bool = False) -> Response:
     return RedirectResponse(f"/login?return_to={quote(target, safe='')}{suffix}", status_code=302)
 
 
-def _needs_sign_in(
+async def _error(request: Request, exc: Exception, who: SignedIn | None) -> Response:
+    """An authorization error: redirected or shown as a page, as ``authorize.may_redirect``
+    decides for the person (if any) who is signed in."""
+    redirect = False
+    if isinstance(exc, authorize.AuthorizationRedirect):
+        user_id = who.user.id if who else None
+        ctx = deps.ctx_of(request)
+        redirect = await run_in_threadpool(authorize.may_redirect, ctx, exc, user_id)
+    return errors.authorize_error(request, exc, redirect=redirect)
+
+
+async def _needs_sign_in(
     request: Request, req: authorize.AuthorizationRequest, who: SignedIn | None
 ) -> Response | None:
     """The sign-in step: prompt=none may not show it, prompt=login always does."""
@@ -52,9 +63,7 @@ def _needs_sign_in(
     if who is None:
         if "none" in req.prompt:
             error = authorize.LoginRequiredError("The user is not signed in")
-            return errors.authorize_error(
-                request, authorize.prompt_error(req, error), signed_in=False
-            )
+            return await _error(request, authorize.prompt_error(req, error), who)
         return _login_redirect(request, force="login" in req.prompt)
     marker = request.query_params.get(LOGIN_MARKER)
     if "login" in req.prompt and not consent.fresh_login(ctx, marker, who.session.created_at):
@@ -98,9 +107,9 @@ async def authorize_get(request: Request) -> Response:
     try:
         req = await run_in_threadpool(authorize.validate, ctx, _params(request))
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
-        return errors.authorize_error(request, exc, signed_in=who is not None)
+        return await _error(request, exc, who)
     note(request, client_id=req.app.id)
-    sign_in = _needs_sign_in(request, req, who)
+    sign_in = await _needs_sign_in(request, req, who)
     if sign_in is not None or who is None:
         return sign_in or _login_redirect(request)
     skip = await run_in_threadpool(consent.skip_reason, ctx, req, who.user)
@@ -112,7 +121,7 @@ async def authorize_get(request: Request) -> Response:
         return RedirectResponse(url, status_code=302)
     if "none" in req.prompt:
         error = authorize.ConsentRequiredError("The user has not consented to this request")
-        return errors.authorize_error(request, authorize.prompt_error(req, error))
+        return await _error(request, authorize.prompt_error(req, error), who)
     redirect = urlsplit(req.redirect_uri)
     context = {
         "app": req.app,
@@ -138,12 +147,12 @@ async def authorize_get(request: Request) -> Response:
 
 async def authorize_post(request: Request) -> Response:
     ctx = deps.ctx_of(request)
+    who = await run_in_threadpool(deps.signed_in, request)
     try:
         req = await run_in_threadpool(authorize.validate, ctx, _params(request))
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
-        return errors.authorize_error(request, exc)
+        return await _error(request, exc, who)
     note(request, client_id=req.app.id)
-    who = await run_in_threadpool(deps.signed_in, request)
     if who is None:
         return _login_redirect(request)
     note(request, user_id=who.user.id)

@@ -12,7 +12,9 @@ from authgate.web import deps
 
 
 async def withdraw_app_tokens(request: Request) -> Response:
-    who = await run_in_threadpool(deps.principal, request)
+    # The user themself (browser session or personal API token), never an app's OAuth token:
+    # an app may not disconnect the user's other apps.
+    who = await run_in_threadpool(deps.account_holder, request)
     client_id = request.query_params.get("client_id")
     if not client_id:
         raise ValidationFailed("Missing client_id", validations={"client_id": "required"})
