@@ -14,7 +14,7 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from authgate.core import clients, pkce, redirect_uris, resources, scopes
-from authgate.core.context import Context
+from authgate.core.context import Actor, Context
 from authgate.core.errors import (
     AccessDeniedError,
     InvalidClientError,
@@ -108,12 +108,14 @@ def error_redirect_url(exc: AuthorizationRedirect, issuer: str) -> str:
     return redirect_url(exc.redirect_uri, params)
 
 
-def verify_client(ctx: Context, params: Params) -> tuple[App, str, bool]:
+def verify_client(
+    ctx: Context, params: Params, actor: Actor | None = None
+) -> tuple[App, str, bool]:
     """Phase one: the client and its redirect_uri. Errors here are shown, never redirected."""
     client_id = params.get("client_id")
     if client_id is None:
         raise InvalidRequestError("Missing client_id parameter")
-    app = clients.find_client(ctx, client_id)
+    app = clients.find_client(ctx, client_id, actor)
     if app is None:
         raise InvalidClientError("The client_id is not known to this server")
     requested = params.get("redirect_uri")
@@ -125,9 +127,10 @@ def verify_client(ctx: Context, params: Params) -> tuple[App, str, bool]:
     return app, redirect_uri, requested is not None
 
 
-def validate(ctx: Context, params: Params) -> AuthorizationRequest:
-    """Validate a whole authorization request (GET shows consent, POST issues the code)."""
-    app, redirect_uri, provided = verify_client(ctx, params)
+def validate(ctx: Context, params: Params, actor: Actor | None = None) -> AuthorizationRequest:
+    """Validate a whole authorization request (GET shows consent, POST issues the code).
+    ``actor``: who asks, from where (limits on metadata documents not stored yet)."""
+    app, redirect_uri, provided = verify_client(ctx, params, actor)
     state: str | None = None
     try:
         state = params.get("state")

@@ -218,21 +218,6 @@ def _check_application_type(uris: tuple[str, ...], kind: ApplicationType) -> Non
             )
 
 
-def _host_allowed(uri: str, hosts: tuple[str, ...]) -> bool:
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    for entry in hosts:
-        if entry.endswith(":"):
-            if f"{scheme}:" == entry:
-                return True
-        elif scheme in ("http", "https"):
-            bare = entry.strip("[]")
-            if host == bare or (entry.startswith("*.") and host.endswith(entry[1:])):
-                return True
-    return False
-
-
 def _redirect_uris(
     body: Mapping[str, Any],
     grants: tuple[GrantType, ...],
@@ -247,7 +232,7 @@ def _redirect_uris(
     uris = redirect_uris.validate_redirect_uris(value, public=public)
     if settings.redirect_hosts:
         for uri in uris:
-            if not _host_allowed(uri, settings.redirect_hosts):
+            if not runtime_settings.redirect_allowed(uri, settings.redirect_hosts):
                 raise InvalidRedirectUriError(
                     f"The redirect URI {uri} is not on a host this server accepts for "
                     "dynamically registered clients"

@@ -96,7 +96,9 @@ async def authorize_get(request: Request) -> Response:
     who = await run_in_threadpool(deps.signed_in, request)
     note(request, user_id=who.user.id if who else None)
     try:
-        req = await run_in_threadpool(authorize.validate, ctx, _params(request))
+        req = await run_in_threadpool(
+            authorize.validate, ctx, _params(request), deps.actor_of(request)
+        )
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
         return errors.authorize_error(request, exc, signed_in=who is not None)
     note(request, client_id=req.app.id)
@@ -139,7 +141,9 @@ async def authorize_get(request: Request) -> Response:
 async def authorize_post(request: Request) -> Response:
     ctx = deps.ctx_of(request)
     try:
-        req = await run_in_threadpool(authorize.validate, ctx, _params(request))
+        req = await run_in_threadpool(
+            authorize.validate, ctx, _params(request), deps.actor_of(request)
+        )
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
         return errors.authorize_error(request, exc)
     note(request, client_id=req.app.id)
