@@ -19,6 +19,10 @@ DEFAULTS = {
     "registration_redirect_hosts": [],
     "registration_max_clients": 1000,
     "registration_client_ttl_days": 30,
+    "client_metadata_documents_enabled": True,
+    "client_metadata_document_hosts": [],
+    "client_metadata_document_denied_hosts": [],
+    "client_metadata_max_clients": 1000,
 }
 
 
@@ -63,6 +67,7 @@ def test_set_limits(migrated: Cli, store: SqlStore) -> None:
         "7",
     )
     assert values == {
+        **DEFAULTS,
         "dynamic_client_registration_enabled": True,
         "registration_initial_access_token_required": True,
         "registration_redirect_hosts": ["claude.ai", "*.example.com"],

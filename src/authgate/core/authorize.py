@@ -124,6 +124,9 @@ def verify_client(
         if requested is None:
             raise InvalidRequestError("redirect_uri is required: the client registered several")
         raise InvalidRequestError("The redirect_uri does not match any registered for the client")
+    if redirect_uris.ascii_origin(redirect_uri) is None:
+        # Registered before hosts were checked: the consent page could not name it safely.
+        raise InvalidRequestError("The client's redirect_uri does not name a valid host")
     return app, redirect_uri, requested is not None
 
 

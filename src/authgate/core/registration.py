@@ -25,7 +25,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from authgate.core import audit, client_metadata, clients, rate_limits, redirect_uris, scopes
+from authgate.core import (
+    audit,
+    client_metadata,
+    clients,
+    confusables,
+    rate_limits,
+    redirect_uris,
+    scopes,
+)
 from authgate.core import settings as runtime_settings
 from authgate.core.client_auth import SECRET_KIND
 from authgate.core.context import SYSTEM, Actor, Context
@@ -619,16 +627,19 @@ def delete_client(ctx: Context, actor: Actor, app: App) -> None:
 
 def _comparable(name: str) -> str:
     # Letters and digits only: "Acme  Console", "Acme\u200bConsole" and "Acme-Console" read
-    # as "Acme Console" to a person, so they must compare equal to it too.
-    folded = unicodedata.normalize("NFKC", name).casefold()
-    return "".join(c for c in folded if c.isalnum())
+    # as "Acme Console" to a person, so they must compare equal to it too; and letters of
+    # other scripts that look the same ("Acmе" with a Cyrillic е) as the letters they look
+    # like (UTS #39 skeletons, which tell case apart: taken before and after case folding,
+    # so "CIaude" with a capital I is "claude", and so is "CLAUDE").
+    shown = confusables.skeleton(unicodedata.normalize("NFKC", name)).casefold()
+    return "".join(c for c in confusables.skeleton(shown).casefold() if c.isalnum())
 
 
 def name_collides(ctx: Context, app: App) -> bool:
     """Whether a client that named itself (dynamically registered, or a metadata document)
     carries the name of an app an operator registered — worth a warning on the consent page.
-    Compared case-insensitively after Unicode NFKC normalisation; never true for an operator's
-    own apps."""
+    Compared case-insensitively after Unicode NFKC normalisation, as confusable skeletons
+    (UTS #39), letters and digits only; never true for an operator's own apps."""
     if not (app.dynamically_registered or app.metadata_document):
         return False
     name = _comparable(app.name)
