@@ -102,7 +102,7 @@ def test_full_flow_with_a_public_metadata_document_client(
     page = consent_page(signed_in, authorize_url(url, challenge=pkce.challenge, resource=RESOURCE))
     assert "Example MCP client" in page.text
     # Its redirect URI is loopback: a program on the user's device that claims a name, which
-    # the document's host does not vouch for (DESIGN.md §7; tests/security/test_document_clients.py).
+    # the document's host does not vouch for (DESIGN.md §7; tests/security/).
     assert "Verified" not in page.text
     assert "a program on your device that calls itself" in page.text
     assert "published at <strong>127.0.0.1</strong>" in page.text

@@ -10,7 +10,6 @@ built-in templates stay reachable as ``authgate/<name>``.
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
