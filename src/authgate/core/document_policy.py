@@ -79,17 +79,21 @@ def check_redirect_uris(app: App, settings: RegistrationSettings) -> None:
 
 
 def admit_new(ctx: Context, actor: Actor | None, settings: RegistrationSettings) -> None:
-    """Before a document not stored yet is fetched: the rate limits, then the cap."""
-    per_ip = ctx.policy.document_loads_per_ip
+    """Before a document not stored yet is fetched: the cap (a refusal counts against no
+    limit), then the rate limits per source address and overall."""
+    _check_cap(ctx, settings)
     if actor is not None and actor.ip:
-        key = f"documents:ip:{rate_limits.key_part(actor.ip)}"
-        rate_limits.enforce(
-            ctx, actor, Limit(key, per_ip), scope="documents_ip", what="new client documents"
+        per_ip = Limit(
+            f"documents:ip:{rate_limits.key_part(actor.ip)}", ctx.policy.document_loads_per_ip
         )
+        rate_limits.enforce(ctx, actor, per_ip, scope="documents_ip", what="new client documents")
     overall = Limit("documents:global", ctx.policy.document_loads_overall)
     rate_limits.enforce(
         ctx, actor or SYSTEM, overall, scope="documents_global", what="new client documents"
     )
+
+
+def _check_cap(ctx: Context, settings: RegistrationSettings) -> None:
     if not settings.document_max_clients:
         return
     if ctx.store.count_document_apps() >= settings.document_max_clients:
