@@ -149,6 +149,9 @@ def test_switched_off_documents_are_refused_and_nothing_is_stored_or_fetched(
     [event] = services.store.list_audit(AuditQuery(action="settings.updated"))[0]
     assert event.details["changed"] == ["documents_enabled"]
     assert event.details["documents_enabled"] is False
+    with live.client() as anonymous:
+        advertised = anonymous.get("/.well-known/oauth-authorization-server").json()
+    assert "client_id_metadata_document_supported" not in advertised
 
 
 def test_switching_off_also_stops_documents_already_stored(
