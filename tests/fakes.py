@@ -287,6 +287,22 @@ class InMemoryStore:
             ]
             return [_own_jwks(a) for a in self._sorted(stale, lambda a: (last_seen(a), a.id))]
 
+    def count_document_apps(self) -> int:
+        with self._lock:
+            return sum(1 for a in self.apps.values() if a.metadata_document)
+
+    def list_stale_document_apps(self, unused_since: datetime) -> Sequence[App]:
+        unused_since = _aware(unused_since)
+        with self._lock:
+
+            def last_seen(app: App) -> datetime:
+                return app.last_used_at or app.created_at
+
+            stale = [
+                a for a in self.apps.values() if a.metadata_document and last_seen(a) < unused_since
+            ]
+            return [_own_jwks(a) for a in self._sorted(stale, lambda a: (last_seen(a), a.id))]
+
     def delete_app(self, app_id: str) -> bool:
         with self._lock:
             if self.apps.pop(app_id, None) is None:

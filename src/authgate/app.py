@@ -44,6 +44,8 @@ def policy_from(settings: Settings) -> Policy:
         default_audience=canonical_resource(settings.issuer),
         signing_alg=settings.signing_alg,
         key_rotation_interval=timedelta(days=settings.key_rotation_days),
+        document_loads_per_ip=settings.registration_rate_per_ip,
+        document_loads_overall=settings.registration_rate_global,
     )
 
 

@@ -75,7 +75,10 @@ class Settings(BaseSettings):
         True,
         description="Accept an https URL as `client_id` (Client ID Metadata Documents, as MCP "
         "clients use): authgate fetches and validates the client's own metadata document, "
-        "SSRF-safe, and caches it. Also needed for clients whose keys are at a `jwks_uri`.",
+        "SSRF-safe, and caches it. Also needed for clients whose keys are at a `jwks_uri`. "
+        "This is the hard off switch (nothing is fetched); the operator's runtime switch, "
+        "document-host lists and cap are runtime settings (`authgate registration set`, "
+        "`/api/v2/oauth2-provider/settings`).",
     )
     fetch_allow_hosts: str = Field(
         "",
@@ -108,15 +111,18 @@ class Settings(BaseSettings):
         10,
         ge=0,
         description="Dynamic client registrations (`POST /oauth2/register`) allowed per source "
-        "address per hour; more answer 429 with `Retry-After`. 0 = no limit. Whether "
-        "registration is on, and its other limits, are runtime settings: "
-        "`authgate registration` or `/api/v2/oauth2-provider/settings`.",
+        "address per hour; more answer 429 with `Retry-After`. 0 = no limit. The same number "
+        "of first loads of metadata documents not stored yet (a new `client_id` URL at the "
+        "authorization or token endpoint) is allowed per address per hour, counted apart. "
+        "Whether registration and metadata documents are on, and their other limits, are "
+        "runtime settings: `authgate registration` or `/api/v2/oauth2-provider/settings`.",
     )
     registration_rate_global: int = Field(
         100,
         ge=0,
         description="Dynamic client registrations allowed per hour from all addresses "
-        "together (shared by every node through the database). 0 = no limit.",
+        "together (shared by every node through the database); likewise first loads of "
+        "metadata documents, counted apart. 0 = no limit.",
     )
 
     sign_in_rate_per_ip: int = Field(

@@ -19,6 +19,10 @@ DEFAULTS = {
     "registration_redirect_hosts": [],
     "registration_max_clients": 1000,
     "registration_client_ttl_days": 30,
+    "client_metadata_documents_enabled": True,
+    "client_metadata_document_hosts": [],
+    "client_metadata_document_denied_hosts": [],
+    "client_metadata_max_clients": 1000,
 }
 
 
@@ -63,6 +67,7 @@ def test_set_limits(migrated: Cli, store: SqlStore) -> None:
         "7",
     )
     assert values == {
+        **DEFAULTS,
         "dynamic_client_registration_enabled": True,
         "registration_initial_access_token_required": True,
         "registration_redirect_hosts": ["claude.ai", "*.example.com"],
@@ -195,3 +200,38 @@ def test_apps_purge_with_ttl_zero(migrated: Cli, store: SqlStore) -> None:
     assert "never expire" in migrated.ok("apps", "purge").stdout
     assert migrated.json("apps", "purge") == {"dry_run": False, "ttl_days": 0, "apps": []}
     assert store.get_app("ancient") is not None
+
+
+def test_set_metadata_document_controls(migrated: Cli, store: SqlStore) -> None:
+    values = migrated.json(
+        "registration",
+        "set",
+        "--no-documents",
+        "--document-host",
+        "*.Example.com",
+        "--deny-document-host",
+        "evil.example.com",
+        "--max-document-clients",
+        "3",
+    )
+    assert values == {
+        **DEFAULTS,
+        "client_metadata_documents_enabled": False,
+        "client_metadata_document_hosts": ["*.example.com"],
+        "client_metadata_document_denied_hosts": ["evil.example.com"],
+        "client_metadata_max_clients": 3,
+    }
+    assert store.get_setting("client_metadata_documents_enabled") is False
+    text = migrated.ok("registration", "status").stdout
+    assert "Metadata documents:" in text and "evil.example.com" in text
+    cleared = migrated.json(
+        "registration", "set", "--documents", "--any-document-host", "--no-denied-document-hosts"
+    )
+    assert cleared == {**values, **{k: DEFAULTS[k] for k in list(DEFAULTS)[5:8]}}
+    bad = migrated.fails("registration", "set", "--document-host", "cursor:")
+    assert "document_hosts" in bad.stderr
+    [first, second] = events(store, "settings.updated")[::-1]
+    assert first.details["changed"] == [
+        "document_denied_hosts", "document_hosts", "document_max_clients", "documents_enabled",
+    ]  # fmt: skip
+    assert second.details["documents_enabled"] is True

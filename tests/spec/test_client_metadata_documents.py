@@ -101,8 +101,11 @@ def test_full_flow_with_a_public_metadata_document_client(
     pkce = generate_pkce()
     page = consent_page(signed_in, authorize_url(url, challenge=pkce.challenge, resource=RESOURCE))
     assert "Example MCP client" in page.text
-    # The document's host is shown as the client's verified identity.
-    assert "Verified: this app is published by <strong>127.0.0.1</strong>" in page.text
+    # Its redirect URI is loopback: a program on the user's device that claims a name, which
+    # the document's host does not vouch for (DESIGN.md §7; tests/security/).
+    assert "Verified" not in page.text
+    assert "a program on your device that calls itself" in page.text
+    assert "published at <strong>127.0.0.1</strong>" in page.text
     code = authorize(signed_in, url, challenge=pkce.challenge, resource=RESOURCE)
     body = assert_token_response(
         exchange_code(signed_in, code, client_id=url, client_secret=None, verifier=pkce.verifier)

@@ -364,3 +364,35 @@ def test_admin_access_is_marked_on_the_app_page_of_operator_apps_only(
     forged = dict(form, name="Registered", redirect_uris="http://localhost:7000/cb")
     admin_in.post(f"/admin/apps/{registered}", data=forged)
     assert services.store.get_app(registered).admin_access is False  # type: ignore[union-attr]
+
+
+def test_metadata_document_settings(admin_in: TestClient, services: Services) -> None:
+    form = {
+        "csrf_token": token(admin_in),
+        "enabled": "on",
+        "redirect_hosts": "",
+        "max_clients": "1000",
+        "client_ttl_days": "30",
+        "documents_shown": "1",
+        "document_hosts": "*.example.com\nclaude.ai",
+        "document_denied_hosts": "evil.example.com",
+        "document_max_clients": "7",
+    }  # "documents_enabled" unticked: documents off
+    page = admin_in.get("/admin/settings")
+    assert 'id="documents-enabled" checked' in page.text
+    resp = admin_in.post("/admin/settings", data=form)
+    assert resp.status_code == 200 and "The settings were saved." in resp.text
+    event = events(services, "settings.updated")[0]
+    assert sorted(event.details["changed"]) == [  # type: ignore[attr-defined]
+        "document_denied_hosts", "document_hosts", "document_max_clients", "documents_enabled",
+    ]  # fmt: skip
+    assert services.store.get_setting("client_metadata_documents_enabled") is False
+    assert services.store.get_setting("client_metadata_document_hosts") == [
+        "*.example.com",
+        "claude.ai",
+    ]
+    shown = admin_in.get("/admin/settings").text
+    assert 'id="documents-enabled" checked' not in shown and "evil.example.com" in shown
+    bad = admin_in.post("/admin/settings", data=dict(form, document_hosts="cursor:"))
+    assert bad.status_code == 400 and 'id="form-error"' in bad.text
+    assert services.store.get_setting("client_metadata_max_clients") == 7

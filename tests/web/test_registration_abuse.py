@@ -49,6 +49,10 @@ DEFAULTS = {
     "registration_redirect_hosts": [],
     "registration_max_clients": 1000,
     "registration_client_ttl_days": 30,
+    "client_metadata_documents_enabled": True,
+    "client_metadata_document_hosts": [],
+    "client_metadata_document_denied_hosts": [],
+    "client_metadata_max_clients": 1000,
 }
 
 

@@ -1,6 +1,6 @@
-"""``authgate registration``: switch dynamic client registration (RFC 7591) on or off, set its
-limits, and manage initial access tokens; and ``authgate apps purge``, which deletes unused
-dynamically registered clients.
+"""``authgate registration``: switch dynamic client registration (RFC 7591) and metadata-document
+clients on or off, set their limits, and manage initial access tokens; and ``authgate apps
+purge``, which deletes unused self-registered clients (of both kinds).
 
 The same ``core.settings`` / ``core.clients`` functions as ``/api/v2/oauth2-provider/settings``,
 acting as ``system``; ``--json`` prints the API's JSON shapes. A running server sees a change
@@ -45,6 +45,10 @@ def _describe(value: RegistrationSettings) -> str:
                 "Unused clients expire",
                 f"after {value.client_ttl_days} days" if value.client_ttl_days else "never",
             ),
+            ("Metadata documents", "enabled" if value.documents_enabled else "disabled"),
+            ("Document hosts", ", ".join(value.document_hosts) or "(any)"),
+            ("Denied document hosts", ", ".join(value.document_denied_hosts) or "(none)"),
+            ("Max document clients", value.document_max_clients or "(no limit)"),
         ]
     )
 
@@ -100,7 +104,35 @@ def disable(as_json: bool) -> None:
 @click.option(
     "--client-ttl-days",
     type=click.IntRange(min=0),
-    help="Delete clients unused for this many days; 0 = never.",
+    help="Delete self-registered clients (registered or metadata-document) unused for this "
+    "many days; 0 = never.",
+)
+@click.option(
+    "--documents/--no-documents",
+    "documents_enabled",
+    default=None,
+    help="Whether an https URL is accepted as client_id (Client ID Metadata Documents).",
+)
+@click.option(
+    "--document-host",
+    "document_hosts",
+    multiple=True,
+    help="Accept metadata documents only from this host (`example.com`, `*.example.com`). "
+    "Repeat for several; replaces the list. While an initial access token is required, "
+    "documents are accepted only from these hosts.",
+)
+@click.option("--any-document-host", is_flag=True, help="Clear the document host list.")
+@click.option(
+    "--deny-document-host",
+    "denied_hosts",
+    multiple=True,
+    help="Never accept metadata documents from this host. Repeat for several; replaces the list.",
+)
+@click.option("--no-denied-document-hosts", is_flag=True, help="Clear the denied host list.")
+@click.option(
+    "--max-document-clients",
+    type=click.IntRange(min=0),
+    help="Most metadata-document clients stored at once; 0 = no limit.",
 )
 @json_option
 def set_(
@@ -109,17 +141,32 @@ def set_(
     any_redirect_host: bool,
     max_clients: int | None,
     client_ttl_days: int | None,
+    documents_enabled: bool | None,
+    document_hosts: tuple[str, ...],
+    any_document_host: bool,
+    denied_hosts: tuple[str, ...],
+    no_denied_document_hosts: bool,
+    max_document_clients: int | None,
     as_json: bool,
 ) -> None:
     """Change some settings; the others stay as they are."""
     if redirect_hosts and any_redirect_host:
         raise click.UsageError("--redirect-host and --any-redirect-host exclude each other")
-    hosts = () if any_redirect_host else (redirect_hosts or None)
+    if document_hosts and any_document_host:
+        raise click.UsageError("--document-host and --any-document-host exclude each other")
+    if denied_hosts and no_denied_document_hosts:
+        raise click.UsageError(
+            "--deny-document-host and --no-denied-document-hosts exclude each other"
+        )
     change = SettingsChange(
         initial_access_token_required=token_required,
-        redirect_hosts=hosts,
+        redirect_hosts=() if any_redirect_host else (redirect_hosts or None),
         max_clients=max_clients,
         client_ttl_days=client_ttl_days,
+        documents_enabled=documents_enabled,
+        document_hosts=() if any_document_host else (document_hosts or None),
+        document_denied_hosts=() if no_denied_document_hosts else (denied_hosts or None),
+        document_max_clients=max_document_clients,
     )
     if change == SettingsChange():
         raise click.UsageError("Nothing to change: give at least one option (see --help)")
@@ -216,10 +263,11 @@ def delete_token(token_id: str, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
 @json_option
 def purge(dry_run: bool, as_json: bool) -> None:
-    """Delete dynamically registered apps unused for the registration client TTL."""
+    """Delete self-registered apps (dynamically registered and metadata-document clients)
+    unused for the registration client TTL."""
     ctx = open_context()
     ttl_days = runtime_settings.load(ctx).client_ttl_days
-    stale = clients.purge_stale_dynamic_apps(ctx, SYSTEM, dry_run=dry_run)
+    stale = clients.purge_stale_self_registered_apps(ctx, SYSTEM, dry_run=dry_run)
     listed = [
         {
             "id": app.id,

@@ -16,7 +16,7 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from authgate.core import admin_scope, clients, pkce, redirect_uris, resources, scopes
-from authgate.core.context import Context
+from authgate.core.context import Actor, Context
 from authgate.core.errors import (
     AccessDeniedError,
     InvalidClientError,
@@ -129,12 +129,14 @@ def error_redirect_url(exc: AuthorizationRedirect, issuer: str) -> str:
     return redirect_url(exc.redirect_uri, params)
 
 
-def verify_client(ctx: Context, params: Params) -> tuple[App, str, bool]:
+def verify_client(
+    ctx: Context, params: Params, actor: Actor | None = None
+) -> tuple[App, str, bool]:
     """Phase one: the client and its redirect_uri. Errors here are shown, never redirected."""
     client_id = params.get("client_id")
     if client_id is None:
         raise InvalidRequestError("Missing client_id parameter")
-    app = clients.find_client(ctx, client_id)
+    app = clients.find_client(ctx, client_id, actor)
     if app is None:
         raise InvalidClientError("The client_id is not known to this server")
     requested = params.get("redirect_uri")
@@ -143,12 +145,16 @@ def verify_client(ctx: Context, params: Params) -> tuple[App, str, bool]:
         if requested is None:
             raise InvalidRequestError("redirect_uri is required: the client registered several")
         raise InvalidRequestError("The redirect_uri does not match any registered for the client")
+    if redirect_uris.ascii_origin(redirect_uri) is None:
+        # Registered before hosts were checked: the consent page could not name it safely.
+        raise InvalidRequestError("The client's redirect_uri does not name a valid host")
     return app, redirect_uri, requested is not None
 
 
-def validate(ctx: Context, params: Params) -> AuthorizationRequest:
-    """Validate a whole authorization request (GET shows consent, POST issues the code)."""
-    app, redirect_uri, provided = verify_client(ctx, params)
+def validate(ctx: Context, params: Params, actor: Actor | None = None) -> AuthorizationRequest:
+    """Validate a whole authorization request (GET shows consent, POST issues the code).
+    ``actor``: who asks, from where (limits on metadata documents not stored yet)."""
+    app, redirect_uri, provided = verify_client(ctx, params, actor)
     # An error response carries "state: REQUIRED if a "state" parameter was present in the
     # client authorization request. The exact value received from the client" (RFC 6749
     # §4.1.2.1): a state that cannot be echoed (too long, repeated) makes the error a page.

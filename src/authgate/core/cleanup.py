@@ -6,8 +6,8 @@ expired row as absent. The retention keeps recent rows for forensics and for the
 that look at spent codes and rotated refresh tokens. Every node may run this at once: each
 batch is its own short transaction, and rows another node is deleting are skipped.
 
-Unused self-registered clients are purged here too (``clients.purge_stale_dynamic_apps``,
-audited as ``client.purged``).
+Unused self-registered clients — dynamically registered and metadata-document ones — are
+purged here too (``clients.purge_stale_self_registered_apps``, audited as ``client.purged``).
 """
 
 from __future__ import annotations
@@ -52,5 +52,5 @@ def run(
         else:
             complete = False
         deleted[kind] = total
-    deleted["clients"] = len(clients.purge_stale_dynamic_apps(ctx, SYSTEM))
+    deleted["clients"] = len(clients.purge_stale_self_registered_apps(ctx, SYSTEM))
     return CleanupReport(deleted, complete)

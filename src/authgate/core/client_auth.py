@@ -15,7 +15,7 @@ from datetime import timedelta
 from urllib.parse import unquote_plus
 
 from authgate.core import client_assertion
-from authgate.core.context import Context
+from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidClientError, InvalidRequestError
 from authgate.core.models import App, AppSecret, AuthMethod
 from authgate.core.params import Params
@@ -107,8 +107,11 @@ def parse_credentials(authorization: str | None, params: Params) -> ClientCreden
     return ClientCredentials(body_id, None, "none")
 
 
-def authenticate(ctx: Context, creds: ClientCredentials) -> AuthenticatedClient:
-    """Authenticate the client or raise ``invalid_client`` (401)."""
+def authenticate(
+    ctx: Context, creds: ClientCredentials, actor: Actor | None = None
+) -> AuthenticatedClient:
+    """Authenticate the client or raise ``invalid_client`` (401). ``actor``: who asks, from
+    where (a metadata document not stored yet counts against that address's limit)."""
     from authgate.core.clients import find_client_and_secret  # deferred: clients imports us
 
     basic = creds.method == "client_secret_basic"
@@ -117,7 +120,7 @@ def authenticate(ctx: Context, creds: ClientCredentials) -> AuthenticatedClient:
     presented = secrets.parse(creds.client_secret, SECRET_KIND) if creds.client_secret else None
     # The app and the stored secret the presented one names, in one read.
     app, stored = find_client_and_secret(
-        ctx, creds.client_id, presented.prefix if presented else None
+        ctx, creds.client_id, presented.prefix if presented else None, actor
     )
     if app is None:
         raise InvalidClientError(debug="unknown client_id", basic=basic)

@@ -23,11 +23,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from authgate.core import audit, redirect_uris, scopes
-from authgate.core.context import SYSTEM, Context
+from authgate.core import audit, document_policy, redirect_uris, scopes
+from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import InvalidClientError, OAuthError
 from authgate.core.models import App, AuthMethod, GrantType
 from authgate.core.ports import FetchError
+from authgate.core.settings import RegistrationSettings
 from authgate.crypto import jose
 
 MAX_URL_LENGTH = 2048
@@ -124,7 +125,7 @@ class DocumentFailures:
 
 
 def _refused(reason: str) -> InvalidClientError:
-    return InvalidClientError(f"The client metadata document could not be used: {reason}")
+    return document_policy.refused(reason)
 
 
 def _usable_stale(stored: App | None, now: datetime) -> App | None:
@@ -133,17 +134,29 @@ def _usable_stale(stored: App | None, now: datetime) -> App | None:
     return stored if stored.metadata_expires_at + STALE_IF_ERROR > now else None
 
 
-def load_document_client(ctx: Context, url: str) -> App:
+def load_document_client(ctx: Context, url: str, actor: Actor | None = None) -> App:
     """The client described by the metadata document at ``url``, from the stored copy while it
-    is fresh, else fetched and validated; raises ``invalid_client`` with the reason."""
+    is fresh, else fetched and validated; raises ``invalid_client`` with the reason. The
+    operator's controls (core/document_policy.py) apply to every use; ``actor`` (who asks, from
+    where) counts against the limits on documents not stored yet."""
     try:
         check_url(url)
     except InvalidDocument as exc:
         raise _refused(str(exc)) from exc
-    now = ctx.clock.now()
     stored = ctx.store.get_app(url)
     if stored is not None and not stored.metadata_document:
         return stored  # an app registered under this id by other means stays what it is
+    settings = document_policy.current(ctx)
+    document_policy.check_url_host(url, settings)
+    app = _fresh_or_fetched(ctx, url, stored, actor, settings)
+    document_policy.check_redirect_uris(app, settings)
+    return app
+
+
+def _fresh_or_fetched(
+    ctx: Context, url: str, stored: App | None, actor: Actor | None, settings: RegistrationSettings
+) -> App:
+    now = ctx.clock.now()
     if stored is not None and stored.metadata_expires_at and stored.metadata_expires_at > now:
         return stored
     failure = ctx.client_documents.get(url, now)
@@ -154,6 +167,8 @@ def load_document_client(ctx: Context, url: str) -> App:
         raise _refused(failure.reason)
     if ctx.fetcher is None:
         raise _refused("this server does not fetch client metadata documents")
+    if stored is None:
+        document_policy.admit_new(ctx, actor, settings)
     try:
         document = ctx.fetcher.fetch(url)
     except FetchError as exc:
@@ -167,6 +182,12 @@ def load_document_client(ctx: Context, url: str) -> App:
     except InvalidDocument as exc:
         ctx.client_documents.remember(url, now, str(exc), stale_ok=False)
         raise _refused(str(exc)) from exc
+    try:
+        document_policy.check_redirect_uris(app, settings)
+    except InvalidClientError as exc:
+        # Not stored: a client the operator's controls refuse leaves no row behind.
+        ctx.client_documents.remember(url, now, exc.description, stale_ok=False)
+        raise
     ctx.store.upsert_app(app)
     ctx.client_documents.forget(url)
     _audit(ctx, stored, app)

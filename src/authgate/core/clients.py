@@ -207,19 +207,20 @@ def get_app(ctx: Context, app_id: str) -> App:
     return app
 
 
-def find_client(ctx: Context, client_id: str) -> App | None:
+def find_client(ctx: Context, client_id: str, actor: Actor | None = None) -> App | None:
     """The client a protocol request names: a Client ID Metadata Document client for an https
-    URL (fetched and validated; ``invalid_client`` if that fails), else a registered app."""
-    return find_client_and_secret(ctx, client_id, None)[0]
+    URL (fetched and validated, under the operator's controls; ``invalid_client`` if that
+    fails), else a registered app. ``actor``: who asks (the limits on new documents)."""
+    return find_client_and_secret(ctx, client_id, None, actor)[0]
 
 
 def find_client_and_secret(
-    ctx: Context, client_id: str, secret_prefix: str | None
+    ctx: Context, client_id: str, secret_prefix: str | None, actor: Actor | None = None
 ) -> tuple[App | None, AppSecret | None]:
     """``find_client``, and the stored secret with this prefix (whichever app it belongs to;
     the caller checks) read with it in one go when a prefix is given."""
     if ctx.fetcher is not None and client_metadata.is_document_url(client_id):
-        return client_metadata.load_document_client(ctx, client_id), None
+        return client_metadata.load_document_client(ctx, client_id, actor), None
     if len(client_id) > MAX_CLIENT_ID:
         return None, None
     if secret_prefix is None:
@@ -285,11 +286,29 @@ def purge_stale_dynamic_apps(ctx: Context, actor: Actor, *, dry_run: bool = Fals
     Unused registrations pile up (every MCP client that registers and goes away leaves one);
     this is what keeps ``registration_max_clients`` from filling with them. 0 days = never.
     """
+    return _purge_stale(ctx, actor, dry_run=dry_run, documents=False)
+
+
+def purge_stale_self_registered_apps(
+    ctx: Context, actor: Actor, *, dry_run: bool = False
+) -> list[App]:
+    """``purge_stale_dynamic_apps``, and the metadata-document clients unused as long (last
+    successful token request, else first load of the document). A purged client is deleted
+    with its grants and tokens, like a dynamically registered one: any token request counts as
+    use, so only a client nobody has used for that long goes; if it comes back, its document
+    is loaded again and the user is asked again."""
+    return _purge_stale(ctx, actor, dry_run=dry_run, documents=True)
+
+
+def _purge_stale(ctx: Context, actor: Actor, *, dry_run: bool, documents: bool) -> list[App]:
     ttl_days = runtime_settings.load(ctx).client_ttl_days
     if ttl_days <= 0:
         return []
     unused_since = ctx.clock.now() - timedelta(days=ttl_days)
     stale = list(ctx.store.list_stale_dynamic_apps(unused_since))
+    if documents:
+        stale += ctx.store.list_stale_document_apps(unused_since)
+        stale.sort(key=lambda a: (a.last_used_at or a.created_at, a.id))
     if dry_run:
         return stale
     purged = []
@@ -307,5 +326,6 @@ def purge_stale_dynamic_apps(ctx: Context, actor: Actor, *, dry_run: bool = Fals
             name=app.name,
             last_seen_at=last_seen.isoformat(),
             ttl_days=ttl_days,
+            metadata_document=app.metadata_document,
         )
     return purged

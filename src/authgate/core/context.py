@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from authgate.core.keys import Keyring
     from authgate.core.rate_limits import Leases
     from authgate.core.resources import ResourceCache
+    from authgate.core.settings import SettingsCache
 
 
 def _new_keyring() -> Keyring:
@@ -39,6 +40,12 @@ def _new_document_failures() -> DocumentFailures:
     from authgate.core.client_metadata import DocumentFailures  # deferred, as above
 
     return DocumentFailures()
+
+
+def _new_settings_cache() -> SettingsCache:
+    from authgate.core.settings import SettingsCache  # deferred, as above
+
+    return SettingsCache()
 
 
 def _new_client_keys() -> ClientKeys:
@@ -66,6 +73,8 @@ class Context:
     # This node's memory of recent metadata-document failures and of clients' jwks_uri keys.
     client_documents: DocumentFailures = field(default_factory=_new_document_failures)
     client_keys: ClientKeys = field(default_factory=_new_client_keys)
+    # This node's copy of the runtime settings of self-registered clients (core/settings.py).
+    registration_settings: SettingsCache = field(default_factory=_new_settings_cache)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,10 @@ class Policy:
     # made on another node is seen within this bound.
     cache_ttl: timedelta = timedelta(seconds=30)
     jwks_max_age: int = 300
+    # First loads of metadata documents not stored yet (each one a fetch and, if valid, a new
+    # app row) per source address and from all addresses, per hour; 0 = no limit.
+    document_loads_per_ip: int = 10
+    document_loads_overall: int = 100
 
     @property
     def audience(self) -> str:

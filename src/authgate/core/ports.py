@@ -116,6 +116,15 @@ class AppStore(Protocol):
         is before ``unused_since``."""
         ...
 
+    def count_document_apps(self) -> int:
+        """Stored metadata-document clients."""
+        ...
+
+    def list_stale_document_apps(self, unused_since: datetime) -> Sequence[App]:
+        """Metadata-document clients whose ``last_used_at`` (or, never used, ``created_at``)
+        is before ``unused_since``, least recently seen first."""
+        ...
+
     def list_apps_authorized_by(self, user_id: str, now: datetime) -> Sequence[App]:
         """Apps for which the user holds an unrevoked grant with a live token."""
         ...

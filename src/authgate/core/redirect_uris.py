@@ -7,8 +7,12 @@ specified at the time of the request" (RFC 8252 §7.3).
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Sequence
 from urllib.parse import SplitResult, urlsplit
+
+import idna
 
 from authgate.core.errors import InvalidRedirectUriError
 
@@ -19,6 +23,9 @@ DANGEROUS_SCHEMES = frozenset(
 PUBLIC_FORBIDDEN_SCHEMES = frozenset({"mailto", "tel", "sms"})
 MAX_URIS = 32
 MAX_URI_LENGTH = 2048
+# RFC 3986 §3.1 scheme; a host in ASCII after IDNA: letters, digits, hyphens and dots.
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+_ASCII_HOST = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)*\.?")
 
 
 def _split(uri: str) -> SplitResult | None:
@@ -40,6 +47,40 @@ def _netloc_host(parts: SplitResult) -> str:
 def is_loopback(uri: str) -> bool:
     parts = _split(uri)
     return parts is not None and parts.scheme == "http" and _netloc_host(parts) in LOOPBACK_HOSTS
+
+
+def _ascii_host(parts: SplitResult) -> str | None:
+    """The host as a browser sends it: an IP address (IPv6 in brackets) or the IDNA 2008 /
+    UTS #46 form of a name (``bücher.example`` → ``xn--bcher-kva.example``); None if it is
+    neither."""
+    host = parts.hostname or ""
+    if parts.netloc.rsplit("@", 1)[-1].startswith("["):
+        try:
+            return f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            return None
+    try:
+        ascii_host = idna.encode(host, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+    return ascii_host if _ASCII_HOST.fullmatch(ascii_host) else None
+
+
+def ascii_origin(uri: str) -> str | None:
+    """The CSP source expression for the place ``uri`` sends the browser (CSP3 §2.3.1):
+    ``https://host[:port]`` in ASCII, or ``scheme:`` for a private-use scheme; None when the
+    URI has no valid host (then it can be no redirect target: nothing unchecked may reach a
+    response header)."""
+    parts = _split(uri)
+    scheme = parts.scheme.lower() if parts is not None else ""
+    if parts is None or not _SCHEME.fullmatch(scheme):
+        return None
+    if scheme not in ("http", "https"):
+        return f"{scheme}:"
+    host = _ascii_host(parts)
+    if host is None:
+        return None
+    return f"{scheme}://{host}" + (f":{parts.port}" if parts.port is not None else "")
 
 
 def validate_redirect_uri(uri: str, *, public: bool) -> str:
@@ -70,6 +111,8 @@ def validate_redirect_uri(uri: str, *, public: bool) -> str:
         raise InvalidRedirectUriError("A private-use redirect_uri needs a path")
     if parts.username or parts.password:
         raise InvalidRedirectUriError("redirect_uri must not contain user information")
+    if ascii_origin(uri) is None:
+        raise InvalidRedirectUriError("redirect_uri must have a valid host name or IP address")
     return uri
 
 

@@ -29,6 +29,7 @@ from authgate.core import (
     audit,
     client_metadata,
     clients,
+    confusables,
     rate_limits,
     redirect_uris,
     scopes,
@@ -226,21 +227,6 @@ def _check_application_type(uris: tuple[str, ...], kind: ApplicationType) -> Non
             )
 
 
-def _host_allowed(uri: str, hosts: tuple[str, ...]) -> bool:
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    for entry in hosts:
-        if entry.endswith(":"):
-            if f"{scheme}:" == entry:
-                return True
-        elif scheme in ("http", "https"):
-            bare = entry.strip("[]")
-            if host == bare or (entry.startswith("*.") and host.endswith(entry[1:])):
-                return True
-    return False
-
-
 def _redirect_uris(
     body: Mapping[str, Any],
     grants: tuple[GrantType, ...],
@@ -255,7 +241,7 @@ def _redirect_uris(
     uris = redirect_uris.validate_redirect_uris(value, public=public)
     if settings.redirect_hosts:
         for uri in uris:
-            if not _host_allowed(uri, settings.redirect_hosts):
+            if not runtime_settings.redirect_allowed(uri, settings.redirect_hosts):
                 raise InvalidRedirectUriError(
                     f"The redirect URI {uri} is not on a host this server accepts for "
                     "dynamically registered clients"
@@ -661,16 +647,19 @@ def delete_client(ctx: Context, actor: Actor, app: App) -> None:
 
 def _comparable(name: str) -> str:
     # Letters and digits only: "Acme  Console", "Acme\u200bConsole" and "Acme-Console" read
-    # as "Acme Console" to a person, so they must compare equal to it too.
-    folded = unicodedata.normalize("NFKC", name).casefold()
-    return "".join(c for c in folded if c.isalnum())
+    # as "Acme Console" to a person, so they must compare equal to it too; and letters of
+    # other scripts that look the same ("Acmе" with a Cyrillic е) as the letters they look
+    # like (UTS #39 skeletons, which tell case apart: taken before and after case folding,
+    # so "CIaude" with a capital I is "claude", and so is "CLAUDE").
+    shown = confusables.skeleton(unicodedata.normalize("NFKC", name)).casefold()
+    return "".join(c for c in confusables.skeleton(shown).casefold() if c.isalnum())
 
 
 def name_collides(ctx: Context, app: App) -> bool:
     """Whether a client that named itself (dynamically registered, or a metadata document)
     carries the name of an app an operator registered — worth a warning on the consent page.
-    Compared case-insensitively after Unicode NFKC normalisation; never true for an operator's
-    own apps."""
+    Compared case-insensitively after Unicode NFKC normalisation, as confusable skeletons
+    (UTS #39), letters and digits only; never true for an operator's own apps."""
     if not (app.dynamically_registered or app.metadata_document):
         return False
     name = _comparable(app.name)

@@ -17,7 +17,7 @@ from authgate.core.params import Params
 
 def revoke(ctx: Context, params: Params, authorization: str | None, actor: Actor) -> None:
     creds = client_auth.parse_credentials(authorization, params)
-    client = client_auth.authenticate(ctx, creds)
+    client = client_auth.authenticate(ctx, creds, actor)
     actor = actor.as_client(client.app.id)
     value = params.require("token")
     hint = params.get("token_type_hint")

@@ -1,12 +1,15 @@
-"""Runtime settings of dynamic client registration (RFC 7591) and its initial access tokens,
-kept in the ``settings`` table so that an administrator changes them while authgate runs, and
-every node sees the change within ``policy.cache_ttl``.
+"""Runtime settings of self-registered clients — dynamic client registration (RFC 7591), its
+initial access tokens, and Client ID Metadata Documents — kept in the ``settings`` table so that
+an administrator changes them while authgate runs, and every node sees the change within
+``policy.cache_ttl``.
 
 Unlike ``config.py`` (environment, read once at start), these are changed through
 ``/api/v2/oauth2-provider/settings`` or ``authgate registration …``; each change is audited.
 A missing or unreadable value is its default (DESIGN.md §7: registration on, abuse controls
-on). Initial access tokens (RFC 7591 §3, "initial access token") are a short list kept in one
-setting: only their SHA-256 is stored, like every other authgate secret.
+on). The redirect-host allow-list and the expiry of unused clients govern both kinds of
+self-registered client; metadata documents have their own switch, cap and document-host lists
+(core/document_policy.py). Initial access tokens (RFC 7591 §3, "initial access token") are a
+short list kept in one setting: only their SHA-256 is stored, like every other authgate secret.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from authgate.core import audit, service_access
 from authgate.core.context import Actor, Context
@@ -31,6 +35,10 @@ REDIRECT_HOSTS = "registration_redirect_hosts"
 MAX_CLIENTS = "registration_max_clients"
 CLIENT_TTL_DAYS = "registration_client_ttl_days"
 INITIAL_ACCESS_TOKENS = "registration_initial_access_tokens"
+DOCUMENTS_ENABLED = "client_metadata_documents_enabled"
+DOCUMENT_HOSTS = "client_metadata_document_hosts"
+DOCUMENT_DENIED_HOSTS = "client_metadata_document_denied_hosts"
+DOCUMENT_MAX_CLIENTS = "client_metadata_max_clients"
 
 INITIAL_ACCESS_TOKEN_KIND = "iat"
 MAX_REDIRECT_HOSTS = 100
@@ -47,16 +55,28 @@ _HOST_ENTRY = re.compile(
 )
 
 
+# A document URL's host: as above, without the private-use scheme form.
+_DOCUMENT_HOST_ENTRY = re.compile(
+    r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\]"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class RegistrationSettings:
-    """What dynamic registration allows now. ``max_clients`` and ``client_ttl_days``: 0 = no
-    limit / never expire. ``redirect_hosts``: empty = any host."""
+    """What self-registered clients may do now. ``max_clients``, ``document_max_clients`` and
+    ``client_ttl_days``: 0 = no limit / never expire. ``redirect_hosts`` (both kinds of client)
+    and ``document_hosts``: empty = any host. ``client_ttl_days`` applies to dynamically
+    registered and metadata-document clients alike."""
 
     enabled: bool = True
     initial_access_token_required: bool = False
     redirect_hosts: tuple[str, ...] = ()
     max_clients: int = 1000
     client_ttl_days: int = 30
+    documents_enabled: bool = True
+    document_hosts: tuple[str, ...] = ()
+    document_denied_hosts: tuple[str, ...] = ()
+    document_max_clients: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +88,10 @@ class SettingsChange:
     redirect_hosts: Sequence[str] | None = None
     max_clients: int | None = None
     client_ttl_days: int | None = None
+    documents_enabled: bool | None = None
+    document_hosts: Sequence[str] | None = None
+    document_denied_hosts: Sequence[str] | None = None
+    document_max_clients: int | None = None
 
 
 _KEYS = {
@@ -76,6 +100,10 @@ _KEYS = {
     "redirect_hosts": REDIRECT_HOSTS,
     "max_clients": MAX_CLIENTS,
     "client_ttl_days": CLIENT_TTL_DAYS,
+    "documents_enabled": DOCUMENTS_ENABLED,
+    "document_hosts": DOCUMENT_HOSTS,
+    "document_denied_hosts": DOCUMENT_DENIED_HOSTS,
+    "document_max_clients": DOCUMENT_MAX_CLIENTS,
 }
 DEFAULTS = RegistrationSettings()
 
@@ -137,19 +165,41 @@ def _invalid(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"Invalid {field}: {message}", validations={field: message})
 
 
-def check_redirect_hosts(hosts: Sequence[str]) -> tuple[str, ...]:
+def check_redirect_hosts(
+    hosts: Sequence[str], field: str = "redirect_hosts", *, schemes: bool = True
+) -> tuple[str, ...]:
     if isinstance(hosts, str) or len(hosts) > MAX_REDIRECT_HOSTS:
-        raise _invalid("redirect_hosts", f"a list of at most {MAX_REDIRECT_HOSTS} host names")
+        raise _invalid(field, f"a list of at most {MAX_REDIRECT_HOSTS} host names")
+    pattern = _HOST_ENTRY if schemes else _DOCUMENT_HOST_ENTRY
+    what = "a host name, *.domain, an IP address" + (" or a scheme like myapp:" if schemes else "")
     checked: list[str] = []
     for host in hosts:
         entry = host.strip().lower() if isinstance(host, str) else ""
-        if len(entry) > 253 or not _HOST_ENTRY.fullmatch(entry):
-            raise _invalid(
-                "redirect_hosts",
-                f"{host!r} is not a host name, *.domain, an IP address or a scheme like myapp:",
-            )
+        if len(entry) > 253 or not pattern.fullmatch(entry):
+            raise _invalid(field, f"{host!r} is not {what}")
         checked.append(entry)
     return tuple(dict.fromkeys(checked))
+
+
+def host_matches(host: str, entries: Sequence[str]) -> bool:
+    """Whether ``host`` (lower case; an IPv6 address without brackets) is one of the entries:
+    ``example.com`` is that host only, ``*.example.com`` any host below it (not itself)."""
+    for entry in entries:
+        if entry.endswith(":"):
+            continue  # a private-use scheme, not a host
+        if host == entry.strip("[]") or (entry.startswith("*.") and host.endswith(entry[1:])):
+            return True
+    return False
+
+
+def redirect_allowed(uri: str, hosts: Sequence[str]) -> bool:
+    """Whether a redirect URI is on the allow-list ``hosts`` (an https/http host entry, or a
+    private-use scheme entry such as ``cursor:``); the list must not be empty."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if f"{scheme}:" in hosts:
+        return True
+    return scheme in ("http", "https") and host_matches((parts.hostname or "").lower(), hosts)
 
 
 def _check_count(field: str, value: int, upper: int) -> int:
@@ -160,7 +210,7 @@ def _check_count(field: str, value: int, upper: int) -> int:
 
 def _validated(change: SettingsChange) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name in ("enabled", "initial_access_token_required"):
+    for name in ("enabled", "initial_access_token_required", "documents_enabled"):
         value = getattr(change, name)
         if value is not None:
             if not isinstance(value, bool):
@@ -173,6 +223,14 @@ def _validated(change: SettingsChange) -> dict[str, Any]:
     if change.client_ttl_days is not None:
         values["client_ttl_days"] = _check_count(
             "client_ttl_days", change.client_ttl_days, LIMIT_TTL_DAYS
+        )
+    for name in ("document_hosts", "document_denied_hosts"):
+        hosts = getattr(change, name)
+        if hosts is not None:
+            values[name] = check_redirect_hosts(hosts, name, schemes=False)
+    if change.document_max_clients is not None:
+        values["document_max_clients"] = _check_count(
+            "document_max_clients", change.document_max_clients, LIMIT_MAX_CLIENTS
         )
     return values
 

@@ -34,7 +34,7 @@ def exchange(
     if handler is None:
         raise UnsupportedGrantTypeError("The grant type is missing or unsupported")
     creds = client_auth.parse_credentials(authorization, params)
-    client = client_auth.authenticate(ctx, creds)
+    client = client_auth.authenticate(ctx, creds, actor)
     if grant_type not in client.app.grant_types:
         raise UnauthorizedClientError(f"The client may not use the {grant_type} grant")
     response = handler.handle(ctx, client, params, actor.as_client(client.app.id))

@@ -69,6 +69,10 @@ def authorize_error(request: Request, exc: Exception, *, redirect: bool) -> Resp
     if isinstance(exc, AuthorizationRedirect):
         issuer = deps.ctx_of(request).policy.issuer
         return RedirectResponse(error_redirect_url(exc, issuer), status_code=302)
+    if isinstance(exc, RateLimitedError):
+        response = error_page(request, exc, status=429)
+        response.headers["Retry-After"] = str(exc.retry_after)  # RFC 6585 §4
+        return response
     if isinstance(exc, OAuthError):
         return error_page(request, exc, status=400 if exc.status_code < 500 else exc.status_code)
     raise exc

@@ -11,7 +11,6 @@ from authgate import __version__
 from authgate.config import Settings
 from authgate.core import metadata as core_metadata
 from authgate.core.context import Context
-from authgate.core.settings import SettingsCache
 from authgate.web import admin, health, metrics
 from authgate.web.background import lifespan as background_lifespan
 from authgate.web.cors import with_cors
@@ -159,8 +158,9 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
     app.state.settings = settings
     app.state.templates = environment(settings.template_dir or None)
     app.state.branding = branding_of(settings)
-    # This node's copy of the runtime registration settings (core/settings.py).
-    app.state.registration_settings = SettingsCache()
+    # This node's copy of the runtime registration settings (core/settings.py), shared with
+    # the core functions that read them (metadata-document clients).
+    app.state.registration_settings = ctx.registration_settings
     app.router.routes.extend(protocol_routes(settings.issuer))
     app.router.routes.extend(page_routes())
     if settings.metrics_enabled:

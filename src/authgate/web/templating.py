@@ -9,6 +9,7 @@ built-in templates stay reachable as ``authgate/<name>``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,14 @@ def environment(template_dir: str | Path | None = None) -> Environment:
 _DEFAULT_ENV = environment()
 
 
+# Source expressions only: a ";" or "," would start another directive or policy, and a header
+# value must be ASCII.
+_SOURCE_LIST = re.compile(r"[\x21-\x2b\x2d-\x3a\x3c-\x7e]+( [\x21-\x2b\x2d-\x3a\x3c-\x7e]+)*")
+
+
 def content_security_policy(form_action: str = "'self'") -> str:
+    if not _SOURCE_LIST.fullmatch(form_action):
+        form_action = "'self'"  # core never gives such a value; a header never carries it
     return (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
         f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"

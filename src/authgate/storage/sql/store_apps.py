@@ -131,6 +131,21 @@ class AppQueries(SqlBase):
         with self._transaction() as conn:
             return [_to_app(row._mapping) for row in conn.execute(query)]
 
+    def count_document_apps(self) -> int:
+        query = select(func.count()).select_from(apps).where(apps.c.metadata_document == true())
+        with self._transaction() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def list_stale_document_apps(self, unused_since: datetime) -> Sequence[App]:
+        """Least recently seen first (``last_used_at``, or ``created_at`` if never used)."""
+        query = (
+            select(apps)
+            .where(apps.c.metadata_document == true(), _last_seen < unused_since)
+            .order_by(_last_seen, apps.c.id)
+        )
+        with self._transaction() as conn:
+            return [_to_app(row._mapping) for row in conn.execute(query)]
+
     def delete_app(self, app_id: str) -> bool:
         """Delete the app; ON DELETE CASCADE removes its secrets, codes, grants and tokens."""
         with self._transaction(write=True) as conn:

@@ -1,5 +1,6 @@
-"""Management API for the runtime settings of dynamic client registration (Coder's
-``oauth2-provider/settings``, extended) and its initial access tokens.
+"""Management API for the runtime settings of self-registered clients — dynamic client
+registration and metadata documents — (Coder's ``oauth2-provider/settings``, extended) and
+registration's initial access tokens.
 
 Every rule lives in ``core.settings``; a change made here is seen by this node at once and by
 the others within ``policy.cache_ttl``.
@@ -36,7 +37,22 @@ class RegistrationSettingsOut(BaseModel):
         description="Most dynamically registered clients at once; 0 = no limit"
     )
     registration_client_ttl_days: int = Field(
-        description="Days after which an unused dynamically registered client is deleted; 0 = never"
+        description="Days after which an unused self-registered client (dynamically registered "
+        "or metadata-document) is deleted; 0 = never"
+    )
+    client_metadata_documents_enabled: bool = Field(
+        description="Whether an https URL is accepted as `client_id` (Client ID Metadata "
+        "Documents); `AUTHGATE_CLIENT_METADATA_DOCUMENTS=false` switches them off harder"
+    )
+    client_metadata_document_hosts: list[str] = Field(
+        description="Hosts (`example.com`, `*.example.com`) metadata documents are accepted "
+        "from; empty = any (but none while an initial access token is required)"
+    )
+    client_metadata_document_denied_hosts: list[str] = Field(
+        description="Hosts metadata documents are never accepted from"
+    )
+    client_metadata_max_clients: int = Field(
+        description="Most metadata-document clients stored at once; 0 = no limit"
     )
 
     @classmethod
@@ -47,6 +63,10 @@ class RegistrationSettingsOut(BaseModel):
             registration_redirect_hosts=list(value.redirect_hosts),
             registration_max_clients=value.max_clients,
             registration_client_ttl_days=value.client_ttl_days,
+            client_metadata_documents_enabled=value.documents_enabled,
+            client_metadata_document_hosts=list(value.document_hosts),
+            client_metadata_document_denied_hosts=list(value.document_denied_hosts),
+            client_metadata_max_clients=value.document_max_clients,
         )
 
 
@@ -60,6 +80,10 @@ class RegistrationSettingsIn(BaseModel):
     registration_redirect_hosts: list[str] | None = None
     registration_max_clients: int | None = Field(None, ge=0)
     registration_client_ttl_days: int | None = Field(None, ge=0)
+    client_metadata_documents_enabled: bool | None = None
+    client_metadata_document_hosts: list[str] | None = None
+    client_metadata_document_denied_hosts: list[str] | None = None
+    client_metadata_max_clients: int | None = Field(None, ge=0)
 
 
 class InitialAccessTokenOut(BaseModel):
@@ -111,7 +135,7 @@ class InitialAccessTokenCreate(BaseModel):
 
 @router.get("/settings", response_model=RegistrationSettingsOut)
 def get_settings(ctx: Ctx, who: Admin) -> RegistrationSettingsOut:
-    """The dynamic client registration settings as stored now."""
+    """The settings of dynamic client registration and metadata documents as stored now."""
     return RegistrationSettingsOut.of(runtime_settings.load(ctx))
 
 
@@ -126,6 +150,10 @@ def update_settings(
         redirect_hosts=body.registration_redirect_hosts,
         max_clients=body.registration_max_clients,
         client_ttl_days=body.registration_client_ttl_days,
+        documents_enabled=body.client_metadata_documents_enabled,
+        document_hosts=body.client_metadata_document_hosts,
+        document_denied_hosts=body.client_metadata_document_denied_hosts,
+        document_max_clients=body.client_metadata_max_clients,
     )
     updated = runtime_settings.update(ctx, actor(request, who), change)
     settings_cache(request).invalidate()

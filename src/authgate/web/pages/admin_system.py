@@ -282,6 +282,19 @@ def _count(form: FormData, name: str) -> int:
     return int(value)
 
 
+def _document_change(form: FormData) -> dict[str, Any]:
+    """The metadata-document part of the form, when the form had it (``documents_shown``: an
+    unticked checkbox is not sent at all, so its absence alone says nothing)."""
+    if form.get("documents_shown") != "1":
+        return {}
+    return {
+        "documents_enabled": form.get("documents_enabled") == "on",
+        "document_hosts": common.lines(form, "document_hosts"),
+        "document_denied_hosts": common.lines(form, "document_denied_hosts"),
+        "document_max_clients": _count(form, "document_max_clients"),
+    }
+
+
 async def update_settings(request: Request) -> Response:
     checked = await common.admin_form(request)
     if isinstance(checked, Response):
@@ -294,6 +307,7 @@ async def update_settings(request: Request) -> Response:
             redirect_hosts=common.lines(form, "redirect_hosts"),
             max_clients=_count(form, "max_clients"),
             client_ttl_days=_count(form, "client_ttl_days"),
+            **_document_change(form),
         )
     except ValidationFailed as exc:
         return await _settings_page(request, who, failure=exc)

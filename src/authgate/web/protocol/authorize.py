@@ -15,11 +15,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from authgate.core import authorize, client_metadata, consent, registration, scopes
+from authgate.core import authorize, client_identity, consent, redirect_uris, scopes
 from authgate.core.accounts import SignedIn
-from authgate.core.context import Context
 from authgate.core.errors import AccessDeniedError, InvalidRequestError, OAuthError
-from authgate.core.models import App, ScopeInfo
+from authgate.core.models import ScopeInfo
 from authgate.core.params import Params
 from authgate.web import deps, errors
 from authgate.web.middleware import note
@@ -77,21 +76,31 @@ def _without_marker(request: Request) -> str:
 
 
 def _form_action_source(redirect_uri: str) -> str:
-    """CSP form-action must allow the redirect that follows the consent POST."""
+    """CSP form-action must allow the redirect that follows the consent POST: its origin in
+    ASCII (``authorize.verify_client`` refused a redirect URI without one)."""
+    origin = redirect_uris.ascii_origin(redirect_uri)
+    return f"'self' {origin}" if origin else "'self'"
+
+
+def _redirect_context(redirect_uri: str) -> dict[str, str]:
+    """Where the person goes after deciding, as the consent page names it: a private-use
+    scheme by its scheme (``cursor:``), a loopback URI as a program on this device, a host
+    also in ASCII when it is written in other letters (an IDN may imitate another name)."""
     parts = urlsplit(redirect_uri)
-    if parts.scheme in ("http", "https"):
-        return f"'self' {parts.scheme}://{parts.netloc}"
-    return f"'self' {parts.scheme}:"
-
-
-def _identity(ctx: Context, app: App) -> dict[str, str]:
-    """How far authgate can vouch for who the client is (shown on the consent page)."""
-    if app.metadata_document:
-        return {"kind": "verified", "host": client_metadata.document_host(app) or ""}
-    if app.dynamically_registered:
-        kind = "impersonating" if registration.name_collides(ctx, app) else "unverified"
-        return {"kind": kind, "host": ""}
-    return {"kind": "operator", "host": ""}
+    origin = redirect_uris.ascii_origin(redirect_uri) or ""
+    if parts.scheme.lower() not in ("http", "https"):
+        kind = "scheme"
+    elif redirect_uris.is_loopback(redirect_uri):
+        kind = "loopback"
+    else:
+        kind = "web"
+    ascii_host = origin.split("://", 1)[-1]
+    return {
+        "redirect_kind": kind,
+        "redirect_host": parts.netloc or f"{parts.scheme}:",
+        "redirect_scheme": parts.scheme.lower(),
+        "redirect_ascii": ascii_host if kind == "web" and ascii_host != parts.netloc else "",
+    }
 
 
 def _described(req: authorize.AuthorizationRequest) -> list[ScopeInfo]:
@@ -105,7 +114,9 @@ async def authorize_get(request: Request) -> Response:
     who = await run_in_threadpool(deps.signed_in, request)
     note(request, user_id=who.user.id if who else None)
     try:
-        req = await run_in_threadpool(authorize.validate, ctx, _params(request))
+        req = await run_in_threadpool(
+            authorize.validate, ctx, _params(request), deps.actor_of(request)
+        )
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
         return await _error(request, exc, who)
     note(request, client_id=req.app.id)
@@ -122,15 +133,13 @@ async def authorize_get(request: Request) -> Response:
     if "none" in req.prompt:
         error = authorize.ConsentRequiredError("The user has not consented to this request")
         return await _error(request, authorize.prompt_error(req, error), who)
-    redirect = urlsplit(req.redirect_uri)
     context = {
         "app": req.app,
         "user": who.user,
         "scopes": _described(req),
         "resource": req.resource,
-        "redirect_host": redirect.netloc or f"{redirect.scheme}:",
-        "redirect_scheme": redirect.scheme,
-        "identity": await run_in_threadpool(_identity, ctx, req.app),
+        **_redirect_context(req.redirect_uri),
+        "identity": await run_in_threadpool(client_identity.identity, ctx, req.app),
         "csrf_token": consent.csrf_token(ctx, who.session.id),
         "action": request.url.path + "?" + request.url.query,
         # "Not you? Switch account" signs out and comes back to this request, without the
@@ -149,7 +158,9 @@ async def authorize_post(request: Request) -> Response:
     ctx = deps.ctx_of(request)
     who = await run_in_threadpool(deps.signed_in, request)
     try:
-        req = await run_in_threadpool(authorize.validate, ctx, _params(request))
+        req = await run_in_threadpool(
+            authorize.validate, ctx, _params(request), deps.actor_of(request)
+        )
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
         return await _error(request, exc, who)
     note(request, client_id=req.app.id)

@@ -58,7 +58,9 @@ def _authorization_server(request: Request, cached: bool = False) -> bytes | Non
     else:
         scopes = ctx.resources.scope_names(ctx)
         registration = settings_cache(request).get(ctx)
-    policy, cimd, enabled = ctx.policy, ctx.fetcher is not None, registration.enabled
+    policy, enabled = ctx.policy, registration.enabled
+    # Advertised while the fetcher exists (the hard switch) and the operator's switch is on.
+    cimd = ctx.fetcher is not None and registration.documents_enabled
     return _metadata.body(
         (policy, tuple(scopes), cimd, enabled),
         lambda: metadata.authorization_server(
