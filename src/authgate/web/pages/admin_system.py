@@ -65,7 +65,8 @@ def scopes_text(resource: Resource) -> str:
 
 def _resource_fields(form: FormData, *, creating: bool) -> resources.ResourceFields:
     ttl = common.text(form, "access_token_ttl")
-    if ttl and not ttl.isdigit():
+    seconds = common.whole_number(ttl)
+    if ttl and seconds is None:
         raise ValidationFailed(
             "Invalid access_token_ttl: a number of seconds",
             validations={"access_token_ttl": "a number of seconds, or empty for the default"},
@@ -75,7 +76,7 @@ def _resource_fields(form: FormData, *, creating: bool) -> resources.ResourceFie
         name=common.text(form, "name"),
         scopes=scopes_from(common.text(form, "scopes")),
         token_format=common.text(form, "token_format") or None,
-        access_token_ttl=int(ttl) if ttl else (0 if not creating else None),
+        access_token_ttl=seconds if seconds is not None else (0 if not creating else None),
         introspectors=common.lines(form, "introspectors"),
     )
 
@@ -274,12 +275,12 @@ async def show_settings(request: Request) -> Response:
 
 
 def _count(form: FormData, name: str) -> int:
-    value = common.text(form, name)
-    if not value.isdigit():
+    number = common.whole_number(common.text(form, name))
+    if number is None:
         raise ValidationFailed(
             f"Invalid {name}: a whole number", validations={name: "a whole number, 0 or more"}
         )
-    return int(value)
+    return number
 
 
 def _document_change(form: FormData) -> dict[str, Any]:
@@ -337,8 +338,7 @@ async def audit_log(request: Request) -> Response:
     params = request.query_params
     filters = {k: params.get(k, "").strip()[:255] for k in ("action", "actor_id", "target_id")}
     since, until = params.get("since", ""), params.get("until", "")
-    page_text = params.get("page", "1")
-    page = max(1, min(int(page_text), 100_000)) if page_text.isdigit() else 1
+    page = max(1, min(common.whole_number(params.get("page", "1")) or 1, 100_000))
     query = AuditQuery(
         action=filters["action"] or None,
         actor_id=filters["actor_id"] or None,

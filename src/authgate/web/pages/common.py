@@ -8,6 +8,7 @@ so a change made here is audited the same way.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -55,6 +56,17 @@ NOTICES = {
     "settings-saved": "The settings were saved.",
     "disconnected": "The app was disconnected: its access and refresh tokens no longer work.",
 }
+
+
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
+def whole_number(value: str) -> int | None:
+    """``value`` as a whole number when it is one in ASCII digits (at most nine), else None.
+
+    Strict on purpose: ``str.isdigit`` also accepts "²" and other digits that ``int`` refuses,
+    which made odd input a 500; every number a page reads goes through here."""
+    return int(value) if _WHOLE_NUMBER.fullmatch(value) else None
 
 
 async def current(request: Request) -> SignedIn | None:
