@@ -239,7 +239,12 @@ def test_readiness_follows_the_shared_schema_on_both_nodes(pair: Pair) -> None:
                 assert resp.json() == {
                     "status": "unavailable",
                     "failed": ["schema"],
-                    "checks": {"database": "ok", "schema": "failed", "signing_key": "ok"},
+                    "checks": {
+                        "database": "ok",
+                        "writable": "ok",
+                        "schema": "failed",
+                        "signing_key": "ok",
+                    },
                 }
                 assert httpx.get(f"{node.url}/healthz", timeout=10).status_code == 200
         finally:

@@ -30,6 +30,7 @@ from starlette.testclient import TestClient
 
 from authgate.app import Services
 from authgate.core.models import AuditQuery
+from tests.clock import MovableClock
 from tests.conftest import ISSUER, Client, issued, make_client
 from tests.faults.conftest import Outage
 from tests.flows import (
@@ -295,6 +296,7 @@ def test_database_down_every_surface_answers_503_in_its_shape_then_resumes(
     admin: Any,
     outage: Outage,
     caplog: pytest.LogCaptureFixture,
+    clock: MovableClock,
 ) -> None:
     code, verifier = new_code(signed_in, confidential)
     before = issued(services, confidential.id)
@@ -326,6 +328,9 @@ def test_database_down_every_surface_answers_503_in_its_shape_then_resumes(
 
     outage.heal()
     assert issued(services, confidential.id) == before
+    # The requests' database failures keep the node unready for 5 s more (web/health.py).
+    assert signed_in.get("/readyz").json()["failed"] == ["writable"]
+    clock.advance(seconds=6)
     assert signed_in.get("/readyz").status_code == 200
     assert signed_in.get("/api/v2/users/me", headers=bearer).status_code == 200
     assert_token_response(redeem(signed_in, confidential, code, verifier))

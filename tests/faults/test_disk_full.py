@@ -29,6 +29,7 @@ from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from authgate.app import Services
+from tests.clock import MovableClock
 from tests.conftest import ISSUER, Client, issued, make_client
 from tests.flows import assert_oauth_error, assert_token_response, token_request
 
@@ -131,6 +132,7 @@ def test_disk_full_answers_503_corrupts_nothing_and_recovers(
     disk: Disk,
     database_url: str,
     caplog: pytest.LogCaptureFixture,
+    clock: MovableClock,
 ) -> None:
     disk.services = services
     service = make_client(
@@ -161,8 +163,16 @@ def test_disk_full_answers_503_corrupts_nothing_and_recovers(
     assert integrity(database_url) == "ok"
     # The refused request left no row: the database holds exactly the tokens handed out.
     assert issued(services, service.id).access == len(received)
+    # Readiness says so: the node still reads, but cannot write (test_readiness.py).
+    clock.advance(seconds=2)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503, ready.text
+    assert ready.json()["failed"] == ["writable"]
+    assert ready.json()["checks"]["database"] == "ok"
 
     disk.free()
+    clock.advance(seconds=6)  # past the 5 s a request's database failure keeps it unready
+    assert client.get("/readyz").json() == {"status": "ok"}
     after = assert_token_response(token_request(client, data, basic=creds))["access_token"]
     received.append(after)
     for value in received:

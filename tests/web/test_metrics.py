@@ -261,7 +261,7 @@ def test_not_ready_on_another_schema(client: TestClient) -> None:
     assert resp.json() == {
         "status": "unavailable",
         "failed": ["schema"],
-        "checks": {"database": "ok", "schema": "failed", "signing_key": "ok"},
+        "checks": {"database": "ok", "writable": "ok", "schema": "failed", "signing_key": "ok"},
     }
     client.app.state.schema_current = lambda: True  # type: ignore[attr-defined]
     assert client.get("/readyz").json() == {"status": "ok"}
@@ -281,7 +281,7 @@ def test_not_ready_without_an_active_signing_key(
     assert resp.json() == {
         "status": "unavailable",
         "failed": ["signing_key"],
-        "checks": {"database": "ok", "schema": "ok", "signing_key": "failed"},
+        "checks": {"database": "ok", "writable": "ok", "schema": "ok", "signing_key": "failed"},
     }
 
     def broken(ctx: object) -> list[object]:

@@ -32,7 +32,7 @@ from authgate.core.errors import (
 )
 from authgate.core.ports import StoreUnavailableError
 from authgate.core.rate_limits import RateLimitedError
-from authgate.web import deps
+from authgate.web import deps, health
 from authgate.web.templating import render
 
 log = logging.getLogger("authgate.errors")
@@ -137,6 +137,7 @@ async def _unavailable_handler(request: Request, exc: Exception) -> Response:
     """The database failed: 503 with ``Retry-After`` (RFC 9110 §10.2.3) in the shape of the
     surface that was called: OAuth JSON, problem+json for ``/api/``, a page for a person."""
     log.warning("database unavailable (request %s): %s", deps.request_id(request), exc)
+    health.storage_failed(request)
     error = TemporarilyUnavailableError("The service is temporarily unavailable")
     retry = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)}
     path = request.url.path
