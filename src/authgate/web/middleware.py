@@ -48,7 +48,7 @@ def oauth_error_code(headers: list[tuple[bytes, bytes]], body: bytes) -> str | N
 
 class RequestContext:
     """Assigns the request id (or keeps a well-formed incoming X-Request-Id), logs the outcome,
-    and refuses request bodies over ``MAX_BODY`` bytes."""
+    and refuses request bodies over ``MAX_BODY`` bytes (``_bounded_body``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -83,14 +83,14 @@ class RequestContext:
                 error_body.extend(message.get("body", b""))
             await send(message)
 
-        length = dict(scope["headers"]).get(b"content-length")
         try:
-            if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            body = await _bounded_body(scope, receive)
+            if body is None:
                 await _too_large(send_with_id)
             elif _has_nul(scope):
                 await _nul_in_url(send_with_id)
             else:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, body, send_with_id)
         except Exception as exc:
             # Caught here, inside the request id, so the 500 carries it and the log names it.
             if started:
@@ -114,6 +114,47 @@ class RequestContext:
                 state = scope.get("state", {})
                 line.update({name: state[name] for name in LOGGED_STATE if state.get(name)})
                 log.info(json.dumps(line))
+
+
+async def _bounded_body(scope: Scope, receive: Receive) -> Receive | None:
+    """``receive`` for the app, or None when the body is over ``MAX_BODY`` bytes.
+
+    Counted by the bytes that arrive, not by what ``Content-Length`` says: a declared length
+    over the limit is refused before a byte is read; a body without one (chunked) is read here,
+    up to the limit and no further, before the app runs, so no handler, authentication or
+    parser sees a body that is too large and memory stays bounded however it is framed."""
+    headers = dict(scope["headers"])
+    length = headers.get(b"content-length")
+    if length is not None:
+        declared = int(length) if length.isascii() and length.isdigit() else None
+        # The server framed exactly ``declared`` bytes (it refuses a malformed length).
+        return receive if declared is None or declared <= MAX_BODY else None
+    if b"transfer-encoding" not in headers:
+        return receive  # no body
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return _replay(b"", message, receive)  # the client went away: pass that on
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return _replay(b"".join(chunks), None, receive)
+
+
+def _replay(body: bytes, first: Message | None, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body read already (or the message that ended the
+    reading), then the server's own messages (the disconnect)."""
+    pending: list[Message] = [first or {"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
 
 
 def _has_nul(scope: Scope) -> bool:
