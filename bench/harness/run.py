@@ -88,6 +88,14 @@ class State:
     estimates: dict[str, float] = field(default_factory=dict)  # scenario -> req/s
 
 
+def _variant_settings(name: str) -> dict[str, str]:
+    """Settings a system's name asks for: ``authgate-sqlite-normal`` is authgate-sqlite with
+    commits not synced (``AUTHGATE_SQLITE_SYNCHRONOUS=normal``), to show what durability costs."""
+    if "-normal" in name:
+        return {"AUTHGATE_SQLITE_SYNCHRONOUS": "normal"}
+    return {}
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -132,6 +140,7 @@ class Bench:
                 workers=workers,
                 cpus=cpus,
                 db_pid=self.pg.postmaster_pid if backend == "pg" else None,
+                settings=_variant_settings(name),
             )
         if name == "oidc-provider":
             return self.launcher.peer(name, cpus=cpus)

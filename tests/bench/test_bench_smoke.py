@@ -7,6 +7,7 @@ generator, runs a tiny growth test and writes a report. It needs no network.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,43 @@ def test_smoke_run_of_the_harness(tmp_path: Path) -> None:
     for line in done.stdout.splitlines():
         if " round 1/1 " in line:
             assert line.rstrip().endswith("errors 0"), line
+
+
+def test_smoke_run_of_the_under_attack_scenario(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.harness",
+            "--attack",
+            "--smoke",
+            "--out-dir",
+            str(tmp_path / "results"),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--stem",
+            "smoke",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "results" / "smoke-under-attack.json").read_text())
+    assert [row["attack"] for row in result["attacks"]] == [
+        "chunked_bodies",
+        "slow_documents",
+        "failed_sign_ins",
+        "slow_connections",
+    ]
+    # The well-behaved client was answered in every phase, and every attack really ran.
+    assert all(phase["requests"] > 0 for phase in result["alone"]["phases"])
+    for row in result["attacks"]:
+        assert row["requests"] > 0 and row["p99_ms"] > 0, row
+        assert sum(row["attack_outcomes"].values()) > 0, row
+    # Bodies are cut at the size limit, whatever their framing.
+    assert "413" in result["attacks"][0]["attack_outcomes"]
+    text = (tmp_path / "results" / "smoke-under-attack.md").read_text()
+    assert "| `failed_sign_ins` |" in text and "p99 / alone" in text
