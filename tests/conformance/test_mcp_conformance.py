@@ -59,7 +59,7 @@ RUN_SECONDS = 60.0
 # The kinds of client, in the order of the table's columns.
 CLIENTS = {
     "public": "Public app (operator-created, PKCE, no secret)",
-    "registered": "Dynamically registered client (RFC 7591, `none`)",
+    "registered": "Dynamically registered client (RFC 7591, `none`, RFC 8707 `resource`)",
     "confidential": "Confidential app (operator-created, with a secret)",
 }
 # Every check the suite reports for the `authorization` command, in the table's order.
@@ -99,6 +99,7 @@ class Client:
     client_id: str
     secret: str | None
     port: int
+    resource: str | None = None
 
 
 @dataclass
@@ -107,6 +108,15 @@ class Authgate:
     env: dict[str, str]
     username: str
     password: str
+    access_log: Path
+
+    def token_requests(self) -> list[dict[str, Any]]:
+        """authgate's access-log lines (JSON) for its token endpoint, in order."""
+        lines = self.access_log.read_text().splitlines()
+        entries = [json.loads(line) for line in lines if line.startswith("{")]
+        return [
+            e for e in entries if (e.get("method"), e.get("path")) == ("POST", "/oauth2/tokens")
+        ]
 
     def cli(self, *args: str) -> Any:
         result = subprocess.run(
@@ -164,7 +174,9 @@ def authgate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authgate]:
         proc = processes.start(args, env, workdir, "authgate")
         wait_until(lambda: httpx.get(f"{issuer}/healthz").status_code == 200, proc, "authgate")
         bootstrap = json.loads((workdir / "authgate.out").read_text())
-        yield Authgate(issuer, env, bootstrap["username"], bootstrap["password"])
+        yield Authgate(
+            issuer, env, bootstrap["username"], bootstrap["password"], workdir / "authgate.err"
+        )
     finally:
         processes.stop_all()
 
@@ -188,7 +200,10 @@ def make_client(authgate: Authgate, kind: str) -> Client:
         body = registered.json()
         assert body["token_endpoint_auth_method"] == "none"
         assert "client_secret" not in body
-        return Client(kind, body["client_id"], None, port)
+        # As MCP clients do, it asks for a token for one MCP server (RFC 8707).
+        resource = f"http://127.0.0.1:{free_port()}/mcp"
+        authgate.cli("resources", "create", "--identifier", resource, "--name", "Conformance MCP")
+        return Client(kind, body["client_id"], None, port, resource)
     create = ["apps", "create", "--name", name, "--redirect-uri", redirect_uri]
     if kind == "public":
         app = authgate.cli(*create, "--public")
@@ -251,6 +266,8 @@ def run_suite(authgate: Authgate, client: Client, browser: Browser, out: Path) -
     args += ["--port", str(client.port), "--output-dir", str(out)]
     if client.secret is not None:
         args += ["--client-secret", client.secret]
+    if client.resource is not None:
+        args += ["--resource", client.resource]
     log = out.with_suffix(".log")
     with subprocess.Popen(
         args,
@@ -292,8 +309,10 @@ def outcome(check: dict[str, Any]) -> tuple[str, str]:
 
 def test_authorization_server_scenarios(authgate: Authgate, tmp_path: Path) -> None:
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    ids: dict[str, str] = {}
     for kind in CLIENTS:
         client = make_client(authgate, kind)
+        ids[kind] = client.client_id
         with httpx.Client(follow_redirects=False, timeout=30) as http:
             checks = run_suite(authgate, client, Browser(authgate, http), tmp_path / kind)
         by_id = {check["id"]: check for check in checks}
@@ -306,10 +325,22 @@ def test_authorization_server_scenarios(authgate: Authgate, tmp_path: Path) -> N
             sent = parse_qs(urlsplit(details["authorizationRequest"]).query)
             assert sent["client_id"] == [client.client_id], details
             assert sent["code_challenge_method"] == ["S256"], details
+            assert sent.get("resource") == ([client.resource] if client.resource else None)
             answer = parse_qs(urlsplit(details["authorizationResponseUrl"]).query)
             assert answer["iss"] == [authgate.issuer], details
             assert details["body"]["token_type"] == "Bearer", details
 
+    # What the expected failure rests on: authgate lists `none` for its public clients.
+    metadata = results["confidential"]["authorization-server-metadata"]["details"]["body"]
+    assert "none" in metadata["token_endpoint_auth_methods_supported"], metadata
+
+    # authgate's side: one token request per client, refused only where the suite is wrong
+    # (the confidential client's code, sent without its secret).
+    answered = [(e.get("client_id"), e["status"]) for e in authgate.token_requests()]
+    refused = {
+        kind for kind, check_id in EXPECTED_FAILURES if check_id == "authorization-code-grant"
+    }
+    assert answered == [(ids[k], 401 if k in refused else 200) for k in CLIENTS], answered
     failures = []
     for kind, by_id in results.items():
         for check_id, check in by_id.items():
