@@ -105,10 +105,17 @@ class Client:
 @dataclass
 class Authgate:
     issuer: str
-    env: dict[str, str]
     username: str
     password: str
+    api_token: str
     access_log: Path
+
+    def api(self, path: str, body: dict[str, Any]) -> Any:
+        """An operator's POST to the management API (as the bootstrap admin)."""
+        headers = {"Authorization": f"Bearer {self.api_token}"}
+        answer = httpx.post(f"{self.issuer}/api/v2{path}", json=body, headers=headers)
+        assert answer.status_code == 201, answer.text
+        return answer.json()
 
     def token_requests(self) -> list[dict[str, Any]]:
         """authgate's access-log lines (JSON) for its token endpoint, in order."""
@@ -117,19 +124,6 @@ class Authgate:
         return [
             e for e in entries if (e.get("method"), e.get("path")) == ("POST", "/oauth2/tokens")
         ]
-
-    def cli(self, *args: str) -> Any:
-        result = subprocess.run(
-            [str(AUTHGATE), *args, "--json"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd=ROOT,
-        )
-        assert result.returncode == 0, f"authgate {' '.join(args)}: {result.stderr}"
-        return json.loads(result.stdout)
 
 
 def unavailable(reason: str) -> None:
@@ -175,7 +169,11 @@ def authgate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Authgate]:
         wait_until(lambda: httpx.get(f"{issuer}/healthz").status_code == 200, proc, "authgate")
         bootstrap = json.loads((workdir / "authgate.out").read_text())
         yield Authgate(
-            issuer, env, bootstrap["username"], bootstrap["password"], workdir / "authgate.err"
+            issuer,
+            bootstrap["username"],
+            bootstrap["password"],
+            bootstrap["api_token"],
+            workdir / "authgate.err",
         )
     finally:
         processes.stop_all()
@@ -202,14 +200,15 @@ def make_client(authgate: Authgate, kind: str) -> Client:
         assert "client_secret" not in body
         # As MCP clients do, it asks for a token for one MCP server (RFC 8707).
         resource = f"http://127.0.0.1:{free_port()}/mcp"
-        authgate.cli("resources", "create", "--identifier", resource, "--name", "Conformance MCP")
+        authgate.api("/resources", {"identifier": resource, "name": "Conformance MCP server"})
         return Client(kind, body["client_id"], None, port, resource)
-    create = ["apps", "create", "--name", name, "--redirect-uri", redirect_uri]
+    fields = {"name": name, "redirect_uris": [redirect_uri]}
     if kind == "public":
-        app = authgate.cli(*create, "--public")
+        app = authgate.api("/oauth2-provider/apps", {**fields, "client_type": "public"})
+        assert app["client_type"] == "public", app
         return Client(kind, app["id"], None, port)
-    app = authgate.cli(*create)
-    secret = authgate.cli("apps", "secrets", "create", app["id"])
+    app = authgate.api("/oauth2-provider/apps", {**fields, "client_type": "confidential"})
+    secret = authgate.api(f"/oauth2-provider/apps/{app['id']}/secrets", {})
     return Client(kind, app["id"], secret["client_secret_full"], port)
 
 
