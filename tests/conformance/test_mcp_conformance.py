@@ -329,17 +329,6 @@ def test_authorization_server_scenarios(authgate: Authgate, tmp_path: Path) -> N
             assert answer["iss"] == [authgate.issuer], details
             assert details["body"]["token_type"] == "Bearer", details
 
-    # What the expected failure rests on: authgate lists `none` for its public clients.
-    metadata = results["confidential"]["authorization-server-metadata"]["details"]["body"]
-    assert "none" in metadata["token_endpoint_auth_methods_supported"], metadata
-
-    # authgate's side: one token request per client, refused only where the suite is wrong
-    # (the confidential client's code, sent without its secret).
-    answered = [(e.get("client_id"), e["status"]) for e in authgate.token_requests()]
-    refused = {
-        kind for kind, check_id in EXPECTED_FAILURES if check_id == "authorization-code-grant"
-    }
-    assert answered == [(ids[k], 401 if k in refused else 200) for k in CLIENTS], answered
     failures = []
     for kind, by_id in results.items():
         for check_id, check in by_id.items():
@@ -352,6 +341,18 @@ def test_authorization_server_scenarios(authgate: Authgate, tmp_path: Path) -> N
     if WRITE_DOCS:
         DOC.write_text(table)
     assert not failures, "\n".join(failures)
+
+    # What the expected failure rests on: authgate lists `none` for its public clients.
+    metadata = results["confidential"]["authorization-server-metadata"]["details"]["body"]
+    assert "none" in metadata["token_endpoint_auth_methods_supported"], metadata
+
+    # authgate's side: one token request per client, refused only where the suite is wrong
+    # (the confidential client's code, sent without its secret).
+    answered = [(e.get("client_id"), e["status"]) for e in authgate.token_requests()]
+    refused = {
+        kind for kind, check_id in EXPECTED_FAILURES if check_id == "authorization-code-grant"
+    }
+    assert answered == [(ids[k], 401 if k in refused else 200) for k in CLIENTS], answered
     assert DOC.read_text() == table, (
         "docs/conformance.md is stale: run this test with AUTHGATE_CONFORMANCE_WRITE_DOCS=1"
     )
