@@ -112,8 +112,8 @@ def real_kill(database_url: str, outage: Outage) -> Iterator[None]:
         return
     admin = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
 
-    def terminate(conn: sa.Connection) -> None:
-        pid = conn.connection.dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+    def terminate(raw: Any) -> None:
+        pid = raw.info.backend_pid
         with admin.connect() as other:
             killed = other.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid})
             assert killed.scalar_one() is True

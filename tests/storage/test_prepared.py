@@ -24,7 +24,7 @@ from authgate.core.ports import DuplicateKeyError, StoreUnavailableError
 from authgate.storage import SqlStore
 from authgate.storage.sql import base as base_module
 from authgate.storage.sql import engine as engine_module
-from authgate.storage.sql.base import split_joined, values_of
+from authgate.storage.sql.base import Intent, split_joined, values_of
 from authgate.storage.sql.prepared import Prepared
 from authgate.storage.sql.store_apps import _APP_BY_ID
 from authgate.storage.sql.tables import (
@@ -82,7 +82,7 @@ def parents(store: SqlStore) -> tuple[str, str]:
 
 def read_twice(store: SqlStore, app_id: str) -> None:
     """Two reads in one read transaction (BEGIN, SELECT, SELECT, COMMIT)."""
-    with store._raw_transaction() as db:
+    with store._raw_transaction(Intent.READ) as db:
         assert db.first(_APP_BY_ID, {"id": app_id}) is not None
         assert db.first(_APP_BY_ID, {"id": app_id}) is not None
 
@@ -468,7 +468,7 @@ def test_runner_all_matches_sqlalchemy(store: SqlStore) -> None:
     for _ in range(3):
         code_id, g = redeemable(store, user_id, app_id)
         assert store.redeem_code(code_id, b.at(1), g, b.access(g, app_id), None) is True
-    with store._raw_transaction() as db:
+    with store._raw_transaction(Intent.READ) as db:
         fast = db.all(_GRANTS_OF_APP, {"app_id": app_id})
     with store.engine.connect() as conn:
         slow = [dict(r._mapping) for r in conn.execute(_GRANTS_OF_APP, {"app_id": app_id})]

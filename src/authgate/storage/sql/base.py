@@ -11,6 +11,7 @@ references a missing parent).
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import sqlite3
 import threading
@@ -113,6 +114,30 @@ _LISTENER_SETTINGS = {
 }
 
 
+class Intent(enum.StrEnum):
+    """What the body of a ``_raw_transaction()`` does, which decides how it runs.
+
+    The caller names it; a body that does more than its intent allows is a bug (a second
+    statement after ``READ_ONE`` or ``WRITE_ONE`` would run outside any transaction on
+    PostgreSQL).
+    """
+
+    #: One SELECT, atomic by itself: it runs in autocommit mode, without BEGIN and COMMIT (on
+    #: PostgreSQL two round trips fewer; SQLite's connections are in autocommit mode anyway).
+    READ_ONE = "read_one"
+    #: Several SELECTs that must see one snapshot: BEGIN (``DEFERRED`` on SQLite), the
+    #: statements, COMMIT.
+    READ = "read"
+    #: One INSERT, UPDATE or upsert, atomic by itself too: on PostgreSQL it runs in autocommit
+    #: mode; on SQLite it is a ``WRITE`` like any other (the writer's turn, the group commit).
+    #: Not for a statement that may wait for a lock while the client waits for its answer: a
+    #: node killed meanwhile would leave it committed and the answer lost.
+    WRITE_ONE = "write_one"
+    #: A write transaction of any number of statements: BEGIN (``BEGIN IMMEDIATE`` on SQLite),
+    #: the statements, COMMIT; on a SQLite file it joins a group commit (``_grouped_write``).
+    WRITE = "write"
+
+
 class SqlBase:
     """Owns the engine; subclasses add the queries of one aggregate each."""
 
@@ -154,7 +179,7 @@ class SqlBase:
     def ping(self) -> bool:
         """True if the database answers a trivial query (for /readyz)."""
         try:
-            with self._raw_transaction(single_read=True) as db:
+            with self._raw_transaction(Intent.READ_ONE) as db:
                 db.first(_SELECT_ONE, {})
         except StoreUnavailableError:
             return False
@@ -168,7 +193,7 @@ class SqlBase:
 
     def _client_changes(self) -> int | None:
         """SQLite's count of client changes (migration 0005); None if it is missing."""
-        with self._raw_transaction(single_read=True) as db:
+        with self._raw_transaction(Intent.READ_ONE) as db:
             row = db.first(_CLIENT_CHANGES, {})
         return None if row is None else int(row["generation"])
 
@@ -192,25 +217,21 @@ class SqlBase:
             raise _translate(error) from error
 
     @contextlib.contextmanager
-    def _raw_transaction(
-        self, *, write: bool = False, single_read: bool = False, single_write: bool = False
-    ) -> Iterator[Runner]:
+    def _raw_transaction(self, intent: Intent) -> Iterator[Runner]:
         """``_transaction()`` on the DBAPI connection, for the hot paths (see ``prepared.py``).
 
         The same locks, the same pool (so its connect and checkout events run), the same BEGIN,
-        COMMIT or ROLLBACK and the same exceptions. ``single_read``: the body runs one SELECT,
-        which is atomic by itself, so it runs in autocommit mode, without BEGIN and COMMIT (on
-        PostgreSQL two round trips fewer). ``single_write``: the body runs one INSERT, UPDATE
-        or upsert, atomic by itself too; on PostgreSQL it runs in autocommit mode, on SQLite it
-        is a write like any other. On a SQLite file every write joins a group commit
-        (``_grouped_write``).
+        COMMIT or ROLLBACK and the same exceptions; how it runs is the ``intent``'s (``Intent``).
+        Any driver error rolls the transaction back (or discards a connection that is gone)
+        and leaves as ``StoreUnavailableError``, an integrity error as ``DuplicateKeyError`` or
+        ``ValueError``.
 
-        While anything listens to SQLAlchemy's cursor events (a tracer, the fault injection of
-        tests/faults), the statements run through ``_transaction()`` and ``exec_driver_sql``
-        instead, so that the listeners see every one of them.
+        While anything listens to SQLAlchemy's cursor events (a tracer), the statements run
+        through ``_transaction()`` and ``exec_driver_sql`` instead, so that the listeners see
+        every one of them. Fault injection therefore works at the driver (tests/faults).
         """
-        assert not (write and single_read)
-        write = write or single_write
+        write = intent in (Intent.WRITE_ONE, Intent.WRITE)
+        single = intent in (Intent.READ_ONE, Intent.WRITE_ONE)
         events = self._engine.dispatch
         if events.before_cursor_execute or events.after_cursor_execute:
             with self._transaction(write=write) as conn:
@@ -227,17 +248,17 @@ class SqlBase:
             dbapi_conn = proxy.dbapi_connection
             assert dbapi_conn is not None
             # SQLite's connections are in autocommit mode already (engine.py).
-            autocommit = (single_read or single_write) and not self._sqlite
+            autocommit = single and not self._sqlite
             cursor: DBAPICursor | None = None
             try:
                 if autocommit:
                     dbapi_conn.autocommit = True
                 cursor = dbapi_conn.cursor()
-                if self._sqlite and not single_read:
+                if self._sqlite and intent is not Intent.READ_ONE:
                     # As engine._on_sqlite_begin: a writer takes the write lock up front.
                     cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
                 yield Runner(_executor(cursor), self._statements)
-                if not (single_read or autocommit):
+                if not (intent is Intent.READ_ONE or autocommit):
                     dbapi_conn.commit()
             except dbapi.Error as error:
                 self._recover(proxy, error)

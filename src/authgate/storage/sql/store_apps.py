@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 from authgate.core.models import App, AppSecret, ServiceAccess
-from authgate.storage.sql.base import SqlBase, split_joined, upsert_insert, values_of
+from authgate.storage.sql.base import Intent, SqlBase, split_joined, upsert_insert, values_of
 from authgate.storage.sql.revoke import revoke_grants
 from authgate.storage.sql.tables import access_tokens, app_secrets, apps, grants, refresh_tokens
 
@@ -83,7 +83,7 @@ class AppQueries(SqlBase):
         return self._cached_client((app_id, None), lambda: (self._read_app(app_id), None))[0]
 
     def _read_app(self, app_id: str) -> App | None:
-        with self._raw_transaction(single_read=True) as db:
+        with self._raw_transaction(Intent.READ_ONE) as db:
             row = db.first(_APP_BY_ID, {"id": app_id})
         return _to_app(row) if row else None
 
@@ -197,7 +197,7 @@ class SecretQueries(SqlBase):
     def _read_app_and_secret(
         self, app_id: str, secret_prefix: str
     ) -> tuple[App | None, AppSecret | None]:
-        with self._raw_transaction(single_read=True) as db:
+        with self._raw_transaction(Intent.READ_ONE) as db:
             row = db.first(_APP_AND_SECRET, {"id": app_id, "prefix": secret_prefix})
         if row is None:
             return None, None
@@ -233,6 +233,6 @@ class SecretQueries(SqlBase):
         return deleted.rowcount == 1
 
     def touch_secret(self, secret_id: str, at: datetime) -> None:
-        with self._raw_transaction(single_write=True) as db:
+        with self._raw_transaction(Intent.WRITE_ONE) as db:
             db.execute(_TOUCH_SECRET, {"id": secret_id, "at": at})
         self._clients.touched_secret(secret_id, at)

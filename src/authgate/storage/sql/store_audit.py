@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Executable, Row, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from authgate.core.models import AuditEvent, AuditQuery
-from authgate.storage.sql.base import SqlBase, values_of
+from authgate.storage.sql.base import Intent, SqlBase, values_of
 from authgate.storage.sql.tables import audit_log, settings
 
 
@@ -39,7 +39,7 @@ INSERT_EVENT = insert(audit_log)
 
 class AuditQueries(SqlBase):
     def append_audit(self, event: AuditEvent) -> None:
-        with self._raw_transaction(single_write=True) as db:
+        with self._raw_transaction(Intent.WRITE_ONE) as db:
             db.execute(INSERT_EVENT, values_of(event))
 
     def list_audit(self, query: AuditQuery) -> tuple[Sequence[AuditEvent], int]:

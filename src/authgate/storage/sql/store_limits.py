@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 
-from authgate.storage.sql.base import SqlBase, purge, purge_statement, upsert_insert
+from authgate.storage.sql.base import Intent, SqlBase, purge, purge_statement, upsert_insert
 from authgate.storage.sql.tables import client_assertion_jtis, rate_limits
 
 #: Counters of windows that started this long before the current one are deleted. Windows are
@@ -63,7 +63,7 @@ class RateLimitQueries(SqlBase):
     def hit_rate_limit(self, key: str, window_start: datetime, now: datetime, hits: int = 1) -> int:
         """Count one hit; the first hit of a window also purges the counters of old windows."""
         hit = {"hit_key": key, "hit_window": window_start, "hits": hits}
-        with self._raw_transaction(write=True) as db:
+        with self._raw_transaction(Intent.WRITE) as db:
             row = db.first(_HIT[self._engine.dialect.name], hit)
             assert row is not None  # an upsert returns its row
             count = int(row["count"])

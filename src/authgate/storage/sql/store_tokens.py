@@ -35,7 +35,7 @@ from authgate.core.models import (
     LiveGrant,
     RefreshToken,
 )
-from authgate.storage.sql.base import SqlBase, split_joined, values_of
+from authgate.storage.sql.base import Intent, SqlBase, split_joined, values_of
 from authgate.storage.sql.prepared import Runner
 from authgate.storage.sql.revoke import end_user_grants, revoke_grants
 from authgate.storage.sql.store_audit import INSERT_EVENT
@@ -198,7 +198,7 @@ class CodeQueries(SqlBase):
             conn.execute(insert(authorization_codes).values(values_of(code)))
 
     def get_code_by_prefix(self, prefix: str) -> AuthorizationCode | None:
-        with self._raw_transaction(single_read=True) as db:
+        with self._raw_transaction(Intent.READ_ONE) as db:
             row = db.first(_CODE_BY_PREFIX, {"prefix": prefix})
         return _to_code(row) if row else None
 
@@ -220,10 +220,10 @@ class CodeQueries(SqlBase):
             params = claim | _prefixed("grant", grant) | _prefixed("access", access)
             if refresh is not None:
                 params |= _prefixed("refresh", refresh)
-            with self._raw_transaction(write=True) as db:
+            with self._raw_transaction(Intent.WRITE) as db:
                 row = db.first(statement, params)
             return row is not None and row["claimed"] == 1
-        with self._raw_transaction(write=True) as db:
+        with self._raw_transaction(Intent.WRITE) as db:
             if db.execute(_CLAIM_CODE, claim) != 1:
                 return False
             db.execute(_INSERT_GRANT, values_of(grant))
@@ -282,24 +282,24 @@ class TokenQueries(SqlBase):
         return [_to_live_grant(row) for row in rows]
 
     def get_grant(self, grant_id: str) -> Grant | None:
-        with self._raw_transaction(single_read=True) as db:
+        with self._raw_transaction(Intent.READ_ONE) as db:
             row = db.first(_GRANT_BY_ID, {"id": grant_id})
         return _to_grant(row) if row else None
 
     def get_access_token_by_prefix(self, prefix: str) -> AccessToken | None:
-        with self._raw_transaction(single_read=True) as db:
+        with self._raw_transaction(Intent.READ_ONE) as db:
             row = db.first(_ACCESS_BY_PREFIX, {"prefix": prefix})
         return _to_access(row) if row else None
 
     def get_refresh_token_by_prefix(self, prefix: str) -> RefreshToken | None:
-        with self._raw_transaction(single_read=True) as db:
+        with self._raw_transaction(Intent.READ_ONE) as db:
             row = db.first(_REFRESH_BY_PREFIX, {"prefix": prefix})
         return _to_refresh(row) if row else None
 
     def get_refresh_token_and_grant(
         self, prefix: str
     ) -> tuple[RefreshToken | None, Grant | None, bool]:
-        with self._raw_transaction(single_read=True) as db:
+        with self._raw_transaction(Intent.READ_ONE) as db:
             row = db.first(_REFRESH_AND_GRANT, {"prefix": prefix})
         if row is None:
             return None, None, False
@@ -309,7 +309,7 @@ class TokenQueries(SqlBase):
         return _to_refresh(token), found, user_disabled
 
     def create_access_token(self, access: AccessToken) -> None:
-        with self._raw_transaction(single_write=True) as db:
+        with self._raw_transaction(Intent.WRITE_ONE) as db:
             _insert_pair(db, access, None)
 
     def rotate_refresh_token(
@@ -323,10 +323,10 @@ class TokenQueries(SqlBase):
                 "id": refresh.grant_id,
             }
             params |= _prefixed("access", access) | _prefixed("refresh", refresh)
-            with self._raw_transaction(write=True) as db:
+            with self._raw_transaction(Intent.WRITE) as db:
                 row = db.first(_ROTATE_REFRESH, params)
             return row is not None and row["claimed"] == 1
-        with self._raw_transaction(write=True) as db:
+        with self._raw_transaction(Intent.WRITE) as db:
             family = db.first(_FAMILY_OF, {"id": old_id})
             if family is None or not _lock_live_grant(db, family["grant_id"]):
                 return False
@@ -336,7 +336,7 @@ class TokenQueries(SqlBase):
         return True
 
     def issue_in_family(self, grant_id: str, access: AccessToken, refresh: RefreshToken) -> bool:
-        with self._raw_transaction(write=True) as db:
+        with self._raw_transaction(Intent.WRITE) as db:
             if not _lock_live_grant(db, grant_id):
                 return False
             _insert_pair(db, access, refresh)
@@ -354,11 +354,11 @@ class TokenQueries(SqlBase):
     ) -> bool:
         revoke = {"id": token_id, "now": now}
         if event is not None and not self._sqlite:
-            with self._raw_transaction(single_write=True) as db:
+            with self._raw_transaction(Intent.WRITE_ONE) as db:
                 return (
                     db.execute(_REVOKE_ACCESS_WITH_EVENT, revoke | _prefixed("event", event)) == 1
                 )
-        with self._raw_transaction(write=True) as db:
+        with self._raw_transaction(Intent.WRITE) as db:
             revoked = db.execute(_REVOKE_ACCESS, revoke) == 1
             if revoked and event is not None:
                 db.execute(INSERT_EVENT, values_of(event))

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 
 from authgate.core.models import ApiToken, Session, User
-from authgate.storage.sql.base import SqlBase, values_of
+from authgate.storage.sql.base import Intent, SqlBase, values_of
 from authgate.storage.sql.revoke import end_user_grants
 from authgate.storage.sql.tables import api_tokens, sessions, users
 
@@ -38,7 +38,7 @@ class UserQueries(SqlBase):
             conn.execute(insert(users).values(values_of(user)))
 
     def get_user(self, user_id: str) -> User | None:
-        with self._raw_transaction(single_read=True) as db:
+        with self._raw_transaction(Intent.READ_ONE) as db:
             row = db.first(_USER_BY_ID, {"id": user_id})
         return _to_user(row) if row else None
 
