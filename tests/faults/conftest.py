@@ -47,6 +47,11 @@ class Outage:
     #: Runs instead of raising when the target statement comes, with the DBAPI connection
     #: (e.g. kill the backend for real, so that the driver itself fails the statement).
     on_fire: Callable[[Any], None] | None = None
+    #: Reads what the database holds, from a connection of its own: called just before the
+    #: target statement fails, into ``at_failure``. A failed request must leave the database
+    #: as it was then: its open transaction rolled back, nothing after it run.
+    read_committed: Callable[[], Any] | None = None
+    at_failure: Any = None
     #: Every statement the driver was asked to run (normalized), for the tests' own checks.
     seen: list[str] = field(default_factory=list)
 
@@ -82,6 +87,8 @@ class Outage:
             return
         self.fired.append(target)
         self.target = None
+        if self.read_committed is not None:
+            self.at_failure = self.read_committed()
         if self.on_fire is not None:
             self.on_fire(raw)
             return
@@ -154,13 +161,48 @@ class FaultyCursor:
         setattr(self._raw, name, value)
 
 
+#: The tables the token, revocation and consent paths write.
+TABLES = (
+    "apps",
+    "app_secrets",
+    "authorization_codes",
+    "grants",
+    "access_tokens",
+    "refresh_tokens",
+    "audit_log",
+    "rate_limits",
+)
+
+Committed = Callable[[], dict[str, list[str]]]
+
+
 @pytest.fixture
-def outage(services: Services) -> Iterator[Outage]:
+def committed(database_url: str) -> Iterator[Committed]:
+    """Every row of ``TABLES``, as another connection sees them (committed rows only)."""
+    engine = sa.create_engine(
+        database_url.replace("postgresql://", "postgresql+psycopg://"), poolclass=sa.NullPool
+    )
+
+    def read() -> dict[str, list[str]]:
+        with engine.connect() as conn:
+            return {
+                table: sorted(
+                    repr(tuple(row)) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))
+                )
+                for table in TABLES
+            }
+
+    yield read
+    engine.dispose()
+
+
+@pytest.fixture
+def outage(services: Services, committed: Committed) -> Iterator[Outage]:
     engine = services.store.engine
     dispatch = engine.dispatch
     assert not (dispatch.before_cursor_execute or dispatch.after_cursor_execute), (
         "a cursor event listener sends the hot paths to their ordinary form"
     )
-    injected = Outage(engine)
+    injected = Outage(engine, read_committed=committed)
     yield injected
     injected.remove()

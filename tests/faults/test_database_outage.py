@@ -32,7 +32,7 @@ from authgate.app import Services
 from authgate.core.models import AuditQuery
 from tests.clock import MovableClock
 from tests.conftest import ISSUER, Client, issued, make_client
-from tests.faults.conftest import Outage
+from tests.faults.conftest import Committed, Outage
 from tests.flows import (
     assert_oauth_error,
     assert_token_response,
@@ -44,38 +44,71 @@ from tests.flows import (
     token_request,
 )
 
-# Before the redemption's transaction: the rate-limit hit and the secret's last use.
+# Before the redemption's transaction: the rate-limit hit and the secret's last use (every
+# statement of those is failed in test_hot_paths.py).
 BEFORE_REDEEM = ["INSERT INTO rate_limits", "UPDATE app_secrets"]
-# store.redeem_code() and rotate_refresh_token(): one transaction each. On SQLite one
-# statement per row; on PostgreSQL the claim and its inserts are one statement.
+# store.get_code_by_prefix(), then store.redeem_code(): one transaction. On SQLite one
+# statement per row, inside the group commit's BEGIN IMMEDIATE … COMMIT; on PostgreSQL the
+# claim and its inserts are one statement, then the COMMIT.
 REDEEM = {
     "sqlite": [
         *BEFORE_REDEEM,
+        "SELECT authorization_codes",
+        ("BEGIN IMMEDIATE", 3),
         "UPDATE authorization_codes",
         "INSERT INTO grants",
         "INSERT INTO access_tokens",
         "INSERT INTO refresh_tokens",
+        ("COMMIT", 3),
     ],
-    "postgres": [*BEFORE_REDEEM, "WITH claimed AS (UPDATE authorization_codes"],
+    "postgres": [
+        *BEFORE_REDEEM,
+        "SELECT authorization_codes",
+        "WITH claimed AS (UPDATE authorization_codes",
+        ("COMMIT", 2),
+    ],
 }
+# store.get_refresh_token_and_grant(), then store.rotate_refresh_token().
 ROTATE = {
-    "sqlite": ["UPDATE refresh_tokens", "INSERT INTO access_tokens", "INSERT INTO refresh_tokens"],
-    "postgres": ["WITH claimed AS (UPDATE refresh_tokens"],
+    "sqlite": [
+        "SELECT refresh_tokens.id",
+        "BEGIN IMMEDIATE",
+        "SELECT refresh_tokens.grant_id",
+        "SELECT grants.id",
+        "UPDATE refresh_tokens",
+        "INSERT INTO access_tokens",
+        "INSERT INTO refresh_tokens",
+        "COMMIT",
+    ],
+    "postgres": ["SELECT refresh_tokens.id", "WITH claimed AS (UPDATE refresh_tokens", "COMMIT"],
 }
+#: A statement, or (statement, n): the n-th statement starting so in the request.
+Statement = str | tuple[str, int]
 
 
-def per_backend(statements: dict[str, list[str]]) -> list[Any]:
+def per_backend(statements: dict[str, list[Statement]]) -> list[Any]:
     """(database_url, statement) cases: each backend with the statements it runs."""
     return [
         pytest.param(
             backend,
             statement,
             marks=[pytest.mark.postgres] if backend == "postgres" else [],
-            id=f"{backend}-{statement}",
+            id=f"{backend}-{name(statement)}",
         )
         for backend, listed in statements.items()
         for statement in listed
     ]
+
+
+def name(statement: Statement) -> str:
+    return statement if isinstance(statement, str) else f"{statement[0]}-{statement[1]}"
+
+
+def fail_on(outage: Outage, statement: Statement) -> str:
+    """Make ``statement`` fail; the prefix that ``outage.fired`` will name."""
+    prefix, nth = (statement, 1) if isinstance(statement, str) else statement
+    outage.fail_on(prefix, nth=nth)
+    return prefix
 
 
 def assert_unavailable(resp: httpx.Response) -> dict[str, Any]:
@@ -131,18 +164,20 @@ def test_code_redemption_interrupted_leaves_the_code_redeemable_once(
     signed_in: TestClient,
     services: Services,
     outage: Outage,
-    statement: str,
+    committed: Committed,
+    statement: Statement,
 ) -> None:
     # A fresh confidential client: its secret's first use is written (`UPDATE app_secrets`).
     client = make_client(services, name="Fresh app")
     code, verifier = new_code(signed_in, client)
     before = issued(services, client.id)
 
-    outage.fail_on(statement)
+    prefix = fail_on(outage, statement)
     resp = redeem(signed_in, client, code, verifier)
-    assert outage.fired == [statement], "the statement under test never ran"
+    assert outage.fired == [prefix], "the statement under test never ran"
     assert_unavailable(resp)
     assert issued(services, client.id) == before
+    assert committed() == outage.at_failure
 
     outage.heal()
     body = assert_token_response(redeem(signed_in, client, code, verifier))
@@ -168,22 +203,24 @@ def test_refresh_rotation_interrupted_leaves_the_refresh_token_valid(
     services: Services,
     confidential: Client,
     outage: Outage,
-    statement: str,
+    committed: Committed,
+    statement: Statement,
 ) -> None:
     code, verifier = new_code(signed_in, confidential)
     tokens = assert_token_response(redeem(signed_in, confidential, code, verifier))
     before = issued(services, confidential.id)
 
-    outage.fail_on(statement)
+    prefix = fail_on(outage, statement)
     resp = refresh(
         signed_in,
         tokens["refresh_token"],
         client_id=confidential.id,
         client_secret=confidential.secret,
     )
-    assert outage.fired == [statement], "the statement under test never ran"
+    assert outage.fired == [prefix], "the statement under test never ran"
     assert_unavailable(resp)
     assert issued(services, confidential.id) == before
+    assert committed() == outage.at_failure
 
     outage.heal()
     assert introspect(signed_in, confidential, tokens["refresh_token"])["active"] is True
