@@ -206,3 +206,22 @@ def outage(services: Services, committed: Committed) -> Iterator[Outage]:
     injected = Outage(engine, read_committed=committed)
     yield injected
     injected.remove()
+
+
+@pytest.fixture
+def real_kill(database_url: str, outage: Outage) -> Iterator[None]:
+    """On PostgreSQL, the failing statement meets a backend that was really terminated."""
+    if not database_url.startswith("postgresql"):
+        yield
+        return
+    admin = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+
+    def terminate(raw: Any) -> None:
+        pid = raw.info.backend_pid
+        with admin.connect() as other:
+            killed = other.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid})
+            assert killed.scalar_one() is True
+
+    outage.on_fire = terminate
+    yield
+    admin.dispose()

@@ -20,12 +20,10 @@ the grant it was just given.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from authgate.app import Services
@@ -135,25 +133,6 @@ def introspect(client: TestClient, caller: Client, value: str) -> dict[str, Any]
     assert resp.status_code == 200, resp.text
     body: dict[str, Any] = resp.json()
     return body
-
-
-@pytest.fixture
-def real_kill(database_url: str, outage: Outage) -> Iterator[None]:
-    """On PostgreSQL, the failing statement meets a backend that was really terminated."""
-    if not database_url.startswith("postgresql"):
-        yield
-        return
-    admin = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
-
-    def terminate(raw: Any) -> None:
-        pid = raw.info.backend_pid
-        with admin.connect() as other:
-            killed = other.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid})
-            assert killed.scalar_one() is True
-
-    outage.on_fire = terminate
-    yield
-    admin.dispose()
 
 
 @pytest.mark.usefixtures("real_kill")
