@@ -128,16 +128,28 @@ class Settings(BaseSettings):
     sign_in_rate_per_ip: int = Field(
         20,
         ge=0,
-        description="Sign-in attempts (`POST /login`) allowed per source address per minute; "
-        "more answer 429 with `Retry-After`. 0 = no limit.",
+        description="Sign-in attempts (`POST /login`) allowed per source per minute; more "
+        "answer 429 with `Retry-After`. A source is an IPv4 address or an IPv6 /64 (here and "
+        "in every per-address limit: token, introspection, registration). 0 = no limit.",
     )
     sign_in_attempts_per_user: int = Field(
         5,
         ge=0,
-        description="Sign-in slow-down per username, from any address: after this many password "
-        "checks for one username in a minute, that username answers 429 until the minute ends; "
-        "twice as many in 5 minutes hold it until those end, three times as many in 15 minutes "
-        "until those end (the cap). Nothing else locks an account. 0 = no slow-down.",
+        description="Sign-in slow-down per username and source: after this many password "
+        "checks for one username from one source in a minute, that username answers 429 to "
+        "that source until the minute ends; twice as many in 5 minutes hold it until those "
+        "end, three times as many in 15 minutes until those end (the cap). The user signing "
+        "in from another source is not held. Nothing else locks an account. 0 = no slow-down.",
+    )
+    sign_in_sources_per_user: int = Field(
+        20,
+        ge=0,
+        le=100_000,
+        description="How many sources may be slowed down for one username (by "
+        "`AUTHGATE_SIGN_IN_ATTEMPTS_PER_USER`) in 15 minutes before that username answers "
+        "429 from every source until the 15 minutes end: the cap on guessing spread over "
+        "many networks. Holding it takes this many sources, each slowed down first. "
+        "0 = no such cap.",
     )
     token_rate_per_client: int = Field(
         600,

@@ -185,16 +185,25 @@ def delete_user(ctx: Context, actor: Actor, user_id: str) -> None:
 
 
 def sign_in(
-    ctx: Context, actor: Actor, username: str, password: str, *, slow_down: int = 0
+    ctx: Context,
+    actor: Actor,
+    username: str,
+    password: str,
+    *,
+    slow_down: int = 0,
+    sources_per_user: int = 0,
 ) -> User | None:
     """Check a username and password; audit success and failure alike.
 
-    With ``slow_down`` (password checks per username per minute, see
-    ``rate_limits.sign_in_limits``) a username guessed too often raises ``RateLimitedError``
-    before its password is checked, whether or not the account exists: a short wait, capped,
-    never a lock-out."""
+    With ``slow_down`` (password checks per username per minute from one source, see
+    ``rate_limits.slow_down_sign_in``) a username guessed too often from one source raises
+    ``RateLimitedError`` there before its password is checked, whether or not the account
+    exists: a short wait for that source, capped, never a lock-out of the user elsewhere;
+    ``sources_per_user`` caps how many sources may be slowed down for one username."""
     name = username.strip().lower()
-    rate_limits.slow_down_sign_in(ctx, actor, typed_name_digest(ctx, name[:64]), slow_down)
+    rate_limits.slow_down_sign_in(
+        ctx, actor, typed_name_digest(ctx, name[:64]), slow_down, sources_per_user
+    )
     user = ctx.store.get_user_by_username(name) if len(name) <= 64 else None
     ok = passwords.verify_password(user.password_hash if user else None, password[:MAX_PASSWORD])
     if user is None or not ok or user.disabled:

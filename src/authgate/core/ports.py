@@ -267,8 +267,8 @@ class ReplayStore(Protocol):
 class RateLimitStore(Protocol):
     def hit_rate_limit(self, key: str, window_start: datetime, now: datetime, hits: int = 1) -> int:
         """Atomically count ``hits`` hits for ``key`` in the window that starts at
-        ``window_start`` and return the count including them. Older windows of every key may
-        be purged."""
+        ``window_start`` and return the count including them (``hits`` 0: a read). Older
+        windows of every key may be purged."""
         ...
 
 

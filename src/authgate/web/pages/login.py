@@ -43,12 +43,17 @@ def _login_page(request: Request, return_to: str, *, error: str | None, status: 
 
 
 def _sign_in(request: Request, actor: Actor, username: str, password: str) -> User | None:
-    """Per source address first, then the per-username slow-down inside ``accounts.sign_in``:
-    a refused attempt checks no password and starts no session."""
+    """Per source first, then the slow-down per source and username inside
+    ``accounts.sign_in``: a refused attempt checks no password and starts no session."""
     ctx, settings = deps.ctx_of(request), deps.settings_of(request)
     rate_limits.enforce_sign_in_address(ctx, actor, settings.sign_in_rate_per_ip)
     return accounts.sign_in(
-        ctx, actor, username, password, slow_down=settings.sign_in_attempts_per_user
+        ctx,
+        actor,
+        username,
+        password,
+        slow_down=settings.sign_in_attempts_per_user,
+        sources_per_user=settings.sign_in_sources_per_user,
     )
 
 
