@@ -206,6 +206,31 @@ class Settings(BaseSettings):
         description="On SIGTERM or SIGINT the server stops accepting connections, lets the "
         "requests in flight finish for up to this long, then exits.",
     )
+    http_max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest request line plus headers `authgate serve` reads; a larger one is "
+        "answered 431 and its connection closed, after at most this many bytes and one read.",
+    )
+    http_request_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=600,
+        description="Time a client has to send a whole request (line, headers and body) from "
+        "its first byte, or from opening the connection; a slower one is answered 408 and "
+        "closed (a slowloris holds nothing longer). The time authgate takes to answer is not "
+        "counted.",
+    )
+    http_max_connections: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Open connections each server process serves at once; a request on a "
+        "connection beyond them is answered 503 `temporarily_unavailable` with `Retry-After` "
+        "and closed. Per process (`AUTHGATE_WORKERS` multiplies it); keep it under the "
+        "process's file-descriptor limit.",
+    )
     metrics_enabled: bool = Field(
         True,
         description="Serve Prometheus metrics at `/metrics`. The endpoint is not authenticated: "
