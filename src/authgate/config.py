@@ -226,8 +226,8 @@ class Settings(BaseSettings):
         le=600,
         description="Time a client has to send a whole request (line, headers and body) from "
         "its first byte, or from opening the connection; a slower one is answered 408 and "
-        "closed (a slowloris holds nothing longer). The time authgate takes to answer is not "
-        "counted.",
+        "closed (a slowloris holds nothing longer), a connection that sent nothing is closed. "
+        "The time authgate takes to answer is not counted.",
     )
     http_max_connections: int = Field(
         1000,

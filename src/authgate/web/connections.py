@@ -9,7 +9,8 @@ limit answers in plain text. ``LimitedHttpProtocol`` adds them, per connection:
   header is refused after ``max_header_bytes`` plus one read, never buffered whole;
 - a request, from its first byte (or from the connection's opening) to its last, arrives
   within ``request_timeout`` seconds, else 408 Request Timeout (RFC 9110 §15.5.9) and the
-  connection is closed; the time the application takes to answer is not counted;
+  connection is closed (a connection that sent nothing is closed without an answer); the
+  time the application takes to answer is not counted;
 - beyond ``max_connections`` open connections in this process, a request is answered 503
   with ``Retry-After`` and its connection closed.
 
@@ -177,8 +178,15 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def _timed_out(self) -> None:
         self.deadline = None
-        if not self.transport.is_closing():
-            self._refuse(REQUEST_TIMEOUT, "request timeout")
+        if self.transport.is_closing():
+            return
+        if self.in_head and self.head_bytes == 0:
+            # A connection that never began a request is closed without an answer: there is
+            # nothing to answer, and a client that meant to use it will open another.
+            self.refused = True
+            self.transport.close()
+            return
+        self._refuse(REQUEST_TIMEOUT, "request timeout")
 
     def _refuse(self, response: bytes, why: str) -> None:
         """Answer ``response`` unless the application has begun answering this request (e.g.
