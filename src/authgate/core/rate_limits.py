@@ -8,6 +8,7 @@ tests move the clock into the next window instead of sleeping.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import threading
 from dataclasses import dataclass
@@ -136,6 +137,21 @@ def first_in_window(ctx: Context, key: str, window: timedelta = HOUR) -> bool:
     run housekeeping at most once per window without a scheduler."""
     now = ctx.clock.now()
     return ctx.store.hit_rate_limit(key, window_start(now, window), now) == 1
+
+
+def source(address: str) -> str:
+    """The network a request comes from, as rate limits count it: an IPv4 address as it is, an
+    IPv6 address by its /64 (one subscriber's prefix: a host picks any address in it), an
+    IPv4-mapped IPv6 address as its IPv4 address. Anything that is not an address, as it is."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
 
 
 def key_part(value: str | None) -> str:
