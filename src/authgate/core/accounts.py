@@ -26,6 +26,13 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 256
 #: Seconds a sign-in refused because the password checks are all taken is told to wait.
 BUSY_RETRY_AFTER = 1
+
+
+class SignInBusyError(rate_limits.RateLimitedError):
+    """Every password check of this process is taken (``crypto/passwords.py``): 429 with a
+    short ``Retry-After``; no password was checked, and nothing is audited."""
+
+
 #: The scope that carries a user's administrator rights into an OAuth access token for
 #: authgate's own API (web/deps.py ``Principal.is_admin``).
 ADMIN_SCOPE = "admin"
@@ -205,7 +212,7 @@ def sign_in(
     except passwords.HashingBusyError as exc:
         # The process's password checks are all taken: refuse at once rather than hold a
         # request thread (crypto/passwords.py); nothing was checked, so nothing is audited.
-        raise rate_limits.RateLimitedError(
+        raise SignInBusyError(
             "Too many sign-ins are being checked right now; try again in a moment",
             retry_after=BUSY_RETRY_AFTER,
             debug="password hashing queue full",
