@@ -131,7 +131,9 @@ def build_services(
 ) -> Services:
     key = secret_key_bytes(settings, dev=dev)
     passwords.configure(settings.password_hash_concurrency, settings.password_hash_queue)
-    store = storage.open_store(settings.resolved_database_url)
+    store = storage.open_store(
+        settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
     ctx = Context(
         store=store,
         clock=clock or SystemClock(),
