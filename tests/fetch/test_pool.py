@@ -257,3 +257,56 @@ def test_a_stored_document_serves_while_the_pool_is_busy(
     ctx = dataclasses.replace(services.ctx, fetcher=busy)
     assert client_metadata.load_document_client(ctx, URL, ACTOR) == stored
     assert len(busy.asked) == 1
+
+
+def test_first_loads_are_limited_per_ipv6_64_not_per_address(services: Services) -> None:
+    """Every address of a /64 is one source: the hourly first-load limit (10) is theirs
+    together; another /64 has its own."""
+    ctx = dataclasses.replace(services.ctx, fetcher=Serving())
+    for i in range(10):
+        actor = Actor("anonymous", ip=f"2001:db8:aa:bb::{i + 1:x}")
+        client_metadata.load_document_client(ctx, f"https://c{i}.example/client.json", actor)
+    with pytest.raises(rate_limits.RateLimitedError) as caught:
+        client_metadata.load_document_client(
+            ctx, "https://c10.example/client.json", Actor("anonymous", ip="2001:db8:aa:bb:ffff::9")
+        )
+    assert caught.value.status_code == 429 and caught.value.retry_after > 0
+    assert services.store.get_app("https://c10.example/client.json") is None
+    other = Actor("anonymous", ip="2001:db8:aa:bc::1")
+    assert client_metadata.load_document_client(ctx, "https://c10.example/client.json", other)
+
+
+def test_jwks_uri_keys_serve_while_the_pool_is_busy_and_a_refusal_is_not_kept(
+    services: Services, clock: MovableClock
+) -> None:
+    keys_doc = json.dumps({"keys": [{"kty": "EC", "kid": "k1"}]}).encode()
+
+    class Keys:
+        total_timeout = 5.0
+        asked = 0
+
+        def fetch(self, url: str, source: str | None = None) -> FetchedDocument:
+            Keys.asked += 1
+            assert source is None  # a known client's keys: no stranger's source to cap
+            return FetchedDocument(url, keys_doc, "application/json", 60)
+
+    document = {
+        "client_id": URL,
+        "redirect_uris": [REDIRECT_URI],
+        "token_endpoint_auth_method": "private_key_jwt",
+        "jwks_uri": "https://k.example/j",
+    }
+    app = client_metadata.app_from_document(
+        URL, json.dumps(document).encode(), None, clock.now(), None
+    )
+    assert app.jwks_uri == "https://k.example/j"
+    busy_ctx = dataclasses.replace(services.ctx, fetcher=Busy())
+    # Never fetched, pool busy: refused now, and nothing kept (the next request may fetch).
+    with pytest.raises(InvalidClientError, match="could not be fetched now"):
+        services.ctx.client_keys.keys(busy_ctx, app, "k1")
+    serving_ctx = dataclasses.replace(services.ctx, fetcher=Keys())
+    assert services.ctx.client_keys.keys(serving_ctx, app, "k1")[0]["kid"] == "k1"
+    assert Keys.asked == 1
+    # Expired, pool busy: the keys we had serve.
+    clock.advance(minutes=5)
+    assert services.ctx.client_keys.keys(busy_ctx, app, "k1")[0]["kid"] == "k1"
