@@ -3,10 +3,11 @@
 Against a real `authgate serve` process (SQLite): token or authorization requests name fresh
 metadata-document URLs (a fresh URL each, so no failure is remembered) on a local server that
 accepts connections and never answers. While dozens of them run, the known service's token
-request and the sign-in page answer well within the fetch deadline (they would wait behind
-the fetches if those ran on the request threads), the saturating requests that are not
-fetched get ``invalid_client`` "could not be fetched now" at once, the few that are fetched end
-at the deadline, and the refusals are counted in the metrics.
+request, a cached metadata-document client's token request and the sign-in page answer well
+within the fetch deadline (they would wait behind the fetches if those ran on the request
+threads), the saturating requests that are not fetched get ``invalid_client`` "could not be
+fetched now" at once, the few that are fetched end at the deadline, and the refusals are
+counted in the metrics.
 
 Bounded: 32 attacking threads, a pause after each answer, at most 1500 requests, ~8 s each.
 """
@@ -26,6 +27,7 @@ import httpx
 import pytest
 
 from tests.availability.attack import Answer, running, timed
+from tests.fetch.server import DocumentServer, Route, serve
 from tests.procs import REDIRECT_URI, Deployment, Node, Processes, provision, token
 
 pytestmark = pytest.mark.slow
@@ -78,7 +80,15 @@ def stall() -> Iterator[int]:
 
 
 @pytest.fixture
-def node(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[Deployment, Node]]:
+def docs(tmp_path: Path) -> Iterator[DocumentServer]:
+    (tmp_path / "tls").mkdir()
+    yield from serve(tmp_path / "tls")
+
+
+@pytest.fixture
+def node(
+    tmp_path: Path, sqlite_template: Path, docs: DocumentServer
+) -> Iterator[tuple[Deployment, Node]]:
     database = tmp_path / "authgate.db"
     database.write_bytes(sqlite_template.read_bytes())
     processes = Processes()
@@ -88,6 +98,7 @@ def node(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[Deployment, No
             tmp_path,
             processes,
             AUTHGATE_FETCH_ALLOW_HOSTS="127.0.0.1",
+            AUTHGATE_FETCH_CA_BUNDLE=str(tmp_path / "tls" / "ca.pem"),
             AUTHGATE_FETCH_TIMEOUT_SECONDS=str(FETCH_DEADLINE),
             # The handshake counts as connecting: a host that never answers holds a fetch for
             # the whole deadline only when connecting may take that long.
@@ -103,6 +114,31 @@ def node(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[Deployment, No
         processes.stop_all()
 
 
+def publish_client(docs: DocumentServer) -> str:
+    """A metadata-document client, cached for an hour once loaded."""
+    url = docs.url("/known/client.json")
+    document = {
+        "client_id": url,
+        "client_name": "Known document client",
+        "redirect_uris": [REDIRECT_URI],
+        "token_endpoint_auth_method": "none",
+    }
+    docs.routes["/known/client.json"] = Route.json(document, cache_control="max-age=3600")
+    return url
+
+
+def redeem_made_up_code(node: Node, client_id: str) -> httpx.Response:
+    """A token request of a public client: ``invalid_grant`` proves the client was known."""
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": client_id,
+        "code": "made-up",
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": "v" * 43,
+    }
+    return httpx.post(f"{node.url}/oauth2/tokens", data=form, timeout=60)
+
+
 def description(answer: Answer) -> str:
     return html.unescape(answer.text)
 
@@ -115,9 +151,13 @@ def refused_metric(node: Node) -> dict[str, float]:
 
 @pytest.mark.parametrize("endpoint", ["token", "authorize"])
 def test_fresh_document_urls_on_a_stalled_host_do_not_slow_a_known_client(
-    node: tuple[Deployment, Node], stall: int, endpoint: str
+    node: tuple[Deployment, Node], stall: int, docs: DocumentServer, endpoint: str
 ) -> None:
     deployment, server = node
+    document_client = publish_client(docs)
+    loaded = redeem_made_up_code(server, document_client)  # fetched and stored now
+    assert loaded.status_code == 400 and loaded.json()["error"] == "invalid_grant", loaded.text
+    fetched_before = docs.requests_to("/known/client.json")
     alone, answer = timed(
         lambda: token(server, deployment.service, grant_type="client_credentials")
     )
@@ -161,6 +201,10 @@ def test_fresh_document_urls_on_a_stalled_host_do_not_slow_a_known_client(
             assert answer.status_code == 200, answer.text
             assert answer.json()["token_type"] == "Bearer"
             well_behaved.append(("token", seconds, answer.status_code))
+            seconds, answer = timed(lambda: redeem_made_up_code(server, document_client))
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error"] == "invalid_grant"
+            well_behaved.append(("document client", seconds, answer.status_code))
             seconds, page = timed(lambda: browser.get("/login"))
             assert page.status_code == 200, page.text
             assert 'name="csrf_token"' in page.text
@@ -168,6 +212,9 @@ def test_fresh_document_urls_on_a_stalled_host_do_not_slow_a_known_client(
             time.sleep(0.25)
 
     assert not attack_run.errors, attack_run.errors[:3]
+    assert (
+        docs.requests_to("/known/client.json") == fetched_before == 1
+    )  # the cached document was never fetched again
     answers = attack_run.answers
     assert len(answers) >= 2 * ATTACKERS, len(answers)
     # The service's token request and the sign-in page answered while the attack ran, each
