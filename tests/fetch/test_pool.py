@@ -310,3 +310,26 @@ def test_jwks_uri_keys_serve_while_the_pool_is_busy_and_a_refusal_is_not_kept(
     # Expired, pool busy: the keys we had serve.
     clock.advance(minutes=5)
     assert services.ctx.client_keys.keys(busy_ctx, app, "k1")[0]["kid"] == "k1"
+
+
+@pytest.mark.parametrize("endpoint", ["token", "introspection", "revocation"])
+def test_every_endpoint_that_names_a_client_gives_the_pool_its_source(
+    services: Services, endpoint: str
+) -> None:
+    """A document not stored yet is fetched under the caps of the caller's network, whichever
+    endpoint names it (introspection did not say who asked)."""
+    from authgate.core import introspection, revocation, token
+    from authgate.core.params import Params
+
+    busy = Busy()
+    ctx = dataclasses.replace(services.ctx, fetcher=busy)
+    fields = {"client_id": URL, "token": "t", "grant_type": "client_credentials"}
+    params = Params.from_pairs(fields.items())
+    with pytest.raises(InvalidClientError, match="could not be fetched now"):
+        if endpoint == "token":
+            token.exchange(ctx, params, None, ACTOR)
+        elif endpoint == "introspection":
+            introspection.introspect(ctx, params, None, ACTOR)
+        else:
+            revocation.revoke(ctx, params, None, ACTOR)
+    assert busy.asked == [(URL, "2001:db8:aa:bb::/64")]
