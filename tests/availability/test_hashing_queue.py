@@ -1,7 +1,8 @@
 """Password hashing cannot starve the server (issue 18, item 3).
 
 In process, with a hasher double that blocks: at most ``concurrency`` checks run and ``queue``
-wait; one more is refused at once; an operator's new password waits instead of being refused.
+wait; one more is refused at once; an operator's new password waits instead of being refused;
+checks run on threads of their own at the lowest CPU priority.
 
 Against a real `authgate serve` process (SQLite, production Argon2id parameters with a pause
 added to each check by ``slow_hasher_serve.py``, the default bounds of 2 running and 8
@@ -113,6 +114,26 @@ def test_the_queue_refuses_at_once_when_full(monkeypatch: pytest.MonkeyPatch) ->
     setter.join(timeout=10)
     assert outcomes == [False] * 5  # every admitted check ran, and failed as wrong
     assert passwords._GATE.admitted == 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux's")
+def test_password_checks_run_at_the_lowest_cpu_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check takes only the CPU time the rest of the server leaves (and Argon2's own lane
+    threads inherit the priority); the caller's thread keeps its own."""
+    seen: list[tuple[int, str]] = []
+
+    class Recorder:
+        def verify(self, password_hash: str, password: str) -> bool:
+            me = threading.current_thread()
+            seen.append((os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), me.name))
+            return False
+
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    monkeypatch.setattr(passwords, "_HASHER", Recorder())
+    monkeypatch.setattr(passwords, "_GATE", passwords._Gate(1, 0))
+    assert passwords.verify_password("$argon2id$stored", "wrong") is False
+    assert seen == [(passwords.NICE, "authgate-hash_0")]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
 
 
 @pytest.fixture
