@@ -113,6 +113,31 @@ class Settings(BaseSettings):
         le=1024 * 1024,
         description="Largest metadata document or JWK Set fetched; a larger one is refused.",
     )
+    fetch_threads: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Threads per server process that fetch metadata documents and `jwks_uri` "
+        "key sets, apart from the threads that serve requests. A fetch is admitted only while "
+        "one is free (there is no queue); otherwise the request is refused at once with "
+        '`invalid_client` ("could not be fetched now"), and a client whose document is '
+        "stored keeps being served from it. Keep it below `AUTHGATE_PROTOCOL_THREADS`: a "
+        "request waiting on a fetch holds one of those.",
+    )
+    fetch_per_host: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Fetches of one host in flight at once per server process (a host that "
+        "never answers holds at most this many fetch threads, whatever URLs on it are named).",
+    )
+    fetch_per_source: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Fetches in flight at once per server process asked by one source network "
+        "(an IPv4 address, an IPv6 /64), so that one source cannot take every fetch thread.",
+    )
 
     registration_rate_per_ip: int = Field(
         10,
@@ -157,6 +182,20 @@ class Settings(BaseSettings):
         "429 from every source until the 15 minutes end: the cap on guessing spread over "
         "many networks. Holding it takes this many sources, each slowed down first. "
         "0 = no such cap.",
+    )
+    password_hash_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Password checks (Argon2id, 64 MiB each) run at once per server process.",
+    )
+    password_hash_queue: int = Field(
+        8,
+        ge=0,
+        le=1024,
+        description="Password checks that may wait for one of those per server process; a "
+        "sign-in beyond them is refused at once (429 with `Retry-After`) instead of holding a "
+        "request thread, so a flood of sign-ins cannot delay the other pages and endpoints.",
     )
     token_rate_per_client: int = Field(
         600,

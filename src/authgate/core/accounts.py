@@ -24,6 +24,15 @@ API_TOKEN_KIND = "pat"
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
+#: Seconds a sign-in refused because the password checks are all taken is told to wait.
+BUSY_RETRY_AFTER = 1
+
+
+class SignInBusyError(rate_limits.RateLimitedError):
+    """Every password check of this process is taken (``crypto/passwords.py``): 429 with a
+    short ``Retry-After``; no password was checked, and nothing is audited."""
+
+
 #: The scope that carries a user's administrator rights into an OAuth access token for
 #: authgate's own API (web/deps.py ``Principal.is_admin``).
 ADMIN_SCOPE = "admin"
@@ -205,7 +214,18 @@ def sign_in(
         ctx, actor, typed_name_digest(ctx, name[:64]), slow_down, sources_per_user
     )
     user = ctx.store.get_user_by_username(name) if len(name) <= 64 else None
-    ok = passwords.verify_password(user.password_hash if user else None, password[:MAX_PASSWORD])
+    try:
+        ok = passwords.verify_password(
+            user.password_hash if user else None, password[:MAX_PASSWORD]
+        )
+    except passwords.HashingBusyError as exc:
+        # The process's password checks are all taken: refuse at once rather than hold a
+        # request thread (crypto/passwords.py); nothing was checked, so nothing is audited.
+        raise SignInBusyError(
+            "Too many sign-ins are being checked right now; try again in a moment",
+            retry_after=BUSY_RETRY_AFTER,
+            debug="password hashing queue full",
+        ) from exc
     if user is None or not ok or user.disabled:
         reason = "unknown_user" if user is None else "disabled" if ok else "bad_password"
         # What was typed is recorded only when it names an account: people type their

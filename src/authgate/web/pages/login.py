@@ -59,10 +59,13 @@ def _sign_in(request: Request, actor: Actor, username: str, password: str) -> Us
 
 def _slowed_down(request: Request, return_to: str, exc: RateLimitedError) -> Response:
     minutes = max(1, -(-exc.retry_after // 60))
-    error = (
-        "Too many sign-in attempts. Please wait "
-        f"{'a minute' if minutes == 1 else f'{minutes} minutes'} and try again."
-    )
+    if isinstance(exc, accounts.SignInBusyError):
+        error = "Too many sign-ins are being checked right now. Please try again in a moment."
+    else:
+        error = (
+            "Too many sign-in attempts. Please wait "
+            f"{'a minute' if minutes == 1 else f'{minutes} minutes'} and try again."
+        )
     response = _login_page(request, return_to, error=error, status=429)
     response.headers["Retry-After"] = str(exc.retry_after)
     return response
