@@ -12,11 +12,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from authgate.app import Services
-from authgate.core import resources
+from authgate.core import resources, service_access
 from authgate.core.context import SYSTEM
 from authgate.core.models import ScopeInfo
 from authgate.core.resources import ResourceFields
-from tests.conftest import Account, Client, issued
+from tests.conftest import Account, Client, issued, make_client
 from tests.flows import (
     assert_oauth_error,
     assert_token_response,
@@ -24,6 +24,7 @@ from tests.flows import (
     exchange_code,
     generate_pkce,
     refresh,
+    token_request,
 )
 from tests.web.test_admin_api import assert_problem, bearer
 
@@ -193,3 +194,27 @@ def test_registering_the_other_spelling_is_409(
         "/api/v2/resources/" + again.replace(":", "%3A").replace("/", "%2F"), headers=bearer(admin)
     )
     assert found.status_code == 200 and found.json()["identifier"] == registered
+
+
+def test_client_credentials_either_spelling(
+    client: TestClient, services: Services, with_slash: str
+) -> None:
+    """An operator's grant and a service's request may spell the trailing "/" differently."""
+    app = make_client(
+        services,
+        grant_types=["client_credentials"],
+        redirect_uris=[],
+        service_access={WITH_SLASH[:-1]: ["run"]},  # granted without the slash
+    )
+    assert [e.resource for e in app.app.service_access] == [WITH_SLASH]  # as registered
+
+    resp = token_request(
+        client,
+        {"grant_type": "client_credentials", "resource": WITH_SLASH[:-1], "scope": "run"},
+        basic=(app.id, app.secret or ""),
+    )
+
+    body = assert_token_response(resp)
+    assert _jwt_aud(body["access_token"]) == WITH_SLASH and body["scope"] == "run"
+    revoked = service_access.revoke(services.ctx, SYSTEM, app.id, WITH_SLASH[:-1])
+    assert revoked.service_access == ()

@@ -216,6 +216,7 @@ def revoke(
     entry = entry_for(app, identifier)
     if entry is None:
         raise _invalid(f"{identifier!r} is not granted to this app", "resource")
+    identifier = entry.resource  # the granted spelling of a trailing "/"
     unknown = [s for s in revoked if s not in entry.scopes]
     if unknown:
         raise _invalid(f"{unknown[0][:128]!r} is not granted for {identifier!r}", "scopes")
