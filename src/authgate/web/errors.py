@@ -177,10 +177,16 @@ async def _unavailable_handler(request: Request, exc: Exception) -> Response:
     return response
 
 
+_MACHINE_PATHS = ("/api/", "/healthz", "/readyz", "/metrics", "/static/")
+
+
 def _is_page(path: str) -> bool:
     """Whether a person's browser asked for ``path`` (so an error is a page): not the
-    management API, and not an OAuth or discovery endpoint other than the authorization one."""
-    if path.startswith("/api/"):
+    management API (its reference page aside), not an OAuth or discovery endpoint other than
+    the authorization one, not an operations endpoint or a static file."""
+    if path == "/api/v2/docs":
+        return True
+    if path.startswith(_MACHINE_PATHS) or path == "/branding.css":
         return False
     return not path.startswith(("/oauth2/", "/.well-known/")) or path == "/oauth2/authorize"
 
