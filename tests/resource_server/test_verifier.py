@@ -441,6 +441,7 @@ def test_tampered_payload_is_a_bad_signature(
             {"aud": ["https://a.example", "https://b.example"]}, "another res", id="aud[]"
         ),
         pytest.param({"aud": "https://mcp.example.com/mcp/x"}, "another res", id="aud-child"),
+        pytest.param({"aud": "https://mcp.example.com/mcp//"}, "another res", id="aud-two-slashes"),
         pytest.param({"aud": 7}, "audience is malformed", id="aud-type"),
         pytest.param({"iss": "https://auth.example.com/"}, "another authorization", id="iss"),
         pytest.param({"iss": "https://evil.example"}, "another authorization server", id="iss2"),
@@ -465,6 +466,9 @@ def test_wrong_audience_or_issuer(
     [
         pytest.param(["https://other.example", RESOURCE], id="list"),
         pytest.param("HTTPS://MCP.EXAMPLE.COM:443/mcp", id="non-canonical-spelling"),
+        # RFC 8707 §2 as authgate applies it: one trailing "/" apart is the same resource, and
+        # authgate's aud is the registered spelling, which may carry the "/" this one lacks.
+        pytest.param(RESOURCE + "/", id="trailing-slash"),
     ],
 )
 def test_audience_list_or_spelling(
