@@ -84,7 +84,7 @@ def admit_new(ctx: Context, actor: Actor | None, settings: RegistrationSettings)
     limit), then the rate limits per source network and overall."""
     _check_cap(ctx, settings)
     if actor is not None and actor.ip:
-        network = rate_limits.key_part(rate_limits.source(actor.ip))
+        network = rate_limits.source_key(actor)
         per_ip = Limit(f"documents:ip:{network}", ctx.policy.document_loads_per_ip)
         rate_limits.enforce(ctx, actor, per_ip, scope="documents_ip", what="new client documents")
     overall = Limit("documents:global", ctx.policy.document_loads_overall)
