@@ -492,7 +492,9 @@ class InMemoryStore:
         grant = self.grants.get(grant_id)
         return grant is not None and grant.revoked_at is None
 
-    def issue_in_family(self, grant_id: str, access: AccessToken, refresh: RefreshToken) -> bool:
+    def issue_in_family(
+        self, grant_id: str, access: AccessToken, refresh: RefreshToken | None
+    ) -> bool:
         with self._lock:
             if not self._grant_is_live(grant_id):
                 return False
@@ -646,7 +648,7 @@ class InMemoryStore:
         with self._lock:
             count = self.rate_limits.get((key, window_start), 0) + hits
             self.rate_limits[(key, window_start)] = count
-            if count == hits:
+            if count == hits > 0:
                 cutoff = window_start - RATE_LIMIT_RETENTION
                 for old in [k for k in self.rate_limits if k[1] < cutoff]:
                     del self.rate_limits[old]

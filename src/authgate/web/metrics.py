@@ -8,18 +8,22 @@ endpoint is not authenticated: operators keep it off the public internet.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
 from authgate.core.errors import OAuthError
+from authgate.core.grants import refresh_reuse
 from authgate.core.token import GRANTS
+from authgate.crypto import passwords
 
 UNMATCHED = "unmatched"
 #: The method label: these, else "other" (a client may send any token as a method).
@@ -30,13 +34,16 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _CODE_REPLAYED = frozenset(
     {"authorization code replayed", "authorization code redeemed concurrently"}
 )
-_REFRESH_REUSED = frozenset({"refresh token reused"})
 
 
 class Metrics:
     """This app's collectors."""
 
-    def __init__(self, pool_in_use: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        pool_in_use: Callable[[], float] | None = None,
+        fetch_refusals: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._issued: dict[str, Any] = {}
@@ -67,7 +74,21 @@ class Metrics:
         )
         self.refresh_token_reuse = Counter(
             "authgate_refresh_token_reuse",
-            "Refresh tokens presented again after the grace period (the family was revoked).",
+            "Used refresh tokens presented again as only a thief could (the family was revoked).",
+            registry=registry,
+        )
+        self.refresh_reuse_refusals = Counter(
+            "authgate_refresh_token_reuse_refusals",
+            "Used refresh tokens presented again and refused, by reason (window_passed, "
+            "clock_went_back, other_client, other_secret: the family was revoked; "
+            "chain_unknown: it was not).",
+            ["reason"],
+            registry=registry,
+        )
+        self.refresh_continued = Counter(
+            "authgate_refresh_token_continued",
+            "Used refresh tokens presented again within the window by the same client, answered "
+            "with the family's current refresh token (retries, sibling processes).",
             registry=registry,
         )
         self.code_replay = Counter(
@@ -89,6 +110,7 @@ class Metrics:
                 registry=registry,
             )
             gauge.set_function(pool_in_use)
+        registry.register(_Refusals(fetch_refusals))
 
     def observe_request(self, scope: Scope, status: int, seconds: float, error: str | None) -> None:
         route = route_template(scope)
@@ -115,11 +137,51 @@ class Metrics:
                 child = self._issued[grant_type] = self.tokens_issued.labels(grant_type)
             child.inc()
 
+    def token_continued(self) -> None:
+        self.refresh_continued.inc()
+
     def token_refused(self, exc: OAuthError) -> None:
         if exc.debug in _CODE_REPLAYED:
             self.code_replay.inc()
-        elif exc.debug in _REFRESH_REUSED:
-            self.refresh_token_reuse.inc()
+            return
+        reason = refresh_reuse.refusal_reason(exc.debug)
+        if reason is not None:
+            self.refresh_reuse_refusals.labels(reason).inc()
+            if reason in refresh_reuse.REVOKING:
+                self.refresh_token_reuse.inc()
+
+
+class _Refusals(Collector):
+    """Work refused at once because its bounded pool was full (the counts live with the pools:
+    ``fetch/pool.py`` per app, ``crypto/passwords.py`` per process)."""
+
+    def __init__(self, fetch_refusals: Callable[[], Mapping[str, int]] | None) -> None:
+        self._fetch = fetch_refusals
+
+    def collect(self) -> Iterator[Metric]:
+        fetches = CounterMetricFamily(
+            "authgate_fetches_refused",
+            "Metadata-document and jwks_uri fetches refused at once because the fetch pool "
+            "was at a limit, by the limit (threads, host, source).",
+            labels=["limit"],
+        )
+        for limit, count in (self._fetch() if self._fetch is not None else {}).items():
+            fetches.add_metric([limit], count)
+        yield fetches
+        yield CounterMetricFamily(
+            "authgate_password_checks_refused",
+            "Sign-ins refused at once (429) because every password-hashing slot and queue "
+            "place of the process was taken.",
+            value=passwords.refusals,
+        )
+
+
+def fetch_refusals(fetcher: object) -> Callable[[], Mapping[str, int]] | None:
+    """The fetch pool's refusal counts, when the fetcher is a pool that counts them."""
+    counts = getattr(fetcher, "refusals", None)
+    if not isinstance(counts, dict):
+        return None
+    return lambda: dict(counts)
 
 
 def pool_gauge(store: object) -> Callable[[], float] | None:
