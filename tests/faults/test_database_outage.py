@@ -1,13 +1,15 @@
 """The database fails in the middle of a request (in-process, SQLite and PostgreSQL).
 
-A SQLAlchemy hook makes one chosen statement fail with the driver's own `OperationalError`
-(on PostgreSQL also for real: the backend is terminated with `pg_terminate_backend` from
-another connection just before the statement runs). Whatever statement fails:
+The database driver (tests/faults/conftest.py) makes one chosen statement, or the COMMIT,
+fail with its own `OperationalError` (on PostgreSQL for real: the backend is terminated with
+`pg_terminate_backend` from another connection just before the statement runs), so the hot
+paths on the DBAPI connection meet it. Whatever statement fails:
 
 - the OAuth endpoints answer 503 `temporarily_unavailable` as RFC 6749 §5.2 JSON with
   `Cache-Control: no-store` and a positive `Retry-After`; `/api/` answers RFC 9457
   problem+json 503; a page answers an HTML error page 503;
-- nothing is half-written: the store method's transaction rolled back, so the counts of
+- nothing is half-written: the store method's transaction rolled back (on the token paths
+  the database holds exactly what was committed when the statement failed), so the counts of
   codes, grants and tokens are what they were, the code is still redeemable exactly once and
   the refresh token still rotates once;
 - the service resumes as soon as the database answers again, without a restart.

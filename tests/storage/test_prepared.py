@@ -432,7 +432,7 @@ def test_racing_redemptions_of_one_code_have_one_winner(store: SqlStore) -> None
 
 @sql_backends
 def test_cursor_event_listeners_see_every_hot_statement(store: SqlStore) -> None:
-    """A tracer (or the fault injection of tests/faults) hooks SQLAlchemy's cursor events."""
+    """A tracer hooks SQLAlchemy's cursor events: the hot paths then run where it sees them."""
     user_id, app_id = parents(store)
     code_id, g = redeemable(store, user_id, app_id)
     access = b.access(g, app_id)
