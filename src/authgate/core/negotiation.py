@@ -11,10 +11,12 @@ request is refused only when nothing usable remains (no grant the client can sta
 no auth method it can use), with the reason of the first value dropped.
 
 Auth methods: the client offers ``token_endpoint_auth_method`` and/or the list
-``token_endpoint_auth_methods_supported`` (RP Metadata Choices, as ChatGPT publishes). The
-registered method is the one it named, else ``none`` if offered, else the first usable one; a
-usable ``private_key_jwt`` offered beside it is kept too (its keys are stored), so that the
-token endpoint honours either per request (``client_auth.accepted_methods``). Whatever was
+``token_endpoint_auth_methods_supported`` (RP Metadata Choices, as ChatGPT publishes: it names
+``private_key_jwt`` and lists ``["none", "private_key_jwt"]``). The registered method is
+``none`` if offered (the client is public: it may always present nothing), else the one it
+named, else the first usable one; a usable ``private_key_jwt`` offered beside it is kept too
+(its keys are stored), so that the token endpoint honours either per request
+(``client_auth.accepted_methods``). Whatever was
 offered but not registered is reported in ``dropped``.
 """
 
@@ -127,7 +129,9 @@ def _auth_methods(
         usable.append(candidate)  # in rules.methods
     if not usable:
         raise Unusable(reasons[0])
-    chosen: AuthMethod = named if named in usable else ("none" if "none" in usable else usable[0])
+    # "none" among the usable ones makes the client public whatever else it offers: it may
+    # always authenticate with nothing, so no other method adds to what it can do.
+    chosen: AuthMethod = "none" if "none" in usable else (named if named in usable else usable[0])
     methods: tuple[AuthMethod, ...] = (chosen,)
     if chosen != "private_key_jwt" and "private_key_jwt" in usable:
         methods += ("private_key_jwt",)
