@@ -1,5 +1,7 @@
 """`python -m bench.harness` (what scripts/bench.sh runs): start the systems, drive them round by
-round with the same load, and write bench/results/<date>.md, .png and .json."""
+round with the same load, and write bench/results/latest.md, .png and .json. With
+``--attack``, the "under attack" scenario instead (``bench/harness/attack.py``):
+bench/results/under-attack.md and .json. Each run adds a row to bench/results/HISTORY.md."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.harness import attack
 from bench.harness.run import ALL_SCENARIOS, DEFAULT_SYSTEMS, Options, run
 
 SMOKE_SCENARIOS = [
@@ -41,7 +44,9 @@ def parse(argv: list[str]) -> Options:
     p.add_argument("--pg-url", default="", help="use databases on this server, not a cluster")
     p.add_argument("--out-dir", type=Path, default=Path("bench/results"))
     p.add_argument("--work-dir", type=Path, default=Path("bench/work"))
-    p.add_argument("--stem", default="", help="report file name (default: today's date)")
+    p.add_argument(
+        "--stem", default="", help="the setup's report name (default: latest); see HISTORY.md"
+    )
     p.add_argument(
         "--smoke",
         action="store_true",
@@ -87,8 +92,31 @@ def parse(argv: list[str]) -> Options:
     )
 
 
+def run_attack(argv: list[str]) -> Path:
+    p = argparse.ArgumentParser(prog="scripts/bench.sh --attack", description=attack.__doc__)
+    p.add_argument("--attack", action="store_true", required=True)
+    p.add_argument("--duration", type=float, default=10, help="seconds per phase")
+    p.add_argument("--attacks", default=",".join(a.name for a in attack.ATTACKS))
+    p.add_argument("--out-dir", type=Path, default=Path("bench/results"))
+    p.add_argument("--work-dir", type=Path, default=Path("bench/work"))
+    p.add_argument("--stem", default="", help="report name (default: under-attack)")
+    p.add_argument("--smoke", action="store_true", help="seconds-long phases (CI)")
+    a = p.parse_args(argv)
+    names = [n for n in a.attacks.split(",") if n]
+    unknown = set(names) - {x.name for x in attack.ATTACKS}
+    if unknown:
+        p.error(f"unknown attacks: {', '.join(sorted(unknown))}")
+    duration = 2 if a.smoke else a.duration
+    root = Path(__file__).resolve().parents[2]
+    return attack.run(root / a.work_dir, root / a.out_dir, a.stem, duration, names)
+
+
 def main(argv: list[str] | None = None) -> int:
-    report = run(parse(sys.argv[1:] if argv is None else argv))
+    args = sys.argv[1:] if argv is None else argv
+    if "--attack" in args:
+        print(f"report: {run_attack(args)}")
+        return 0
+    report = run(parse(args))
     print(f"report: {report}")
     return 0
 

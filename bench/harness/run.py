@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from bench.harness import flows, growth, procstat, report
+from bench.harness import flows, growth, history, procstat, report
 from bench.harness.load import LoadResult, LoadSpec, have_wrk, run_python, run_wrk
 from bench.harness.provision import REDIRECT_URI, RESOURCE_JWT, RESOURCE_OPAQUE, SCOPE
 from bench.harness.systems import (
@@ -88,6 +88,14 @@ class State:
     estimates: dict[str, float] = field(default_factory=dict)  # scenario -> req/s
 
 
+def _variant_settings(name: str) -> dict[str, str]:
+    """Settings a system's name asks for: ``authgate-sqlite-normal`` is authgate-sqlite with
+    commits not synced (``AUTHGATE_SQLITE_SYNCHRONOUS=normal``), to show what durability costs."""
+    if "-normal" in name:
+        return {"AUTHGATE_SQLITE_SYNCHRONOUS": "normal"}
+    return {}
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -132,6 +140,7 @@ class Bench:
                 workers=workers,
                 cpus=cpus,
                 db_pid=self.pg.postmaster_pid if backend == "pg" else None,
+                settings=_variant_settings(name),
             )
         if name == "oidc-provider":
             return self.launcher.peer(name, cpus=cpus)
@@ -426,6 +435,7 @@ class Bench:
             pinning = "none"
         return {
             "date": dt.date.today().isoformat(),
+            "commit": history.commit(),
             "cpus": self.cpus,
             "cpu_model": model,
             "platform": f"{platform.system()} {platform.release()}",
@@ -490,8 +500,7 @@ class Bench:
             "runs": self.runs,
             "growth": self.growth,
         }
-        stem = self.o.stem or result["meta"]["date"]
-        written = report.write(result, (ROOT / self.o.out_dir).resolve(), stem)
+        written = report.write(result, (ROOT / self.o.out_dir).resolve(), self.o.stem or "latest")
         if interrupted:
             log(f"interrupted; partial report: {written}")
             raise SystemExit(130)

@@ -173,6 +173,7 @@ class Launcher:
         workers: int,
         cpus: str | None,
         db_pid: int | None = None,
+        settings: dict[str, str] | None = None,
     ) -> Server:
         port = free_port()
         data = self.workdir / name
@@ -190,6 +191,7 @@ class Launcher:
             AUTHGATE_SIGN_IN_RATE_PER_IP="0",
             AUTHGATE_SIGN_IN_ATTEMPTS_PER_USER="0",
         )
+        env.update(settings or {})  # a variant's own settings win
         made = subprocess.run(  # noqa: S603 (our own argument lists)
             [sys.executable, "-m", "bench.harness.provision", PASSWORD],
             env=env,

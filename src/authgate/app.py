@@ -123,7 +123,9 @@ def build_services(
     settings: Settings, *, dev: bool = False, clock: Clock | None = None
 ) -> Services:
     key = secret_key_bytes(settings, dev=dev)
-    store = storage.open_store(settings.resolved_database_url)
+    store = storage.open_store(
+        settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
     ctx = Context(
         store=store,
         clock=clock or SystemClock(),

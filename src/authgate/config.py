@@ -30,6 +30,13 @@ class Settings(BaseSettings):
         description="SQLAlchemy-style URL: `sqlite:///path/authgate.db` or "
         "`postgresql://user:pass@host/db`. Empty means SQLite in the data directory.",
     )
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        "full",
+        description="SQLite only: `full` syncs every commit to disk, so a code redeemed or a "
+        "refresh token rotated stays spent after a power loss or OS crash; `normal` skips that "
+        "sync (faster writes; the last commits can roll back after a power loss, never after a "
+        "process crash).",
+    )
     secret_key: str = Field(
         "",
         description="Server secret (32+ characters) for CSRF tokens and key encryption. "

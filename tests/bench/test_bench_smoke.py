@@ -7,6 +7,7 @@ generator, runs a tiny growth test and writes a report. It needs no network.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,7 @@ def test_report_writer_shows_ratios_of_medians(tmp_path: Path) -> None:
     ]
     meta = {
         "date": "2030-01-01",
+        "commit": "abc1234",
         "cpus": 2,
         "cpu_model": "test",
         "platform": "Linux",
@@ -75,7 +77,14 @@ def test_report_writer_shows_ratios_of_medians(tmp_path: Path) -> None:
     assert "| authgate-sqlite / oidc-provider | 2.00 |" in text
     assert "| authgate-sqlite / floor | 0.25 |" in text
     assert "| 100,000 | 950 |" in text
+    assert "Commit abc1234." in text
     assert (tmp_path / "2030-01-01.json").exists()
+    # Each run adds one row to the history: date, commit, setup, machine, key ratios.
+    report.write(result, tmp_path, "2030-01-01")
+    rows = [r for r in (tmp_path / "HISTORY.md").read_text().splitlines() if "abc1234" in r]
+    assert len(rows) == 2
+    assert rows[0].startswith("| 2030-01-01 | abc1234 | 2030-01-01 | 2 × test | ")
+    assert "authgate-sqlite / oidc-provider: cc_jwt 2.00" in rows[0]
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -114,3 +123,57 @@ def test_smoke_run_of_the_harness(tmp_path: Path) -> None:
     for line in done.stdout.splitlines():
         if " round 1/1 " in line:
             assert line.rstrip().endswith("errors 0"), line
+
+
+def test_smoke_run_of_the_under_attack_scenario(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.harness",
+            "--attack",
+            "--smoke",
+            "--out-dir",
+            str(tmp_path / "results"),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--stem",
+            "smoke",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "results" / "smoke.json").read_text())
+    assert [row["attack"] for row in result["attacks"]] == [
+        "chunked_bodies",
+        "slow_documents",
+        "failed_sign_ins",
+        "slow_connections",
+    ]
+    # The well-behaved client was answered in every phase, and every attack really ran.
+    assert all(phase["requests"] > 0 for phase in result["alone"]["phases"])
+    for row in result["attacks"]:
+        assert row["requests"] > 0 and row["p99_ms"] > 0, row
+        assert sum(row["attack_outcomes"].values()) > 0, row
+    # Bodies are cut at the size limit, whatever their framing.
+    assert "413" in result["attacks"][0]["attack_outcomes"]
+    text = (tmp_path / "results" / "smoke.md").read_text()
+    assert "| `failed_sign_ins` |" in text and "p99 / alone" in text
+
+
+def test_durable_commits_are_compared_with_unsynced_ones() -> None:
+    systems = [
+        {"name": "authgate-sqlite", "kind": "authgate", "backend": "sqlite", "workers": 1},
+        {"name": "authgate-sqlite-normal", "kind": "authgate", "backend": "sqlite", "workers": 1},
+    ]
+    runs = [
+        _row("refresh", "authgate-sqlite", 900),
+        _row("refresh", "authgate-sqlite-normal", 1000),
+    ]
+    scenarios, labels, rows = report.ratio_table({"systems": systems, "runs": runs})
+    assert labels == ["authgate-sqlite / authgate-sqlite-normal"]
+    assert scenarios == ["refresh"] and rows == [[0.9]]

@@ -8,7 +8,12 @@ Database exceptions never leave this package except as ``DuplicateKeyError`` and
 
 from __future__ import annotations
 
-from authgate.storage.sql.engine import is_memory_sqlite, make_engine, parse_url
+from authgate.storage.sql.engine import (
+    SqliteSynchronous,
+    is_memory_sqlite,
+    make_engine,
+    parse_url,
+)
 from authgate.storage.sql.migrate import (
     SchemaState,
     SchemaStatus,
@@ -30,7 +35,7 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> SqlStore:
+def open_store(url: str, *, sqlite_synchronous: SqliteSynchronous = "full") -> SqlStore:
     """Connect to the database at ``url``; does not migrate it (call ``upgrade`` first).
 
     The exception is an in-memory SQLite database, which exists only inside this store and so
@@ -38,7 +43,7 @@ def open_store(url: str) -> SqlStore:
     """
     parsed = parse_url(url)
     memory = is_memory_sqlite(parsed)
-    store = SqlStore(make_engine(parsed), serialize=memory)
+    store = SqlStore(make_engine(parsed, sqlite_synchronous=sqlite_synchronous), serialize=memory)
     if memory:
         upgrade_engine(store.engine)
     return store

@@ -1,15 +1,18 @@
 """Database URLs and engines: which driver, which pool, which per-connection settings.
 
-SQLite runs in WAL mode with foreign keys on; write transactions start with ``BEGIN
-IMMEDIATE`` so two writers queue on the busy timeout instead of failing with "database is
-locked" when a deferred reader tries to upgrade its lock. PostgreSQL goes through psycopg 3.
+SQLite runs in WAL mode with foreign keys on and, unless the operator relaxes it, with
+``synchronous=FULL`` (every commit reaches the disk before the answer leaves); write
+transactions start with ``BEGIN IMMEDIATE`` so two writers queue on the busy timeout instead of
+failing with "database is locked" when a deferred reader tries to upgrade its lock.
+PostgreSQL goes through psycopg 3.
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy import exc as exc_module
@@ -23,8 +26,13 @@ _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
-    "PRAGMA synchronous=NORMAL",
 )
+
+#: How SQLite syncs a commit (``PRAGMA synchronous``). In WAL mode ``NORMAL`` skips the fsync
+#: at commit: an answered redemption or rotation survives a process crash but can roll back
+#: after a power loss, making a spent code redeemable again. ``FULL`` syncs the WAL at every
+#: commit, so what was answered stays written.
+SqliteSynchronous = Literal["full", "normal"]
 
 
 def parse_url(url: str) -> URL:
@@ -49,14 +57,14 @@ def sqlite_file(url: URL) -> Path | None:
     return Path(str(url.database))
 
 
-def make_engine(url: str | URL) -> Engine:
+def make_engine(url: str | URL, *, sqlite_synchronous: SqliteSynchronous = "full") -> Engine:
     parsed = parse_url(url) if isinstance(url, str) else url
     if parsed.get_backend_name() == "postgresql":
         engine = create_engine(parsed, pool_size=10, max_overflow=20)
         event.listen(engine, "checkin", _on_checkin)
         event.listen(engine, "checkout", _on_checkout)
         return engine
-    return _sqlite_engine(parsed)
+    return _sqlite_engine(parsed, sqlite_synchronous)
 
 
 #: A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out.
@@ -90,7 +98,7 @@ def _ping(dbapi_connection: Any) -> None:
     dbapi_connection.rollback()
 
 
-def _sqlite_engine(url: URL) -> Engine:
+def _sqlite_engine(url: URL, synchronous: SqliteSynchronous) -> Engine:
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
     if is_memory_sqlite(url):
         # One shared connection, or every checkout would see a different empty database.
@@ -98,18 +106,21 @@ def _sqlite_engine(url: URL) -> Engine:
     else:
         kwargs["connect_args"]["timeout"] = 5.0
     engine = create_engine(url, **kwargs)
-    event.listen(engine, "connect", _on_sqlite_connect)
+    event.listen(engine, "connect", partial(_on_sqlite_connect, synchronous))
     event.listen(engine, "begin", _on_sqlite_begin)
     return engine
 
 
-def _on_sqlite_connect(dbapi_connection: Any, connection_record: Any) -> None:
+def _on_sqlite_connect(
+    synchronous: SqliteSynchronous, dbapi_connection: Any, connection_record: Any
+) -> None:
     # Hand transaction control to SQLAlchemy's "begin" event (pysqlite's own is broken).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
     finally:
         cursor.close()
 
