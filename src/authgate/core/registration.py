@@ -21,7 +21,7 @@ import ipaddress
 import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -107,8 +107,6 @@ class ClientMetadata:
     jwks_uri: str = ""
     software_id: str = ""
     software_version: str = ""
-    #: What the client asked for and was not registered (core/negotiation.py).
-    dropped: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def public(self) -> bool:
@@ -303,9 +301,16 @@ def _keys(ctx: Context, body: Mapping[str, Any]) -> tuple[dict[str, Any] | None,
         raise negotiation.Unusable(str(exc)) from exc
 
 
-def parse_metadata(
-    ctx: Context, body: Mapping[str, Any], settings: RegistrationSettings
-) -> ClientMetadata:
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """The metadata to register, and what the client asked for and was not registered
+    (core/negotiation.py), for the audit entry."""
+
+    metadata: ClientMetadata
+    dropped: Mapping[str, tuple[str, ...]]
+
+
+def parse_metadata(ctx: Context, body: Mapping[str, Any], settings: RegistrationSettings) -> Parsed:
     """Validate a registration (or RFC 7592 update) request; unknown fields are ignored
     (RFC 7591 §2: "The authorization server MUST ignore any client metadata sent by the client
     that it does not understand")."""
@@ -323,7 +328,7 @@ def parse_metadata(
     kind: ApplicationType = stated or ("native" if any(_is_native_only(u) for u in uris) else "web")
     _check_application_type(uris, kind)
     client_uri = _https_url(body, "client_uri")
-    return ClientMetadata(
+    metadata = ClientMetadata(
         redirect_uris=uris,
         token_endpoint_auth_method=negotiated.token_endpoint_auth_method,
         grant_types=grants,
@@ -339,8 +344,8 @@ def parse_metadata(
         jwks_uri=negotiated.jwks_uri,
         software_id=_text(body, "software_id"),
         software_version=_text(body, "software_version"),
-        dropped=negotiated.dropped,
     )
+    return Parsed(metadata, negotiated.dropped)
 
 
 def _app_fields(metadata: ClientMetadata) -> dict[str, Any]:
@@ -449,7 +454,8 @@ def register(
         if settings.initial_access_token_required or initial_access_token is not None
         else None
     )
-    metadata = parse_metadata(ctx, read_body(), settings)
+    parsed = parse_metadata(ctx, read_body(), settings)
+    metadata = parsed.metadata
     _purge_now_and_then(ctx, settings)
     _check_cap(ctx, settings)
     now = ctx.clock.now()
@@ -467,7 +473,7 @@ def register(
     )
     ctx.store.create_app(app)
     try:
-        secret = _finish_registration(ctx, actor, app, metadata, initial)
+        secret = _finish_registration(ctx, actor, app, parsed, initial)
     except StoreUnavailableError:
         # The client never learns its credentials: take the app back rather than leave it
         # half-made (if the database is gone for good, the app is an unused registration,
@@ -493,9 +499,10 @@ def _finish_registration(
     ctx: Context,
     actor: Actor,
     app: App,
-    metadata: ClientMetadata,
+    parsed: Parsed,
     initial: InitialAccessToken | None,
 ) -> str | None:
+    metadata = parsed.metadata
     as_client = actor.as_client(app.id)
     secret = None
     if metadata.token_endpoint_auth_method in SECRET_METHODS:
@@ -509,7 +516,7 @@ def _finish_registration(
         target_type="app",
         target_id=app.id,
         initial_access_token_id=initial.id if initial is not None else None,
-        dropped=negotiation.as_audit(metadata.dropped),
+        dropped=negotiation.as_audit(parsed.dropped),
         **_audit_fields(app),
     )
     return secret
@@ -610,7 +617,8 @@ def update_client(
         raise _bad("client_id must be the client's own client_id")
     if body.get("client_secret") is not None:
         _check_secret(ctx, app, body["client_secret"])
-    metadata = parse_metadata(ctx, body, settings)
+    parsed = parse_metadata(ctx, body, settings)
+    metadata = parsed.metadata
     if _credential(metadata.token_endpoint_auth_method) != _credential(
         app.token_endpoint_auth_method
     ):
@@ -626,7 +634,7 @@ def update_client(
         "client.updated",
         target_type="app",
         target_id=app.id,
-        dropped=negotiation.as_audit(metadata.dropped),
+        dropped=negotiation.as_audit(parsed.dropped),
         **_audit_fields(updated),
     )
     return updated
