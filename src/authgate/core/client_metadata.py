@@ -12,6 +12,9 @@ Failures — the fetch or the validation — are remembered on this node for a m
 broken client cannot make authgate fetch on every request. Stale-if-error: if a *fetch* fails
 (network, timeout, HTTP status) while a stored copy expired less than 24 hours ago, that copy
 keeps being used; a document that was fetched but is invalid is never papered over this way.
+When there is no such copy, the pinned copy of a known client's document
+(core/client_profiles.py) is used instead, validated like a fetched one and audited as
+``client_profile.pinned_copy_used``; a live answer always wins over it.
 """
 
 from __future__ import annotations
@@ -23,11 +26,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from authgate.core import audit, document_policy, redirect_uris, scopes
+from authgate.core import audit, client_profiles, document_policy, redirect_uris, scopes
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import InvalidClientError, OAuthError
 from authgate.core.models import App, AuthMethod, GrantType
-from authgate.core.ports import FetchError
+from authgate.core.ports import FetchedDocument, FetchError
 from authgate.core.settings import RegistrationSettings
 from authgate.crypto import jose
 
@@ -170,12 +173,15 @@ def _fresh_or_fetched(
     if stored is None:
         document_policy.admit_new(ctx, actor, settings)
     try:
-        document = ctx.fetcher.fetch(url)
+        document = fetch_document(ctx, url)
     except FetchError as exc:
         ctx.client_documents.remember(url, now, str(exc), stale_ok=True)
         stale = _usable_stale(stored, now)
         if stale is not None:
             return stale
+        pinned = _from_pinned_copy(ctx, url, stored, settings, str(exc))
+        if pinned is not None:
+            return pinned
         raise _refused(str(exc)) from exc
     try:
         app = app_from_document(url, document.body, stored, now, document.max_age)
@@ -191,6 +197,48 @@ def _fresh_or_fetched(
     ctx.store.upsert_app(app)
     ctx.client_documents.forget(url)
     _audit(ctx, stored, app)
+    return app
+
+
+def fetch_document(ctx: Context, url: str) -> FetchedDocument:
+    """The one place authgate fetches a client's metadata document (SSRF-safe fetcher)."""
+    if ctx.fetcher is None:
+        raise FetchError("this server does not fetch client metadata documents")
+    return ctx.fetcher.fetch(url)
+
+
+def pinned_body(profile: client_profiles.Profile) -> bytes:
+    return json.dumps(profile.pinned_document).encode()
+
+
+def _from_pinned_copy(
+    ctx: Context, url: str, stored: App | None, settings: RegistrationSettings, reason: str
+) -> App | None:
+    """When the live fetch failed and no stored copy is usable: the pinned copy of a known
+    client's document (core/client_profiles.py), validated as a fetched one would be, kept
+    for the shortest time so that the live document is tried again soon. Never preferred
+    over a live answer."""
+    profile = client_profiles.pinned_for(ctx, url)
+    if profile is None:
+        return None
+    now = ctx.clock.now()
+    try:
+        app = app_from_document(url, pinned_body(profile), stored, now, 0)
+    except InvalidDocument:
+        return None  # the live failure is the reason given
+    document_policy.check_redirect_uris(app, settings)
+    ctx.store.upsert_app(app)
+    _audit(ctx, stored, app)
+    audit.record(
+        ctx,
+        SYSTEM,
+        "client_profile.pinned_copy_used",
+        target_type="app",
+        target_id=url,
+        profile=profile.id,
+        origin=profile.origin,
+        fetch_error=reason,
+    )
     return app
 
 
