@@ -16,7 +16,7 @@ import click
 
 from authgate.cli.common import emit, fields, json_option, open_context, table
 from authgate.core import client_check, client_profiles
-from authgate.core.client_check import Outcome, Report
+from authgate.core.client_check import Report
 from authgate.core.client_profiles import Profile
 from authgate.core.context import SYSTEM
 
@@ -113,15 +113,6 @@ def delete(profile_id: str) -> None:
     click.echo(f"Deleted the operator's profile {profile_id}.")
 
 
-_HEADINGS: tuple[tuple[Outcome, str], ...] = (
-    ("accept", "Accepted"),
-    ("drop", "Dropped"),
-    ("narrow", "Narrowed"),
-    ("refuse", "Refused"),
-    ("note", "Notes"),
-)
-
-
 def explain(report: Report) -> str:
     """The report in plain words, grouped by outcome."""
     lines = [f"{report.target}: {report.verdict.upper()}"]
@@ -129,11 +120,9 @@ def explain(report: Report) -> str:
         lines.append(f"Known client: {report.profile.name} ({report.profile.id})")
     if report.pinned_copy_used:
         lines.append("The live document could not be fetched: the pinned copy was checked.")
-    for outcome, heading in _HEADINGS:
-        found = report.by_outcome(outcome)
-        if found:
-            lines.append(f"{heading}:")
-            lines.extend(f"  - {f.message}" for f in found)
+    for heading, messages in report.grouped():
+        lines.append(f"{heading}:")
+        lines.extend(f"  - {m}" for m in messages)
     return "\n".join(lines)
 
 

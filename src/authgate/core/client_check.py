@@ -32,6 +32,14 @@ from authgate.core.ports import FetchError
 
 Outcome = Literal["accept", "drop", "narrow", "refuse", "note"]
 Kind = Literal["document", "registration", "app"]
+# How a report is shown, in this order (the CLI and the console).
+HEADINGS: tuple[tuple[Outcome, str], ...] = (
+    ("accept", "Accepted"),
+    ("drop", "Dropped"),
+    ("narrow", "Narrowed"),
+    ("refuse", "Refused"),
+    ("note", "Notes"),
+)
 
 _CONSENT = {
     "operator": "an app registered by the operator",
@@ -80,6 +88,14 @@ class Report:
 
     def by_outcome(self, outcome: Outcome) -> list[Finding]:
         return [f for f in self.findings if f.outcome == outcome]
+
+    def grouped(self) -> list[tuple[str, list[str]]]:
+        """The messages under their headings, in ``HEADINGS`` order, empty ones left out."""
+        return [
+            (heading, [f.message for f in self.by_outcome(outcome)])
+            for outcome, heading in HEADINGS
+            if self.by_outcome(outcome)
+        ]
 
 
 def _report(

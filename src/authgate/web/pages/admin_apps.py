@@ -14,7 +14,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authgate.core import clients, service_access
+from authgate.core import client_profiles, clients, service_access
 from authgate.core.accounts import SignedIn
 from authgate.core.errors import InvalidRequestError, ManagementError, NotFound
 from authgate.core.models import App
@@ -171,6 +171,7 @@ async def show(
         await run_in_threadpool(ctx.store.list_resources) if service_access.can_use(app) else []
     )
     issuer = ctx.policy.issuer.rstrip("/")
+    profile = await run_in_threadpool(client_profiles.match_app, ctx, app)
     return common.page(
         request,
         "admin_app.html",
@@ -183,6 +184,7 @@ async def show(
         key_ids=key_ids(app),
         issuer=issuer,
         app_path=app_path(app.id),
+        profile=profile,
         **_page_values(app, form, failure),
     )
 
