@@ -1,7 +1,7 @@
 """`python -m bench.harness` (what scripts/bench.sh runs): start the systems, drive them round by
-round with the same load, and write bench/results/<date>.md, .png and .json. With
+round with the same load, and write bench/results/latest.md, .png and .json. With
 ``--attack``, the "under attack" scenario instead (``bench/harness/attack.py``):
-bench/results/<date>-under-attack.md and .json."""
+bench/results/under-attack.md and .json. Each run adds a row to bench/results/HISTORY.md."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def parse(argv: list[str]) -> Options:
     p.add_argument("--pg-url", default="", help="use databases on this server, not a cluster")
     p.add_argument("--out-dir", type=Path, default=Path("bench/results"))
     p.add_argument("--work-dir", type=Path, default=Path("bench/work"))
-    p.add_argument("--stem", default="", help="report file name (default: today's date)")
+    p.add_argument(
+        "--stem", default="", help="the setup's report name (default: latest); see HISTORY.md"
+    )
     p.add_argument(
         "--smoke",
         action="store_true",
@@ -97,7 +99,7 @@ def run_attack(argv: list[str]) -> Path:
     p.add_argument("--attacks", default=",".join(a.name for a in attack.ATTACKS))
     p.add_argument("--out-dir", type=Path, default=Path("bench/results"))
     p.add_argument("--work-dir", type=Path, default=Path("bench/work"))
-    p.add_argument("--stem", default="", help="report file name (default: today's date)")
+    p.add_argument("--stem", default="", help="report name (default: under-attack)")
     p.add_argument("--smoke", action="store_true", help="seconds-long phases (CI)")
     a = p.parse_args(argv)
     names = [n for n in a.attacks.split(",") if n]

@@ -7,7 +7,7 @@ keep-alive connection. Phases alternate (alone, attack, alone, attack, …) so d
 machine lands in both columns; the report compares each attack's p50/p99 with the median of
 the alone phases. Every attack is bounded in workers and in time and talks only to loopback.
 
-    python -m bench.harness --attack [--duration 10] [--stem NAME]
+    python -m bench.harness --attack [--duration 10] [--attacks a,b] [--stem NAME]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from bench.harness import history
 from bench.harness.flows import CSRF
 from bench.harness.provision import RESOURCE_JWT, SCOPE, USERNAME
 from bench.harness.systems import Launcher, Server
@@ -363,6 +364,8 @@ def markdown(result: dict[str, Any], date: str) -> str:
     lines = [
         f"# authgate under attack — {date}",
         "",
+        f"Commit {result['meta']['commit']}, machine {result['meta']['machine']}.",
+        "",
         "A well-behaved client's client_credentials token requests (one keep-alive connection, "
         f"one request at a time, {result['duration_s']:g} s per phase) alone and while each "
         "attack runs beside it; one `authgate serve` on SQLite, server on core 0, client and "
@@ -394,8 +397,18 @@ def run(work: Path, out_dir: Path, stem: str, duration: float, names: list[str])
     finally:
         launcher.stop_all()
     date = time.strftime("%Y-%m-%d")
+    result["meta"] = {"date": date, "commit": history.commit(), "machine": history.machine()}
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{stem or date}-under-attack.md"
+    path = out_dir / f"{stem or 'under-attack'}.md"
     path.write_text(markdown(result, date))
     path.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    figures = ", ".join(f"{r['attack']} p99 ×{r['p99_ratio']:.1f}" for r in result["attacks"])
+    history.add_row(
+        out_dir,
+        date=date,
+        commit=result["meta"]["commit"],
+        setup=path.stem,
+        machine=result["meta"]["machine"],
+        figures=f"alone p99 {result['alone']['p99_ms']:.1f} ms; {figures}",
+    )
     return path

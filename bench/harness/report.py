@@ -8,6 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from bench.harness import history
+
 SCENARIO_TITLES = {
     "cc_jwt": "client_credentials, JWT",
     "cc_opaque": "client_credentials, opaque",
@@ -78,6 +80,8 @@ def markdown(result: dict[str, Any], plot_name: str | None) -> str:
     systems = [s["name"] for s in result["systems"]]
     lines = [
         f"# authgate benchmark, {meta['date']}",
+        "",
+        f"Commit {meta.get('commit', 'unknown')}.",
         "",
         f"Machine: {meta['cpus']} CPUs ({meta['cpu_model']}), {meta['platform']}. "
         f"Load: {meta['loadgen']}, {meta['connections']} connections "
@@ -241,12 +245,44 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def key_figures(result: dict[str, Any]) -> str:
+    """One line for HISTORY.md: two pairs' ratios (against the peer first) on the token
+    scenarios and introspection, or, without a reference system, each system's requests/s."""
+    scenarios, labels, rows = ratio_table(result)
+    shown = [i for i, s in enumerate(scenarios) if s in TOKEN_SCENARIOS or s == "introspect"]
+    if labels:
+        pairs_ = sorted(zip(labels, rows, strict=True), key=lambda p: "oidc-provider" not in p[0])
+        return "; ".join(
+            f"{label}: " + ", ".join(f"{scenarios[i]} {_fmt(row[i])}" for i in shown)
+            for label, row in pairs_[:2]
+        )
+    med = medians(result["runs"])
+    return "; ".join(
+        f"{system['name']}: "
+        + ", ".join(
+            f"{scenario} {med[(scenario, system['name'])]['rps']:.0f}/s"
+            for scenario in scenarios
+            if (scenario, system["name"]) in med
+        )
+        for system in result["systems"]
+    )
+
+
 def write(result: dict[str, Any], out_dir: Path, stem: str) -> Path:
-    """bench/results/<stem>.md, .png and .json (the raw runs)."""
+    """bench/results/<stem>.md, .png and .json (the raw runs), and the run's HISTORY.md row."""
     out_dir.mkdir(parents=True, exist_ok=True)
     png = out_dir / f"{stem}.png"
     has_plot = plot(result, png)
     (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     report = out_dir / f"{stem}.md"
     report.write_text(markdown(result, png.name if has_plot else None))
+    meta = result["meta"]
+    history.add_row(
+        out_dir,
+        date=meta["date"],
+        commit=meta.get("commit", "unknown"),
+        setup=stem,
+        machine=f"{meta['cpus']} × {meta['cpu_model']}",
+        figures=key_figures(result),
+    )
     return report

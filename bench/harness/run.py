@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from bench.harness import flows, growth, procstat, report
+from bench.harness import flows, growth, history, procstat, report
 from bench.harness.load import LoadResult, LoadSpec, have_wrk, run_python, run_wrk
 from bench.harness.provision import REDIRECT_URI, RESOURCE_JWT, RESOURCE_OPAQUE, SCOPE
 from bench.harness.systems import (
@@ -435,6 +435,7 @@ class Bench:
             pinning = "none"
         return {
             "date": dt.date.today().isoformat(),
+            "commit": history.commit(),
             "cpus": self.cpus,
             "cpu_model": model,
             "platform": f"{platform.system()} {platform.release()}",
@@ -499,8 +500,7 @@ class Bench:
             "runs": self.runs,
             "growth": self.growth,
         }
-        stem = self.o.stem or result["meta"]["date"]
-        written = report.write(result, (ROOT / self.o.out_dir).resolve(), stem)
+        written = report.write(result, (ROOT / self.o.out_dir).resolve(), self.o.stem or "latest")
         if interrupted:
             log(f"interrupted; partial report: {written}")
             raise SystemExit(130)

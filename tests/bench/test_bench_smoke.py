@@ -58,6 +58,7 @@ def test_report_writer_shows_ratios_of_medians(tmp_path: Path) -> None:
     ]
     meta = {
         "date": "2030-01-01",
+        "commit": "abc1234",
         "cpus": 2,
         "cpu_model": "test",
         "platform": "Linux",
@@ -76,7 +77,14 @@ def test_report_writer_shows_ratios_of_medians(tmp_path: Path) -> None:
     assert "| authgate-sqlite / oidc-provider | 2.00 |" in text
     assert "| authgate-sqlite / floor | 0.25 |" in text
     assert "| 100,000 | 950 |" in text
+    assert "Commit abc1234." in text
     assert (tmp_path / "2030-01-01.json").exists()
+    # Each run adds one row to the history: date, commit, setup, machine, key ratios.
+    report.write(result, tmp_path, "2030-01-01")
+    rows = [r for r in (tmp_path / "HISTORY.md").read_text().splitlines() if "abc1234" in r]
+    assert len(rows) == 2
+    assert rows[0].startswith("| 2030-01-01 | abc1234 | 2030-01-01 | 2 × test | ")
+    assert "authgate-sqlite / oidc-provider: cc_jwt 2.00" in rows[0]
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -139,7 +147,7 @@ def test_smoke_run_of_the_under_attack_scenario(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads((tmp_path / "results" / "smoke-under-attack.json").read_text())
+    result = json.loads((tmp_path / "results" / "smoke.json").read_text())
     assert [row["attack"] for row in result["attacks"]] == [
         "chunked_bodies",
         "slow_documents",
@@ -153,5 +161,5 @@ def test_smoke_run_of_the_under_attack_scenario(tmp_path: Path) -> None:
         assert sum(row["attack_outcomes"].values()) > 0, row
     # Bodies are cut at the size limit, whatever their framing.
     assert "413" in result["attacks"][0]["attack_outcomes"]
-    text = (tmp_path / "results" / "smoke-under-attack.md").read_text()
+    text = (tmp_path / "results" / "smoke.md").read_text()
     assert "| `failed_sign_ins` |" in text and "p99 / alone" in text
