@@ -107,10 +107,15 @@ def pin(profile_id: str, path: str | None, url: str | None, as_json: bool) -> No
 
 @profiles.command()
 @click.argument("profile_id")
-def delete(profile_id: str) -> None:
+@json_option
+def delete(profile_id: str, as_json: bool) -> None:
     """Remove the operator's profile (a shipped one of this id applies again)."""
     client_profiles.delete(open_context(), SYSTEM, profile_id)
-    click.echo(f"Deleted the operator's profile {profile_id}.")
+    emit(
+        as_json,
+        {"id": profile_id, "deleted": True},
+        f"Deleted the operator's profile {profile_id}.",
+    )
 
 
 def explain(report: Report) -> str:
