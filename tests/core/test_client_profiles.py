@@ -157,6 +157,8 @@ def test_matching_a_registration(name: str, uris: list[str], expected: str | Non
         ({"name": "X", "sources": []}, "sources"),
         ({"name": "X", "sources": ["s"], "redirect_hosts": ["javascript:alert(1)//"]}, None),
         ({"name": "", "sources": ["s"]}, "name"),
+        ({"name": "X", "sources": ["s"], "quirks": ["a\x00b"]}, "profile"),
+        ({"name": "X\x07", "sources": ["s"]}, "name"),
         ({"name": "X", "sources": ["s"], "document_urls": ["http://a.example/x"]}, None),
         (
             {

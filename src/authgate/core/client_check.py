@@ -325,7 +325,7 @@ def check_registration(ctx: Context, body: Any) -> Report:
 def check_app(ctx: Context, app_id: str) -> Report:
     """An existing app: a document client's document is fetched and checked again; any other
     app is described as registered."""
-    app = ctx.store.get_app(app_id)
+    app = ctx.store.get_app(app_id) if len(app_id) <= 255 and "\x00" not in app_id else None
     if app is None:
         raise NotFound("No such app")
     if app.metadata_document:

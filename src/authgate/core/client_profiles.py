@@ -80,6 +80,10 @@ def _invalid(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"Invalid {field}: {message}", validations={field: message})
 
 
+def _control(text: str) -> bool:
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
 def _texts(value: Any, field: str, *, required: bool = False) -> tuple[str, ...]:
     if value is None and not required:
         return ()
@@ -87,7 +91,7 @@ def _texts(value: Any, field: str, *, required: bool = False) -> tuple[str, ...]
         not isinstance(value, list)
         or len(value) > MAX_ENTRIES
         or not all(isinstance(v, str) and 0 < len(v.strip()) <= MAX_TEXT for v in value)
-        or any(ord(c) < 0x20 for v in value for c in v)
+        or any(_control(v) for v in value)
     ):
         raise _invalid(field, f"a list of at most {MAX_ENTRIES} non-empty lines")
     if required and not value:
@@ -122,18 +126,20 @@ def parse(value: Any, origin: Origin = "operator", profile_id: str | None = None
     """A profile from its JSON form (the shipped data and an operator's input alike)."""
     if not isinstance(value, Mapping):
         raise ValidationFailed("A profile is a JSON object")
+    if "\\u0000" in json.dumps(dict(value)):  # no field holds one, and PostgreSQL stores none
+        raise _invalid("profile", "NUL characters are not allowed")
     pid = profile_id if profile_id is not None else value.get("id")
     if not isinstance(pid, str) or not _ID.fullmatch(pid):
         raise _invalid("id", "1 to 63 lower-case letters, digits and hyphens")
     name = value.get("name")
-    if not isinstance(name, str) or not 0 < len(name.strip()) <= 64:
+    if not isinstance(name, str) or not 0 < len(name.strip()) <= 64 or _control(name):
         raise _invalid("name", "1 to 64 characters")
     urls = _document_urls(value.get("document_urls"))
     hosts = runtime_settings.check_redirect_hosts(
         list(_texts(value.get("redirect_hosts"), "redirect_hosts")), "redirect_hosts"
     )
     note = value.get("pinned_note", "")
-    if not isinstance(note, str) or len(note) > MAX_TEXT:
+    if not isinstance(note, str) or len(note) > MAX_TEXT or _control(note):
         raise _invalid("pinned_note", f"at most {MAX_TEXT} characters")
     return Profile(
         id=pid,
