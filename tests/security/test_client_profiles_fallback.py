@@ -298,3 +298,34 @@ def test_check_a_registration_body_and_an_app(
     assert missing.status_code == 404 and missing.json()["detail"] == "No such app"
     assert both.status_code == 400 and "target" in both.json()["validations"]
     assert anonymous.status_code == 401
+
+
+def test_pin_fetches_what_the_document_serves_now(
+    live: Live, services: Services, docs: DocumentServer, admin: Account
+) -> None:
+    url = docs.url("/to-pin.json")
+    live_document = document(url, client_name="Served now")
+    docs.routes["/to-pin.json"] = Route.json(live_document)
+    pin_profile(live, admin, url)
+    pinned = admin_call(live, admin, "POST", f"{PROFILES}/hosted/pin", json={})
+    assert pinned["pinned_document"] == live_document
+    assert pinned["pinned_note"] == "pinned by operator"
+    assert docs.requests_to("/to-pin.json") == 1
+    [event] = events(services, "client_profile.pinned")
+    assert event.target_id == "hosted" and event.details["document_url"] == url
+    # A document that cannot be fetched pins nothing.
+    docs.routes["/to-pin.json"] = CHALLENGE
+    with live.client() as api:
+        refused = api.post(
+            f"{PROFILES}/hosted/pin",
+            headers={"Authorization": f"Bearer {admin.api_token}"},
+            json={},
+        )
+    assert refused.status_code == 400
+    assert (
+        refused.json()["detail"]
+        == "The document could not be fetched: the server answered HTTP 403"
+    )
+    stored = services.store.get_setting("client_profiles")
+    assert stored["hosted"]["pinned_document"] == live_document
+    assert len(events(services, "client_profile.pinned")) == 1
