@@ -193,3 +193,27 @@ def test_an_operator_profile_overrides_the_shipped_one(services: Services) -> No
     # A stored value this version cannot read is skipped: the shipped profile applies.
     services.store.set_setting(client_profiles.SETTING, {"cursor": {"name": 5}})
     assert client_profiles.get(ctx, "cursor").origin == "shipped"
+
+
+def test_a_document_client_matches_by_its_url_only() -> None:
+    """A document anyone publishes may list claude.ai's callback; it is not claude.ai."""
+    ctx = services_free_ctx()
+    claude_callback = ["https://claude.ai/api/mcp/auth_callback"]
+    other = client_profiles.match(
+        ctx,  # type: ignore[arg-type]
+        "https://evil.example/client.json",
+        "Claude",
+        claude_callback,
+        document=True,
+        profiles=shipped(),
+    )
+    assert other is None
+    real = client_profiles.match(
+        ctx,  # type: ignore[arg-type]
+        "https://claude.ai/oauth/mcp-oauth-client-metadata",
+        "Claude",
+        claude_callback,
+        document=True,
+        profiles=shipped(),
+    )
+    assert real is not None and real.id == "claude-ai"

@@ -293,15 +293,15 @@ def match(
     document: bool,
     profiles: Sequence[Profile] | None = None,
 ) -> Profile | None:
-    """The profile a client fits: by its document URL; else by redirect URIs on a host only
-    that client uses; else by a registered name and redirect URIs both as the profile says.
+    """The profile a client fits: a document client by its document URL only; a registered
+    one by redirect URIs on a host only that client uses, else by its name and redirect URIs
+    both as the profile says.
     ``profiles``: ``all_profiles(ctx)`` when already read (a listing reads it once)."""
     if profiles is None:
         profiles = all_profiles(ctx)
     if document:
-        for profile in profiles:
-            if client_id in profile.document_urls:
-                return profile
+        # A document client is who its URL says: its redirect URIs name no one.
+        return next((p for p in profiles if client_id in p.document_urls), None)
     for profile in profiles:
         if _redirects_fit(profile, redirect_uris):
             return profile
