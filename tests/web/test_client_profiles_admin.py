@@ -131,6 +131,9 @@ def test_the_app_view_names_the_matched_profile(
     )
     assert "/admin/test-client?app_id=" in page.text
     assert "none matched" in client.get(f"/admin/apps/{other.id}").text
+    listing = client.get("/admin/apps").text
+    assert '<td class="known-client">Visual Studio Code</td>' in listing
+    assert listing.count('<td class="known-client"></td>') == len(services.store.list_apps()) - 1
 
 
 def test_console_adds_pins_and_deletes_a_profile(

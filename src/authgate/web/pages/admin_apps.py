@@ -121,8 +121,11 @@ async def list_apps(request: Request) -> Response:
     who = await common.admin_page(request)
     if not isinstance(who, SignedIn):
         return who
-    apps = await run_in_threadpool(deps.ctx_of(request).store.list_apps)
-    return common.page(request, "admin_apps.html", who, apps=apps, origin=origin)
+    ctx = deps.ctx_of(request)
+    apps = await run_in_threadpool(ctx.store.list_apps)
+    profiles = await run_in_threadpool(client_profiles.all_profiles, ctx)
+    known = {app.id: client_profiles.match_app(ctx, app, profiles) for app in apps}
+    return common.page(request, "admin_apps.html", who, apps=apps, origin=origin, known=known)
 
 
 async def new_app(request: Request) -> Response:
