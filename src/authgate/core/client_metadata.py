@@ -15,6 +15,10 @@ keeps being used; a document that was fetched but is invalid is never papered ov
 When there is no such copy, the pinned copy of a known client's document
 (core/client_profiles.py) is used instead, validated like a fetched one and audited as
 ``client_profile.pinned_copy_used``; a live answer always wins over it.
+
+Fetches run on the fetcher's own bounded threads (``fetch/pool.py``); when they are at a limit
+the fetch is refused at once (``FetchBusyError``): a stored copy serves, else ``invalid_client``
+says the document could not be fetched now. Such a refusal is not remembered as a failure.
 """
 
 from __future__ import annotations
@@ -26,11 +30,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from authgate.core import audit, client_profiles, document_policy, redirect_uris, scopes
+from authgate.core import (
+    audit,
+    client_profiles,
+    document_policy,
+    rate_limits,
+    redirect_uris,
+    scopes,
+)
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import InvalidClientError, OAuthError
 from authgate.core.models import App, AuthMethod, GrantType
-from authgate.core.ports import FetchedDocument, FetchError
+from authgate.core.ports import FetchBusyError, FetchedDocument, FetchError
 from authgate.core.settings import RegistrationSettings
 from authgate.crypto import jose
 
@@ -172,8 +183,16 @@ def _fresh_or_fetched(
         raise _refused("this server does not fetch client metadata documents")
     if stored is None:
         document_policy.admit_new(ctx, actor, settings)
+    source = rate_limits.source(actor.ip) if actor is not None and actor.ip else None
     try:
-        document = fetch_document(ctx, url)
+        document = fetch_document(ctx, url, source)
+    except FetchBusyError as exc:
+        # Nothing was tried: not the document's failure, so not remembered; a stored copy,
+        # even expired (within STALE_IF_ERROR), serves until a fetch can run.
+        stale = _usable_stale(stored, now)
+        if stale is not None:
+            return stale
+        raise document_policy.refused(str(exc), debug="fetch pool busy") from exc
     except FetchError as exc:
         ctx.client_documents.remember(url, now, str(exc), stale_ok=True)
         stale = _usable_stale(stored, now)
@@ -200,11 +219,12 @@ def _fresh_or_fetched(
     return app
 
 
-def fetch_document(ctx: Context, url: str) -> FetchedDocument:
-    """The one place authgate fetches a client's metadata document (SSRF-safe fetcher)."""
+def fetch_document(ctx: Context, url: str, source: str | None = None) -> FetchedDocument:
+    """The one place authgate fetches a client's metadata document (SSRF-safe fetcher);
+    ``source``: the network of whoever asked, None for an operator's check or pin."""
     if ctx.fetcher is None:
         raise FetchError("this server does not fetch client metadata documents")
-    return ctx.fetcher.fetch(url)
+    return ctx.fetcher.fetch(url, source)
 
 
 def pinned_body(profile: client_profiles.Profile) -> bytes:
