@@ -127,9 +127,13 @@ def test_test_client_explains_a_registration_body_and_an_app(
     device = good | {
         "grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"]
     }
-    refused = migrated.run("test-client", write(tmp_path, "device.json", device))
+    dropped = migrated.ok("test-client", write(tmp_path, "device.json", device)).stdout
+    assert "ACCEPTED" in dropped and "Dropped:" in dropped
+    assert "grant type urn:ietf:params:oauth:grant-type:device_code is not supported" in dropped
+    bad = good | {"redirect_uris": ["http://evil.example/cb"]}
+    refused = migrated.run("test-client", write(tmp_path, "bad.json", bad))
     assert refused.exit_code == 1
-    assert "REFUSED" in refused.stdout and "grant_types must be" in refused.stdout
+    assert "REFUSED" in refused.stdout and "Refused:" in refused.stdout
     assert store.list_apps() == [], "a check stores nothing"
 
     app = json.loads(

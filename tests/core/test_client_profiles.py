@@ -18,10 +18,12 @@ from authgate.core.errors import ValidationFailed
 
 REQUIRED = {"claude-ai", "claude-code", "chatgpt", "codex", "vscode", "cursor", "mcp-remote"}
 NOW = datetime(2026, 12, 5, tzinfo=UTC)
-# Pins whose grant_types list a grant authgate does not support: refused until the metadata
-# negotiation (issue 17, item 1) drops such grants instead. strict: the day they pass, this
-# list must shrink.
-UNTIL_NEGOTIATION = {"claude-ai", "vscode"}
+# Pins whose grant_types list a grant authgate does not support: the negotiation
+# (core/negotiation.py) drops it and keeps the rest.
+DROPPED_GRANTS = {
+    "claude-ai": ("urn:ietf:params:oauth:grant-type:jwt-bearer",),
+    "vscode": ("urn:ietf:params:oauth:grant-type:device_code",),
+}
 
 
 def shipped() -> list[Profile]:
@@ -62,27 +64,15 @@ def test_the_clients_with_public_documents_have_pins() -> None:
         assert profile.pinned_document["client_id"] in profile.document_urls
 
 
-@pytest.mark.parametrize(
-    "profile",
-    [
-        pytest.param(
-            p,
-            marks=pytest.mark.xfail(
-                p.id in UNTIL_NEGOTIATION,
-                reason="lists a grant authgate refuses until negotiation drops it",
-                strict=True,
-            ),
-        )
-        for p in PINNED
-    ],
-    ids=lambda p: p.id,
-)
+@pytest.mark.parametrize("profile", PINNED, ids=lambda p: p.id)
 def test_every_pin_is_a_document_the_real_validation_accepts(profile: Profile) -> None:
     url = profile.document_urls[0]
-    app = client_metadata.app_from_document(
+    app, dropped = client_metadata.read_document(
         url, client_metadata.pinned_body(profile), None, NOW, None
     )
     assert app.id == url and app.metadata_document
+    assert "authorization_code" in app.grant_types
+    assert dropped.get("grant_types", ()) == DROPPED_GRANTS.get(profile.id, ())
     assert all(settings.redirect_allowed(u, profile.redirect_hosts) for u in app.redirect_uris)
     assert (
         client_profiles.match(

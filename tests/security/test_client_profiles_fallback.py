@@ -204,20 +204,24 @@ def test_check_a_good_document(
 
 
 def test_check_a_document_with_an_unsupported_grant(
-    live: Live, docs: DocumentServer, admin: Account
+    live: Live, services: Services, docs: DocumentServer, admin: Account
 ) -> None:
-    """Today the real validation refuses the jwt-bearer grant; the report says so and why.
-    (Once unsupported grants are dropped instead, this becomes a ``drop`` finding.)"""
+    """claude.ai's document lists the jwt-bearer grant: the negotiation drops it, the rest is
+    registered, and the report says which and why."""
     url = docs.url("/jwt-bearer.json")
     grants = ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:jwt-bearer"]
     docs.routes["/jwt-bearer.json"] = Route.json(document(url, grant_types=grants))
+    before = snapshot(services)
     report = check(live, admin, document_url=url)
-    assert report["verdict"] == "refused"
-    [refusal] = messages(report, "refuse")
-    assert refusal == (
-        "The document is refused: grant_types must include authorization_code and may add "
-        "refresh_token only."
-    )
+    assert report["verdict"] == "accepted"
+    assert report["registered"]["grant_types"] == ["authorization_code", "refresh_token"]
+    assert messages(report, "drop") == [
+        "The grant type urn:ietf:params:oauth:grant-type:jwt-bearer is not supported by "
+        "authgate; the client is registered without it."
+    ]
+    assert [f["field"] for f in report["findings"] if f["outcome"] == "drop"] == ["grant_types"]
+    assert messages(report, "refuse") == []
+    assert snapshot(services) == before
 
 
 def test_check_a_document_with_a_bad_redirect(

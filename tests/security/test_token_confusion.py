@@ -144,7 +144,8 @@ def test_refresh_token_is_not_an_access_token(signed_in: TestClient, confidentia
                      id="8707-2.2-authgate-api"),
         pytest.param({"resource": "not a uri"}, 400, "invalid_target", id="8707-2-malformed"),
         pytest.param({"scope": "read write"}, 400, "invalid_scope", id="6749-6-scope-escalation"),
-        pytest.param({"scope": "admin"}, 400, "invalid_scope", id="6749-6-unknown-scope"),
+        # A name the resource does not define is left out, not refused (issue 17).
+        pytest.param({"scope": 'read"'}, 400, "invalid_scope", id="6749-6-malformed-scope"),
         pytest.param({"scope": "write"}, 400, "invalid_scope", id="6749-6-scope-swap"),
     ],
 )  # fmt: skip
@@ -185,7 +186,7 @@ def test_refresh_token_replay_revokes_the_family(
         refresh(signed_in, body["refresh_token"], client_id=confidential.id,
                 client_secret=confidential.secret)
     )  # fmt: skip
-    clock.advance(seconds=30)
+    clock.advance(seconds=121)  # past the reuse window (120 s)
     replay = refresh(
         signed_in, body["refresh_token"], client_id=confidential.id,
         client_secret=confidential.secret,

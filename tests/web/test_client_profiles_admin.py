@@ -191,10 +191,14 @@ def test_console_tests_a_registration_body(
         "/admin/test-client", data={"csrf_token": csrf, "registration": json.dumps(body)}
     )
     assert resp.status_code == 200
-    assert '<span id="verdict">refused</span>' in resp.text
+    assert '<span id="verdict">accepted</span>' in resp.text
     assert (
         'Known client: <a href="/admin/profiles#profile-vscode">Visual Studio Code</a>' in resp.text
     )
-    assert "grant_types must be a non-empty subset" in resp.text
+    assert "<h3>Dropped</h3>" in resp.text
+    assert (
+        "The grant type urn:ietf:params:oauth:grant-type:device_code is not supported by "
+        "authgate; the client is registered without it." in resp.text
+    )
     assert "device_code grant" in resp.text  # the profile's quirk explains why
     assert all(a.name != "Visual Studio Code" for a in services.store.list_apps())

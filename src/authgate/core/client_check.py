@@ -1,13 +1,14 @@
 """ "Test this client": what authgate will accept, drop or narrow, and refuse, for a metadata
 document URL, a registration body (RFC 7591 §2) or an existing app — and why, in plain words.
 
-Nothing here decides anything: the document goes through ``client_metadata.app_from_document``
-and the operator's controls (``document_policy``), a registration body through
-``registration.parse_metadata``, exactly as a real request would, and the report compares what
-came in with what those functions produced. ``_validated_document`` and
-``_validated_registration`` are the seam to the real validation: each returns what would be
-registered and what was dropped on the way. Nothing is stored and no limit is counted; a
-document is fetched live, through the one fetch function of ``client_metadata``.
+Nothing here decides anything: the document goes through ``client_metadata.read_document`` and
+the operator's controls (``document_policy``), a registration body through
+``registration.parse_metadata``, exactly as a real request would; what was dropped is what the
+negotiation (core/negotiation.py) reports, and what was narrowed compares the asked scope with
+the registered one. ``_validated_document`` and ``_validated_registration`` are the seam to the
+real validation: each returns what would be registered and what was dropped on the way.
+Nothing is stored and no limit is counted; a document is fetched live, through the one fetch
+function of ``client_metadata``.
 """
 
 from __future__ import annotations
@@ -126,37 +127,30 @@ def _list(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def _dropped(
-    incoming: Mapping[str, Any], grants: tuple[str, ...], method: str | None
-) -> list[Finding]:
-    """What the client asked for that the registered client does not have."""
-    found = [
+_DROPPED = {
+    "grant_types": "The grant type {value} is not supported by authgate; the client is "
+    "registered without it.",
+    "response_types": "The response type {value} is not supported (only code); it is left out.",
+    "token_endpoint_auth_methods": "The auth method {value} is offered but not used: the "
+    "client will authenticate with {method}.",
+    "token_endpoint_auth_methods_supported": "token_endpoint_auth_methods_supported is not a "
+    "list of method names ({value}); it is ignored.",
+}
+
+
+def _dropped(dropped: Mapping[str, tuple[str, ...]], method: str | None) -> list[Finding]:
+    """What the negotiation (core/negotiation.py) left out, in plain words."""
+    return [
         Finding(
             "drop",
-            "grant_types",
-            f"The grant type {g} is not supported by authgate; the client is registered "
-            "without it.",
+            name,
+            _DROPPED.get(name, "{value} is not supported and is left out.").format(
+                value=value, method=method or "a client secret"
+            ),
         )
-        for g in dict.fromkeys(_list(incoming.get("grant_types")))
-        if g not in grants
+        for name, values in dropped.items()
+        for value in values
     ]
-    offered = _list(incoming.get("token_endpoint_auth_methods_supported"))
-    found += [
-        Finding(
-            "drop",
-            "token_endpoint_auth_methods_supported",
-            f"The auth method {m} is offered but not used: the client will authenticate with "
-            f"{method}.",
-        )
-        for m in dict.fromkeys(offered)
-        if m != method
-    ]
-    found += [
-        Finding("drop", "response_types", f"The response type {r} is not supported (only code).")
-        for r in dict.fromkeys(_list(incoming.get("response_types")))
-        if r != "code"
-    ]
-    return found
 
 
 def _narrowed(incoming: Mapping[str, Any], scope: str | None) -> list[Finding]:
@@ -198,22 +192,23 @@ def _registered(app: App) -> dict[str, Any]:
 
 
 def _validated_document(ctx: Context, url: str, body: bytes) -> tuple[App, list[Finding]]:
-    app = client_metadata.app_from_document(url, body, None, ctx.clock.now(), None)
+    app, dropped = client_metadata.read_document(url, body, None, ctx.clock.now(), None)
     try:
         incoming = json.loads(body)
     except ValueError:
         incoming = {}
-    dropped = _dropped(incoming, app.grant_types, app.token_endpoint_auth_method)
-    return app, dropped + _narrowed(incoming, app.scope)
+    changes = _dropped(dropped, app.token_endpoint_auth_method)
+    return app, changes + _narrowed(incoming, app.scope)
 
 
 def _validated_registration(
     ctx: Context, body: Mapping[str, Any]
 ) -> tuple[registration.ClientMetadata, list[Finding]]:
     settings = document_policy.current(ctx)
-    metadata = registration.parse_metadata(ctx, body, settings)
-    dropped = _dropped(body, metadata.grant_types, metadata.token_endpoint_auth_method)
-    return metadata, dropped + _narrowed(body, metadata.scope)
+    parsed = registration.parse_metadata(ctx, body, settings)
+    metadata = parsed.metadata
+    changes = _dropped(parsed.dropped, metadata.token_endpoint_auth_method)
+    return metadata, changes + _narrowed(body, metadata.scope)
 
 
 # The three kinds of target.
