@@ -74,6 +74,12 @@ OPERATIONS = (
     "GET /api/v2/oauth2-provider/registration-tokens",
     "POST /api/v2/oauth2-provider/registration-tokens",
     "DELETE /api/v2/oauth2-provider/registration-tokens/{token_id}",
+    "GET /api/v2/client-profiles",
+    "GET /api/v2/client-profiles/{profile_id}",
+    "PUT /api/v2/client-profiles/{profile_id}",
+    "POST /api/v2/client-profiles/{profile_id}/pin",
+    "DELETE /api/v2/client-profiles/{profile_id}",
+    "POST /api/v2/client-check",
 )
 CHECKS = [
     not_a_server_error,
@@ -120,6 +126,7 @@ def real_path_values(
         "token_id": [spare.id, initial.id],
         "user": [alice.user.id, alice.user.username],
         "resource": [r.id for r in resources] + [r.identifier for r in resources],
+        "profile_id": ["cursor", "claude-ai"],
     }
 
 

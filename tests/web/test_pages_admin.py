@@ -22,6 +22,8 @@ GET_PAGES = [
     "/admin/keys",
     "/admin/settings",
     "/admin/audit",
+    "/admin/profiles",
+    "/admin/test-client",
 ]
 
 
@@ -58,6 +60,10 @@ def post_paths(services: Services, app: Client, alice: Account) -> list[str]:
         f"/admin/resources/{resource}/delete",
         "/admin/keys/rotate",
         "/admin/settings",
+        "/admin/profiles",
+        "/admin/profiles/cursor/pin",
+        "/admin/profiles/cursor/delete",
+        "/admin/test-client",
     ]
 
 

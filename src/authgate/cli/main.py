@@ -16,6 +16,7 @@ from authgate.cli import (
     audit,
     db,
     keys,
+    profiles,
     registration,
     resources,
     serve,
@@ -44,6 +45,8 @@ cli.add_command(keys.keys)
 cli.add_command(settings.settings)
 cli.add_command(registration.registration)
 cli.add_command(audit.audit)
+cli.add_command(profiles.profiles)
+cli.add_command(profiles.test_client)
 
 
 def main() -> None:

@@ -12,6 +12,9 @@ Failures — the fetch or the validation — are remembered on this node for a m
 broken client cannot make authgate fetch on every request. Stale-if-error: if a *fetch* fails
 (network, timeout, HTTP status) while a stored copy expired less than 24 hours ago, that copy
 keeps being used; a document that was fetched but is invalid is never papered over this way.
+When there is no such copy, the pinned copy of a known client's document
+(core/client_profiles.py) is used instead, validated like a fetched one and audited as
+``client_profile.pinned_copy_used``; a live answer always wins over it.
 
 Fetches run on the fetcher's own bounded threads (``fetch/pool.py``); when they are at a limit
 the fetch is refused at once (``FetchBusyError``): a stored copy serves, else ``invalid_client``
@@ -30,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 from authgate.core import (
     audit,
+    client_profiles,
     document_policy,
     negotiation,
     rate_limits,
@@ -40,7 +44,7 @@ from authgate.core.client_auth import accepted_methods
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import InvalidClientError, OAuthError
 from authgate.core.models import App, AuthMethod, GrantType
-from authgate.core.ports import FetchBusyError, FetchError
+from authgate.core.ports import FetchBusyError, FetchedDocument, FetchError
 from authgate.core.settings import RegistrationSettings
 from authgate.crypto import jose
 
@@ -184,7 +188,7 @@ def _fresh_or_fetched(
         document_policy.admit_new(ctx, actor, settings)
     source = rate_limits.source(actor.ip) if actor is not None and actor.ip else None
     try:
-        document = ctx.fetcher.fetch(url, source)
+        document = fetch_document(ctx, url, source)
     except FetchBusyError as exc:
         # Nothing was tried: not the document's failure, so not remembered; a stored copy,
         # even expired (within STALE_IF_ERROR), serves until a fetch can run.
@@ -197,6 +201,9 @@ def _fresh_or_fetched(
         stale = _usable_stale(stored, now)
         if stale is not None:
             return stale
+        pinned = _from_pinned_copy(ctx, url, stored, settings, str(exc))
+        if pinned is not None:
+            return pinned
         raise _refused(str(exc)) from exc
     try:
         app, dropped = read_document(url, document.body, stored, now, document.max_age)
@@ -212,6 +219,49 @@ def _fresh_or_fetched(
     ctx.store.upsert_app(app)
     ctx.client_documents.forget(url)
     _audit(ctx, stored, app, dropped)
+    return app
+
+
+def fetch_document(ctx: Context, url: str, source: str | None = None) -> FetchedDocument:
+    """The one place authgate fetches a client's metadata document (SSRF-safe fetcher);
+    ``source``: the network of whoever asked, None for an operator's check or pin."""
+    if ctx.fetcher is None:
+        raise FetchError("this server does not fetch client metadata documents")
+    return ctx.fetcher.fetch(url, source)
+
+
+def pinned_body(profile: client_profiles.Profile) -> bytes:
+    return json.dumps(profile.pinned_document).encode()
+
+
+def _from_pinned_copy(
+    ctx: Context, url: str, stored: App | None, settings: RegistrationSettings, reason: str
+) -> App | None:
+    """When the live fetch failed and no stored copy is usable: the pinned copy of a known
+    client's document (core/client_profiles.py), validated as a fetched one would be, kept
+    for the shortest time so that the live document is tried again soon. Never preferred
+    over a live answer."""
+    profile = client_profiles.pinned_for(ctx, url)
+    if profile is None:
+        return None
+    now = ctx.clock.now()
+    try:
+        app, dropped = read_document(url, pinned_body(profile), stored, now, 0)
+    except InvalidDocument:
+        return None  # the live failure is the reason given
+    document_policy.check_redirect_uris(app, settings)
+    ctx.store.upsert_app(app)
+    _audit(ctx, stored, app, dropped)
+    audit.record(
+        ctx,
+        SYSTEM,
+        "client_profile.pinned_copy_used",
+        target_type="app",
+        target_id=url,
+        profile=profile.id,
+        origin=profile.origin,
+        fetch_error=reason,
+    )
     return app
 
 

@@ -20,6 +20,7 @@ from authgate.web.middleware import RequestContext
 from authgate.web.pages import (
     admin_access,
     admin_apps,
+    admin_profiles,
     admin_system,
     admin_users,
     api_reference,
@@ -129,6 +130,14 @@ def admin_routes() -> list[Route]:
         Route("/admin/settings", admin_system.show_settings, methods=["GET"]),
         Route("/admin/settings", admin_system.update_settings, methods=["POST"]),
         Route("/admin/audit", admin_system.audit_log, methods=["GET"]),
+        Route("/admin/profiles", admin_profiles.list_profiles, methods=["GET"]),
+        Route("/admin/profiles", admin_profiles.save_profile, methods=["POST"]),
+        Route("/admin/profiles/{profile_id}/pin", admin_profiles.pin_profile, methods=["POST"]),
+        Route(
+            "/admin/profiles/{profile_id}/delete", admin_profiles.delete_profile, methods=["POST"]
+        ),
+        Route("/admin/test-client", admin_profiles.show_test_client, methods=["GET"]),
+        Route("/admin/test-client", admin_profiles.test_client, methods=["POST"]),
     ]
 
 

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from authgate.web.admin import apps, audit, keys, resources, settings, tokens, users
+from authgate.web.admin import (
+    apps,
+    audit,
+    client_profiles,
+    keys,
+    resources,
+    settings,
+    tokens,
+    users,
+)
 from authgate.web.admin.schemas import PROBLEM_RESPONSES
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
@@ -22,5 +31,6 @@ router.include_router(resources.router)
 router.include_router(keys.router)
 router.include_router(audit.router)
 router.include_router(settings.router)
+router.include_router(client_profiles.router)
 
 __all__ = ["router"]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, Request, Response
 
-from authgate.core import clients, service_access
+from authgate.core import client_profiles, clients, service_access
 from authgate.core.context import Context
 from authgate.core.errors import Forbidden, NotFound, ValidationFailed
 from authgate.core.models import App
@@ -55,8 +55,18 @@ def fields_of(body: AppIn) -> clients.AppFields:
     )
 
 
+def app_out(
+    ctx: Context, app: App, profiles: Sequence[client_profiles.Profile] | None = None
+) -> AppOut:
+    """The app as the API shows it, with the known-client profile it matches."""
+    profile = client_profiles.match_app(ctx, app, profiles)
+    out = AppOut.of(app, ctx.policy.issuer)
+    return out.model_copy(update={"client_profile": profile.id if profile else None})
+
+
 def render(ctx: Context, apps: Sequence[App]) -> list[AppOut]:
-    return [AppOut.of(app, ctx.policy.issuer) for app in apps]
+    profiles = client_profiles.all_profiles(ctx)
+    return [app_out(ctx, app, profiles) for app in apps]
 
 
 def authorized_apps(ctx: Context, user_id: str) -> list[AppOut]:
@@ -82,7 +92,7 @@ def list_apps(ctx: Ctx, who: CurrentPrincipal, user_id: str | None = None) -> li
 @router.post("", status_code=201, response_model=AppOut)
 def create_app(ctx: Ctx, who: Admin, request: Request, body: AppIn) -> AppOut:
     app = clients.create_app(ctx, actor(request, who), fields_of(body))
-    return AppOut.of(app, ctx.policy.issuer)
+    return app_out(ctx, app)
 
 
 @router.get("/{app:path}/secrets", response_model=list[SecretOut])
@@ -129,13 +139,13 @@ def put_service_access(
 
 @router.get("/{app:path}", response_model=AppOut)
 def get_app(ctx: Ctx, who: Admin, app: str) -> AppOut:
-    return AppOut.of(clients.get_app(ctx, app), ctx.policy.issuer)
+    return app_out(ctx, clients.get_app(ctx, app))
 
 
 @router.put("/{app:path}", response_model=AppOut)
 def update_app(ctx: Ctx, who: Admin, request: Request, app: str, body: AppIn) -> AppOut:
     updated = clients.update_app(ctx, actor(request, who), app, fields_of(body))
-    return AppOut.of(updated, ctx.policy.issuer)
+    return app_out(ctx, updated)
 
 
 @router.delete("/{app:path}", status_code=204, response_class=Response)

@@ -147,6 +147,10 @@ class AppOut(BaseModel):
     )
     software_id: str
     software_version: str
+    client_profile: str | None = Field(
+        None,
+        description="The known-client profile the app matches (`/api/v2/client-profiles`), or null",
+    )
 
     @classmethod
     def of(cls, app: App, issuer: str) -> AppOut:

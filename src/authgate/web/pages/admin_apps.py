@@ -14,7 +14,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authgate.core import client_auth, clients, service_access
+from authgate.core import client_auth, client_profiles, clients, service_access
 from authgate.core.accounts import SignedIn
 from authgate.core.errors import InvalidRequestError, ManagementError, NotFound
 from authgate.core.models import App
@@ -121,8 +121,11 @@ async def list_apps(request: Request) -> Response:
     who = await common.admin_page(request)
     if not isinstance(who, SignedIn):
         return who
-    apps = await run_in_threadpool(deps.ctx_of(request).store.list_apps)
-    return common.page(request, "admin_apps.html", who, apps=apps, origin=origin)
+    ctx = deps.ctx_of(request)
+    apps = await run_in_threadpool(ctx.store.list_apps)
+    profiles = await run_in_threadpool(client_profiles.all_profiles, ctx)
+    known = {app.id: client_profiles.match_app(ctx, app, profiles) for app in apps}
+    return common.page(request, "admin_apps.html", who, apps=apps, origin=origin, known=known)
 
 
 async def new_app(request: Request) -> Response:
@@ -171,6 +174,7 @@ async def show(
         await run_in_threadpool(ctx.store.list_resources) if service_access.can_use(app) else []
     )
     issuer = ctx.policy.issuer.rstrip("/")
+    profile = await run_in_threadpool(client_profiles.match_app, ctx, app)
     return common.page(
         request,
         "admin_app.html",
@@ -184,6 +188,7 @@ async def show(
         key_ids=key_ids(app),
         issuer=issuer,
         app_path=app_path(app.id),
+        profile=profile,
         **_page_values(app, form, failure),
     )
 

@@ -54,6 +54,9 @@ NOTICES = {
     "resource-deleted": "The resource was deleted.",
     "keys-rotated": "The signing key was rotated.",
     "settings-saved": "The settings were saved.",
+    "profile-saved": "The client profile was saved.",
+    "profile-pinned": "The document was pinned.",
+    "profile-deleted": "The operator's profile was removed.",
     "disconnected": "The app was disconnected: its access and refresh tokens no longer work.",
 }
 
