@@ -53,6 +53,9 @@ def pairs(systems: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
         floor = "floor" if system["workers"] == 1 else f"floor-{system['workers']}w"
         if floor in names:
             out.append((f"{system['name']} / {floor}", system["name"], floor))
+        relaxed = f"{system['name']}-normal"  # durable commits against unsynced ones
+        if relaxed in names:
+            out.append((f"{system['name']} / {relaxed}", system["name"], relaxed))
     return out
 
 

@@ -163,3 +163,17 @@ def test_smoke_run_of_the_under_attack_scenario(tmp_path: Path) -> None:
     assert "413" in result["attacks"][0]["attack_outcomes"]
     text = (tmp_path / "results" / "smoke.md").read_text()
     assert "| `failed_sign_ins` |" in text and "p99 / alone" in text
+
+
+def test_durable_commits_are_compared_with_unsynced_ones() -> None:
+    systems = [
+        {"name": "authgate-sqlite", "kind": "authgate", "backend": "sqlite", "workers": 1},
+        {"name": "authgate-sqlite-normal", "kind": "authgate", "backend": "sqlite", "workers": 1},
+    ]
+    runs = [
+        _row("refresh", "authgate-sqlite", 900),
+        _row("refresh", "authgate-sqlite-normal", 1000),
+    ]
+    scenarios, labels, rows = report.ratio_table({"systems": systems, "runs": runs})
+    assert labels == ["authgate-sqlite / authgate-sqlite-normal"]
+    assert scenarios == ["refresh"] and rows == [[0.9]]
