@@ -89,6 +89,9 @@ class RealClient:
     scope: str
     # How it authenticates at the token endpoint.
     auth: str = "none"
+    # Appended to the MCP server's URL in its `resource` parameter: a user who pastes the URL
+    # with a trailing slash gets it sent as is (issue 17 item 4).
+    resource_suffix: str = ""
 
     @property
     def document(self) -> bool:
@@ -106,6 +109,8 @@ CLIENTS = [
         "claude-ai.document.json",
         "https://claude.ai/api/mcp/auth_callback",
         "claudeai",
+        # The connector URL as configured in https://github.com/anthropics/claude-ai-mcp/issues/124
+        resource_suffix="/",
     ),
     RealClient(
         "claude-desktop",
@@ -286,9 +291,14 @@ class Journey:
     def token(self, **data: str) -> httpx.Response:
         return self.http.post(self.metadata["token_endpoint"], data=self.authenticate(data))
 
+    @property
+    def resource(self) -> str:
+        """The `resource` parameter (RFC 8707) this client sends."""
+        return self.world.mcp_url + self.client.resource_suffix
+
     def refresh(self, refresh_token: str) -> httpx.Response:
         return self.token(
-            grant_type="refresh_token", refresh_token=refresh_token, resource=self.world.mcp_url
+            grant_type="refresh_token", refresh_token=refresh_token, resource=self.resource
         )
 
 
@@ -399,7 +409,7 @@ def authorize(journey: Journey, browser: httpx.Client, scope: str) -> dict[str, 
         "code_challenge": pkce.challenge,
         "code_challenge_method": "S256",
         "state": state,
-        "resource": journey.world.mcp_url,
+        "resource": journey.resource,
         "scope": scope,
     }
     endpoint = journey.metadata["authorization_endpoint"]
@@ -421,7 +431,7 @@ def authorize(journey: Journey, browser: httpx.Client, scope: str) -> dict[str, 
         code=query["code"],
         redirect_uri=journey.redirect_uri,
         code_verifier=pkce.verifier,
-        resource=journey.world.mcp_url,
+        resource=journey.resource,
     )
     return issued(resp)
 
@@ -457,6 +467,7 @@ def call_mcp(journey: Journey, access_token: str) -> None:
     assert who["subject"] == journey.world.user_id
     assert who["client_id"] == journey.client_id
     assert SCOPE in who["scopes"]
+    assert who["resource"] == journey.world.mcp_url  # the registered identifier
 
 
 def step_up_scope(journey: Journey, access_token: str) -> str:
