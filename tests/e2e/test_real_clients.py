@@ -12,9 +12,10 @@ Every test walks the whole way a client does against `examples/mcp_server` prote
    or private_key_jwt signed with the client's own key published at its jwks_uri);
 5. a real MCP call (the `mcp` SDK's client session, tool `whoami`), and the step-up a client
    makes when its token lacks a scope the MCP server needs (403 insufficient_scope, `scope=`);
-6. refresh: a plain rotation, the retry of a refresh whose response was lost, two processes of
-   one installation each presenting the token they hold about 76 s apart (issue 17 item 3),
-   and the reuse after the window that is theft and revokes the family.
+6. refresh (`test_real_client_connects`): a plain rotation; and (`..._stays_connected`) the
+   retry of a refresh whose response was lost, two processes of one installation each
+   presenting the token they hold about 76 s apart (issue 17 item 3), and the reuse after the
+   window that is theft and revokes the family.
 
 authgate runs in this process (uvicorn on a loopback port, real HTTP) so that the test moves its
 clock (tests/clock.py); the MCP server is a real process on its own port.
@@ -31,6 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -502,13 +504,15 @@ def assert_one_branch(journey: Journey) -> None:
     assert live_refresh_tokens(journey) == 1, "the refresh token family forked"
 
 
-# --- the test ---
+# --- the tests ---
 
 
-@pytest.mark.parametrize("client", CLIENTS, ids=[c.id for c in CLIENTS])
-def test_real_client_connects_and_stays_connected(world: World, client: RealClient) -> None:
-    world.clock.current = world.start
-    world.clock.advance(minutes=CLIENTS.index(client))  # distinct times per client
+@contextmanager
+def connected(world: World, client: RealClient) -> Iterator[tuple[Journey, dict[str, Any]]]:
+    """Steps 1-5: the client discovers authgate, registers or is fetched, the user signs in and
+    allows, the client gets its tokens (stepping up if it asked for too little) and calls the
+    MCP server. Yields the journey and the tokens it holds."""
+    world.clock.current = world.start + timedelta(minutes=CLIENTS.index(client))
     redirect_uri = client.redirect_uri.format(port=free_port())
     with (
         httpx.Client(timeout=30, follow_redirects=False) as http,
@@ -534,41 +538,53 @@ def test_real_client_connects_and_stays_connected(world: World, client: RealClie
         # offline_access and OpenID scopes are accepted, not refused.
         assert names <= set(scope.split()), (scope, tokens)
         if SCOPE not in names:
-            # 5a. It asked for nothing the MCP server needs (claude.ai's "claudeai"): the token
-            # has an empty scope, the MCP server says which scope, the client steps up.
+            # It asked for nothing the MCP server needs (claude.ai's "claudeai"): the token has
+            # an empty scope, the MCP server says which scope, the client steps up.
             assert names <= {"offline_access", "openid", "profile", "email"}, tokens
             tokens = authorize(journey, browser, step_up_scope(journey, tokens["access_token"]))
             assert SCOPE in granted(tokens), tokens
 
         # 5. A real MCP call with the token.
         call_mcp(journey, tokens["access_token"])
+        yield journey, tokens
 
-        # 6. Refresh: a plain rotation keeps the scope.
+
+@pytest.mark.parametrize("client", CLIENTS, ids=[c.id for c in CLIENTS])
+def test_real_client_connects(world: World, client: RealClient) -> None:
+    with connected(world, client) as (journey, tokens):
+        # A plain rotation keeps the scope, and the new token works.
         rotated = issued(journey.refresh(tokens["refresh_token"]))
         assert SCOPE in granted(rotated), rotated
         assert rotated["refresh_token"] != tokens["refresh_token"]
         assert_one_branch(journey)
+        call_mcp(journey, rotated["access_token"])
 
-        # 6a. The response of the next refresh is lost; the client retries with the same token.
-        lost = issued(journey.refresh(rotated["refresh_token"]))
-        world.clock.advance(seconds=RETRY_DELAY.total_seconds())
-        retried = issued(journey.refresh(rotated["refresh_token"]))
+
+@pytest.mark.parametrize("client", CLIENTS, ids=[c.id for c in CLIENTS])
+def test_real_client_stays_connected(world: World, client: RealClient) -> None:
+    with connected(world, client) as (journey, tokens):
+        clock = world.clock
+
+        # The response of a refresh is lost; the client retries with the same token.
+        lost = issued(journey.refresh(tokens["refresh_token"]))
+        clock.advance(seconds=RETRY_DELAY.total_seconds())
+        retried = issued(journey.refresh(tokens["refresh_token"]))
         assert SCOPE in granted(retried), retried
         assert_one_branch(journey)  # never two live branches
         del lost  # the client never saw it
         call_mcp(journey, retried["access_token"])
 
-        # 6b. Two processes of one installation share a credential store and both hold
+        # Two processes of one installation share a credential store and both hold
         # `retried`. Process A rotates it; process B presents the superseded token ~76 s later.
         held = retried["refresh_token"]
         process_a = issued(journey.refresh(held))
-        world.clock.advance(seconds=SECOND_PROCESS_DELAY.total_seconds())
+        clock.advance(seconds=SECOND_PROCESS_DELAY.total_seconds())
         process_b = issued(journey.refresh(held))
         assert SCOPE in granted(process_b), process_b
         assert_one_branch(journey)
         call_mcp(journey, process_b["access_token"])
         # ...and process A, ~76 s later again, presents the token it holds.
-        world.clock.advance(seconds=SECOND_PROCESS_DELAY.total_seconds())
+        clock.advance(seconds=SECOND_PROCESS_DELAY.total_seconds())
         again_a = issued(journey.refresh(process_a["refresh_token"]))
         assert_one_branch(journey)
         call_mcp(journey, again_a["access_token"])
@@ -577,9 +593,9 @@ def test_real_client_connects_and_stays_connected(world: World, client: RealClie
         assert_one_branch(journey)
         call_mcp(journey, latest["access_token"])
 
-        # 6c. Theft detection is not lost: a used token presented long after the window
-        # revokes the whole family.
-        world.clock.advance(seconds=THEFT_DELAY.total_seconds())
+        # Theft detection is not lost: a used token presented long after the window revokes
+        # the whole family.
+        clock.advance(seconds=THEFT_DELAY.total_seconds())
         stolen = journey.refresh(tokens["refresh_token"])
         assert stolen.status_code == 400, stolen.text
         assert stolen.json()["error"] == "invalid_grant"
