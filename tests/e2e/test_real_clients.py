@@ -365,12 +365,13 @@ def publish(journey: Journey) -> None:
     """The client's document at a local HTTPS URL that is its client_id (and, for a client that
     signs its assertions, its public keys at the jwks_uri)."""
     docs = journey.world.docs
-    path = f"/{journey.client.id}/client.json"
+    # A path of its own per test: each test is a new installation with a client of its own.
+    path = f"/{journey.client.id}/{uuid.uuid4().hex[:8]}/client.json"
     document = journey.client.metadata()
     document["client_id"] = docs.url(path)
     if "jwks_uri" in document:
         journey.key = RSAKey.generate_key(2048, parameters={"kid": "chatgpt-1"}, private=True)
-        jwks_path = f"/{journey.client.id}/jwks.json"
+        jwks_path = path.replace("client.json", "jwks.json")
         keys = {"keys": [dict(journey.key.as_dict(private=False))]}
         docs.routes[jwks_path] = Route.json(keys, cache_control="max-age=600")
         document["jwks_uri"] = docs.url(jwks_path)
