@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what is missing (a virtualenv with the
-# project and its test dependencies, Playwright among them; Debian's postgresql and chromium),
-# starts a throwaway PostgreSQL cluster on a loopback port, runs the checks and every test on
-# SQLite and PostgreSQL (the browser tests in headless Chromium), and stops it.
+# project and its test dependencies, Playwright among them; Debian's postgresql, chromium and
+# npm), starts a throwaway PostgreSQL cluster on a loopback port, runs the checks and every test
+# on SQLite and PostgreSQL (the browser tests in headless Chromium), and stops it.
 # Usage: scripts/test.sh [pytest args…]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,18 @@ if [ ! -x /usr/bin/chromium ]; then
     apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 fi
 export AUTHGATE_REQUIRE_BROWSER=1
+
+# The MCP conformance suite runs on a Node release from npm (tests/conformance/package.json,
+# installed there by the test with `npm ci`); Debian's npm is only the installer.
+if ! command -v npm >/dev/null 2>&1; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "test.sh: npm is missing and this is not root: apt-get install npm" >&2
+        exit 1
+    fi
+    echo "test.sh: installing Debian's npm for the MCP conformance suite" >&2
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y npm
+fi
+export AUTHGATE_REQUIRE_CONFORMANCE=1
 
 PGDIR="$(mktemp -d /tmp/authgate-pg.XXXXXX)"
 PGPORT="${AUTHGATE_TEST_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
