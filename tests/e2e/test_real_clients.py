@@ -115,6 +115,13 @@ CLIENTS = [
         resource_suffix="/",
     ),
     RealClient(
+        # claude.ai where the server does not advertise Client ID Metadata Documents.
+        "claude-ai-registration",
+        "claude-ai.registration.json",
+        "https://claude.ai/api/mcp/auth_callback",
+        "claudeai",
+    ),
+    RealClient(
         "claude-desktop",
         "claude-desktop.registration.json",
         "https://claude.ai/api/mcp/auth_callback",
