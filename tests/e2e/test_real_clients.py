@@ -57,6 +57,7 @@ from authgate.core.client_assertion import ASSERTION_TYPE
 from authgate.core.context import SYSTEM
 from authgate.core.models import ScopeInfo
 from authgate.core.resources import ResourceFields
+from authgate.storage.sql.tables import refresh_tokens
 from tests.clock import MovableClock
 from tests.e2e.test_mcp_sdk import EXAMPLE, Processes, clean_env, free_port, wait_until
 from tests.fetch.server import DocumentServer, Route, write_certificates
@@ -273,6 +274,9 @@ class Journey:
     client_secret: str | None = None
     key: RSAKey | None = None
     redirect_uri: str = ""
+    # When the client's current authorization began: tokens of an earlier authorization (one it
+    # stepped up from) are not part of the refresh family the tests follow.
+    authorized_at: datetime | None = None
 
     # -- token endpoint authentication, as this client does it --
 
@@ -410,6 +414,7 @@ def sign_in(journey: Journey, browser: httpx.Client) -> None:
 
 def authorize(journey: Journey, browser: httpx.Client, scope: str) -> dict[str, Any]:
     """The browser part (sign-in and consent on authgate's pages) and the code exchange."""
+    journey.authorized_at = journey.world.clock.now()
     pkce = generate_pkce()
     state = uuid.uuid4().hex
     params = {
@@ -498,14 +503,22 @@ def step_up_scope(journey: Journey, access_token: str) -> str:
 
 
 def live_refresh_tokens(journey: Journey) -> int:
-    """Refresh tokens of this client that could still be redeemed as a new head of the chain."""
-    query = sa.text(
-        "SELECT count(*) FROM refresh_tokens WHERE app_id = :a AND consumed_at IS NULL "
-        "AND revoked_at IS NULL AND expires_at > :now"
+    """Refresh tokens of this client's current authorization that could still be redeemed as a
+    new head of the chain."""
+    table = refresh_tokens
+    query = (
+        sa.select(sa.func.count())
+        .select_from(table)
+        .where(
+            table.c.app_id == journey.client_id,
+            table.c.consumed_at.is_(None),
+            table.c.revoked_at.is_(None),
+            table.c.expires_at > journey.world.clock.now(),
+            table.c.created_at >= journey.authorized_at,
+        )
     )
     with journey.world.services.store.engine.connect() as conn:
-        count = conn.execute(query, {"a": journey.client_id, "now": journey.world.clock.now()})
-        return int(count.scalar_one())
+        return int(conn.execute(query).scalar_one())
 
 
 def assert_one_branch(journey: Journey) -> None:
@@ -549,6 +562,7 @@ def connected(world: World, client: RealClient) -> Iterator[tuple[Journey, dict[
             # It asked for nothing the MCP server needs (claude.ai's "claudeai"): the token has
             # an empty scope, the MCP server says which scope, the client steps up.
             assert names <= {"offline_access", "openid", "profile", "email"}, tokens
+            world.clock.advance(seconds=5)  # the user consents again
             tokens = authorize(journey, browser, step_up_scope(journey, tokens["access_token"]))
             assert SCOPE in granted(tokens), tokens
 
