@@ -448,7 +448,7 @@ def authorize(journey: Journey, browser: httpx.Client, scope: str) -> dict[str, 
         page = browser.post(
             str(page.request.url), data={"csrf_token": csrf_from(page), "decision": "allow"}
         )
-    assert page.status_code == 302, page.text
+    assert page.status_code == 302, (page.status_code, page.headers, page.text)
     location = page.headers["location"]
     assert location.startswith(journey.redirect_uri.split("?")[0]), location
     query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
