@@ -247,6 +247,10 @@ def _authgate(
         # Every token minted here lies in the real past (see the clock below) yet must still be
         # good for the MCP server, which checks expiry against the real clock.
         access_token_ttl_seconds=6 * 3600,
+        # Every test registers and signs in from 127.0.0.1, and the clock returns to the same
+        # hour for each: the per-address limits would count them all as one visitor.
+        registration_rate_per_ip=1000,
+        sign_in_rate_per_ip=1000,
         log_level="WARNING",
     )
     # authgate's clock runs two hours behind: a test may move it forward by a day (the theft
