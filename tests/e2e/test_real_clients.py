@@ -1,5 +1,6 @@
-"""End to end, one test per MCP client people use, each from its real registration body or
-Client ID Metadata Document (tests/fixtures/clients/, each with the public source it came from).
+"""End to end, the MCP clients people use, each from its real registration body or Client ID
+Metadata Document (tests/fixtures/clients/, each with the public source it came from): per client,
+one test that it connects and one that it stays connected.
 
 Every test walks the whole way a client does against `examples/mcp_server` protected by authgate:
 
@@ -178,7 +179,9 @@ class World:
     start: datetime
 
 
-def _serve(settings: Settings, services: Services) -> tuple[uvicorn.Server, threading.Thread]:
+@contextmanager
+def _serve(settings: Settings, services: Services) -> Iterator[None]:
+    """authgate's app on the issuer's port, over real HTTP, until the block ends."""
     app = create_app(settings, services=services)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -192,7 +195,12 @@ def _serve(settings: Settings, services: Services) -> tuple[uvicorn.Server, thre
         if not thread.is_alive() or time.monotonic() > deadline:
             pytest.fail("authgate did not start")
         time.sleep(0.01)
-    return server, thread
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
 
 
 def _port(url: str) -> int:
@@ -269,12 +277,8 @@ def _authgate(
             ),
         )
         user = accounts.create_user(services.ctx, SYSTEM, username=USERNAME, password=PASSWORD)
-        server, thread = _serve(settings, services)
-        try:
+        with _serve(settings, services):
             yield services, clock, user.id
-        finally:
-            server.should_exit = True
-            thread.join(timeout=30)
     finally:
         services.store.close()
 
