@@ -646,7 +646,7 @@ class InMemoryStore:
         with self._lock:
             count = self.rate_limits.get((key, window_start), 0) + hits
             self.rate_limits[(key, window_start)] = count
-            if count == hits:
+            if count == hits > 0:
                 cutoff = window_start - RATE_LIMIT_RETENTION
                 for old in [k for k in self.rate_limits if k[1] < cutoff]:
                     del self.rate_limits[old]

@@ -1,8 +1,13 @@
 """An MCP server protected by authgate: streamable HTTP, one tool (`whoami`).
 
-Built with the official MCP Python SDK (`mcp` 2.x). The SDK answers unauthenticated requests
-with 401 and `WWW-Authenticate: Bearer … resource_metadata="…"`, serves the RFC 9728 document
-naming authgate, and asks authgate's resource-server kit whether each bearer token is good.
+Built with the official MCP Python SDK (`mcp` 2.x), which serves the RFC 9728 document naming
+authgate and asks authgate's resource-server kit whether each bearer token is good. In front of
+it, the kit's `BearerAuth` answers every refusal, so the challenge names the scopes a client
+needs (RFC 6750 §3) — on a 401 to choose what to ask for, on a 403 `insufficient_scope` to step
+up:
+
+    401  WWW-Authenticate: Bearer scope="mcp:tools", resource_metadata="…"
+    403  WWW-Authenticate: Bearer error="insufficient_scope", scope="mcp:tools", resource_metadata="…"
 
 Configuration (environment):
 
@@ -25,12 +30,15 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
+import uvicorn
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context, MCPServer
 
-from authgate.resource_server import Introspection, TokenVerifier
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from authgate.resource_server import BearerAuth, Introspection, TokenVerifier, metadata_url
 from authgate.resource_server.mcp import McpTokenVerifier, auth_settings
 
 
@@ -60,9 +68,12 @@ def caller(ctx: Context) -> AccessToken:
     return token
 
 
-def build_server(env: dict[str, str]) -> tuple[MCPServer, str]:
-    verifier = build_verifier(env)
-    scopes = env.get("MCP_REQUIRED_SCOPES", "mcp:tools").split()
+def required_scopes(env: dict[str, str]) -> list[str]:
+    return env.get("MCP_REQUIRED_SCOPES", "mcp:tools").split()
+
+
+def build_server(env: dict[str, str], verifier: TokenVerifier) -> tuple[MCPServer, str]:
+    scopes = required_scopes(env)
     server = MCPServer(
         "authgate-example",
         instructions="An example MCP server protected by authgate.",
@@ -84,16 +95,40 @@ def build_server(env: dict[str, str]) -> tuple[MCPServer, str]:
     return server, urlsplit(verifier.resource).path or "/mcp"
 
 
+def build_app(env: dict[str, str], verifier: TokenVerifier | None = None) -> ASGIApp:
+    """The SDK's streamable HTTP app behind the kit's `BearerAuth`; the RFC 9728 document
+    (under /.well-known/) stays public. A token is checked by both (the SDK keeps its own
+    view of the caller, which binds sessions to it); only the kit's challenge reaches clients."""
+    verifier = verifier or build_verifier(env)
+    server, path = build_server(env, verifier)
+    sdk = server.streamable_http_app(
+        streamable_http_path=path, host=env.get("MCP_HOST", "127.0.0.1")
+    )
+    guarded = BearerAuth(
+        sdk,
+        verifier,
+        required_scopes=required_scopes(env),
+        resource_metadata_url=metadata_url(verifier.resource),
+    )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/.well-known/"):
+            await sdk(scope, receive, send)
+        else:
+            await guarded(scope, receive, send)
+
+    return app
+
+
 def main() -> None:
     env = dict(os.environ)
-    server, path = build_server(env)
     resource = urlsplit(env["MCP_RESOURCE"])
     default_port = resource.port or (443 if resource.scheme == "https" else 80)
-    server.run(
-        transport="streamable-http",
+    uvicorn.run(
+        build_app(env),
         host=env.get("MCP_HOST", "127.0.0.1"),
         port=int(env.get("MCP_PORT", str(default_port))),
-        streamable_http_path=path,
+        log_level="info",
     )
 
 

@@ -17,7 +17,8 @@ from authgate.core.context import Context
 from authgate.core.policy import Policy, SystemClock
 from authgate.core.ports import Clock
 from authgate.core.resources import canonical_resource
-from authgate.fetch import AllowList, HttpsFetcher
+from authgate.crypto import passwords
+from authgate.fetch import AllowList, FetchPool, HttpsFetcher
 from authgate.storage import SqlStore
 from authgate.web.routes import build_app
 
@@ -49,7 +50,7 @@ def policy_from(settings: Settings) -> Policy:
     )
 
 
-def fetcher_from(settings: Settings) -> HttpsFetcher | None:
+def fetcher_from(settings: Settings) -> FetchPool | None:
     """The SSRF-safe fetcher for metadata documents and jwks_uri, or None when switched off."""
     if not settings.client_metadata_documents:
         return None
@@ -61,12 +62,18 @@ def fetcher_from(settings: Settings) -> HttpsFetcher | None:
         allow = AllowList.parse(settings.fetch_allow_hosts.split(","))
     except ValueError as exc:
         raise ConfigurationError(f"AUTHGATE_FETCH_ALLOW_HOSTS: {exc}") from exc
-    return HttpsFetcher(
+    fetcher = HttpsFetcher(
         allow=allow,
         ca_bundle=settings.fetch_ca_bundle or None,
         connect_timeout=settings.fetch_connect_timeout_seconds,
         total_timeout=settings.fetch_timeout_seconds,
         max_bytes=settings.fetch_max_bytes,
+    )
+    return FetchPool(
+        fetcher,
+        threads=settings.fetch_threads,
+        per_host=settings.fetch_per_host,
+        per_source=settings.fetch_per_source,
     )
 
 
@@ -123,6 +130,7 @@ def build_services(
     settings: Settings, *, dev: bool = False, clock: Clock | None = None
 ) -> Services:
     key = secret_key_bytes(settings, dev=dev)
+    passwords.configure(settings.password_hash_concurrency, settings.password_hash_queue)
     store = storage.open_store(
         settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
     )

@@ -113,6 +113,31 @@ class Settings(BaseSettings):
         le=1024 * 1024,
         description="Largest metadata document or JWK Set fetched; a larger one is refused.",
     )
+    fetch_threads: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Threads per server process that fetch metadata documents and `jwks_uri` "
+        "key sets, apart from the threads that serve requests. A fetch is admitted only while "
+        "one is free (there is no queue); otherwise the request is refused at once with "
+        '`invalid_client` ("could not be fetched now"), and a client whose document is '
+        "stored keeps being served from it. Keep it below `AUTHGATE_PROTOCOL_THREADS`: a "
+        "request waiting on a fetch holds one of those.",
+    )
+    fetch_per_host: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Fetches of one host in flight at once per server process (a host that "
+        "never answers holds at most this many fetch threads, whatever URLs on it are named).",
+    )
+    fetch_per_source: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Fetches in flight at once per server process asked by one source network "
+        "(an IPv4 address, an IPv6 /64), so that one source cannot take every fetch thread.",
+    )
 
     registration_rate_per_ip: int = Field(
         10,
@@ -135,16 +160,42 @@ class Settings(BaseSettings):
     sign_in_rate_per_ip: int = Field(
         20,
         ge=0,
-        description="Sign-in attempts (`POST /login`) allowed per source address per minute; "
-        "more answer 429 with `Retry-After`. 0 = no limit.",
+        description="Sign-in attempts (`POST /login`) allowed per source per minute; more "
+        "answer 429 with `Retry-After`. A source is an IPv4 address or an IPv6 /64 (here and "
+        "in every per-address limit: token, introspection, registration). 0 = no limit.",
     )
     sign_in_attempts_per_user: int = Field(
         5,
         ge=0,
-        description="Sign-in slow-down per username, from any address: after this many password "
-        "checks for one username in a minute, that username answers 429 until the minute ends; "
-        "twice as many in 5 minutes hold it until those end, three times as many in 15 minutes "
-        "until those end (the cap). Nothing else locks an account. 0 = no slow-down.",
+        description="Sign-in slow-down per username and source: after this many password "
+        "checks for one username from one source in a minute, that username answers 429 to "
+        "that source until the minute ends; twice as many in 5 minutes hold it until those "
+        "end, three times as many in 15 minutes until those end (the cap). The user signing "
+        "in from another source is not held. Nothing else locks an account. 0 = no slow-down.",
+    )
+    sign_in_sources_per_user: int = Field(
+        20,
+        ge=0,
+        le=100_000,
+        description="How many sources may be slowed down for one username (by "
+        "`AUTHGATE_SIGN_IN_ATTEMPTS_PER_USER`) in 15 minutes before that username answers "
+        "429 from every source until the 15 minutes end: the cap on guessing spread over "
+        "many networks. Holding it takes this many sources, each slowed down first. "
+        "0 = no such cap.",
+    )
+    password_hash_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Password checks (Argon2id, 64 MiB each) run at once per server process.",
+    )
+    password_hash_queue: int = Field(
+        8,
+        ge=0,
+        le=1024,
+        description="Password checks that may wait for one of those per server process; a "
+        "sign-in beyond them is refused at once (429 with `Retry-After`) instead of holding a "
+        "request thread, so a flood of sign-ins cannot delay the other pages and endpoints.",
     )
     token_rate_per_client: int = Field(
         600,
@@ -200,6 +251,31 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM or SIGINT the server stops accepting connections, lets the "
         "requests in flight finish for up to this long, then exits.",
+    )
+    http_max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Largest request line plus headers `authgate serve` reads; a larger one is "
+        "answered 431 and its connection closed, after at most this many bytes and one read.",
+    )
+    http_request_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=600,
+        description="Time a client has to send a whole request (line, headers and body) from "
+        "its first byte, or from opening the connection; a slower one is answered 408 and "
+        "closed (a slowloris holds nothing longer), a connection that sent nothing is closed. "
+        "The time authgate takes to answer is not counted.",
+    )
+    http_max_connections: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Open connections each server process serves at once; a request on a "
+        "connection beyond them is answered 503 `temporarily_unavailable` with `Retry-After` "
+        "and closed. Per process (`AUTHGATE_WORKERS` multiplies it); keep it under the "
+        "process's file-descriptor limit.",
     )
     metrics_enabled: bool = Field(
         True,

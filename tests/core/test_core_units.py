@@ -254,11 +254,11 @@ def test_password_hashing_runs_at_most_two_at_once(monkeypatch: pytest.MonkeyPat
         thread.start()
     deadline = threading.Event()
     for _ in range(50):  # up to 0.5 s for the first two to start
-        if running == passwords.MAX_CONCURRENT:
+        if running == passwords.DEFAULT_CONCURRENCY:
             break
         deadline.wait(0.01)
-    assert running == passwords.MAX_CONCURRENT
+    assert running == passwords.DEFAULT_CONCURRENCY
     release.set()
     for thread in threads:
         thread.join(timeout=10)
-    assert peak == passwords.MAX_CONCURRENT == 2
+    assert peak == passwords.DEFAULT_CONCURRENCY == 2

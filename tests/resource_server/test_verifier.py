@@ -11,9 +11,11 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import importlib.util
 import json
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -41,6 +43,7 @@ from authgate.resource_server import (
     metadata_url,
     protected_resource_metadata_app,
 )
+from authgate.resource_server.challenge import bearer_challenge
 from authgate.resource_server.mcp import McpTokenVerifier
 
 ISSUER = "https://auth.example.com"
@@ -438,6 +441,7 @@ def test_tampered_payload_is_a_bad_signature(
             {"aud": ["https://a.example", "https://b.example"]}, "another res", id="aud[]"
         ),
         pytest.param({"aud": "https://mcp.example.com/mcp/x"}, "another res", id="aud-child"),
+        pytest.param({"aud": "https://mcp.example.com/mcp//"}, "another res", id="aud-two-slashes"),
         pytest.param({"aud": 7}, "audience is malformed", id="aud-type"),
         pytest.param({"iss": "https://auth.example.com/"}, "another authorization", id="iss"),
         pytest.param({"iss": "https://evil.example"}, "another authorization server", id="iss2"),
@@ -462,6 +466,9 @@ def test_wrong_audience_or_issuer(
     [
         pytest.param(["https://other.example", RESOURCE], id="list"),
         pytest.param("HTTPS://MCP.EXAMPLE.COM:443/mcp", id="non-canonical-spelling"),
+        # RFC 8707 §2 as authgate applies it: one trailing "/" apart is the same resource, and
+        # authgate's aud is the registered spelling, which may carry the "/" this one lacks.
+        pytest.param(RESOURCE + "/", id="trailing-slash"),
     ],
 )
 def test_audience_list_or_spelling(
@@ -894,7 +901,9 @@ def test_middleware_accepts_a_valid_token(
 def test_middleware_without_credentials(client: TestClient, headers: dict[str, str]) -> None:
     response = client.get("/mcp", headers=headers)
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == f'Bearer resource_metadata="{PRM_URL}"'
+    assert response.headers["www-authenticate"] == (
+        f'Bearer scope="mcp:tools", resource_metadata="{PRM_URL}"'
+    )
     assert response.content == b""
 
 
@@ -906,7 +915,7 @@ def test_middleware_invalid_token(client: TestClient, auth_server: FakeAS, clock
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == (
         'Bearer error="invalid_token", error_description="The token has expired", '
-        f'resource_metadata="{PRM_URL}"'
+        f'scope="mcp:tools", resource_metadata="{PRM_URL}"'
     )
     assert response.headers["cache-control"] == "no-store"
     assert response.json() == {
@@ -937,7 +946,7 @@ def test_middleware_malformed_request(client: TestClient, value: str) -> None:
     assert response.status_code == 400
     assert response.headers["www-authenticate"] == (
         'Bearer error="invalid_request", error_description="The Authorization header is '
-        f'malformed", resource_metadata="{PRM_URL}"'
+        f'malformed", scope="mcp:tools", resource_metadata="{PRM_URL}"'
     )
 
 
@@ -957,6 +966,76 @@ def test_middleware_challenge_without_metadata_url(make_verifier: Make) -> None:
     with TestClient(app) as test_client:
         response = test_client.get("/")
     assert (response.status_code, response.headers["www-authenticate"]) == (401, "Bearer")
+
+
+CHALLENGES = [
+    pytest.param({}, "Bearer", id="3-nothing"),
+    pytest.param(
+        {"scopes": ["mcp:tools", "files:read", "mcp:tools"], "resource_metadata": PRM_URL},
+        f'Bearer scope="mcp:tools files:read", resource_metadata="{PRM_URL}"',
+        id="3-no-credentials",
+    ),
+    pytest.param(
+        {"error": "invalid_token", "description": 'say "no" \\ please', "scopes": ["a"]},
+        'Bearer error="invalid_token", error_description="say ?no? ? please", scope="a"',
+        id="3-unsafe-characters",
+    ),
+    pytest.param(
+        {"error": "insufficient_scope", "scopes": ["a", "b"], "resource_metadata": PRM_URL},
+        f'Bearer error="insufficient_scope", scope="a b", resource_metadata="{PRM_URL}"',
+        id="3.1-insufficient-scope",
+    ),
+]
+
+
+@pytest.mark.parametrize(("attributes", "expected"), CHALLENGES)
+def test_bearer_challenge(attributes: dict[str, Any], expected: str) -> None:
+    assert bearer_challenge(**attributes) == expected
+
+
+def _example_app(make_verifier: Make) -> Any:
+    """examples/mcp_server/server.py's ASGI app, its verifier talking to the fake AS."""
+    path = Path(__file__).parents[2] / "examples" / "mcp_server" / "server.py"
+    spec = importlib.util.spec_from_file_location("example_mcp_server", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    env = {"AUTHGATE_ISSUER": ISSUER, "MCP_RESOURCE": RESOURCE}
+    return module.build_app(env, make_verifier())
+
+
+def test_example_mcp_server_challenges_carry_scope(
+    make_verifier: Make, auth_server: FakeAS, clock: Clock
+) -> None:
+    """The example answers as the kit's middleware does: scope= on the 401 (what to ask for)
+    and on the 403 (what to step up to), RFC 6750 §3."""
+    key = new_key("ES256")
+    auth_server.keys = [key]
+    narrow = mint(key, claims(clock, scope="files:read"))
+    expired = mint(key, claims(clock, exp=int(clock.now) - 61))
+    with TestClient(_example_app(make_verifier), base_url="https://mcp.example.com") as client:
+        anonymous = client.post("/mcp", json={})
+        refused = client.post("/mcp", json={}, headers={"Authorization": f"Bearer {expired}"})
+        forbidden = client.post("/mcp", json={}, headers={"Authorization": f"Bearer {narrow}"})
+        document = client.get("/.well-known/oauth-protected-resource/mcp")
+
+    assert anonymous.status_code == 401 and anonymous.content == b""
+    assert anonymous.headers["www-authenticate"] == (
+        f'Bearer scope="mcp:tools", resource_metadata="{PRM_URL}"'
+    )
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == (
+        'Bearer error="invalid_token", error_description="The token has expired", '
+        f'scope="mcp:tools", resource_metadata="{PRM_URL}"'
+    )
+    assert forbidden.status_code == 403
+    assert forbidden.headers["www-authenticate"] == (
+        f'Bearer error="insufficient_scope", scope="mcp:tools", resource_metadata="{PRM_URL}"'
+    )
+    assert forbidden.json() == {"error": "insufficient_scope"}
+    # The RFC 9728 document needs no token; it names the authorization server.
+    assert document.status_code == 200
+    assert document.json()["authorization_servers"] == [ISSUER]
 
 
 def test_protected_resource_metadata_document() -> None:

@@ -169,17 +169,19 @@ def test_sign_in_per_address(
     assert _sessions(services) == 1
 
 
-def test_sign_in_slow_down_per_username_from_any_address(
-    client: TestClient, services: Services, alice: Account, clock: MovableClock
+def test_sign_in_slow_down_per_username_and_source(
+    client: TestClient, settings: Settings, services: Services, alice: Account, clock: MovableClock
 ) -> None:
+    """Wrong passwords from one source hold that source for that username; the user signing
+    in from another source is not held (issue 18: no stranger can lock a user out)."""
     align(clock, minutes=15, second=20)
     for _ in range(PER_USER):
         assert _sign_in_page(client, "alice", "wrong password").status_code == 401
-    # The right password from the victim is held too, but only until the minute ends...
+    # The same source is held, even with the right password, until the minute ends...
     resp = _sign_in_page(client, "ALICE", PASSWORD)
     assert resp.status_code == 429 and resp.headers["retry-after"] == "40"
     assert "Please wait a minute" in resp.text and _sessions(services) == 0
-    # ...and only for that username.
+    # ...only for that username...
     assert _sign_in_page(client, "bob", "wrong password").status_code == 401
     failed, _ = services.store.list_audit(AuditQuery(action="user.login_failed"))
     assert len(failed) == PER_USER + 1  # the refused attempt checked no password
@@ -187,9 +189,14 @@ def test_sign_in_slow_down_per_username_from_any_address(
     assert [(e.target_id, e.details["limit"], e.details["window_seconds"]) for e in events] == [
         ("sign_in_user", PER_USER, 60)
     ]
-    clock.advance(seconds=40)
-    login(client, "alice", PASSWORD)  # after the delay, a successful sign-in
+    # ...and the user from elsewhere signs in at once.
+    app = client.app
+    with TestClient(app, base_url=ISSUER, client=("198.51.100.23", 40000)) as elsewhere:
+        login(elsewhere, "alice", PASSWORD)
     assert _sessions(services) == 1
+    clock.advance(seconds=40)
+    login(client, "alice", PASSWORD)  # after the delay, the first source too
+    assert _sessions(services) == 2
 
 
 def _attempt(services: Services, username: str) -> int | None:
@@ -230,7 +237,9 @@ def test_slow_down_grows_and_is_capped(services: Services, clock: MovableClock) 
     clock.advance(minutes=9)
     assert _attempt(services, "nobody") is None
     # An unknown and an existing username are slowed down alike (nothing to enumerate).
-    assert rate_limits.sign_in_limits("alice", PER_USER)[0].key.endswith(":alice")
+    assert rate_limits.sign_in_limits("203.0.113.7", "alice", PER_USER)[0].key.endswith(
+        ":203.0.113.7:alice"
+    )
 
 
 def test_unlimited_when_set_to_zero(services: Services, clock: MovableClock) -> None:
@@ -238,7 +247,7 @@ def test_unlimited_when_set_to_zero(services: Services, clock: MovableClock) -> 
         assert accounts.sign_in(services.ctx, ACTOR, "x", "wrong", slow_down=0) is None
     for _ in range(50):
         rate_limits.enforce_per_client(services.ctx, ACTOR, "token", "c", 0)
-    assert rate_limits.sign_in_limits("x", 0) == ()
+    assert rate_limits.sign_in_limits("203.0.113.7", "x", 0) == ()
     with services.store.engine.connect() as conn:  # nothing was even counted
         assert conn.execute(sa.text("SELECT count(*) FROM rate_limits")).scalar_one() == 0
 

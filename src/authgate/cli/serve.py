@@ -29,6 +29,7 @@ from authgate.config import Settings
 from authgate.core import accounts, clients
 from authgate.core.context import SYSTEM, Context
 from authgate.logs import configure_logging
+from authgate.web.connections import ServerLimits, protocol_factory
 
 DEV_ADMIN = "admin"
 DEMO_APP = "Demo app"
@@ -147,6 +148,14 @@ def _settled(app: FastAPI) -> FastAPI:
     return app
 
 
+def server_limits(settings: Settings) -> ServerLimits:
+    return ServerLimits(
+        max_header_bytes=settings.http_max_header_bytes,
+        request_timeout=settings.http_request_timeout_seconds,
+        max_connections=settings.http_max_connections,
+    )
+
+
 @click.command()
 @click.option(
     "--dev",
@@ -195,6 +204,8 @@ def serve(
         # Our middleware writes the access log (paths only, never query strings).
         "access_log": False,
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+        # Header size, request time and connection limits (web/connections.py).
+        "http": protocol_factory(server_limits(settings)),
     }
     if workers > 1:
         services.store.close()  # each worker opens its own pool

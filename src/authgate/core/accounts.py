@@ -24,6 +24,15 @@ API_TOKEN_KIND = "pat"
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
+#: Seconds a sign-in refused because the password checks are all taken is told to wait.
+BUSY_RETRY_AFTER = 1
+
+
+class SignInBusyError(rate_limits.RateLimitedError):
+    """Every password check of this process is taken (``crypto/passwords.py``): 429 with a
+    short ``Retry-After``; no password was checked, and nothing is audited."""
+
+
 #: The scope that carries a user's administrator rights into an OAuth access token for
 #: authgate's own API (web/deps.py ``Principal.is_admin``).
 ADMIN_SCOPE = "admin"
@@ -185,18 +194,38 @@ def delete_user(ctx: Context, actor: Actor, user_id: str) -> None:
 
 
 def sign_in(
-    ctx: Context, actor: Actor, username: str, password: str, *, slow_down: int = 0
+    ctx: Context,
+    actor: Actor,
+    username: str,
+    password: str,
+    *,
+    slow_down: int = 0,
+    sources_per_user: int = 0,
 ) -> User | None:
     """Check a username and password; audit success and failure alike.
 
-    With ``slow_down`` (password checks per username per minute, see
-    ``rate_limits.sign_in_limits``) a username guessed too often raises ``RateLimitedError``
-    before its password is checked, whether or not the account exists: a short wait, capped,
-    never a lock-out."""
+    With ``slow_down`` (password checks per username per minute from one source, see
+    ``rate_limits.slow_down_sign_in``) a username guessed too often from one source raises
+    ``RateLimitedError`` there before its password is checked, whether or not the account
+    exists: a short wait for that source, capped, never a lock-out of the user elsewhere;
+    ``sources_per_user`` caps how many sources may be slowed down for one username."""
     name = username.strip().lower()
-    rate_limits.slow_down_sign_in(ctx, actor, typed_name_digest(ctx, name[:64]), slow_down)
+    rate_limits.slow_down_sign_in(
+        ctx, actor, typed_name_digest(ctx, name[:64]), slow_down, sources_per_user
+    )
     user = ctx.store.get_user_by_username(name) if len(name) <= 64 else None
-    ok = passwords.verify_password(user.password_hash if user else None, password[:MAX_PASSWORD])
+    try:
+        ok = passwords.verify_password(
+            user.password_hash if user else None, password[:MAX_PASSWORD]
+        )
+    except passwords.HashingBusyError as exc:
+        # The process's password checks are all taken: refuse at once rather than hold a
+        # request thread (crypto/passwords.py); nothing was checked, so nothing is audited.
+        raise SignInBusyError(
+            "Too many sign-ins are being checked right now; try again in a moment",
+            retry_after=BUSY_RETRY_AFTER,
+            debug="password hashing queue full",
+        ) from exc
     if user is None or not ok or user.disabled:
         reason = "unknown_user" if user is None else "disabled" if ok else "bad_password"
         # What was typed is recorded only when it names an account: people type their

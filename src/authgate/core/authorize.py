@@ -22,6 +22,7 @@ from authgate.core.errors import (
     InvalidClientError,
     InvalidRequestError,
     OAuthError,
+    RedirectUriMismatchError,
     UnauthorizedClientError,
     UnsupportedResponseTypeError,
 )
@@ -143,11 +144,15 @@ def verify_client(
     redirect_uri = redirect_uris.resolve(app.redirect_uris, requested)
     if redirect_uri is None:
         if requested is None:
-            raise InvalidRequestError("redirect_uri is required: the client registered several")
-        raise InvalidRequestError("The redirect_uri does not match any registered for the client")
+            raise RedirectUriMismatchError(
+                "redirect_uri is required: the client registered several"
+            )
+        raise RedirectUriMismatchError(
+            "The redirect_uri does not match any registered for the client"
+        )
     if redirect_uris.ascii_origin(redirect_uri) is None:
         # Registered before hosts were checked: the consent page could not name it safely.
-        raise InvalidRequestError("The client's redirect_uri does not name a valid host")
+        raise RedirectUriMismatchError("The client's redirect_uri does not name a valid host")
     return app, redirect_uri, requested is not None
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from authgate.core.context import Context
 from authgate.core.errors import InvalidClientError
 from authgate.core.models import App
-from authgate.core.ports import FetchError
+from authgate.core.ports import FetchBusyError, FetchError
 from authgate.crypto import jose
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -91,7 +91,13 @@ class ClientKeys:
         try:
             if ctx.fetcher is None:
                 raise FetchError("this server does not fetch jwks_uri")
-            document = ctx.fetcher.fetch(app.jwks_uri)
+            try:
+                document = ctx.fetcher.fetch(app.jwks_uri)
+            except FetchBusyError as exc:
+                # Nothing was tried: the keys we had serve, and the next request may fetch.
+                if previous is not None and previous.keys:
+                    return previous
+                raise _refused(f"jwks_uri: {exc}", debug="fetch pool busy") from exc
             keys = _key_list(document.body)
             age = document.max_age
             ttl = KEYS_DEFAULT_TTL if age is None else timedelta(seconds=age)

@@ -12,6 +12,10 @@ Failures — the fetch or the validation — are remembered on this node for a m
 broken client cannot make authgate fetch on every request. Stale-if-error: if a *fetch* fails
 (network, timeout, HTTP status) while a stored copy expired less than 24 hours ago, that copy
 keeps being used; a document that was fetched but is invalid is never papered over this way.
+
+Fetches run on the fetcher's own bounded threads (``fetch/pool.py``); when they are at a limit
+the fetch is refused at once (``FetchBusyError``): a stored copy serves, else ``invalid_client``
+says the document could not be fetched now. Such a refusal is not remembered as a failure.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from authgate.core import audit, document_policy, redirect_uris, scopes
+from authgate.core import audit, document_policy, rate_limits, redirect_uris, scopes
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import InvalidClientError, OAuthError
 from authgate.core.models import App, AuthMethod, GrantType
-from authgate.core.ports import FetchError
+from authgate.core.ports import FetchBusyError, FetchError
 from authgate.core.settings import RegistrationSettings
 from authgate.crypto import jose
 
@@ -169,8 +173,16 @@ def _fresh_or_fetched(
         raise _refused("this server does not fetch client metadata documents")
     if stored is None:
         document_policy.admit_new(ctx, actor, settings)
+    source = rate_limits.source(actor.ip) if actor is not None and actor.ip else None
     try:
-        document = ctx.fetcher.fetch(url)
+        document = ctx.fetcher.fetch(url, source)
+    except FetchBusyError as exc:
+        # Nothing was tried: not the document's failure, so not remembered; a stored copy,
+        # even expired (within STALE_IF_ERROR), serves until a fetch can run.
+        stale = _usable_stale(stored, now)
+        if stale is not None:
+            return stale
+        raise document_policy.refused(str(exc), debug="fetch pool busy") from exc
     except FetchError as exc:
         ctx.client_documents.remember(url, now, str(exc), stale_ok=True)
         stale = _usable_stale(stored, now)

@@ -13,8 +13,9 @@ every use, so that a change of the settings applies to the clients already store
   token (which a document cannot present), only hosts on ``document_hosts`` — an operator who
   closed registration to strangers closes documents to them too;
 - ``redirect_hosts``: every redirect URI of the document must be on it (when it is set);
-- a document not stored yet (``admit_new``): rate-limited per source address and overall, and
-  refused once ``document_max_clients`` document clients are stored; unused ones expire after
+- a document not stored yet (``admit_new``): rate-limited per source network (an IPv4
+  address, an IPv6 /64: ``rate_limits.source``) and overall, and refused once
+  ``document_max_clients`` document clients are stored; unused ones expire after
   ``client_ttl_days`` (``clients.purge_stale_self_registered_apps``), so the cap does not fill
   with clients that came once.
 
@@ -80,12 +81,11 @@ def check_redirect_uris(app: App, settings: RegistrationSettings) -> None:
 
 def admit_new(ctx: Context, actor: Actor | None, settings: RegistrationSettings) -> None:
     """Before a document not stored yet is fetched: the cap (a refusal counts against no
-    limit), then the rate limits per source address and overall."""
+    limit), then the rate limits per source network and overall."""
     _check_cap(ctx, settings)
     if actor is not None and actor.ip:
-        per_ip = Limit(
-            f"documents:ip:{rate_limits.key_part(actor.ip)}", ctx.policy.document_loads_per_ip
-        )
+        network = rate_limits.source_key(actor)
+        per_ip = Limit(f"documents:ip:{network}", ctx.policy.document_loads_per_ip)
         rate_limits.enforce(ctx, actor, per_ip, scope="documents_ip", what="new client documents")
     overall = Limit("documents:global", ctx.policy.document_loads_overall)
     rate_limits.enforce(

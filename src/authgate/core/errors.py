@@ -33,6 +33,14 @@ class InvalidRequestError(OAuthError):
     error = "invalid_request"
 
 
+class RedirectUriMismatchError(InvalidRequestError):
+    """The authorization request's redirect_uri is not one the client registered (RFC 6749
+    §4.1.2.1: "the authorization server SHOULD inform the resource owner of the error and MUST
+    NOT automatically redirect"). Still ``invalid_request`` on the wire; the page says more."""
+
+    redirectable = False
+
+
 class InvalidClientError(OAuthError):
     error = "invalid_client"
     status_code = 401

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from authgate.core import client_auth, tokens
-from authgate.core.context import Context
+from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidClientError
 from authgate.core.models import AccessToken, RefreshToken
 from authgate.core.params import Params
@@ -63,9 +63,13 @@ def _refresh_live(ctx: Context, token: RefreshToken) -> bool:
     return grant is not None and grant.revoked_at is None and token.expires_at > ctx.clock.now()
 
 
-def introspect(ctx: Context, params: Params, authorization: str | None) -> dict[str, Any]:
+def introspect(
+    ctx: Context, params: Params, authorization: str | None, actor: Actor | None = None
+) -> dict[str, Any]:
+    """``actor``: who asks, from where (a metadata document not stored yet counts against the
+    limits of that source network, and its fetch against that source's share of the pool)."""
     creds = client_auth.parse_credentials(authorization, params)
-    client = client_auth.authenticate(ctx, creds)
+    client = client_auth.authenticate(ctx, creds, actor)
     if client.app.is_public:
         raise InvalidClientError("Public clients may not introspect tokens")
     value = params.require("token")

@@ -57,11 +57,19 @@ class FetchError(Exception):
     """A document could not be fetched; ``str(exc)`` is safe to show the client."""
 
 
+class FetchBusyError(FetchError):
+    """Not fetched because this node's fetches are at a limit (all fetch threads, or the
+    fetches of that host or of that source network, are in flight): nothing was tried, so it
+    says nothing about the document and is not remembered as its failure."""
+
+
 class DocumentFetcher(Protocol):
     """Fetches a client-supplied https URL without letting it reach internal addresses."""
 
-    def fetch(self, url: str) -> FetchedDocument:
-        """The document at ``url`` (https, JSON, size-capped, no redirects) or FetchError."""
+    def fetch(self, url: str, source: str | None = None) -> FetchedDocument:
+        """The document at ``url`` (https, JSON, size-capped, no redirects) or FetchError;
+        ``source``: the network of whoever asked (``rate_limits.source``), None for a fetch on
+        behalf of a known client (its ``jwks_uri``)."""
         ...
 
 
@@ -267,8 +275,8 @@ class ReplayStore(Protocol):
 class RateLimitStore(Protocol):
     def hit_rate_limit(self, key: str, window_start: datetime, now: datetime, hits: int = 1) -> int:
         """Atomically count ``hits`` hits for ``key`` in the window that starts at
-        ``window_start`` and return the count including them. Older windows of every key may
-        be purged."""
+        ``window_start`` and return the count including them (``hits`` 0: a read). Older
+        windows of every key may be purged."""
         ...
 
 

@@ -8,6 +8,7 @@ tests move the clock into the next window instead of sleeping.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import threading
 from dataclasses import dataclass
@@ -20,9 +21,13 @@ from authgate.core.params import Params
 
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
-#: The sign-in slow-down per username: (window, multiple of the per-minute allowance). A
-#: persistent guesser is held a minute, then up to 5, then up to 15 minutes: the cap.
+#: The sign-in slow-down per source and username: (window, multiple of the per-minute
+#: allowance). A persistent guesser is held a minute, then up to 5, then up to 15 minutes: the cap.
 SIGN_IN_TIERS = ((MINUTE, 1), (5 * MINUTE, 2), (15 * MINUTE, 3))
+#: The window in which the sources slowed down for one username are counted (the longest tier).
+SIGN_IN_SOURCES_WINDOW = 15 * MINUTE
+#: An IPv6 source is its /64: one subscriber's network, any address of which a host may take.
+IPV6_SOURCE_PREFIX = 64
 _MAX_KEY_PART = 128
 #: Leases (below): a block is 1/LEASE_FRACTION of the limit, at most LEASE_MAX hits; a node
 #: keeps blocks for at most MAX_LEASES keys.
@@ -148,6 +153,27 @@ def key_part(value: str | None) -> str:
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
+def source(address: str) -> str:
+    """The source an address counts as for per-address limits: an IPv4 address as it is, an
+    IPv6 address as its /64 (a host picks any address in its /64 at no cost, so counting
+    addresses would count nothing), an IPv4-mapped IPv6 address as its IPv4 address. What is
+    not an IP address (a test client's name) is returned as it is."""
+    try:
+        ip = ipaddress.ip_address(address.partition("%")[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_SOURCE_PREFIX), strict=False))
+    return str(ip)
+
+
+def source_key(actor: Actor) -> str:
+    """``actor``'s source as a key part ("unknown" without an address)."""
+    return key_part(source(actor.ip) if actor.ip else None)
+
+
 def enforce(ctx: Context, actor: Actor, limit: Limit, *, scope: str, what: str) -> None:
     """Count one hit of ``limit``; over it, raise :class:`RateLimitedError`. The first refusal
     of a window is audited (``rate_limit.exceeded``), not every refused request."""
@@ -172,23 +198,95 @@ def enforce(ctx: Context, actor: Actor, limit: Limit, *, scope: str, what: str) 
     )
 
 
-def sign_in_limits(username: str, per_minute: int) -> tuple[Limit, ...]:
-    """The slow-down tiers of one username (0 = none). Each counts only the attempts the tiers
-    before it let through, so a guesser hammering a refused username does not push the victim
-    further out: the wait is at most the longest window, whatever the attacker does."""
+def sign_in_limits(source: str, username: str, per_minute: int) -> tuple[Limit, ...]:
+    """The slow-down tiers of one username from one source (0 = none). Each counts only the
+    attempts the tiers before it let through, so a guesser hammering a refused username does
+    not push itself further out: the wait is at most the longest window."""
     if per_minute <= 0:
         return ()
     name = key_part(username)
     return tuple(
-        Limit(f"sign_in:user:{int(window.total_seconds())}:{name}", per_minute * factor, window)
+        Limit(
+            f"sign_in:source_user:{int(window.total_seconds())}:{source}:{name}",
+            per_minute * factor,
+            window,
+        )
         for window, factor in SIGN_IN_TIERS
     )
 
 
-def slow_down_sign_in(ctx: Context, actor: Actor, username: str, per_minute: int) -> None:
-    """Count one password check for ``username``; raise while it is slowed down."""
-    for limit in sign_in_limits(username, per_minute):
-        enforce(ctx, actor, limit, scope="sign_in_user", what="sign-in attempts for this account")
+def sources_limit(username: str, sources_per_user: int) -> Limit:
+    """How many sources may be slowed down for one username in a window before the username
+    is slowed down from every source: the cap on guesses spread over many networks."""
+    key = f"sign_in:user_sources:{int(SIGN_IN_SOURCES_WINDOW.total_seconds())}:{key_part(username)}"
+    return Limit(key, sources_per_user, SIGN_IN_SOURCES_WINDOW)
+
+
+def slow_down_sign_in(
+    ctx: Context, actor: Actor, username: str, per_minute: int, sources_per_user: int = 0
+) -> None:
+    """Count one password check for ``username`` from ``actor``'s source; raise while that
+    source is slowed down for that username, or while ``sources_per_user`` sources have been
+    slowed down for it in this window (0 = no such cap).
+
+    Wrong passwords from one source slow that source down, not the user everywhere: the user
+    signing in from elsewhere is checked as usual. Only sources that were themselves slowed
+    down count towards the per-username cap, so holding it takes that many networks, each
+    throttled first; it ends with its window, like every tier."""
+    if sources_per_user > 0:
+        _refuse_when_sources_spent(ctx, actor, username, sources_per_user)
+    origin = source_key(actor)
+    for limit in sign_in_limits(origin, username, per_minute):
+        try:
+            enforce(
+                ctx, actor, limit, scope="sign_in_user", what="sign-in attempts for this account"
+            )
+        except RateLimitedError:
+            if sources_per_user > 0:
+                _count_slowed_source(ctx, actor, origin, username, sources_per_user)
+            raise
+
+
+def _refuse_when_sources_spent(
+    ctx: Context, actor: Actor, username: str, sources_per_user: int
+) -> None:
+    limit = sources_limit(username, sources_per_user)
+    now = ctx.clock.now()
+    start = window_start(now, limit.window)
+    # Zero hits: a read of the counter, on any node.
+    if ctx.store.hit_rate_limit(limit.key, start, now, 0) < sources_per_user:
+        return
+    retry_after = max(1, math.ceil((start + limit.window - now).total_seconds()))
+    raise RateLimitedError(
+        f"Too many sign-in attempts for this account; try again in {retry_after} seconds",
+        retry_after=retry_after,
+        debug=f"rate limit sign_in_user_sources ({sources_per_user} sources per {limit.window})",
+    )
+
+
+def _count_slowed_source(
+    ctx: Context, actor: Actor, origin: str, username: str, sources_per_user: int
+) -> None:
+    """Count ``origin`` once per window among the sources slowed down for ``username``; the
+    one that spends the cap is audited (``rate_limit.exceeded``, ``sign_in_user_sources``)."""
+    window = SIGN_IN_SOURCES_WINDOW
+    marker = f"sign_in:slowed:{int(window.total_seconds())}:{origin}:{key_part(username)}"
+    if not first_in_window(ctx, marker, window):
+        return
+    limit = sources_limit(username, sources_per_user)
+    now = ctx.clock.now()
+    start = window_start(now, window)
+    if ctx.store.hit_rate_limit(limit.key, start, now) == sources_per_user:
+        audit.record(
+            ctx,
+            actor,
+            "rate_limit.exceeded",
+            target_type="rate_limit",
+            target_id="sign_in_user_sources",
+            limit=sources_per_user,
+            window_seconds=int(window.total_seconds()),
+            window_start=start.isoformat(),
+        )
 
 
 def named_client(authorization: str | None, params: Params) -> str | None:
@@ -207,19 +305,19 @@ def enforce_per_client(
     client_id: str | None,
     per_minute: int,
 ) -> None:
-    """``per_minute`` requests to ``endpoint`` per named client from one source address, else
-    per source address. The client_id is not authenticated yet when this is counted, so it is
+    """``per_minute`` requests to ``endpoint`` per named client from one source (``source``),
+    else per source. The client_id is not authenticated yet when this is counted, so it is
     paired with the address: someone who knows a client's id cannot spend that client's budget
     from elsewhere."""
     if client_id is not None:
-        client, address = key_part(client_id), key_part(actor.ip)
-        key, scope = f"{endpoint}:client:{client}:ip:{address}", f"{endpoint}_client"
+        client, origin = key_part(client_id), source_key(actor)
+        key, scope = f"{endpoint}:client:{client}:ip:{origin}", f"{endpoint}_client"
     else:
-        key, scope = f"{endpoint}:ip:{key_part(actor.ip)}", f"{endpoint}_ip"
+        key, scope = f"{endpoint}:ip:{source_key(actor)}", f"{endpoint}_ip"
     enforce(ctx, actor, Limit(key, per_minute, MINUTE), scope=scope, what=f"{endpoint} requests")
 
 
 def enforce_sign_in_address(ctx: Context, actor: Actor, per_minute: int) -> None:
-    """``per_minute`` sign-in attempts per source address, whatever the usernames."""
-    limit = Limit(f"sign_in:ip:{key_part(actor.ip)}", per_minute, MINUTE)
+    """``per_minute`` sign-in attempts per source (``source``), whatever the usernames."""
+    limit = Limit(f"sign_in:ip:{source_key(actor)}", per_minute, MINUTE)
     enforce(ctx, actor, limit, scope="sign_in_ip", what="sign-in attempts from this address")

@@ -393,7 +393,7 @@ def _audit_fields(app: App) -> dict[str, object]:
 def check_rate_limits(ctx: Context, actor: Actor, limits: RateLimits) -> None:
     """Per source IP first, so that one noisy address does not spend everybody's budget."""
     for scope, limit in (
-        ("ip", Limit(f"registration:ip:{actor.ip or 'unknown'}", limits.per_ip)),
+        ("ip", Limit(f"registration:ip:{rate_limits.source_key(actor)}", limits.per_ip)),
         ("global", Limit("registration:global", limits.overall)),
     ):
         hit = rate_limits.hit(ctx, limit)

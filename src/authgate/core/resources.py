@@ -14,55 +14,46 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from authgate.core import audit
 from authgate.core.admin_scope import ADMIN_SCOPE
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import Conflict, InvalidTargetError, NotFound, ValidationFailed
 from authgate.core.models import Resource, ScopeInfo
-from authgate.core.ports import DuplicateKeyError
+from authgate.core.ports import DuplicateKeyError, Store
+from authgate.resource_server import canonical
 
-MAX_RESOURCE_LENGTH = 2048
+MAX_RESOURCE_LENGTH = canonical.MAX_RESOURCE_LENGTH
 _SCOPE_NAME = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]{1,128}")
 
 
 @functools.lru_cache(maxsize=1024)  # every token request canonicalises the same few values
 def canonical_resource(value: str) -> str:
-    """Validate a resource indicator and return its canonical form.
+    """Validate a resource indicator and return its canonical form, or ``invalid_target``.
 
-    Canonical form: scheme and host lower-cased, the default port (:443 for https, :80 for http)
-    dropped, and an empty path or a lone trailing slash removed, so `https://mcp.example.com/`
-    and `https://MCP.example.com:443` name the same resource. Path and query are kept as sent.
+    The rule is the resource-server kit's (``resource_server.canonical``), so the server and the
+    resource servers never disagree: scheme and host lower-cased, the default port dropped, an
+    empty path or a lone "/" removed; path and query kept as sent.
     """
-    if len(value) > MAX_RESOURCE_LENGTH or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in value):
-        raise InvalidTargetError("The resource parameter is invalid")
     try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidTargetError("The resource parameter is invalid") from exc
-    if not parts.scheme or not parts.netloc or "#" in value:
-        raise InvalidTargetError("The resource must be an absolute URI without a fragment")
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http"):
-        raise InvalidTargetError("The resource must be an http or https URI")
-    host = (parts.hostname or "").lower()
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.username or parts.password or not host:
-        raise InvalidTargetError("The resource parameter is invalid")
-    default = {"https": 443, "http": 80}[scheme]
-    netloc = host if port in (None, default) else f"{host}:{port}"
-    path = "" if parts.path == "/" else parts.path
-    return urlunsplit((scheme, netloc, path, parts.query, ""))
+        return canonical.canonical_resource(value)
+    except canonical.InvalidResource as exc:
+        raise InvalidTargetError(f"The resource parameter is invalid: {exc}") from exc
 
 
 def same_resource(a: str, b: str) -> bool:
-    try:
-        return canonical_resource(a) == canonical_resource(b)
-    except InvalidTargetError:
-        return False
+    """Both name the same resource: equal once canonical, or one trailing "/" apart."""
+    return canonical.same_resource(a, b)
+
+
+def find(store: Store, identifier: str) -> Resource | None:
+    """The registered resource a canonical identifier names: registered in this spelling, or
+    with one trailing "/" more or less (``https://host/mcp/`` finds ``https://host/mcp``)."""
+    for spelling in canonical.spellings(identifier):
+        resource = store.get_resource_by_identifier(spelling)
+        if resource is not None:
+            return resource
+    return None
 
 
 class ResourceCache:
@@ -83,7 +74,7 @@ class ResourceCache:
         # Loaded "in the future" (the clock went back since) is stale, not fresh.
         if hit is not None and timedelta(0) <= now - hit[0] < ctx.policy.cache_ttl:
             return hit[1]
-        resource = ctx.store.get_resource_by_identifier(identifier)
+        resource = find(ctx.store, identifier)
         with self._lock:
             if resource is None:
                 self._entries.pop(identifier, None)
@@ -119,7 +110,8 @@ class ResourceCache:
 
 
 def lookup(ctx: Context, identifier: str) -> Resource:
-    """The registered resource with this canonical identifier, or ``invalid_target``."""
+    """The registered resource this canonical identifier names (in either spelling of a
+    trailing "/"), or ``invalid_target``. Its ``identifier`` is the tokens' audience."""
     resource = ctx.resources.get(ctx, identifier)
     if resource is None:
         raise InvalidTargetError("The resource is not registered with this authorization server")
@@ -226,6 +218,9 @@ def create_resource(ctx: Context, actor: Actor, fields: ResourceFields) -> Resou
     now = ctx.clock.now()
     values = _validated(ctx, fields, None)
     resource = Resource(id=str(uuid.uuid4()), created_at=now, updated_at=now, **values)
+    existing = find(ctx.store, resource.identifier)
+    if existing is not None:  # the other spelling of a trailing "/" is the same resource
+        raise Conflict(f"A resource {existing.identifier!r} is already registered")
     try:
         ctx.store.create_resource(resource)
         ctx.resources.clear()
@@ -247,7 +242,7 @@ def get_resource(ctx: Context, resource_id: str) -> Resource:
     if resource is None:
         try:
             # Any spelling of the identifier finds it: lookups use the canonical form.
-            resource = ctx.store.get_resource_by_identifier(canonical_resource(resource_id))
+            resource = find(ctx.store, canonical_resource(resource_id))
         except InvalidTargetError:
             resource = None
     if resource is None:

@@ -50,7 +50,11 @@ NOTHING_GRANTED = (
 
 
 def entry_for(app: App, identifier: str) -> ServiceAccess | None:
-    return next((e for e in app.service_access if e.resource == identifier), None)
+    """The app's grant for the resource ``identifier`` (canonical) names, in either spelling of a
+    trailing "/"."""
+    return next(
+        (e for e in app.service_access if resources.same_resource(e.resource, identifier)), None
+    )
 
 
 def granted_scopes(app: App, entry: ServiceAccess, resource: Resource) -> tuple[str, ...]:
@@ -78,7 +82,7 @@ def authorize(
             "This client has not been granted access to the resource",
             debug=f"app {app.id} asked for {identifier[:256]!r}",
         )
-    resource = resources.lookup(ctx, identifier)  # a granted resource deleted since: refused
+    resource = resources.lookup(ctx, entry.resource)  # a granted resource deleted since: refused
     granted = granted_scopes(app, entry, resource)
     wanted = scopes.parse_scope(scope_param)
     if not wanted:
@@ -114,11 +118,12 @@ def validate(
             identifier = resources.canonical_resource(entry.resource)
         except OAuthError as exc:
             raise _invalid(f"{entry.resource[:256]!r}: {exc.description}", field) from exc
-        resource = ctx.store.get_resource_by_identifier(identifier)
+        resource = resources.find(ctx.store, identifier)
         if resource is None:
             if identifier in held and set(entry.scopes) <= held[identifier]:
                 continue
             raise _invalid(f"{identifier!r} is not a registered resource", field)
+        identifier = resource.identifier  # the registered spelling of a trailing "/"
         defined = resources.scope_names(resource)
         for scope in entry.scopes:
             if scope not in defined and scope not in held.get(identifier, ()):
@@ -211,6 +216,7 @@ def revoke(
     entry = entry_for(app, identifier)
     if entry is None:
         raise _invalid(f"{identifier!r} is not granted to this app", "resource")
+    identifier = entry.resource  # the granted spelling of a trailing "/"
     unknown = [s for s in revoked if s not in entry.scopes]
     if unknown:
         raise _invalid(f"{unknown[0][:128]!r} is not granted for {identifier!r}", "scopes")

@@ -2,10 +2,12 @@
 
 This package implements ``authgate.core.ports.DocumentFetcher`` and imports nothing of
 authgate but those port types. It may only make outbound https requests to addresses that
-pass ``addresses.check``; it never follows redirects and never reads past a size cap.
+pass ``addresses.check``; it never follows redirects and never reads past a size cap, and
+it fetches on its own bounded threads (``pool.FetchPool``), never on a request's.
 """
 
 from authgate.fetch.addresses import AllowList, is_public
 from authgate.fetch.fetcher import HttpsFetcher
+from authgate.fetch.pool import FetchPool
 
-__all__ = ["AllowList", "HttpsFetcher", "is_public"]
+__all__ = ["AllowList", "FetchPool", "HttpsFetcher", "is_public"]

@@ -3,8 +3,9 @@
 Rules, in order: https only; the host resolves (``socket.getaddrinfo``, done here) only to
 public addresses, or is allow-listed; the connection goes to the address that was checked
 (``transport.PinnedTransport``), so DNS cannot change the answer in between; no redirect is
-followed; the whole exchange has a deadline; at most ``max_bytes`` are read; the body must be
-declared JSON. Every failure is a ``FetchError`` whose message is safe to show the client.
+followed; the whole exchange, name resolution included, has a deadline; at most
+``max_bytes`` are read; the body must be declared JSON. Every failure is a ``FetchError``
+whose message is safe to show the client.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ class HttpsFetcher:
         self.max_bytes = max_bytes
         self._resolve = resolve
 
-    def fetch(self, url: str) -> FetchedDocument:
+    def fetch(self, url: str, source: str | None = None) -> FetchedDocument:
+        """``source`` is for the pool in front of this fetcher (``pool.FetchPool``)."""
+        deadline = time.monotonic() + self.total_timeout
         try:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as exc:
@@ -96,8 +99,11 @@ class HttpsFetcher:
             raise FetchError("only https URLs are fetched")
         host = parsed.host
         port = parsed.port or 443
+        # The deadline runs from the start: a slow name server spends the fetch's time too
+        # (the pool's caller stops waiting at the deadline even while the lookup still runs).
         addresses = self._checked_addresses(host, port)
-        deadline = time.monotonic() + self.total_timeout
+        if time.monotonic() >= deadline:
+            raise FetchError("the server did not answer in time")
         timeout = httpx.Timeout(self.total_timeout, connect=self.connect_timeout)
         transport = PinnedTransport(host, addresses, self._ssl, deadline)
         headers = {

@@ -5,11 +5,15 @@ verifies it, checks the required scopes, and puts the `AccessClaims` into
 `scope["state"]["auth"]` (Starlette: `request.state.auth`). Refusals follow RFC 6750 §3 and
 RFC 9728 §5.1, so an MCP client can find the authorization server from the 401 alone:
 
-- no credentials: 401 `WWW-Authenticate: Bearer resource_metadata="…"` — "If the request lacks
-  any authentication information …, the resource server SHOULD NOT include an error code";
+- no credentials: 401 `WWW-Authenticate: Bearer scope="…", resource_metadata="…"` — "If the
+  request lacks any authentication information …, the resource server SHOULD NOT include an
+  error code";
 - malformed request: 400 `error="invalid_request"`;
 - bad token: 401 `error="invalid_token"`;
-- missing scope: 403 `error="insufficient_scope", scope="…"`;
+- missing scope: 403 `error="insufficient_scope"`;
+
+each with `scope="…"` (the required scopes, when there are any) and `resource_metadata="…"`,
+built by `challenge.bearer_challenge`;
 - authorization server unreachable: 503 (not 401: the token may be fine).
 """
 
@@ -22,14 +26,13 @@ from collections.abc import Iterable, Sequence
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authgate.resource_server import resource_metadata
+from authgate.resource_server.challenge import bearer_challenge
 from authgate.resource_server.claims import AccessClaims
 from authgate.resource_server.errors import InvalidToken, VerifierUnavailable
 from authgate.resource_server.verifier import TokenVerifier
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-# RFC 6750 §3: error_description is limited to %x20-21 / %x23-5B / %x5D-7E (no '"' or '\').
-_UNSAFE = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
 
 
 class BearerAuth:
@@ -77,23 +80,22 @@ class BearerAuth:
             return _Refusal(503, [(b"retry-after", b"5")], _json("temporarily_unavailable"))
         missing = [s for s in self.required_scopes if s not in claims.scopes]
         if missing:
-            return self._refuse(403, "insufficient_scope", scope=" ".join(self.required_scopes))
+            return self._refuse(403, "insufficient_scope")
         return claims
 
     def _refuse(
-        self, status: int, error: str | None = None, description: str | None = None, **extra: str
+        self, status: int, error: str | None = None, description: str | None = None
     ) -> _Refusal:
-        params: list[tuple[str, str]] = []
-        if error is not None:
-            params.append(("error", error))
-        if description is not None:
-            params.append(("error_description", _UNSAFE.sub("?", description)))
-        params.extend(extra.items())
-        if self.resource_metadata_url is not None:
-            params.append(("resource_metadata", self.resource_metadata_url))
-        challenge = "Bearer " + ", ".join(f'{k}="{v}"' for k, v in params)
+        """A refusal whose challenge names the scopes every request here needs (RFC 6750 §3;
+        MCP clients request them after a 401 and step up after a 403)."""
+        challenge = bearer_challenge(
+            error=error,
+            description=description,
+            scopes=self.required_scopes,
+            resource_metadata=self.resource_metadata_url,
+        )
         body = _json(error, description) if error is not None else b""
-        return _Refusal(status, [(b"www-authenticate", challenge.rstrip().encode("latin-1"))], body)
+        return _Refusal(status, [(b"www-authenticate", challenge.encode("latin-1"))], body)
 
 
 class _Refusal:

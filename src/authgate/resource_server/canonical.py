@@ -4,6 +4,11 @@
 component." One resource has one identifier: scheme and host lower-cased, the default port
 dropped, and a lone trailing "/" removed, so `https://MCP.example.com:443/` and
 `https://mcp.example.com` name the same resource. Path and query are kept as they are.
+
+A trailing "/" on a path does not make another resource either: `https://host/mcp/` and
+`https://host/mcp` are one resource (`same_resource`), whichever spelling was registered. The
+token's `aud` is the registered spelling; a client, or a resource server, may use the other.
+This module is the one copy of the rule: authgate's server (`core.resources`) calls it too.
 """
 
 from __future__ import annotations
@@ -40,9 +45,26 @@ def canonical_resource(value: str) -> str:
     return urlunsplit((scheme, netloc, path, parts.query, ""))
 
 
+def trailing_slash_twin(identifier: str) -> str | None:
+    """The other spelling of a canonical identifier: its path with one trailing "/" removed, or
+    one added; None for a bare origin, whose only spelling is without a path."""
+    parts = urlsplit(identifier)
+    if not parts.path:
+        return None
+    path = parts.path[:-1] if parts.path.endswith("/") else parts.path + "/"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def spellings(identifier: str) -> tuple[str, ...]:
+    """Every spelling of a canonical identifier that names the same resource, itself first."""
+    twin = trailing_slash_twin(identifier)
+    return (identifier,) if twin is None else (identifier, twin)
+
+
 def same_resource(a: str, b: str) -> bool:
-    """True when both are valid identifiers of the same resource."""
+    """True when both are valid identifiers of the same resource: equal once canonical, or
+    differing only by one trailing "/" on the path."""
     try:
-        return canonical_resource(a) == canonical_resource(b)
+        return canonical_resource(b) in spellings(canonical_resource(a))
     except InvalidResource:
         return False

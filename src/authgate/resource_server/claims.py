@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from authgate.resource_server.canonical import InvalidResource, canonical_resource
+from authgate.resource_server.canonical import same_resource
 from authgate.resource_server.errors import InvalidToken
 
 # RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat and jti are REQUIRED in a JWT access token.
@@ -80,11 +80,10 @@ def _audience(aud: object, resource: str) -> str:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise InvalidToken("The token's audience is malformed")
     for value in values:
-        try:
-            if canonical_resource(value) == resource:
-                return resource
-        except InvalidResource:
-            continue
+        # One trailing "/" apart is the same resource: authgate's `aud` is the registered
+        # spelling, which may differ from the one this resource server was configured with.
+        if same_resource(value, resource):
+            return resource
     raise InvalidToken("The token was issued for another resource")
 
 

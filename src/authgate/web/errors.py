@@ -32,7 +32,7 @@ from authgate.core.errors import (
 )
 from authgate.core.ports import StoreUnavailableError
 from authgate.core.rate_limits import RateLimitedError
-from authgate.web import deps, health
+from authgate.web import deps, explanations, health
 from authgate.web.templating import render
 
 log = logging.getLogger("authgate.errors")
@@ -53,12 +53,29 @@ def oauth_json(exc: OAuthError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
-def error_page(request: Request, exc: OAuthError, *, status: int | None = None) -> Response:
-    """An HTML page for a person; the description is escaped by the template."""
+def error_page(
+    request: Request,
+    exc: OAuthError,
+    *,
+    status: int | None = None,
+    back: tuple[str, str] = ("/", "Go to the start page"),
+) -> Response:
+    """An HTML page for a person: plain words on what went wrong and what to do, a link
+    ``back`` (URL, label), the reference to give the operator; the RFC error and its
+    client-safe description under "details" (``debug`` is logged, never shown)."""
     if exc.debug:
         log.info("page error %s: %s (%s)", exc.error, exc.description, exc.debug)
-    context = {"error": exc.error, "description": exc.description}
-    return render(request, "error.html", context, status=status or exc.status_code)
+    status = status or exc.status_code
+    context = {
+        "error": exc.error,
+        "description": exc.description,
+        "status": status,
+        "explanation": explanations.explain(exc),
+        "reference": explanations.reference(request.scope.get("state", {}).get("request_id")),
+        "back_url": back[0],
+        "back_label": back[1],
+    }
+    return render(request, "error.html", context, status=status)
 
 
 def authorize_error(request: Request, exc: Exception, *, redirect: bool) -> Response:
@@ -152,7 +169,7 @@ async def _unavailable_handler(request: Request, exc: Exception) -> Response:
         return JSONResponse(
             body, status_code=503, headers=headers, media_type="application/problem+json"
         )
-    if path.startswith(("/oauth2/", "/.well-known/")) and path != "/oauth2/authorize":
+    if not _is_page(path):
         response: Response = oauth_json(error)
     else:
         response = error_page(request, error)
@@ -160,14 +177,36 @@ async def _unavailable_handler(request: Request, exc: Exception) -> Response:
     return response
 
 
-def unexpected(request_id: str, exc: Exception) -> Response:
-    """An unexpected exception: logged in full under the request id, answered with no detail."""
+_MACHINE_PATHS = ("/api/", "/healthz", "/readyz", "/metrics", "/static/")
+
+
+def _is_page(path: str) -> bool:
+    """Whether a person's browser asked for ``path`` (so an error is a page): not the
+    management API (its reference page aside), not an OAuth or discovery endpoint other than
+    the authorization one, not an operations endpoint or a static file."""
+    if path == "/api/v2/docs":
+        return True
+    if path.startswith(_MACHINE_PATHS) or path == "/branding.css":
+        return False
+    return not path.startswith(("/oauth2/", "/.well-known/")) or path == "/oauth2/authorize"
+
+
+def unexpected(request_id: str, exc: Exception, request: Request | None = None) -> Response:
+    """An unexpected exception: logged in full under the request id, answered with no detail —
+    as RFC 6749 JSON, or for a person's browser (``request`` on a page path) as the error page
+    with the reference to quote."""
     log.error("unexpected error (request %s)", request_id, exc_info=exc)
-    return oauth_json(ServerError("The server encountered an unexpected error"))
+    error = ServerError("The server encountered an unexpected error")
+    if request is not None and _is_page(request.url.path):
+        try:
+            return error_page(request, error)
+        except Exception:  # the page itself failed: the bare answer still goes out
+            log.exception("error page failed (request %s)", request_id)
+    return oauth_json(error)
 
 
 async def _unexpected_handler(request: Request, exc: Exception) -> Response:
-    return unexpected(deps.request_id(request), exc)
+    return unexpected(deps.request_id(request), exc, request)
 
 
 async def _http_handler(request: Request, exc: Exception) -> Response:

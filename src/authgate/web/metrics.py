@@ -8,11 +8,13 @@ endpoint is not authenticated: operators keep it off the public internet.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Match
@@ -20,6 +22,7 @@ from starlette.types import Scope
 
 from authgate.core.errors import OAuthError
 from authgate.core.token import GRANTS
+from authgate.crypto import passwords
 
 UNMATCHED = "unmatched"
 #: The method label: these, else "other" (a client may send any token as a method).
@@ -36,7 +39,11 @@ _REFRESH_REUSED = frozenset({"refresh token reused"})
 class Metrics:
     """This app's collectors."""
 
-    def __init__(self, pool_in_use: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        pool_in_use: Callable[[], float] | None = None,
+        fetch_refusals: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._issued: dict[str, Any] = {}
@@ -89,6 +96,7 @@ class Metrics:
                 registry=registry,
             )
             gauge.set_function(pool_in_use)
+        registry.register(_Refusals(fetch_refusals))
 
     def observe_request(self, scope: Scope, status: int, seconds: float, error: str | None) -> None:
         route = route_template(scope)
@@ -120,6 +128,39 @@ class Metrics:
             self.code_replay.inc()
         elif exc.debug in _REFRESH_REUSED:
             self.refresh_token_reuse.inc()
+
+
+class _Refusals(Collector):
+    """Work refused at once because its bounded pool was full (the counts live with the pools:
+    ``fetch/pool.py`` per app, ``crypto/passwords.py`` per process)."""
+
+    def __init__(self, fetch_refusals: Callable[[], Mapping[str, int]] | None) -> None:
+        self._fetch = fetch_refusals
+
+    def collect(self) -> Iterator[Metric]:
+        fetches = CounterMetricFamily(
+            "authgate_fetches_refused",
+            "Metadata-document and jwks_uri fetches refused at once because the fetch pool "
+            "was at a limit, by the limit (threads, host, source).",
+            labels=["limit"],
+        )
+        for limit, count in (self._fetch() if self._fetch is not None else {}).items():
+            fetches.add_metric([limit], count)
+        yield fetches
+        yield CounterMetricFamily(
+            "authgate_password_checks_refused",
+            "Sign-ins refused at once (429) because every password-hashing slot and queue "
+            "place of the process was taken.",
+            value=passwords.refusals,
+        )
+
+
+def fetch_refusals(fetcher: object) -> Callable[[], Mapping[str, int]] | None:
+    """The fetch pool's refusal counts, when the fetcher is a pool that counts them."""
+    counts = getattr(fetcher, "refusals", None)
+    if not isinstance(counts, dict):
+        return None
+    return lambda: dict(counts)
 
 
 def pool_gauge(store: object) -> Callable[[], float] | None:

@@ -9,7 +9,7 @@ import re
 import time
 import uuid
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authgate.logs import REQUEST_ID
@@ -95,7 +95,7 @@ class RequestContext:
             # Caught here, inside the request id, so the 500 carries it and the log names it.
             if started:
                 raise
-            await errors.unexpected(rid, exc)(scope, receive, send_with_id)
+            await errors.unexpected(rid, exc, Request(scope))(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - start
             observed = metrics.of(scope)

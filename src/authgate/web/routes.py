@@ -167,7 +167,9 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
     app.router.routes.extend(page_routes())
     if settings.metrics_enabled:
         # Not authenticated: operators keep /metrics off the public internet.
-        app.state.metrics = metrics.Metrics(metrics.pool_gauge(ctx.store))
+        app.state.metrics = metrics.Metrics(
+            metrics.pool_gauge(ctx.store), metrics.fetch_refusals(ctx.fetcher)
+        )
         app.router.routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     app.include_router(admin.router, prefix="/api/v2")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")

@@ -104,5 +104,7 @@ def _check_redirect_uri(code: AuthorizationCode, sent: str | None) -> None:
 
 def _check_resource(code: AuthorizationCode, sent: str | None) -> None:
     # Omitting resource here is fine: the audience is the code's (DESIGN.md §7).
-    if sent is not None and resources.canonical_resource(sent) != code.resource:
+    if sent is not None and not resources.same_resource(
+        resources.canonical_resource(sent), code.resource
+    ):
         raise InvalidTargetError("The resource parameter is invalid", debug="resource mismatch")

@@ -42,7 +42,9 @@ class RefreshTokenGrant:
             raise InvalidGrantError(INVALID_REFRESH, debug="refresh token expired")
         resource = params.get("resource")
         # A refresh may narrow the audience, never change it; with one audience, that is "same".
-        if resource is not None and resources.canonical_resource(resource) != token.audience:
+        if resource is not None and not resources.same_resource(
+            resources.canonical_resource(resource), token.audience
+        ):
             raise InvalidTargetError("The resource parameter is invalid")
         requested = params.get("scope")
         scope = scopes.narrow(requested, token.scope)

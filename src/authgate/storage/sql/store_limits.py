@@ -61,12 +61,13 @@ class ReplayQueries(SqlBase):
 
 class RateLimitQueries(SqlBase):
     def hit_rate_limit(self, key: str, window_start: datetime, now: datetime, hits: int = 1) -> int:
-        """Count one hit; the first hit of a window also purges the counters of old windows."""
+        """Count ``hits`` hits (0 reads the count); the first hit of a window also purges the
+        counters of old windows."""
         hit = {"hit_key": key, "hit_window": window_start, "hits": hits}
         with self._raw_transaction(write=True) as db:
             row = db.first(_HIT[self._engine.dialect.name], hit)
             assert row is not None  # an upsert returns its row
             count = int(row["count"])
-            if count == hits:
+            if count == hits > 0:
                 db.execute(_PURGE_WINDOWS, {"before": window_start - RATE_LIMIT_RETENTION})
         return count

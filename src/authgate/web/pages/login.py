@@ -43,21 +43,29 @@ def _login_page(request: Request, return_to: str, *, error: str | None, status: 
 
 
 def _sign_in(request: Request, actor: Actor, username: str, password: str) -> User | None:
-    """Per source address first, then the per-username slow-down inside ``accounts.sign_in``:
-    a refused attempt checks no password and starts no session."""
+    """Per source first, then the slow-down per source and username inside
+    ``accounts.sign_in``: a refused attempt checks no password and starts no session."""
     ctx, settings = deps.ctx_of(request), deps.settings_of(request)
     rate_limits.enforce_sign_in_address(ctx, actor, settings.sign_in_rate_per_ip)
     return accounts.sign_in(
-        ctx, actor, username, password, slow_down=settings.sign_in_attempts_per_user
+        ctx,
+        actor,
+        username,
+        password,
+        slow_down=settings.sign_in_attempts_per_user,
+        sources_per_user=settings.sign_in_sources_per_user,
     )
 
 
 def _slowed_down(request: Request, return_to: str, exc: RateLimitedError) -> Response:
     minutes = max(1, -(-exc.retry_after // 60))
-    error = (
-        "Too many sign-in attempts. Please wait "
-        f"{'a minute' if minutes == 1 else f'{minutes} minutes'} and try again."
-    )
+    if isinstance(exc, accounts.SignInBusyError):
+        error = "Too many sign-ins are being checked right now. Please try again in a moment."
+    else:
+        error = (
+            "Too many sign-in attempts. Please wait "
+            f"{'a minute' if minutes == 1 else f'{minutes} minutes'} and try again."
+        )
     response = _login_page(request, return_to, error=error, status=429)
     response.headers["Retry-After"] = str(exc.retry_after)
     return response

@@ -25,7 +25,7 @@ def _introspect(
 ) -> dict[str, Any]:
     client_id, per_minute = limit
     rate_limits.enforce_per_client(ctx, actor, "introspection", client_id, per_minute)
-    return introspection.introspect(ctx, params, authorization)
+    return introspection.introspect(ctx, params, authorization, actor)
 
 
 async def introspect(request: Request) -> Response:
