@@ -68,7 +68,6 @@ pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "clients"
 SCOPE = "mcp:tools"
-USERNAME = "alice"
 PASSWORD = "correct horse battery staple"
 # Superseded refresh tokens presented this long after rotation by a second process of the same
 # CLI have been observed (issue 17 item 3): the default window must cover it.
@@ -175,7 +174,6 @@ class World:
     services: Services
     clock: MovableClock
     docs: DocumentServer
-    user_id: str
     start: datetime
 
 
@@ -231,8 +229,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         with DocumentServer(cert, key) as docs, _authgate(workdir, issuer, ca, mcp_url) as ag:
             prm = f"http://127.0.0.1:{mcp_port}/.well-known/oauth-protected-resource/mcp"
             wait_until(lambda: httpx.get(prm).status_code == 200, proc, "the example MCP server")
-            services, clock, user_id = ag
-            yield World(issuer, mcp_url, services, clock, docs, user_id, clock.now())
+            services, clock = ag
+            yield World(issuer, mcp_url, services, clock, docs, clock.now())
     finally:
         procs.stop_all()
 
@@ -240,8 +238,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 @contextmanager
 def _authgate(
     workdir: Path, issuer: str, ca: Path, mcp_url: str
-) -> Iterator[tuple[Services, MovableClock, str]]:
-    """authgate on `issuer`, in this process, with the MCP server as a resource and a user."""
+) -> Iterator[tuple[Services, MovableClock]]:
+    """authgate on `issuer`, in this process, with the MCP server as a resource."""
     database_url = f"sqlite:///{workdir / 'authgate.db'}"
     storage.upgrade(database_url)
     settings = Settings(
@@ -276,9 +274,8 @@ def _authgate(
                 scopes=(ScopeInfo(SCOPE, "Call the example tools"),),
             ),
         )
-        user = accounts.create_user(services.ctx, SYSTEM, username=USERNAME, password=PASSWORD)
         with _serve(settings, services):
-            yield services, clock, user.id
+            yield services, clock
     finally:
         services.store.close()
 
@@ -299,6 +296,7 @@ class Journey:
     # When the client's current authorization began: tokens of an earlier authorization (one it
     # stepped up from) are not part of the refresh family the tests follow.
     authorized_at: datetime | None = None
+    user_id: str = ""
 
     # -- token endpoint authentication, as this client does it --
 
@@ -427,11 +425,18 @@ def requested_scope(journey: Journey, prm: dict[str, Any]) -> str:
 
 
 def sign_in(journey: Journey, browser: httpx.Client) -> None:
+    """A person of their own for each test (as each test is an installation of its own): the
+    sign-in limits per username see one person signing in once."""
+    username = f"{journey.client.id}-{uuid.uuid4().hex[:8]}"
+    user = accounts.create_user(
+        journey.world.services.ctx, SYSTEM, username=username, password=PASSWORD
+    )
+    journey.user_id = user.id
     page = browser.get("/login")
     assert page.status_code == 200, page.text
-    form = {"username": USERNAME, "password": PASSWORD, "csrf_token": csrf_from(page)}
+    form = {"username": username, "password": PASSWORD, "csrf_token": csrf_from(page)}
     resp = browser.post("/login", data=form)
-    assert resp.status_code == 303, resp.text
+    assert resp.status_code == 303, (resp.status_code, resp.text)
 
 
 def authorize(journey: Journey, browser: httpx.Client, scope: str) -> dict[str, Any]:
@@ -501,7 +506,7 @@ async def _whoami(url: str, access_token: str) -> dict[str, Any]:
 def call_mcp(journey: Journey, access_token: str) -> None:
     """A real MCP session with the token: initialize, then the `whoami` tool."""
     who = asyncio.run(_whoami(journey.world.mcp_url, access_token))
-    assert who["subject"] == journey.world.user_id
+    assert who["subject"] == journey.user_id
     assert who["client_id"] == journey.client_id
     assert SCOPE in who["scopes"]
     assert who["resource"] == journey.world.mcp_url  # the registered identifier
