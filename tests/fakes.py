@@ -492,7 +492,9 @@ class InMemoryStore:
         grant = self.grants.get(grant_id)
         return grant is not None and grant.revoked_at is None
 
-    def issue_in_family(self, grant_id: str, access: AccessToken, refresh: RefreshToken) -> bool:
+    def issue_in_family(
+        self, grant_id: str, access: AccessToken, refresh: RefreshToken | None
+    ) -> bool:
         with self._lock:
             if not self._grant_is_live(grant_id):
                 return False

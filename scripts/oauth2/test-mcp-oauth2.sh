@@ -12,8 +12,8 @@
 # Env: AUTHGATE_URL (default http://localhost:3000), AUTHGATE_ISSUER (default AUTHGATE_URL),
 # AUTHGATE_TOKEN (an admin's API token; SESSION_TOKEN accepted), AUTHGATE_USERNAME (default
 # admin) and AUTHGATE_PASSWORD (the user who signs in and consents),
-# AUTHGATE_REFRESH_REUSE_GRACE_SECONDS (the server's setting, default 10: the reuse check waits
-# it out). Prints one `✓` line per step and a summary; exits 1 at the first failure.
+# AUTHGATE_REFRESH_REUSE_GRACE_SECONDS (the server's setting, default 120: the reuse check
+# waits it out). Prints one `✓` line per step and a summary; exits 1 at the first failure.
 set -Eeuo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
@@ -22,7 +22,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 EXPECTED_ISSUER="${AUTHGATE_ISSUER:-$AUTHGATE_URL}"
 USERNAME="${AUTHGATE_USERNAME:-admin}"
 PASSWORD="${AUTHGATE_PASSWORD:-}"
-GRACE="${AUTHGATE_REFRESH_REUSE_GRACE_SECONDS:-10}"
+GRACE="${AUTHGATE_REFRESH_REUSE_GRACE_SECONDS:-120}"
 RESOURCE="https://api.example.com"
 OTHER_RESOURCE="https://other.example.com"
 

@@ -54,12 +54,14 @@ class Settings(BaseSettings):
         30 * 86400, ge=300, description="Refresh token lifetime (each rotation starts anew)."
     )
     refresh_reuse_grace_seconds: int = Field(
-        10,
+        120,
         ge=0,
-        le=300,
-        description="A used refresh token presented again by the same client within this many "
-        "seconds is re-issued in the same family (clients that retry); after it, reuse revokes "
-        "the whole family. 0 = strict.",
+        le=600,
+        description="A used refresh token presented again within this many seconds of its "
+        "rotation, by the same client (and, if confidential, with the same secret), gets the "
+        "family's current refresh token again with a new access token: retries and several "
+        "processes sharing one credential store stay signed in, and the family never forks. "
+        "After it (or by another client or secret), reuse revokes the whole family. 0 = strict.",
     )
     signing_alg: Literal["ES256", "RS256", "EdDSA"] = Field(
         "ES256", description="JWS algorithm of new signing keys (JWT access tokens)."

@@ -45,3 +45,20 @@ def test_values_do_not_repeat() -> None:
 def test_unusable_alphabets_are_refused(alphabet: str) -> None:
     with pytest.raises(ValueError, match="alphabet"):
         secrets.random_string(5, alphabet)
+
+
+def test_derived_secrets_are_well_formed_deterministic_and_keyed() -> None:
+    """``derive``: a token of the usual form that the same key and source always give, and
+    that another key or another source does not."""
+    source = secrets.generate("rt").value
+    one = secrets.derive("rt", b"k" * 32, source)
+    assert secrets.parse(one.value, "rt") == one
+    assert one == secrets.derive("rt", b"k" * 32, source)
+    assert one.value != secrets.derive("rt", b"j" * 32, source).value
+    assert one.value != secrets.derive("rt", b"k" * 32, source + "x").value
+    # Many derivations: prefixes from the prefix alphabet, no two alike.
+    chain = [one]
+    for _ in range(200):
+        chain.append(secrets.derive("rt", b"k" * 32, chain[-1].value))
+    assert len({s.value for s in chain}) == len({s.prefix for s in chain}) == 201
+    assert all(set(s.prefix) <= set(string.ascii_lowercase + string.digits) for s in chain)

@@ -201,7 +201,7 @@ def test_refresh_token_refused_after_a_forward_jump_past_its_lifetime(
 def test_refresh_reuse_after_a_backwards_jump_is_a_reuse_not_a_retry(
     signed_in: TestClient, services: Services, confidential: Client, clock: MovableClock
 ) -> None:
-    """The grace period (10 s) covers a client retrying a rotation it did not see answered.
+    """The reuse window (120 s) covers a client retrying a rotation it did not see answered.
     After the clock went back, "now - consumed_at" is negative: how long ago the token was
     used is unknown, so a second use is treated as the reuse it may be (the family ends)."""
     code, verifier = new_code(signed_in, confidential)

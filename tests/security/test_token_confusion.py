@@ -185,7 +185,7 @@ def test_refresh_token_replay_revokes_the_family(
         refresh(signed_in, body["refresh_token"], client_id=confidential.id,
                 client_secret=confidential.secret)
     )  # fmt: skip
-    clock.advance(seconds=30)
+    clock.advance(seconds=121)  # past the reuse window (120 s)
     replay = refresh(
         signed_in, body["refresh_token"], client_id=confidential.id,
         client_secret=confidential.secret,

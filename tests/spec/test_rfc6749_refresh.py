@@ -1,5 +1,6 @@
 """RFC 6749 §6 with OAuth 2.1 §4.3.1 rotation: refresh tokens rotate on every use; a reuse
-within the grace period by the same client re-issues in the family, a later one revokes it."""
+within the window by the same client gets the family's current token again (no fork), a later
+one revokes the family. tests/spec/test_refresh_continuity.py covers the window in depth."""
 
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def test_rotation(signed_in: TestClient, services: Services, confidential: Clien
     assert (state.access, state.refresh, state.grants) == (2, 2, 1)
 
 
-def test_reuse_within_grace_reissues_in_family(
+def test_reuse_within_grace_continues_the_family(
     signed_in: TestClient, services: Services, confidential: Client, clock: MovableClock
 ) -> None:
     first = _tokens(signed_in, confidential)
@@ -79,10 +80,13 @@ def test_reuse_within_grace_reissues_in_family(
             client_secret=confidential.secret,
         )
     )
-    assert retry["refresh_token"] not in (first["refresh_token"], second["refresh_token"])
+    # The family's current refresh token again, never a second live branch (issue 17.3).
+    assert retry["refresh_token"] == second["refresh_token"]
+    assert retry["access_token"] != second["access_token"]
     assert _me(signed_in, second["access_token"]) == 200
     assert _me(signed_in, retry["access_token"]) == 200
-    assert issued(services, confidential.id).grants == 1
+    state = issued(services, confidential.id)
+    assert (state.grants, state.refresh, state.access) == (1, 2, 3)
 
 
 def test_reuse_after_grace_revokes_family(
@@ -97,7 +101,7 @@ def test_reuse_after_grace_revokes_family(
             client_secret=confidential.secret,
         )
     )
-    clock.advance(seconds=11)
+    clock.advance(seconds=121)  # past the default window (120 s)
     replay = refresh(
         signed_in,
         first["refresh_token"],

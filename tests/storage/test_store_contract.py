@@ -660,6 +660,18 @@ def test_issue_in_family(store: Store, family: dict[str, Any]) -> None:
     assert store.issue_in_family("no-such-grant", a3, r3) is False
 
 
+def test_issue_in_family_an_access_token_alone(store: Store, family: dict[str, Any]) -> None:
+    """A continued refresh adds an access token and leaves the family's refresh tokens alone."""
+    g = family["grant"]
+    a2 = b.access(g, g.app_id)
+    assert store.issue_in_family(g.id, a2, None) is True
+    assert_round_trip(store.get_access_token_by_prefix(a2.prefix), a2)
+    assert store.revoke_grant(g.id, b.at(20)) is True
+    a3 = b.access(g, g.app_id)
+    assert store.issue_in_family(g.id, a3, None) is False
+    assert store.get_access_token_by_prefix(a3.prefix) is None
+
+
 def test_revoke_grant_revokes_the_whole_family(store: Store, family: dict[str, Any]) -> None:
     g, a = family["grant"], family["app"]
     a2, r2 = b.access(g, a.id), b.refresh(g)

@@ -185,7 +185,7 @@ def test_code_replay_and_refresh_reuse_match_the_audit_log(
             client_secret=confidential.secret,
         )
     )
-    clock.advance(seconds=11)  # past the reuse grace period
+    clock.advance(seconds=121)  # past the reuse window (120 s)
     assert_oauth_error(
         refresh(
             signed_in,

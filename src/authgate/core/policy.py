@@ -12,7 +12,7 @@ class Policy:
     code_ttl: timedelta = timedelta(minutes=10)
     access_token_ttl: timedelta = timedelta(hours=1)
     refresh_token_ttl: timedelta = timedelta(days=30)
-    refresh_reuse_grace: timedelta = timedelta(seconds=10)
+    refresh_reuse_grace: timedelta = timedelta(seconds=120)
     session_ttl: timedelta = timedelta(hours=12)
     # authgate's own API is the resource named by the issuer; a request without `resource`
     # gets this audience (DESIGN.md §7).

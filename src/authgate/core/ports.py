@@ -204,8 +204,11 @@ class TokenStore(Protocol):
         pair. Returns False, storing nothing, if it was consumed or revoked already."""
         ...
 
-    def issue_in_family(self, grant_id: str, access: AccessToken, refresh: RefreshToken) -> bool:
-        """Store a new pair in the grant's family if the grant is not revoked (grace re-issue)."""
+    def issue_in_family(
+        self, grant_id: str, access: AccessToken, refresh: RefreshToken | None
+    ) -> bool:
+        """Store a new access token (and ``refresh``, if any) in the grant's family if the grant
+        is not revoked (a continued refresh adds only the access token)."""
         ...
 
     def revoke_grant(self, grant_id: str, now: datetime, event: AuditEvent | None = None) -> bool:

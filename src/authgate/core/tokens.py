@@ -7,6 +7,8 @@ Refresh tokens are opaque ``agrt_…`` strings, rotated on every use (OAuth 2.1 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +32,9 @@ class TokenResponse:
     scope: str
     refresh_token: str | None = None
     token_type: str = "Bearer"
+    # A refresh that handed the family's current refresh token out again (a retry, or another
+    # process of the same client: core/grants/refresh_token.py); not part of the body.
+    continued: bool = False
 
     def as_dict(self) -> dict[str, str | int]:
         body: dict[str, str | int] = {
@@ -53,12 +58,13 @@ class Minted:
     refresh: RefreshToken | None
     refresh_value: str | None
 
-    def response(self, now: datetime) -> TokenResponse:
+    def response(self, now: datetime, *, continued: bool = False) -> TokenResponse:
         return TokenResponse(
             access_token=self.access_value,
             expires_in=max(0, int((self.access.expires_at - now).total_seconds())),
             scope=self.access.scope,
             refresh_token=self.refresh_value,
+            continued=continued,
         )
 
 
@@ -102,10 +108,12 @@ def mint(
     with_refresh: bool,
     scope: str,
     family: bool = True,
+    predecessor: str | None = None,
 ) -> Minted:
     """Create (unsaved) access and refresh tokens for ``grant`` with ``scope``. ``family``:
     the tokens belong to the stored grant ``grant`` (else the access token belongs to no grant,
-    as a client_credentials token; there is then no refresh token)."""
+    as a client_credentials token; there is then no refresh token). ``predecessor``: the
+    refresh token this one replaces, from which it is derived (``successor``)."""
     assert family or not with_refresh
     now = ctx.clock.now()
     expires = now + access_token_ttl(ctx, resource)
@@ -125,7 +133,7 @@ def mint(
     )
     if not with_refresh:
         return Minted(access, value, None, None)
-    rt = secrets.generate(REFRESH_KIND)
+    rt = successor(ctx, predecessor) if predecessor else secrets.generate(REFRESH_KIND)
     refresh = RefreshToken(
         id=ids.time_ordered_id(),
         prefix=rt.prefix,
@@ -140,6 +148,17 @@ def mint(
         expires_at=now + ctx.policy.refresh_token_ttl,
     )
     return Minted(access, value, refresh, rt.value)
+
+
+def successor(ctx: Context, predecessor: str) -> secrets.PrefixedSecret:
+    """The refresh token that rotating ``predecessor`` issues: derived from it under the
+    server's key, so the server can hand a family's current token to a client that proves it
+    held an earlier one of the chain, while only hashes are stored."""
+    return secrets.derive(REFRESH_KIND, _successor_key(ctx), predecessor)
+
+
+def _successor_key(ctx: Context) -> bytes:
+    return hmac.new(ctx.secret_key, b"authgate refresh-token successor", hashlib.sha256).digest()
 
 
 def find_access_token(ctx: Context, value: str) -> AccessToken | None:

@@ -86,6 +86,32 @@ def generate(kind: str) -> PrefixedSecret:
     return PrefixedSecret(kind=kind, prefix=prefix, value=body + _checksum(body))
 
 
+def derive(kind: str, key: bytes, source: str) -> PrefixedSecret:
+    """The ``kind`` secret that ``source`` always leads to under ``key``.
+
+    Prefix and secret are drawn as ``generate`` draws them, from HMAC-SHA-512 blocks of
+    ``key`` over ``source`` instead of the system's randomness: without ``key`` the result is
+    as unpredictable as a generated one, with it the same ``source`` gives the same secret, so
+    nothing but its hash needs to be stored for the server to hand it out again.
+    """
+    prefix = _keyed_string(
+        key, f"prefix|{source}", PREFIX_LEN, string.ascii_lowercase + string.digits
+    )
+    secret = _keyed_string(key, f"secret|{source}", SECRET_LEN, ALPHABET)
+    body = f"ag{kind}_{prefix}_{secret}"
+    return PrefixedSecret(kind=kind, prefix=prefix, value=body + _checksum(body))
+
+
+def _keyed_string(key: bytes, label: str, length: int, alphabet: str) -> str:
+    table, rejected = _translation(alphabet)
+    out, block = b"", 0
+    while len(out) < length:
+        message = f"{block}|{label}".encode()
+        out += hmac.new(key, message, hashlib.sha512).digest().translate(table, rejected)
+        block += 1
+    return out[:length].decode("ascii")
+
+
 def parse(value: str, kind: str) -> PrefixedSecret | None:
     """Return the parsed secret, or None when ``value`` is not a well-formed ``kind`` token."""
     if not value.isascii() or len(value) > 128:

@@ -21,6 +21,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from authgate.core.errors import OAuthError
+from authgate.core.grants import refresh_reuse
 from authgate.core.token import GRANTS
 from authgate.crypto import passwords
 
@@ -33,7 +34,6 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _CODE_REPLAYED = frozenset(
     {"authorization code replayed", "authorization code redeemed concurrently"}
 )
-_REFRESH_REUSED = frozenset({"refresh token reused"})
 
 
 class Metrics:
@@ -74,7 +74,21 @@ class Metrics:
         )
         self.refresh_token_reuse = Counter(
             "authgate_refresh_token_reuse",
-            "Refresh tokens presented again after the grace period (the family was revoked).",
+            "Used refresh tokens presented again as only a thief could (the family was revoked).",
+            registry=registry,
+        )
+        self.refresh_reuse_refusals = Counter(
+            "authgate_refresh_token_reuse_refusals",
+            "Used refresh tokens presented again and refused, by reason (window_passed, "
+            "clock_went_back, other_client, other_secret: the family was revoked; "
+            "chain_unknown: it was not).",
+            ["reason"],
+            registry=registry,
+        )
+        self.refresh_continued = Counter(
+            "authgate_refresh_token_continued",
+            "Used refresh tokens presented again within the window by the same client, answered "
+            "with the family's current refresh token (retries, sibling processes).",
             registry=registry,
         )
         self.code_replay = Counter(
@@ -123,11 +137,18 @@ class Metrics:
                 child = self._issued[grant_type] = self.tokens_issued.labels(grant_type)
             child.inc()
 
+    def token_continued(self) -> None:
+        self.refresh_continued.inc()
+
     def token_refused(self, exc: OAuthError) -> None:
         if exc.debug in _CODE_REPLAYED:
             self.code_replay.inc()
-        elif exc.debug in _REFRESH_REUSED:
-            self.refresh_token_reuse.inc()
+            return
+        reason = refresh_reuse.refusal_reason(exc.debug)
+        if reason is not None:
+            self.refresh_reuse_refusals.labels(reason).inc()
+            if reason in refresh_reuse.REVOKING:
+                self.refresh_token_reuse.inc()
 
 
 class _Refusals(Collector):

@@ -3,23 +3,21 @@
 "The authorization server MUST ensure that refresh tokens cannot be used more than once ...
 if a refresh token is compromised and subsequently used by both the attacker and the legitimate
 client, one of them will present an invalidated refresh token, which will inform the
-authorization server of the breach." A reuse within a short grace period by the same client
-re-issues in the same family (clients that retry); any later reuse revokes the family.
+authorization server of the breach." What a used token presented again means (a retry or a
+sibling process, or a theft) is decided in ``refresh_reuse.py``.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from authgate.core import admin_scope, audit, resources, scopes
+from authgate.core import admin_scope, resources, scopes
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidGrantError, InvalidTargetError
+from authgate.core.grants import refresh_reuse
+from authgate.core.grants.refresh_reuse import INVALID_REFRESH
 from authgate.core.models import Grant, RefreshToken
 from authgate.core.params import Params
 from authgate.core.tokens import TokenResponse, find_refresh_token_and_grant, mint
-
-INVALID_REFRESH = "The refresh token is invalid or expired"
 
 
 class RefreshTokenGrant:
@@ -28,9 +26,10 @@ class RefreshTokenGrant:
     def handle(
         self, ctx: Context, client: AuthenticatedClient, params: Params, actor: Actor
     ) -> TokenResponse:
-        token, grant, user_disabled = _find_refresh_token(ctx, params.require("refresh_token"))
+        presented = params.require("refresh_token")
+        token, grant, user_disabled = _find_refresh_token(ctx, presented)
         if token.app_id != client.app.id:
-            raise InvalidGrantError(INVALID_REFRESH, debug="refresh token of another client")
+            refresh_reuse.refuse_other_client(ctx, token, grant, actor)
         now = ctx.clock.now()
         if token.revoked_at is not None or grant is None or grant.revoked_at is not None:
             raise InvalidGrantError(INVALID_REFRESH, debug="refresh token revoked")
@@ -50,22 +49,26 @@ class RefreshTokenGrant:
         scope = scopes.narrow(requested, token.scope)
         # A grant that holds the admin scope of an app that may not (any more) have it.
         scope = admin_scope.withhold(ctx, client.app, token.audience, scope, requested=requested)
-        secret_id = client.secret.id if client.secret else token.secret_id
-        target = resources.lookup(ctx, token.audience)
-        minted = mint(ctx, grant, target, secret_id=secret_id, with_refresh=True, scope=scope)
-        assert minted.refresh is not None
-        if token.consumed_at is None and ctx.store.rotate_refresh_token(
-            token.id, now, minted.access, minted.refresh
-        ):
-            return minted.response(now)
-        # Already used (or lost a race): reuse handling.
+        if token.consumed_at is None:
+            secret_id = client.secret.id if client.secret else token.secret_id
+            target = resources.lookup(ctx, token.audience)
+            minted = mint(
+                ctx,
+                grant,
+                target,
+                secret_id=secret_id,
+                with_refresh=True,
+                scope=scope,
+                predecessor=presented,
+            )
+            assert minted.refresh is not None
+            if ctx.store.rotate_refresh_token(token.id, now, minted.access, minted.refresh):
+                return minted.response(now)
+        # Already used (or lost a race to another request rotating it): reuse handling.
         current = ctx.store.get_refresh_token_by_prefix(token.prefix) or token
-        if _within_grace(ctx, current) and ctx.store.issue_in_family(
-            grant.id, minted.access, minted.refresh
-        ):
-            return minted.response(now)
-        _revoke_family(ctx, grant, current, actor)
-        raise InvalidGrantError(INVALID_REFRESH, debug="refresh token reused")
+        return refresh_reuse.continue_or_refuse(
+            ctx, client, current, presented, grant, params, actor
+        )
 
 
 def _find_refresh_token(ctx: Context, value: str) -> tuple[RefreshToken, Grant | None, bool]:
@@ -73,25 +76,3 @@ def _find_refresh_token(ctx: Context, value: str) -> tuple[RefreshToken, Grant |
     if found is None:
         raise InvalidGrantError(INVALID_REFRESH, debug="unknown or malformed refresh token")
     return found
-
-
-def _within_grace(ctx: Context, token: RefreshToken) -> bool:
-    grace = ctx.policy.refresh_reuse_grace
-    if not grace or token.consumed_at is None or token.revoked_at is not None:
-        return False
-    # A negative age means the clock went back since: how long ago it was used is unknown.
-    return timedelta(0) <= ctx.clock.now() - token.consumed_at <= grace
-
-
-def _revoke_family(ctx: Context, grant: Grant, token: RefreshToken, actor: Actor) -> None:
-    ctx.store.revoke_grant(grant.id, ctx.clock.now())
-    audit.record(
-        ctx,
-        actor,
-        "refresh_token.reused",
-        target_type="grant",
-        target_id=grant.id,
-        app_id=grant.app_id,
-        user_id=grant.user_id,
-        refresh_token_prefix=token.prefix,
-    )

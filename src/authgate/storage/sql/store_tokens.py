@@ -335,7 +335,9 @@ class TokenQueries(SqlBase):
             _insert_pair(db, access, refresh)
         return True
 
-    def issue_in_family(self, grant_id: str, access: AccessToken, refresh: RefreshToken) -> bool:
+    def issue_in_family(
+        self, grant_id: str, access: AccessToken, refresh: RefreshToken | None
+    ) -> bool:
         with self._raw_transaction(write=True) as db:
             if not _lock_live_grant(db, grant_id):
                 return False

@@ -50,4 +50,6 @@ async def token_endpoint(request: Request) -> Response:
         return errors.oauth_json(exc)
     if observed is not None:
         observed.token_issued(params.get("grant_type"))
+        if result.continued:
+            observed.token_continued()
     return JSONResponse(result.as_dict(), headers=errors.NO_STORE)
