@@ -110,24 +110,38 @@ class TestScopes:
         known = ("a", "b", "c")
         assert scopes.negotiate(None, None, known) == ""
         assert scopes.negotiate("a b", None, known) == "a b"
-        assert scopes.negotiate(None, "a b", known) == "a b"
-        assert scopes.negotiate(None, "a b z", known) == "a b"
-        assert scopes.negotiate("b", "a b", known) == "b"
+        assert scopes.negotiate(None, ("a", "b"), known) == "a b"
+        assert scopes.negotiate(None, ("a", "b", "z"), known) == "a b"
+        assert scopes.negotiate("b", ("a", "b"), known) == "b"
         assert scopes.negotiate("a a", None, known) == "a"
         with pytest.raises(InvalidScopeError, match="app may not"):
-            scopes.negotiate("c", "a b", known)
-        with pytest.raises(InvalidScopeError, match="does not define"):
-            scopes.negotiate("z", None, known)
+            scopes.negotiate("c", ("a", "b"), known)
+        with pytest.raises(InvalidScopeError, match="app may not"):
+            scopes.negotiate("c offline_access openid", ("a", "b"), known)
+        # Issue 17: names the resource does not define are left out, not refused.
+        assert scopes.negotiate("z", None, known) == ""
+        assert scopes.negotiate("a offline_access openid profile", None, known) == "a"
+        assert scopes.negotiate("c z", ("a", "b"), known) == ""
         with pytest.raises(InvalidScopeError):
             scopes.parse_scope('a "b"')
+        # Issue 17: spaces around and between the names are tolerated.
+        assert scopes.parse_scope("  a  b ") == ("a", "b")
         with pytest.raises(InvalidScopeError):
-            scopes.parse_scope("a  b")
+            scopes.parse_scope("a\tb")
+
+    def test_allow_list(self) -> None:
+        assert scopes.allow_list(None, ("a",)) is None
+        assert scopes.allow_list("claudeai", ("a", "b")) is None
+        assert scopes.allow_list("a claudeai", ("a", "b")) == ("a", "claudeai")
 
     def test_narrow(self) -> None:
         assert scopes.narrow(None, "a b") == "a b"
         assert scopes.narrow("a", "a b") == "a"
         with pytest.raises(InvalidScopeError):
-            scopes.narrow("c", "a b")
+            scopes.narrow("c", "a b", ("a", "b", "c"))
+        # Issue 17: a name the resource does not define could never be granted: left out.
+        assert scopes.narrow("a offline_access", "a b", ("a", "b", "c")) == "a"
+        assert scopes.narrow("offline_access", "a b", ("a", "b")) == "a b"
 
 
 def test_params_repetition_is_lazy() -> None:

@@ -417,7 +417,9 @@ def check_first_authorization(session: Session, authgate: Authgate, server: McpS
     query = parse_qs(url.query)
     assert query["resource"] == [server.url]
     assert query["code_challenge_method"] == ["S256"]
-    assert query["scope"] == [SCOPE]
+    # The SDK adds offline_access, which authgate's metadata now lists (issue 17): accepted, and
+    # left out of the token, whose scope stays the resource's (checked below).
+    assert query["scope"] == [f"{SCOPE} offline_access"]
     assert query["client_id"] == [session.storage.client_info.client_id]
     seen = [(method, status) for method, _, status in session.statuses]
     assert ("POST", 401) in seen  # the challenge that started discovery

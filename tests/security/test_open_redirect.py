@@ -264,7 +264,8 @@ def test_deny_redirects_only_to_the_registered_uri(
 SELF_REGISTERED_ERRORS = [
     pytest.param({"response_type": "token"}, "unsupported_response_type", id="4.1.2.1-implicit"),
     pytest.param({"code_challenge": None}, "invalid_request", id="9700-2.1.1-no-pkce"),
-    pytest.param({"scope": "no-such-scope"}, "invalid_scope", id="3.3-unknown-scope"),
+    # An unknown scope is left out, not refused (issue 17); a malformed one still is.
+    pytest.param({"scope": 'bad"scope'}, "invalid_scope", id="3.3-malformed-scope"),
     pytest.param({"resource": "https://unknown.example"}, "invalid_target", id="8707-unknown"),
     pytest.param({"prompt": "none"}, "consent_required", id="oidc-3.1.2.6-prompt-none"),
 ]

@@ -38,7 +38,8 @@ def test_metadata_document(client: TestClient) -> None:
     assert body["jwks_uri"] == "http://testserver/.well-known/jwks.json"
     assert body["introspection_endpoint"] == "http://testserver/oauth2/introspect"
     assert body["revocation_endpoint"] == "http://testserver/oauth2/revoke"
-    assert body["scopes_supported"] == ["admin", "read", "write"]
+    # What a client can sensibly ask for (issue 17): every resource's scopes + offline_access.
+    assert body["scopes_supported"] == ["admin", "offline_access", "read", "write"]
     # Registration is on by default (DESIGN.md §7); switching it off removes the endpoint.
     assert body["registration_endpoint"] == "http://testserver/oauth2/register"
     assert resp.headers["access-control-allow-origin"] == "*"

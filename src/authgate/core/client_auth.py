@@ -40,6 +40,35 @@ class AuthenticatedClient:
     method: AuthMethod
 
 
+def accepted_methods(app: App) -> tuple[AuthMethod, ...]:
+    """The methods the token endpoint accepts from ``app``, its registered one first.
+
+    An operator's app that pins no method takes either secret method; otherwise the registered
+    method is the only one (DESIGN.md §7) -- except that a client that registered itself with
+    ``private_key_jwt`` beside another method (OpenID Connect RP Metadata Choices,
+    ``token_endpoint_auth_methods_supported``; core/negotiation.py) has its keys stored, and may
+    present an assertion or use its registered method, per request. Only such a client stores
+    keys without being ``private_key_jwt``."""
+    method = app.token_endpoint_auth_method
+    if app.is_public:
+        methods: tuple[AuthMethod, ...] = ("none",)
+    elif method is None:
+        methods = ("client_secret_basic", "client_secret_post")
+    else:
+        methods = (method,)
+    self_registered = app.dynamically_registered or app.metadata_document
+    has_keys = app.jwks is not None or bool(app.jwks_uri)
+    if self_registered and has_keys and "private_key_jwt" not in methods:
+        methods += ("private_key_jwt",)
+    return methods
+
+
+def _describe(methods: tuple[AuthMethod, ...]) -> str:
+    if methods == ("client_secret_basic", "client_secret_post"):
+        return "a client secret"
+    return " or ".join(methods)
+
+
 def _check_client_id(client_id: str | None, *, basic: bool) -> None:
     """No client_id holds a control character (they are UUIDs or https URLs), and PostgreSQL
     cannot even compare text with a NUL: such a name is refused here, before any lookup or rate
@@ -124,12 +153,15 @@ def authenticate(
     )
     if app is None:
         raise InvalidClientError(debug="unknown client_id", basic=basic)
-    # The registered method is the only one: an assertion from a secret client, or a secret
-    # (or nothing) from a private_key_jwt client, is refused.
-    if creds.method == "private_key_jwt" or app.token_endpoint_auth_method == "private_key_jwt":
-        if app.token_endpoint_auth_method != creds.method:
-            expected = app.token_endpoint_auth_method or "a client secret"
-            raise InvalidClientError(f"This client must authenticate with {expected}", basic=basic)
+    accepted = accepted_methods(app)
+    # Each request is judged by the method it uses, which must be one the client registered:
+    # an assertion from a secret client, or a secret (or nothing) from a client that has only
+    # private_key_jwt, is refused.
+    if creds.method == "private_key_jwt" or accepted == ("private_key_jwt",):
+        if creds.method not in accepted:
+            raise InvalidClientError(
+                f"This client must authenticate with {_describe(accepted)}", basic=basic
+            )
         assert creds.client_assertion is not None
         client_assertion.verify(ctx, app, creds.client_assertion)
         return AuthenticatedClient(app, None, "private_key_jwt")
@@ -140,12 +172,9 @@ def authenticate(
     if creds.client_secret is None:
         raise InvalidClientError("Client authentication is required", basic=basic)
     # An app that pins a method (or a dynamically registered client) accepts only that one.
-    if (
-        app.token_endpoint_auth_method is not None
-        and app.token_endpoint_auth_method != creds.method
-    ):
+    if creds.method not in accepted:
         raise InvalidClientError(
-            f"This client must authenticate with {app.token_endpoint_auth_method}", basic=basic
+            f"This client must authenticate with {_describe(accepted)}", basic=basic
         )
     secret = _check_secret(app, presented, stored)
     if secret is None:

@@ -22,12 +22,21 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from authgate.core import audit, document_policy, rate_limits, redirect_uris, scopes
+from authgate.core import (
+    audit,
+    document_policy,
+    negotiation,
+    rate_limits,
+    redirect_uris,
+    scopes,
+)
+from authgate.core.client_auth import accepted_methods
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import InvalidClientError, OAuthError
 from authgate.core.models import App, AuthMethod, GrantType
@@ -190,7 +199,7 @@ def _fresh_or_fetched(
             return stale
         raise _refused(str(exc)) from exc
     try:
-        app = app_from_document(url, document.body, stored, now, document.max_age)
+        app, dropped = read_document(url, document.body, stored, now, document.max_age)
     except InvalidDocument as exc:
         ctx.client_documents.remember(url, now, str(exc), stale_ok=False)
         raise _refused(str(exc)) from exc
@@ -202,17 +211,28 @@ def _fresh_or_fetched(
         raise
     ctx.store.upsert_app(app)
     ctx.client_documents.forget(url)
-    _audit(ctx, stored, app)
+    _audit(ctx, stored, app, dropped)
     return app
 
 
-def _audit(ctx: Context, before: App | None, after: App) -> None:
-    """A new client, or a change to what it may do, is security-relevant; a refresh is not."""
+def _audit(
+    ctx: Context, before: App | None, after: App, dropped: Mapping[str, tuple[str, ...]]
+) -> None:
+    """A new client, or a change to what it may do, is security-relevant; a refresh is not.
+    ``dropped``: what the document asks for that authgate did not register."""
     fields = _audit_fields(after)
     if before is not None and _audit_fields(before) == fields:
         return
     action = "app.created" if before is None else "app.updated"
-    audit.record(ctx, SYSTEM, action, target_type="app", target_id=after.id, **fields)
+    audit.record(
+        ctx,
+        SYSTEM,
+        action,
+        target_type="app",
+        target_id=after.id,
+        dropped=negotiation.as_audit(dropped),
+        **fields,
+    )
 
 
 def _audit_fields(app: App) -> dict[str, object]:
@@ -221,6 +241,7 @@ def _audit_fields(app: App) -> dict[str, object]:
         "redirect_uris": list(app.redirect_uris),
         "client_type": app.client_type,
         "token_endpoint_auth_method": app.token_endpoint_auth_method,
+        "token_endpoint_auth_methods": list(accepted_methods(app)),
         "grant_types": list(app.grant_types),
         "scope": app.scope,
         "jwks_uri": app.jwks_uri,
@@ -239,6 +260,13 @@ def app_from_document(
     url: str, body: bytes, stored: App | None, now: datetime, max_age: int | None
 ) -> App:
     """Validate the document and turn it into the app row; raises InvalidDocument."""
+    return read_document(url, body, stored, now, max_age)[0]
+
+
+def read_document(
+    url: str, body: bytes, stored: App | None, now: datetime, max_age: int | None
+) -> tuple[App, Mapping[str, tuple[str, ...]]]:
+    """The app row and what negotiation dropped (core/negotiation.py); raises InvalidDocument."""
     # No field of a client holds a NUL, and PostgreSQL stores none (a 503 rather than a refusal).
     if b"\\u0000" in body or b"\x00" in body:
         raise InvalidDocument("the document contains NUL characters")
@@ -250,19 +278,20 @@ def app_from_document(
         raise InvalidDocument("the document is not a JSON object")
     if document.get("client_id") != url:
         raise InvalidDocument("its client_id does not match the URL it was fetched from")
-    method = _auth_method(document)
-    public = method == "none"
-    jwks, jwks_uri = _keys(document, method)
+    try:
+        negotiated = negotiation.negotiate(document, _RULES)
+    except negotiation.Unusable as exc:
+        raise InvalidDocument(str(exc)) from exc
     host = urlsplit(url).hostname or url
-    return App(
+    app = App(
         id=url,
         name=_name(document.get("client_name"), host),
         icon=_optional_url(document, "logo_uri"),
         redirect_uris=_redirect_uris(document.get("redirect_uris")),
-        client_type="public" if public else "confidential",
+        client_type="public" if negotiated.public else "confidential",
         require_pkce=True,
-        token_endpoint_auth_method=method,
-        grant_types=_grants(document.get("grant_types")),
+        token_endpoint_auth_method=negotiated.token_endpoint_auth_method,
+        grant_types=negotiated.grant_types,
         scope=_scope(document.get("scope")),
         first_party=False,
         dynamically_registered=False,
@@ -270,8 +299,8 @@ def app_from_document(
         updated_at=now,
         application_type="native" if document.get("application_type") == "native" else "web",
         client_uri=_optional_url(document, "client_uri"),
-        jwks=jwks,
-        jwks_uri=jwks_uri,
+        jwks=negotiated.jwks,
+        jwks_uri=negotiated.jwks_uri,
         software_id=_short_text(document, "software_id"),
         software_version=_short_text(document, "software_version"),
         metadata_document=True,
@@ -280,6 +309,7 @@ def app_from_document(
         # What an operator opened to it is the operator's, not the document's: kept on refresh.
         service_access=stored.service_access if stored is not None else (),
     )
+    return app, negotiated.dropped
 
 
 def _name(value: Any, default: str) -> str:
@@ -319,21 +349,6 @@ def _redirect_uris(value: Any) -> tuple[str, ...]:
         raise InvalidDocument(exc.description) from exc
 
 
-def _grants(value: Any) -> tuple[GrantType, ...]:
-    if value is None:
-        return DEFAULT_GRANTS
-    if (
-        not isinstance(value, list)
-        or not value
-        or any(not isinstance(g, str) or g not in ALLOWED_GRANTS for g in value)
-        or "authorization_code" not in value
-    ):
-        raise InvalidDocument(
-            "grant_types must include authorization_code and may add refresh_token only"
-        )
-    return tuple(dict.fromkeys(value))
-
-
 def _scope(value: Any) -> str | None:
     if value is None:
         return None
@@ -345,30 +360,44 @@ def _scope(value: Any) -> str | None:
         raise InvalidDocument(f"scope: {exc.description}") from exc
 
 
-def _auth_method(document: dict[str, Any]) -> AuthMethod:
-    method = document.get("token_endpoint_auth_method", "none")
-    if method in AUTH_METHODS:
-        return method  # type: ignore[no-any-return]
-    if isinstance(method, str) and method.startswith("client_secret"):
+def _method_refusal(method: str) -> str:
+    if method.startswith("client_secret"):
         # Nothing secret can be shared through a public document.
-        raise InvalidDocument(
+        return (
             "token_endpoint_auth_method must be none or private_key_jwt: a metadata document "
             "cannot carry a client secret"
         )
-    raise InvalidDocument("token_endpoint_auth_method must be none or private_key_jwt")
+    return "token_endpoint_auth_method must be none or private_key_jwt"
 
 
-def _keys(document: dict[str, Any], method: AuthMethod) -> tuple[dict[str, Any] | None, str]:
+def _keys(document: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """The keys of a private_key_jwt client; raises ``negotiation.Unusable``."""
     jwks = document.get("jwks")
     jwks_uri = document.get("jwks_uri")
-    if method != "private_key_jwt":
-        return None, ""
     # RFC 7591 §2: "The jwks_uri and jwks parameters MUST NOT both be present".
     if (jwks is None) == (jwks_uri is None):
-        raise InvalidDocument("a private_key_jwt client needs exactly one of jwks and jwks_uri")
-    if jwks_uri is not None:
-        return None, _optional_url(document, "jwks_uri")
-    return check_jwks(jwks), ""
+        raise negotiation.Unusable(
+            "a private_key_jwt client needs exactly one of jwks and jwks_uri"
+        )
+    try:
+        if jwks_uri is not None:
+            return None, _optional_url(dict(document), "jwks_uri")
+        return check_jwks(jwks), ""
+    except InvalidDocument as exc:
+        raise negotiation.Unusable(str(exc)) from exc
+
+
+_RULES = negotiation.Rules(
+    grants=ALLOWED_GRANTS,
+    starting_grants=frozenset({"authorization_code"}),
+    default_grants=DEFAULT_GRANTS,
+    grants_refusal="grant_types must include authorization_code (this server supports "
+    "authorization_code and refresh_token for metadata-document clients)",
+    methods=AUTH_METHODS,
+    default_method="none",
+    method_refusal=_method_refusal,
+    keys=_keys,
+)
 
 
 def check_jwks(jwks: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from authgate.core import scopes
 from authgate.core.client_assertion import ALGORITHMS as ASSERTION_ALGORITHMS
 from authgate.core.policy import Policy
 from authgate.core.token import GRANTS
@@ -28,7 +29,11 @@ def authorization_server(
     client_id_metadata_documents: bool = False,
     registration_endpoint: bool = False,
 ) -> dict[str, Any]:
-    """``client_id_metadata_documents``: whether https URLs are accepted as client_id (the
+    """``scopes_supported``: every scope a registered resource defines; the document adds
+    ``offline_access`` (accepted everywhere, core/scopes.py), so that a client that requests the
+    whole list (as the MCP SDKs do when a resource lists no scopes) asks for what it can get.
+    OpenID scopes are accepted too but not listed: authgate issues no ID token.
+    ``client_id_metadata_documents``: whether https URLs are accepted as client_id (the
     caller passes ``ctx.fetcher is not None``). ``registration_endpoint``: whether dynamic
     registration is on (the runtime setting, ``core.settings``)."""
     issuer = policy.issuer
@@ -54,7 +59,7 @@ def authorization_server(
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": signing_algs,
-        "scopes_supported": scopes_supported,
+        "scopes_supported": sorted({*scopes_supported, scopes.OFFLINE_ACCESS}),
         "authorization_response_iss_parameter_supported": True,
         "resource_indicators_supported": True,
     }

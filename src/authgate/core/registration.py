@@ -30,13 +30,14 @@ from authgate.core import (
     client_metadata,
     clients,
     confusables,
+    negotiation,
     rate_limits,
     redirect_uris,
     scopes,
     service_access,
 )
 from authgate.core import settings as runtime_settings
-from authgate.core.client_auth import SECRET_KIND
+from authgate.core.client_auth import SECRET_KIND, accepted_methods
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import (
     AccessDeniedError,
@@ -152,41 +153,30 @@ def _https_url(body: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def _auth_method(body: Mapping[str, Any]) -> AuthMethod:
-    # RFC 7591 §2: "If unspecified or omitted, the default is client_secret_basic".
-    method = body.get("token_endpoint_auth_method", DEFAULT_METHOD)
-    if method not in AUTH_METHODS:
-        raise _bad(f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}")
-    return method  # type: ignore[no-any-return]
+def _method_refusal(method: str) -> str:
+    return f"token_endpoint_auth_method must be one of {', '.join(AUTH_METHODS)}"
 
 
-def _is_grant(value: object) -> bool:
-    return isinstance(value, str) and value in GRANTS
-
-
-def _grants(body: Mapping[str, Any], public: bool) -> tuple[GrantType, ...]:
-    value = body.get("grant_types")
-    if value is None:
-        return DEFAULT_GRANTS
-    # Each member is checked for being a string first: a list or an object is not hashable.
-    if not isinstance(value, list) or not value or any(not _is_grant(g) for g in value):
-        raise _bad(f"grant_types must be a non-empty subset of {', '.join(sorted(GRANTS))}")
-    if public and "client_credentials" in value:
-        raise _bad("client_credentials is only for confidential clients")
-    if "authorization_code" not in value and "client_credentials" not in value:
-        raise _bad("grant_types must include authorization_code or client_credentials")
-    return tuple(dict.fromkeys(value))
-
-
-def _check_response_types(body: Mapping[str, Any], grants: tuple[GrantType, ...]) -> None:
-    value = body.get("response_types")
-    if value is None:
-        return
-    if not isinstance(value, list) or any(r != "code" for r in value):
-        raise _bad('response_types must be ["code"]: the only response type is code')
-    # RFC 7591 §2.1: authorization_code goes with the code response type, and only with it.
-    if ("code" in value) != ("authorization_code" in grants):
-        raise _bad("response_types code and grant_types authorization_code go together")
+def _negotiate(ctx: Context, body: Mapping[str, Any]) -> negotiation.Negotiated:
+    """Grant types, response types and auth methods (core/negotiation.py)."""
+    rules = negotiation.Rules(
+        grants=GRANTS,
+        starting_grants=frozenset({"authorization_code", "client_credentials"}),
+        default_grants=DEFAULT_GRANTS,
+        grants_refusal=(
+            "grant_types must include authorization_code or client_credentials "
+            f"(this server supports {', '.join(sorted(GRANTS))})"
+        ),
+        methods=AUTH_METHODS,
+        # RFC 7591 §2: "If unspecified or omitted, the default is client_secret_basic".
+        default_method=DEFAULT_METHOD,
+        method_refusal=_method_refusal,
+        keys=lambda b: _keys(ctx, b),
+    )
+    try:
+        return negotiation.negotiate(body, rules)
+    except negotiation.Unusable as exc:
+        raise _bad(str(exc)) from exc
 
 
 def _application_type(body: Mapping[str, Any]) -> ApplicationType | None:
@@ -289,29 +279,38 @@ def _scope(body: Mapping[str, Any]) -> str | None:
         raise _bad(f"scope: {exc.description}") from exc
 
 
-def _keys(
-    ctx: Context, body: Mapping[str, Any], method: AuthMethod
-) -> tuple[dict[str, Any] | None, str]:
-    """``private_key_jwt`` needs the client's public keys: ``jwks`` or ``jwks_uri``. For other
-    methods they are not registered (authgate encrypts nothing to clients)."""
-    if method != "private_key_jwt":
-        return None, ""
+def _keys(ctx: Context, body: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """``private_key_jwt`` needs the client's public keys: ``jwks`` or ``jwks_uri``; raises
+    ``negotiation.Unusable`` when they cannot be used (authgate encrypts nothing to clients, so
+    a client without that method registers no keys)."""
     # RFC 7591 §2: "The jwks_uri and jwks parameters MUST NOT both be present".
     if (body.get("jwks") is None) == (body.get("jwks_uri") is None):
-        raise _bad("private_key_jwt needs exactly one of jwks and jwks_uri")
+        raise negotiation.Unusable("private_key_jwt needs exactly one of jwks and jwks_uri")
     if body.get("jwks_uri") is not None:
         if ctx.fetcher is None:
-            raise _bad("this server does not fetch jwks_uri; register the keys as jwks")
-        return None, _https_url(body, "jwks_uri")
+            raise negotiation.Unusable(
+                "this server does not fetch jwks_uri; register the keys as jwks"
+            )
+        try:
+            return None, _https_url(body, "jwks_uri")
+        except OAuthError as exc:
+            raise negotiation.Unusable(exc.description) from exc
     try:
         return client_metadata.check_jwks(body["jwks"]), ""
     except client_metadata.InvalidDocument as exc:
-        raise _bad(str(exc)) from exc
+        raise negotiation.Unusable(str(exc)) from exc
 
 
-def parse_metadata(
-    ctx: Context, body: Mapping[str, Any], settings: RegistrationSettings
-) -> ClientMetadata:
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """The metadata to register, and what the client asked for and was not registered
+    (core/negotiation.py), for the audit entry."""
+
+    metadata: ClientMetadata
+    dropped: Mapping[str, tuple[str, ...]]
+
+
+def parse_metadata(ctx: Context, body: Mapping[str, Any], settings: RegistrationSettings) -> Parsed:
     """Validate a registration (or RFC 7592 update) request; unknown fields are ignored
     (RFC 7591 §2: "The authorization server MUST ignore any client metadata sent by the client
     that it does not understand")."""
@@ -319,10 +318,9 @@ def parse_metadata(
         raise UnapprovedSoftwareStatementError(
             "This server does not accept software statements; register without one"
         )
-    method = _auth_method(body)
-    public = method == "none"
-    grants = _grants(body, public)
-    _check_response_types(body, grants)
+    negotiated = _negotiate(ctx, body)
+    public = negotiated.public
+    grants = negotiated.grant_types
     stated = _application_type(body)
     uris = _redirect_uris(body, grants, public, settings)
     # Without application_type, the URIs say what the client is: many MCP clients on the
@@ -330,10 +328,9 @@ def parse_metadata(
     kind: ApplicationType = stated or ("native" if any(_is_native_only(u) for u in uris) else "web")
     _check_application_type(uris, kind)
     client_uri = _https_url(body, "client_uri")
-    jwks, jwks_uri = _keys(ctx, body, method)
-    return ClientMetadata(
+    metadata = ClientMetadata(
         redirect_uris=uris,
-        token_endpoint_auth_method=method,
+        token_endpoint_auth_method=negotiated.token_endpoint_auth_method,
         grant_types=grants,
         application_type=kind,
         client_name=_name(body, uris, client_uri),
@@ -343,11 +340,12 @@ def parse_metadata(
         policy_uri=_https_url(body, "policy_uri"),
         contacts=_contacts(body),
         scope=_scope(body),
-        jwks=jwks,
-        jwks_uri=jwks_uri,
+        jwks=negotiated.jwks,
+        jwks_uri=negotiated.jwks_uri,
         software_id=_text(body, "software_id"),
         software_version=_text(body, "software_version"),
     )
+    return Parsed(metadata, negotiated.dropped)
 
 
 def _app_fields(metadata: ClientMetadata) -> dict[str, Any]:
@@ -377,6 +375,7 @@ def _audit_fields(app: App) -> dict[str, object]:
         "redirect_uris": list(app.redirect_uris),
         "client_type": app.client_type,
         "token_endpoint_auth_method": app.token_endpoint_auth_method,
+        "token_endpoint_auth_methods": list(accepted_methods(app)),
         "grant_types": list(app.grant_types),
         "scope": app.scope,
         "application_type": app.application_type,
@@ -455,7 +454,8 @@ def register(
         if settings.initial_access_token_required or initial_access_token is not None
         else None
     )
-    metadata = parse_metadata(ctx, read_body(), settings)
+    parsed = parse_metadata(ctx, read_body(), settings)
+    metadata = parsed.metadata
     _purge_now_and_then(ctx, settings)
     _check_cap(ctx, settings)
     now = ctx.clock.now()
@@ -473,7 +473,7 @@ def register(
     )
     ctx.store.create_app(app)
     try:
-        secret = _finish_registration(ctx, actor, app, metadata, initial)
+        secret = _finish_registration(ctx, actor, app, parsed, initial)
     except StoreUnavailableError:
         # The client never learns its credentials: take the app back rather than leave it
         # half-made (if the database is gone for good, the app is an unused registration,
@@ -499,9 +499,10 @@ def _finish_registration(
     ctx: Context,
     actor: Actor,
     app: App,
-    metadata: ClientMetadata,
+    parsed: Parsed,
     initial: InitialAccessToken | None,
 ) -> str | None:
+    metadata = parsed.metadata
     as_client = actor.as_client(app.id)
     secret = None
     if metadata.token_endpoint_auth_method in SECRET_METHODS:
@@ -515,6 +516,7 @@ def _finish_registration(
         target_type="app",
         target_id=app.id,
         initial_access_token_id=initial.id if initial is not None else None,
+        dropped=negotiation.as_audit(parsed.dropped),
         **_audit_fields(app),
     )
     return secret
@@ -564,6 +566,10 @@ def client_information(ctx: Context, app: App) -> dict[str, Any]:
         "software_id": app.software_id,
         "software_version": app.software_version,
     }
+    methods = accepted_methods(app)
+    if len(methods) > 1:
+        # RP Metadata Choices: every method the token endpoint accepts from it, per request.
+        info["token_endpoint_auth_methods_supported"] = list(methods)
     if "client_credentials" in app.grant_types:
         # What its client_credentials tokens may reach: an operator decides (nothing until
         # then), so the client developer sees why the token endpoint says no.
@@ -611,7 +617,8 @@ def update_client(
         raise _bad("client_id must be the client's own client_id")
     if body.get("client_secret") is not None:
         _check_secret(ctx, app, body["client_secret"])
-    metadata = parse_metadata(ctx, body, settings)
+    parsed = parse_metadata(ctx, body, settings)
+    metadata = parsed.metadata
     if _credential(metadata.token_endpoint_auth_method) != _credential(
         app.token_endpoint_auth_method
     ):
@@ -627,6 +634,7 @@ def update_client(
         "client.updated",
         target_type="app",
         target_id=app.id,
+        dropped=negotiation.as_audit(parsed.dropped),
         **_audit_fields(updated),
     )
     return updated

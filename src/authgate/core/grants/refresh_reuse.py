@@ -102,10 +102,10 @@ def continue_or_refuse(
     if client.secret is not None and head.secret_id not in (None, client.secret.id):
         _refuse(ctx, grant, token, actor, "other_secret")
     requested = params.get("scope")
-    scope = scopes.narrow(requested, head.scope)
+    target = resources.lookup(ctx, head.audience)
+    scope = scopes.narrow(requested, head.scope, resources.scope_names(target))
     scope = admin_scope.withhold(ctx, client.app, head.audience, scope, requested=requested)
     secret_id = client.secret.id if client.secret else head.secret_id
-    target = resources.lookup(ctx, head.audience)
     minted = mint(ctx, grant, target, secret_id=secret_id, with_refresh=False, scope=scope)
     # Only an access token is added: the family keeps its one live refresh token.
     if not ctx.store.issue_in_family(grant.id, minted.access, None):

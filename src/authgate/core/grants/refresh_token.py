@@ -46,12 +46,12 @@ class RefreshTokenGrant:
         ):
             raise InvalidTargetError("The resource parameter is invalid")
         requested = params.get("scope")
-        scope = scopes.narrow(requested, token.scope)
+        target = resources.lookup(ctx, token.audience)
+        scope = scopes.narrow(requested, token.scope, resources.scope_names(target))
         # A grant that holds the admin scope of an app that may not (any more) have it.
         scope = admin_scope.withhold(ctx, client.app, token.audience, scope, requested=requested)
         if token.consumed_at is None:
             secret_id = client.secret.id if client.secret else token.secret_id
-            target = resources.lookup(ctx, token.audience)
             minted = mint(
                 ctx,
                 grant,

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from authgate.core import client_auth
 from authgate.core.models import (
     ApiToken,
     App,
@@ -112,6 +113,10 @@ class AppOut(BaseModel):
     token_endpoint_auth_method: AuthMethod | None = Field(
         description="The one method the app must use, or null when any secret method is accepted"
     )
+    token_endpoint_auth_methods: list[AuthMethod] = Field(
+        description="Every method the token endpoint accepts from the app, per request (a "
+        "client that registered private_key_jwt beside another method may use either)"
+    )
     grant_types: list[str]
     scope: str | None
     first_party: bool
@@ -154,6 +159,7 @@ class AppOut(BaseModel):
             client_type=app.client_type,
             require_pkce=app.require_pkce,
             token_endpoint_auth_method=app.token_endpoint_auth_method,
+            token_endpoint_auth_methods=list(client_auth.accepted_methods(app)),
             grant_types=list(app.grant_types),
             scope=app.scope,
             first_party=app.first_party,
