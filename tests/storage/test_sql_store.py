@@ -55,7 +55,8 @@ def test_sqlite_connection_settings(tmp_path: Path) -> None:
         "journal_mode": "wal",
         "foreign_keys": 1,
         "busy_timeout": 5000,
-        "synchronous": 1,
+        # FULL (2) by default: a committed grant survives a power cut.
+        "synchronous": 2,
     }
 
 
