@@ -14,6 +14,8 @@ from authgate.web.admin.schemas import AuditEventOut, AuditPage
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 MAX_LIMIT = 200
+# Far past any real log, and small enough for every database's OFFSET.
+MAX_OFFSET = 1_000_000_000
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -33,7 +35,7 @@ def list_audit(
     since: Annotated[datetime | None, Query(description="ISO 8601, inclusive")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601, exclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> AuditPage:
     query = AuditQuery(
         action=action,
