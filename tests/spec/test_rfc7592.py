@@ -315,7 +315,6 @@ def test_works_while_registration_is_disabled(
     client: TestClient, services: Services, dynamic: dict[str, Any]
 ) -> None:
     runtime_settings.update(services.ctx, SYSTEM, SettingsChange(enabled=False))
-    client.app.state.registration_settings.invalidate()  # type: ignore[attr-defined]
     refused = client.post("/oauth2/register", json={"redirect_uris": [WEB_URI]})
     assert_oauth_error(refused, 403, "access_denied")
     token = bearer(dynamic["registration_access_token"])
