@@ -961,6 +961,30 @@ def test_middleware_when_the_authorization_server_is_down(
     assert "www-authenticate" not in response.headers
 
 
+def test_middleware_names_both_issuers_when_they_differ(
+    client: TestClient, auth_server: FakeAS, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's resource server once named authgate by another spelling of the same
+    address (`127.0.0.1` for `localhost`): every call failed, and nothing said why. It is a
+    503 (the token may be fine) whose reason, both issuers, is in the operator's log."""
+    key = new_key("ES256")
+    auth_server.keys = [key]
+    auth_server.metadata_issuer = "http://localhost:3000"
+    token = mint(key, claims(clock))
+    with caplog.at_level("WARNING", logger="authgate.resource_server.asgi"):
+        response = client.post("/mcp", headers={"Authorization": f"Bearer {token}"})
+    assert (response.status_code, response.json()) == (503, {"error": "temporarily_unavailable"})
+    assert response.headers["retry-after"] == "5"
+    assert auth_server.count("/.well-known/jwks.json") == 0
+    [record] = [r for r in caplog.records if r.name == "authgate.resource_server.asgi"]
+    assert record.levelname == "WARNING"
+    message = record.getMessage()
+    assert "names another issuer: 'http://localhost:3000', not 'https://auth.example.com'" in (
+        message
+    )
+    assert token not in message and token.split(".")[2] not in message
+
+
 def test_middleware_challenge_without_metadata_url(make_verifier: Make) -> None:
     app = BearerAuth(Starlette(), make_verifier())
     with TestClient(app) as test_client:
