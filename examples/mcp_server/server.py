@@ -1,6 +1,6 @@
 """An MCP server protected by authgate: streamable HTTP, one tool (`whoami`).
 
-Built with the official MCP Python SDK (`mcp` 2.x), which serves the RFC 9728 document naming
+Built with the official MCP Python SDK (`mcp` 2.x, the project's `mcp` extra), which serves the RFC 9728 document naming
 authgate and asks authgate's resource-server kit whether each bearer token is good. In front of
 it, the kit's `BearerAuth` answers every refusal, so the challenge names the scopes a client
 needs (RFC 6750 §3) — on a 401 to choose what to ask for, on a 403 `insufficient_scope` to step
@@ -11,7 +11,7 @@ up:
 
 Configuration (environment):
 
-    AUTHGATE_ISSUER        authgate's issuer, e.g. http://127.0.0.1:3000 (byte-exact)
+    AUTHGATE_ISSUER        authgate's issuer, e.g. http://localhost:3000 (byte-exact)
     MCP_RESOURCE           this server's canonical URL, e.g. http://127.0.0.1:8765/mcp
     MCP_HOST, MCP_PORT     where to listen [127.0.0.1, the port of MCP_RESOURCE]
     MCP_REQUIRED_SCOPES    space-separated scopes every request needs [mcp:tools]
