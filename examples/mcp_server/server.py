@@ -36,10 +36,10 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context, MCPServer
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
-from authgate.resource_server import BearerAuth, Introspection, TokenVerifier, metadata_url
-from authgate.resource_server.mcp import McpTokenVerifier, auth_settings
+from authgate.resource_server import Introspection, TokenVerifier
+from authgate.resource_server.mcp import McpTokenVerifier, auth_settings, protect
 
 
 def build_verifier(env: dict[str, str]) -> TokenVerifier:
@@ -96,28 +96,14 @@ def build_server(env: dict[str, str], verifier: TokenVerifier) -> tuple[MCPServe
 
 
 def build_app(env: dict[str, str], verifier: TokenVerifier | None = None) -> ASGIApp:
-    """The SDK's streamable HTTP app behind the kit's `BearerAuth`; the RFC 9728 document
-    (under /.well-known/) stays public. A token is checked by both (the SDK keeps its own
-    view of the caller, which binds sessions to it); only the kit's challenge reaches clients."""
+    """The SDK's streamable HTTP app behind the kit's `BearerAuth` (`protect`): clients get the
+    kit's refusals, a 503 rather than the SDK's 500 when authgate cannot be asked."""
     verifier = verifier or build_verifier(env)
     server, path = build_server(env, verifier)
     sdk = server.streamable_http_app(
         streamable_http_path=path, host=env.get("MCP_HOST", "127.0.0.1")
     )
-    guarded = BearerAuth(
-        sdk,
-        verifier,
-        required_scopes=required_scopes(env),
-        resource_metadata_url=metadata_url(verifier.resource),
-    )
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/.well-known/"):
-            await sdk(scope, receive, send)
-        else:
-            await guarded(scope, receive, send)
-
-    return app
+    return protect(sdk, verifier, required_scopes(env))
 
 
 def main() -> None:
