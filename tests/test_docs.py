@@ -149,3 +149,30 @@ def test_develop_sh_installs_what_the_example_mcp_server_imports() -> None:
         assert dists & installed, f"develop.sh does not install {module} ({dists})"
     probe = re.search(r'python" -c "import ([\w, ]+)"', script)
     assert probe is not None and "mcp" in probe.group(1).split(", ")
+
+
+def _anchor(heading: str) -> str:
+    """A heading's anchor as Markdown renderers make it: lower case, punctuation dropped."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_links_resolve_and_reach_every_docs_page() -> None:
+    readme = (ROOT / "README.md").read_text()
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert links, "the link pattern is broken"
+    anchors = {_anchor(h) for h in re.findall(r"(?m)^#{2,4} (.+)$", readme)}
+    for link in links:
+        assert not link.startswith(("http:", "https:", "/", "..")), f"points outside: {link}"
+        path, _, fragment = link.partition("#")
+        if path:
+            assert (ROOT / path).exists(), f"README links to a missing file: {link}"
+        else:
+            assert fragment in anchors, f"README links to a missing section: {link}"
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert f"](docs/{page.name})" in readme, f"README does not link docs/{page.name}"
+    assert "`/api/v2/docs`" in readme  # the browsable API reference
+
+
+def test_the_anchor_check_can_fail() -> None:
+    assert _anchor('Known clients, and "Test this client"') == "known-clients-and-test-this-client"
+    assert _anchor("The whole flow by hand") == "the-whole-flow-by-hand"
