@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
+import httpx2
 import pytest
 from starlette import testclient
 
@@ -130,7 +130,7 @@ class Recorder:
         with self._lock:
             self.secrets.setdefault(value, Secret(kind, value, since=since))
 
-    def _presented_in(self, request: httpx.Request, index: int) -> None:
+    def _presented_in(self, request: httpx2.Request, index: int) -> None:
         fields: list[tuple[str, str]] = parse_qsl(
             request.url.query.decode(), keep_blank_values=True
         )
@@ -161,8 +161,8 @@ class Recorder:
     # -- traffic -------------------------------------------------------------------------
 
     def send(
-        self, original: Callable[[httpx.Request], httpx.Response], request: httpx.Request
-    ) -> httpx.Response:
+        self, original: Callable[[httpx2.Request], httpx2.Response], request: httpx2.Request
+    ) -> httpx2.Response:
         request.read()
         with self._lock:
             index = self._next
@@ -182,7 +182,7 @@ class Recorder:
             response = type(response)(
                 response.status_code,
                 headers=response.headers,
-                stream=testclient.httpx.ByteStream(body),
+                stream=httpx2.ByteStream(body),
                 request=request,
                 extensions=response.extensions,
             )
@@ -286,8 +286,8 @@ def recording(recorder: Recorder) -> Iterator[Recorder]:
         handle = testclient._TestClientTransport.handle_request
 
         def recorded_handle(
-            self: testclient._TestClientTransport, request: httpx.Request
-        ) -> httpx.Response:
+            self: testclient._TestClientTransport, request: httpx2.Request
+        ) -> httpx2.Response:
             return recorder.send(lambda r: handle(self, r), request)
 
         mp.setattr(prefixed, "generate", recorded_generate)
@@ -386,6 +386,6 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
 def leak_recorder(request: pytest.FixtureRequest) -> Recorder:
     """What the checker has recorded for the running test (it must use ``client`` or
     ``services``), for tests that look at the checker's view directly."""
-    recorder = request.node.stash.get(RECORDER, None)
+    recorder: Recorder | None = request.node.stash.get(RECORDER, None)
     assert recorder is not None, "the leak checker watches tests using client or services"
     return recorder

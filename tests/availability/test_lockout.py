@@ -15,7 +15,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
@@ -27,6 +26,7 @@ from authgate.core.rate_limits import source
 from tests.clock import MovableClock
 from tests.conftest import ISSUER, PASSWORD, Account, Client
 from tests.flows import assert_oauth_error, refresh
+from tests.http_types import Response
 from tests.spec.test_rfc7591 import BASE, REGISTER
 from tests.web.test_rate_limits import align
 
@@ -42,7 +42,7 @@ VICTIM = "198.51.100.7"
 def settings(tmp_path: object, database_url: str) -> Settings:
     return Settings(
         issuer=ISSUER,
-        data_dir=tmp_path,  # type: ignore[arg-type]
+        data_dir=tmp_path,
         database_url=database_url,
         secret_key="test-secret-key-" + "x" * 32,
         trust_proxy_headers=True,
@@ -68,7 +68,7 @@ def parties(client: TestClient) -> Iterator[Any]:
         party.close()
 
 
-def sign_in(party: TestClient, username: str, password: str) -> httpx.Response:
+def sign_in(party: TestClient, username: str, password: str) -> Response:
     page = party.get("/login")
     assert page.status_code == 200, page.text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
@@ -77,12 +77,12 @@ def sign_in(party: TestClient, username: str, password: str) -> httpx.Response:
     return party.post("/login", data=form, follow_redirects=False)
 
 
-def assert_signed_in(resp: httpx.Response, party: TestClient) -> None:
+def assert_signed_in(resp: Response, party: TestClient) -> None:
     assert resp.status_code == 303, resp.text
     assert "authgate_session" in party.cookies
 
 
-def assert_held(resp: httpx.Response, retry_after: int) -> None:
+def assert_held(resp: Response, retry_after: int) -> None:
     assert resp.status_code == 429, resp.text
     assert resp.headers["retry-after"] == str(retry_after)
     assert "Too many sign-in attempts" in resp.text
@@ -197,7 +197,7 @@ def test_an_ipv6_64_is_one_source_at_the_token_endpoint(
 ) -> None:
     align(clock, minutes=1, second=30)
 
-    def bogus_refresh(address: str) -> httpx.Response:
+    def bogus_refresh(address: str) -> Response:
         return refresh(
             parties(address),
             "agrt_bogus",
@@ -226,7 +226,7 @@ def test_an_ipv6_64_is_one_source_at_introspection(
     align(clock, minutes=1, second=30)
     auth = (confidential.app.id, confidential.secret or "")
 
-    def introspect(address: str) -> httpx.Response:
+    def introspect(address: str) -> Response:
         return parties(address).post("/oauth2/introspect", data={"token": "x"}, auth=auth)
 
     for n in range(1, PER_CLIENT + 1):
@@ -244,7 +244,7 @@ def test_an_ipv6_64_is_one_source_at_introspection(
 def test_an_ipv6_64_is_one_source_at_registration(parties: Any, services: Services) -> None:
     before = len(services.store.list_apps())
 
-    def register(address: str) -> httpx.Response:
+    def register(address: str) -> Response:
         return parties(address).post(REGISTER, json=BASE)
 
     for n in range(1, REGISTRATIONS + 1):

@@ -21,6 +21,7 @@ import uvicorn
 
 from authgate.app import Services, create_app
 from authgate.config import Settings
+from tests.http_types import Response
 from tests.leaks import RECORDER, Recorder
 
 
@@ -31,13 +32,13 @@ class _Recorded(httpx.HTTPTransport):
         super().__init__()
         self._recorder = recorder
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: httpx.Request) -> Response:
         send = super().handle_request
         if self._recorder is None:
             return send(request)
-        received: list[httpx.Response] = []
+        received: list[Response] = []
 
-        def read(sent: httpx.Request) -> httpx.Response:
+        def read(sent: httpx.Request) -> Response:
             response = send(sent)
             response.read()
             received.append(response)
@@ -46,7 +47,7 @@ class _Recorded(httpx.HTTPTransport):
         seen = self._recorder.send(read, request)
         # The checker hands back a copy built on the test client's stream type: answer with
         # the bytes that arrived instead.
-        return httpx.Response(
+        return Response(
             seen.status_code,
             headers=seen.headers,
             content=received[0].content,
