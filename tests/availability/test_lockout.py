@@ -12,8 +12,7 @@ checked, refused and signed in. Time is a ``MovableClock``; no sleeps.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -53,8 +52,12 @@ def settings(tmp_path: object, database_url: str) -> Settings:
     )
 
 
+#: A client per source address: ``parties("203.0.113.7")``.
+Parties = Callable[[str], TestClient]
+
+
 @pytest.fixture
-def parties(client: TestClient) -> Iterator[Any]:
+def parties(client: TestClient) -> Iterator[Parties]:
     """Browsers or API clients, one per address, each with its own cookies."""
     made: list[TestClient] = []
 
@@ -108,7 +111,7 @@ def counters(services: Services, prefix: str) -> dict[str, int]:
 
 
 def test_wrong_passwords_from_one_source_do_not_lock_the_user_out(
-    parties: Any, services: Services, alice: Account, clock: MovableClock
+    parties: Parties, services: Services, alice: Account, clock: MovableClock
 ) -> None:
     align(clock, minutes=15, second=15)
     attacker, victim = parties(ATTACKER), parties(VICTIM)
@@ -140,7 +143,7 @@ def test_wrong_passwords_from_one_source_do_not_lock_the_user_out(
 
 
 def test_an_ipv6_64_is_one_source_at_sign_in(
-    parties: Any, services: Services, alice: Account, clock: MovableClock
+    parties: Parties, services: Services, alice: Account, clock: MovableClock
 ) -> None:
     align(clock, minutes=15, second=15)
     # A host takes a new address of its /64 for every attempt: still one source.
@@ -163,7 +166,7 @@ def test_an_ipv6_64_is_one_source_at_sign_in(
 
 
 def test_the_per_username_cap_counts_only_sources_slowed_down(
-    parties: Any, services: Services, alice: Account, clock: MovableClock
+    parties: Parties, services: Services, alice: Account, clock: MovableClock
 ) -> None:
     align(clock, minutes=15, second=15)
     # Many sources, one wrong password each: none is slowed down, nothing is capped.
@@ -181,7 +184,11 @@ def test_the_per_username_cap_counts_only_sources_slowed_down(
     resp = sign_in(later, "alice", PASSWORD)
     assert_held(resp, 15 * 60 - 15)  # ...until the 15 minutes end: never longer
     assert "Please wait 15 minutes" in resp.text
-    capped = [e for e in audit(services, "rate_limit.exceeded") if e.target_id.endswith("sources")]
+    capped = [
+        e
+        for e in audit(services, "rate_limit.exceeded")
+        if e.target_id is not None and e.target_id.endswith("sources")
+    ]
     assert [(e.target_id, e.details["limit"], e.details["window_seconds"]) for e in capped] == [
         ("sign_in_user_sources", SOURCES, 900)
     ]
@@ -193,7 +200,7 @@ def test_the_per_username_cap_counts_only_sources_slowed_down(
 
 
 def test_an_ipv6_64_is_one_source_at_the_token_endpoint(
-    parties: Any, services: Services, confidential: Client, clock: MovableClock
+    parties: Parties, services: Services, confidential: Client, clock: MovableClock
 ) -> None:
     align(clock, minutes=1, second=30)
 
@@ -221,7 +228,7 @@ def test_an_ipv6_64_is_one_source_at_the_token_endpoint(
 
 
 def test_an_ipv6_64_is_one_source_at_introspection(
-    parties: Any, services: Services, confidential: Client, clock: MovableClock
+    parties: Parties, services: Services, confidential: Client, clock: MovableClock
 ) -> None:
     align(clock, minutes=1, second=30)
     auth = (confidential.app.id, confidential.secret or "")
@@ -241,7 +248,7 @@ def test_an_ipv6_64_is_one_source_at_introspection(
     }
 
 
-def test_an_ipv6_64_is_one_source_at_registration(parties: Any, services: Services) -> None:
+def test_an_ipv6_64_is_one_source_at_registration(parties: Parties, services: Services) -> None:
     before = len(services.store.list_apps())
 
     def register(address: str) -> Response:

@@ -50,7 +50,7 @@ BEFORE_REDEEM = ["INSERT INTO rate_limits", "UPDATE app_secrets"]
 # store.get_code_by_prefix(), then store.redeem_code(): one transaction. On SQLite one
 # statement per row, inside the group commit's BEGIN IMMEDIATE … COMMIT; on PostgreSQL the
 # claim and its inserts are one statement, then the COMMIT.
-REDEEM = {
+REDEEM: dict[str, list[Statement]] = {
     "sqlite": [
         *BEFORE_REDEEM,
         "SELECT authorization_codes",
@@ -69,7 +69,7 @@ REDEEM = {
     ],
 }
 # store.get_refresh_token_and_grant(), then store.rotate_refresh_token().
-ROTATE = {
+ROTATE: dict[str, list[Statement]] = {
     "sqlite": [
         "SELECT refresh_tokens.id",
         "BEGIN IMMEDIATE",

@@ -21,7 +21,6 @@ import uvicorn
 
 from authgate.app import Services, create_app
 from authgate.config import Settings
-from tests.http_types import Response
 from tests.leaks import RECORDER, Recorder
 
 
@@ -32,13 +31,13 @@ class _Recorded(httpx.HTTPTransport):
         super().__init__()
         self._recorder = recorder
 
-    def handle_request(self, request: httpx.Request) -> Response:
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
         send = super().handle_request
         if self._recorder is None:
             return send(request)
-        received: list[Response] = []
+        received: list[httpx.Response] = []
 
-        def read(sent: httpx.Request) -> Response:
+        def read(sent: httpx.Request) -> httpx.Response:
             response = send(sent)
             response.read()
             received.append(response)
@@ -47,7 +46,7 @@ class _Recorded(httpx.HTTPTransport):
         seen = self._recorder.send(read, request)
         # The checker hands back a copy built on the test client's stream type: answer with
         # the bytes that arrived instead.
-        return Response(
+        return httpx.Response(
             seen.status_code,
             headers=seen.headers,
             content=received[0].content,

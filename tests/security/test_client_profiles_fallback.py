@@ -331,5 +331,6 @@ def test_pin_fetches_what_the_document_serves_now(
         == "The document could not be fetched: the server answered HTTP 403"
     )
     stored = services.store.get_setting("client_profiles")
+    assert stored is not None
     assert stored["hosted"]["pinned_document"] == live_document
     assert len(events(services, "client_profile.pinned")) == 1

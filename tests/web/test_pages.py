@@ -112,7 +112,12 @@ def test_asking_for_more_or_elsewhere_shows_the_page(
     signed_in: TestClient, confidential: Client, request_: dict[str, str]
 ) -> None:
     connect(signed_in, confidential, scope="read", resource=RESOURCE)
-    url = authorize_url(confidential.id, challenge=generate_pkce().challenge, **request_)
+    url = authorize_url(
+        confidential.id,
+        challenge=generate_pkce().challenge,
+        scope=request_["scope"],
+        resource=request_["resource"],
+    )
     page = signed_in.get(url, follow_redirects=False)
     assert page.status_code == 200 and 'id="consent-form"' in page.text
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -86,7 +87,7 @@ def test_token_endpoint_per_client(
     for _ in range(TOKEN_LIMIT):
         assert_oauth_error(_bogus_refresh(signed_in, confidential), 400, "invalid_grant")
     # Over the limit a valid code is refused, and neither consumed nor exchanged.
-    exchange = {"client_id": confidential.id, "client_secret": confidential.secret}
+    exchange: dict[str, Any] = {"client_id": confidential.id, "client_secret": confidential.secret}
     resp = exchange_code(signed_in, code, verifier=pkce.verifier, **exchange)
     assert_limited(resp, 45)
     assert issued(services, confidential.id) == before
