@@ -95,35 +95,61 @@ class _Lease:
 
 class Leases:
     """A node's blocks of hit numbers, so that a busy limit costs one store write per block
-    instead of one per request.
+    instead of one per request; and the keys it has seen over their limit, so that a refused
+    hit costs none.
 
     A block is claimed with one atomic ``count = count + n`` in the store, so blocks never
     overlap across nodes and every hit still gets a unique number in its window: a limit is
     never exceeded, and exactly one hit is the first refused. What a node claimed and did not
     use only makes the others refuse a little early (at most one block per node per window).
+
+    A count only grows within its window, so once a node has been given a number over a
+    key's limit, every later hit of that window is over it too, on every node: the node
+    answers those from memory (a number past the first refused one) until the window ends
+    or the limit changes. A flood of refused requests (a source over its limit, a fresh
+    metadata-document URL per request) then writes nothing, where each refusal was one
+    durable write, queued with everyone's writes on SQLite's one writer.
     """
 
     def __init__(self) -> None:
         self._leases: dict[str, _Lease] = {}
+        #: key -> (window start, limit) of a window in which the key is over that limit.
+        self._over: dict[str, tuple[datetime, int]] = {}
         self._lock = threading.Lock()
 
     def take(self, ctx: Context, limit: Limit, start: datetime, now: datetime) -> int:
         with self._lock:
+            if self._over.get(limit.key) == (start, limit.max_hits):
+                return limit.max_hits + 2  # over, and not the first refused hit
             lease = self._leases.get(limit.key)
             if lease is not None and lease.window_start == start and lease.next <= lease.end:
                 lease.next += 1
                 return lease.next - 1
         size = block_size(limit)
         end = ctx.store.hit_rate_limit(limit.key, start, now, size)
+        number = end - size + 1
         with self._lock:
-            if len(self._leases) >= MAX_LEASES:
-                # Forget the blocks of past windows (and, if that is not enough, all).
-                stale = [k for k, v in self._leases.items() if v.window_start < start]
-                for key in stale if len(stale) < len(self._leases) // 2 else list(self._leases):
-                    del self._leases[key]
+            for known in (self._leases, self._over):
+                if len(known) >= MAX_LEASES:
+                    _forget_past(known, start)
             if size > 1:
                 self._leases[limit.key] = _Lease(start, end - size + 2, end)
-        return end - size + 1
+            if number > limit.max_hits:
+                self._over[limit.key] = (start, limit.max_hits)
+        return number
+
+
+def _forget_past(
+    known: dict[str, _Lease] | dict[str, tuple[datetime, int]], start: datetime
+) -> None:
+    """Forget the entries of past windows (and, if that is not enough, all)."""
+    stale = [k for k, v in known.items() if _window_of(v) < start]
+    for key in stale if len(stale) >= len(known) // 2 else list(known):
+        del known[key]
+
+
+def _window_of(entry: _Lease | tuple[datetime, int]) -> datetime:
+    return entry.window_start if isinstance(entry, _Lease) else entry[0]
 
 
 def hit(ctx: Context, limit: Limit) -> Hit:
