@@ -4,6 +4,7 @@ steps, their order, the reason codes, and that no secret reached the store."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -22,6 +23,10 @@ from authgate.config import Settings
 from authgate.core import accounts, flow_log
 from authgate.core.context import SYSTEM
 from authgate.core.flows import Flow, FlowQuery, FlowStep
+from authgate.core.ports import StoreUnavailableError
+from authgate.web.background import cleanup_once
+from authgate.web.flow_writer import FlowWriter
+from authgate.web.metrics import Metrics
 from tests.clock import MovableClock
 from tests.conftest import ISSUER, Account, Client, make_client
 from tests.flows import (
@@ -549,3 +554,78 @@ def test_summary_row_adds_up_batches(services: Services, clock: MovableClock) ->
     assert store.failing_clients(first.at, 10) == [("c", 1)]
     assert store.list_flows(FlowQuery(reason="code_expired"))[1] == 1
     assert store.list_flows(FlowQuery(reason="user_denied"))[1] == 0
+
+
+def test_background_cleanup_purges_old_flows_and_counts_them(
+    client: TestClient, services: Services, settings: Settings, clock: MovableClock
+) -> None:
+    service = make_client(
+        services, grant_types=["client_credentials"], service_access={RESOURCE: ["read"]}
+    )
+    assert service.secret is not None
+    resp = client.post(
+        "/oauth2/tokens",
+        data={"grant_type": "client_credentials", "resource": RESOURCE},
+        auth=(service.id, service.secret),
+    )
+    assert_token_response(resp)
+    assert len(flows_of(client, services, service.id)) == 1
+    clock.advance(seconds=settings.flow_retention_seconds + 1)
+    metrics = Metrics()
+    asyncio.run(cleanup_once(services.ctx, settings, metrics))
+    assert flows_of(client, services, service.id) == []
+    assert stored_text(services) == "[]"
+    value = metrics.registry.get_sample_value(
+        "authgate_cleanup_deleted_rows_total", {"kind": "flows"}
+    )
+    assert value == 2.0  # the step and its flow
+
+
+def test_refusals_are_counted_by_reason_and_bounded_client_label(
+    client: TestClient, services: Services, confidential: Client
+) -> None:
+    for secret in ("wrong-one", "wrong-two"):
+        resp = client.post(
+            "/oauth2/introspect", data={"token": "x"}, auth=(confidential.id, secret)
+        )
+        assert resp.status_code == 401
+    # A client nobody registered: its made-up id must not become a label.
+    unknown = client.post("/oauth2/introspect", data={"token": "x"}, auth=("made-up-id", "s"))
+    assert unknown.status_code == 401
+    flush(client)
+    text = client.get("/metrics").text
+    operator = (
+        f'authgate_flow_refusals_total{{client="{confidential.id}",reason="client_secret_wrong"}}'
+    )
+    assert f"{operator} 2.0" in text
+    assert 'authgate_flow_refusals_total{client="other",reason="client_unknown"} 1.0' in text
+    assert "made-up-id" not in text
+
+
+class _FlakyStore:
+    """A store whose writes fail while ``down``: what the writer does when the database is."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.written: list[FlowStep] = []
+
+    def record_flow_steps(self, steps: Sequence[FlowStep]) -> None:
+        if self.down:
+            raise StoreUnavailableError("database is down")
+        self.written += steps
+
+
+def test_writer_drops_what_it_cannot_write_and_stays_bounded(clock: MovableClock) -> None:
+    store = _FlakyStore()
+    writer = FlowWriter(store, interval=60, max_pending=3)  # type: ignore[arg-type]
+    try:
+        writer.submit([_step("a", n, clock.now()) for n in range(5)])
+        assert writer.dropped == 2  # beyond max_pending: refused at once, memory bounded
+        writer.flush()  # the database is down: the batch is dropped and counted, not retried
+        assert writer.dropped == 5 and store.written == []
+        store.down = False
+        writer.submit([_step("b", 1, clock.now())])
+        writer.flush()
+        assert [s.id for s in store.written] == ["b-1"] and writer.written == 1
+    finally:
+        writer.close()

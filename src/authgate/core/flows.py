@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from authgate.crypto import ids
+
 Outcome = Literal["ok", "refused", "narrowed"]
 #: What a step is; the timeline shows them in this vocabulary.
 StepKind = Literal[
@@ -195,7 +197,16 @@ def step(
 def current_flow_id() -> str | None:
     """The flow this request belongs to: the one it was tied to, else the one it starts."""
     trace = _CURRENT.get()
-    return (trace.flow_id or trace.new_id) if trace is not None else None
+    return None if trace is None else current_flow_id_of(trace)
+
+
+def current_flow_id_of(trace: Trace) -> str:
+    """``trace``'s flow: the one it was tied to, else the one it starts (made on first use)."""
+    if trace.flow_id is not None:
+        return trace.flow_id
+    if trace.new_id is None:
+        trace.new_id = ids.time_ordered_id()
+    return trace.new_id
 
 
 def authorization_flow_id(key: bytes, pairs: Iterable[tuple[str, str]]) -> str:

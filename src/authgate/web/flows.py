@@ -59,12 +59,7 @@ def tracing(
     if writer is None:
         yield None
         return
-    trace = Trace(
-        request_id=deps.request_id(conn),
-        flow_id=flow_id,
-        client_id=client_id,
-        new_id=ids.time_ordered_id(),
-    )
+    trace = Trace(request_id=deps.request_id(conn), flow_id=flow_id, client_id=client_id)
     token = flows.begin(trace)
     try:
         yield trace
@@ -107,7 +102,7 @@ def submit(conn: HTTPConnection, writer: FlowWriter, trace: Trace) -> None:
     ctx = deps.ctx_of(conn)
     at = ctx.clock.now()
     seq = time.time_ns()
-    flow_id = trace.flow_id or trace.new_id or ids.time_ordered_id()
+    flow_id = flows.current_flow_id_of(trace)
     reference = flows.reference_of(trace.request_id)
     steps = [
         FlowStep(

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, delete, func, insert, or_, select, tuple_
-from sqlalchemy.engine import Connection
+from sqlalchemy import ColumnElement, Insert, Row, delete, func, insert, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 
 from authgate.core.flows import Flow, FlowQuery, FlowStep
-from authgate.storage.sql.base import SqlBase, upsert_insert, values_of
+from authgate.storage.sql.base import Intent, SqlBase, values_of
 from authgate.storage.sql.tables import flow_steps, flows
 
 _INSERT_STEP = insert(flow_steps)
@@ -64,16 +64,17 @@ def _summaries(steps: Sequence[FlowStep]) -> dict[str, _Summary]:
     return summaries
 
 
-def _upsert_flows(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    stmt = upsert_insert(conn, flows)
+def _upsert_flow(dialect: str) -> Insert:
+    """Insert a flow's summary, or add a batch's to it: the earliest start, the latest step,
+    the first identifiers known, the counts added, the last step's outcome."""
+    pg = dialect == "postgresql"
+    stmt = (postgresql.insert if pg else sqlite.insert)(flows)
     new = stmt.excluded
-    later = func.greatest if conn.dialect.name == "postgresql" else func.max
-    stmt = stmt.on_conflict_do_update(
+    earlier, later = (func.least, func.greatest) if pg else (func.min, func.max)
+    return stmt.on_conflict_do_update(
         index_elements=[flows.c.id],
         set_={
-            "started_at": func.least(flows.c.started_at, new.started_at)
-            if conn.dialect.name == "postgresql"
-            else func.min(flows.c.started_at, new.started_at),
+            "started_at": earlier(flows.c.started_at, new.started_at),
             "last_at": later(flows.c.last_at, new.last_at),
             "client_id": func.coalesce(flows.c.client_id, new.client_id),
             "user_id": func.coalesce(flows.c.user_id, new.user_id),
@@ -84,7 +85,11 @@ def _upsert_flows(conn: Connection, rows: list[dict[str, Any]]) -> None:
             "last_reason": new.last_reason,
         },
     )
-    conn.execute(stmt, rows)
+
+
+# Written by the background writer in batches: on the DBAPI connection, compiled once
+# (prepared.py), so a step costs the database's work and little Python.
+_UPSERT_FLOW = {"postgresql": _upsert_flow("postgresql"), "sqlite": _upsert_flow("sqlite")}
 
 
 def _filters(query: FlowQuery) -> list[ColumnElement[bool]]:
@@ -123,9 +128,12 @@ class FlowQueries(SqlBase):
         if not steps:
             return
         rows = [summary.row(flow_id) for flow_id, summary in _summaries(steps).items()]
-        with self._transaction(write=True) as conn:
-            conn.execute(_INSERT_STEP, [values_of(step) for step in steps])
-            _upsert_flows(conn, rows)
+        upsert = _UPSERT_FLOW["sqlite" if self._sqlite else "postgresql"]
+        with self._raw_transaction(Intent.WRITE) as db:
+            for step in steps:
+                db.execute(_INSERT_STEP, values_of(step))
+            for row in rows:
+                db.execute(upsert, row)
 
     def list_flows(self, query: FlowQuery) -> tuple[Sequence[Flow], int]:
         filters = _filters(query)
