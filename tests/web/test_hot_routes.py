@@ -131,7 +131,7 @@ def test_discovery_documents_come_from_the_cache_while_it_is_fresh(
 
 
 def test_root_path_and_parameterised_paths_are_left_to_the_router() -> None:
-    async def endpoint(_: Any) -> None:  # pragma: no cover - never called
+    async def endpoint(*_: Any) -> None:  # pragma: no cover - never called
         raise AssertionError
 
     with pytest.raises(ValueError, match="fixed path"):

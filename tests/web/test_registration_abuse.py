@@ -16,7 +16,6 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -39,6 +38,7 @@ from tests.flows import (
     generate_pkce,
     login,
 )
+from tests.http_types import Response
 from tests.spec.test_rfc7591 import REGISTER, events, registered, state
 
 SETTINGS = "/api/v2/oauth2-provider/settings"
@@ -336,7 +336,7 @@ def limited(settings: Settings, clock: MovableClock) -> Iterator[tuple[TestClien
     services.store.close()
 
 
-def from_ip(client: TestClient, ip: str) -> httpx.Response:
+def from_ip(client: TestClient, ip: str) -> Response:
     return client.post(REGISTER, json=PUBLIC, headers={"X-Forwarded-For": ip})
 
 
@@ -345,7 +345,7 @@ def seconds_to_next_hour(clock: MovableClock) -> int:
     return max(1, math.ceil(3600 - elapsed))
 
 
-def assert_rate_limited(resp: httpx.Response, clock: MovableClock, where: str) -> None:
+def assert_rate_limited(resp: Response, clock: MovableClock, where: str) -> None:
     body = assert_oauth_error(resp, 429, "temporarily_unavailable", where)
     assert resp.headers["retry-after"] == str(seconds_to_next_hour(clock))
     assert resp.headers["access-control-allow-origin"] == "*"

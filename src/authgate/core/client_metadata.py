@@ -149,9 +149,24 @@ def _fresh_or_fetched(
         raise _refused("this server does not fetch client metadata documents")
     if stored is None:
         document_policy.admit_new(ctx, actor, settings)
+    fetched = _fetch_or_fallback(ctx, url, stored, actor, settings, now)
+    if isinstance(fetched, App):
+        return fetched
+    return _accept_document(ctx, url, stored, fetched, settings, now)
+
+
+def _fetch_or_fallback(
+    ctx: Context,
+    url: str,
+    stored: App | None,
+    actor: Actor | None,
+    settings: RegistrationSettings,
+    now: datetime,
+) -> FetchedDocument | App:
+    """The live document; when the fetch fails, a usable stored or pinned copy instead."""
     source = rate_limits.source(actor.ip) if actor is not None and actor.ip else None
     try:
-        document = fetch_document(ctx, url, source)
+        return fetch_document(ctx, url, source)
     except FetchBusyError as exc:
         # Nothing was tried: not the document's failure, so not remembered; a stored copy,
         # even expired (within STALE_IF_ERROR), serves until a fetch can run.
@@ -168,6 +183,18 @@ def _fresh_or_fetched(
         if pinned is not None:
             return pinned
         raise _refused(str(exc)) from exc
+
+
+def _accept_document(
+    ctx: Context,
+    url: str,
+    stored: App | None,
+    document: FetchedDocument,
+    settings: RegistrationSettings,
+    now: datetime,
+) -> App:
+    """Read the fetched document, check it against the operator's controls and store it;
+    a refusal is remembered, so the next request does not fetch again."""
     try:
         app, dropped = read_document(url, document.body, stored, now, document.max_age)
     except InvalidDocument as exc:
