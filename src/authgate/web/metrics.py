@@ -22,7 +22,7 @@ from starlette.types import Scope
 
 from authgate.core.errors import OAuthError
 from authgate.core.grants import refresh_reuse
-from authgate.core.token import GRANTS
+from authgate.core.token_endpoint import GRANTS
 from authgate.crypto import passwords
 
 UNMATCHED = "unmatched"

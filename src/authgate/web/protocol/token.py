@@ -5,7 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from authgate.core import rate_limits, token
+from authgate.core import rate_limits
+from authgate.core import token_endpoint as core_token
 from authgate.core.context import Actor, Context
 from authgate.core.errors import OAuthError
 from authgate.core.params import Params
@@ -25,7 +26,7 @@ def _exchange(
     """Counted before anything is checked or issued: a refused request changes nothing."""
     client_id, per_minute = limit
     rate_limits.enforce_per_client(ctx, actor, "token", client_id, per_minute)
-    return token.exchange(ctx, params, authorization, actor)
+    return core_token.exchange(ctx, params, authorization, actor)
 
 
 async def token_endpoint(request: Request) -> Response:
