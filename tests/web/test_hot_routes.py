@@ -13,8 +13,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from authgate.app import Services
-from authgate.core import keys, resources
-from authgate.core import token as core_token
+from authgate.core import keys, resources, token_endpoint
 from authgate.core.context import SYSTEM
 from authgate.core.models import ScopeInfo
 from authgate.core.ports import StoreUnavailableError
@@ -77,7 +76,7 @@ def test_store_outage_gets_the_503_handler(
     def down(*_: Any, **__: Any) -> None:
         raise StoreUnavailableError("database is down")
 
-    monkeypatch.setattr(core_token, "exchange", down)
+    monkeypatch.setattr(token_endpoint, "exchange", down)
     resp = client.post(
         "/oauth2/tokens",
         data={"grant_type": "client_credentials"},
@@ -95,7 +94,7 @@ def test_unexpected_exception_is_a_bare_500_under_the_request_id(
     def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("internal detail")
 
-    monkeypatch.setattr(core_token, "exchange", broken)
+    monkeypatch.setattr(token_endpoint, "exchange", broken)
     resp = client.post(
         "/oauth2/tokens",
         data={"grant_type": "client_credentials"},
