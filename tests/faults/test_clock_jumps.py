@@ -304,7 +304,7 @@ def test_key_rotation_fires_once_across_jumps(
         first = assert_key_states(services, client, clock)
         clock.advance(days=30, seconds=31)  # past the interval and the key caches
         published_kids(client)
-        other.ctx.keyring.keys(other.ctx)
+        keys.current_keys(other.ctx)
         published_kids(client)
         assert len(rotations(services)) == len(before) + 1
         second = assert_key_states(services, client, clock)
@@ -313,7 +313,7 @@ def test_key_rotation_fires_once_across_jumps(
         clock.advance(minutes=-10)  # NTP correction: the new key was activated "in the future"
         clock.advance(seconds=31)
         published_kids(client)
-        other.ctx.keyring.keys(other.ctx)
+        keys.current_keys(other.ctx)
         assert assert_key_states(services, client, clock) == second
         clock.advance(minutes=10, seconds=31)
         published_kids(client)

@@ -8,10 +8,9 @@ created — is the same 401 ``invalid_token``, so the endpoint does not reveal w
 from __future__ import annotations
 
 import uuid
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from authgate.app import Services
@@ -316,7 +315,6 @@ def test_works_while_registration_is_disabled(
     client: TestClient, services: Services, dynamic: dict[str, Any]
 ) -> None:
     runtime_settings.update(services.ctx, SYSTEM, SettingsChange(enabled=False))
-    cast(Starlette, client.app).state.registration_settings.invalidate()
     refused = client.post("/oauth2/register", json={"redirect_uris": [WEB_URI]})
     assert_oauth_error(refused, 403, "access_denied")
     token = bearer(dynamic["registration_access_token"])

@@ -759,6 +759,24 @@ def test_audit_filters_and_pages(
 
 
 @pytest.mark.parametrize(
+    "params",
+    [
+        # Before year 1 once in UTC, and after year 9999: the edges of time, not a 503.
+        {"since": "0001-01-01T00:00:00+05:00"},
+        {"until": "9999-12-31T23:59:59-05:00"},
+        {"since": "0001-01-01T00:00:00", "until": "9999-12-31T23:59:59.999999"},
+    ],
+)
+def test_audit_times_at_the_edges_of_the_calendar(
+    client: TestClient, admin: Account, params: dict[str, Any]
+) -> None:
+    everything = client.get(f"{API}/audit", headers=bearer(admin))
+    resp = client.get(f"{API}/audit", params=params, headers=bearer(admin))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["count"] == everything.json()["count"] > 0
+
+
+@pytest.mark.parametrize(
     ("params", "field"),
     [
         ({"limit": 0}, "limit"),

@@ -155,10 +155,9 @@ def test_the_event_loop_never_waits_for_a_key_refresh(
     """A refresh holds the keyring's lock across database reads: the cached path must not wait
     for it (the endpoint then takes the worker-thread path)."""
     first = client.get(JWKS).json()
-    keyring = services.ctx.keyring
-    with keyring._lock:
-        assert keyring.cached_jwks(services.ctx) is None
-    assert keyring.cached_jwks(services.ctx) == first
+    with services.ctx.caches.keyring._lock:
+        assert keys.cached_jwks(services.ctx) is None
+    assert keys.cached_jwks(services.ctx) == first
 
 
 def test_hot_requests_skip_the_framework_stack(client: TestClient) -> None:
