@@ -236,10 +236,10 @@ def test_wrong_sign_ins_saturating_the_queue_delay_nothing_else(
     checked = [a for a in answers if a.status == 401]
     assert len(refused) + len(checked) == len(answers), {a.status for a in answers}
     assert refused and checked, (len(refused), len(checked))
-    for answer in refused:
-        assert answer.headers["retry-after"] == "1"
-        assert BUSY_TEXT in answer.text
-        assert "authgate_session" not in " ".join(answer.headers.get_list("set-cookie"))
+    for busy in refused:
+        assert busy.headers["retry-after"] == "1"
+        assert BUSY_TEXT in busy.text
+        assert "authgate_session" not in " ".join(busy.headers.get_list("set-cookie"))
     assert max(a.seconds for a in refused) < AT_ONCE
     assert all("Incorrect username or password." in a.text for a in checked)
     # Every check that ran is audited; a refused one checked nothing and left nothing.

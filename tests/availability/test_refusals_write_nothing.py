@@ -4,7 +4,7 @@ Each refused request used to claim one more number from the shared counter: one 
 per refusal, queued on SQLite's one writer (and its fsync) with the writes of every client, so
 a flood of requests that were all refused — a source over its limit, fresh metadata-document
 URLs — slowed every well-behaved client. Once a node has seen a key over its limit, it
-refuses the rest of that window from memory (``core/rate_limits.Leases``). Over HTTP against
+refuses the rest of that window from memory (``core/caches.Leases``). Over HTTP against
 the app, the counters in the database show it: they stop at the first refused hit, and the
 first refusal is still audited once. Time is a ``MovableClock``; no sleeps.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import re
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
@@ -22,11 +21,13 @@ from starlette.testclient import TestClient
 from authgate.app import Services
 from authgate.config import Settings
 from authgate.core import rate_limits
+from authgate.core.caches import Caches
 from authgate.core.models import AuditQuery
-from authgate.core.rate_limits import MINUTE, Leases, Limit, RateLimitedError
+from authgate.core.rate_limits import MINUTE, Limit, RateLimitedError
 from tests.clock import MovableClock
 from tests.conftest import ISSUER, Client
 from tests.flows import assert_oauth_error, refresh
+from tests.http_types import Response
 from tests.web.test_rate_limits import ACTOR, align
 
 PER_CLIENT = 3
@@ -38,7 +39,7 @@ FLOOD = 25
 def settings(tmp_path: object, database_url: str) -> Settings:
     return Settings(
         issuer=ISSUER,
-        data_dir=tmp_path,  # type: ignore[arg-type]
+        data_dir=tmp_path,
         database_url=database_url,
         secret_key="test-secret-key-" + "x" * 32,
         token_rate_per_client=PER_CLIENT,
@@ -64,7 +65,7 @@ def test_a_flood_of_refused_token_requests_writes_nothing(
 ) -> None:
     align(clock, minutes=1, second=30)
 
-    def bogus_refresh() -> httpx.Response:
+    def bogus_refresh() -> Response:
         return refresh(
             client,
             "agrt_bogus",
@@ -86,7 +87,7 @@ def test_a_flood_of_refused_token_requests_writes_nothing(
     assert_oauth_error(bogus_refresh(), 400, "invalid_grant")
 
 
-def sign_in_attempt(client: TestClient) -> httpx.Response:
+def sign_in_attempt(client: TestClient) -> Response:
     page = client.get("/login")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert csrf is not None, page.text
@@ -115,7 +116,7 @@ def test_each_node_writes_once_for_a_key_over_its_limit(
     still audited once; a limit raised at runtime is counted in the store again."""
     align(clock, minutes=1, second=10)
     a = services.ctx
-    b = dataclasses.replace(services.ctx, rate_leases=Leases())
+    b = dataclasses.replace(services.ctx, caches=Caches())
     limit = Limit("flood", 2, MINUTE)
     refused = 0
     for i in range(40):

@@ -47,7 +47,7 @@ def peak_rss(node: Node) -> int:
 
 def chunked_post(
     port: int, path: str, content_type: str, total: int
-) -> tuple[int, dict, bytes, int]:
+) -> tuple[int, dict[str, str], bytes, int]:
     """POST ``total`` bytes in chunks, stopping as soon as the server answers; returns the
     status, headers, body and the bytes sent."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)

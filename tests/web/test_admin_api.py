@@ -9,7 +9,6 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -28,6 +27,7 @@ from tests.flows import (
     login,
     session_csrf,
 )
+from tests.http_types import Response
 
 API = "/api/v2"
 APPS = f"{API}/oauth2-provider/apps"
@@ -40,9 +40,7 @@ def bearer(account: Account | str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def assert_problem(
-    resp: httpx.Response, status: int, *, field: str | None = None
-) -> dict[str, Any]:
+def assert_problem(resp: Response, status: int, *, field: str | None = None) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = resp.json()
@@ -758,6 +756,24 @@ def test_audit_filters_and_pages(
     assert [e["action"] for e in by_admin] == ["app.created"] * 5
     by_system = {e["action"] for e in everything["events"] if e["actor_type"] == "system"}
     assert {"user.created", "api_token.created", "resource.created"} <= by_system
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        # Before year 1 once in UTC, and after year 9999: the edges of time, not a 503.
+        {"since": "0001-01-01T00:00:00+05:00"},
+        {"until": "9999-12-31T23:59:59-05:00"},
+        {"since": "0001-01-01T00:00:00", "until": "9999-12-31T23:59:59.999999"},
+    ],
+)
+def test_audit_times_at_the_edges_of_the_calendar(
+    client: TestClient, admin: Account, params: dict[str, Any]
+) -> None:
+    everything = client.get(f"{API}/audit", headers=bearer(admin))
+    resp = client.get(f"{API}/audit", params=params, headers=bearer(admin))
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["count"] == everything.json()["count"] > 0
 
 
 @pytest.mark.parametrize(

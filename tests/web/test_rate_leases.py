@@ -11,16 +11,17 @@ import sqlalchemy as sa
 
 from authgate.app import Services
 from authgate.core import rate_limits
+from authgate.core.caches import Caches
 from authgate.core.context import Context
 from authgate.core.models import AuditQuery
-from authgate.core.rate_limits import MINUTE, Leases, Limit, RateLimitedError
+from authgate.core.rate_limits import MINUTE, Limit, RateLimitedError
 from tests.clock import MovableClock
 from tests.web.test_rate_limits import ACTOR
 
 
 def node(services: Services) -> Context:
     """Another node: the same store and clock, its own caches and leases."""
-    return dataclasses.replace(services.ctx, rate_leases=Leases())
+    return dataclasses.replace(services.ctx, caches=Caches())
 
 
 def stored_count(services: Services, key: str) -> int:
@@ -57,7 +58,7 @@ def test_two_nodes_never_admit_more_than_the_limit(services: Services) -> None:
         try:
             rate_limits.enforce(ctx, ACTOR, limit, scope="test", what="tests")
             admitted += 1
-            numbers.append(ctx.rate_leases._leases[limit.key].next - 1)
+            numbers.append(ctx.caches.rate_leases._leases[limit.key].next - 1)
         except RateLimitedError:
             refused += 1
     assert admitted + refused == 150

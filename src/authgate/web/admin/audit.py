@@ -19,10 +19,19 @@ MAX_OFFSET = 1_000_000_000
 
 
 def _aware(moment: datetime | None) -> datetime | None:
-    """An ISO 8601 time without an offset is taken as UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+    """``moment`` in UTC; an ISO 8601 time without an offset is taken as UTC.
+
+    A bound that lies before year 1 or after year 9999 once in UTC (``0001-01-01T00:00+05:00``)
+    is the edge of time itself, not an error."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        edge = datetime.min if moment.year == datetime.min.year else datetime.max
+        return edge.replace(tzinfo=UTC)
 
 
 @router.get("", response_model=AuditPage)
