@@ -97,6 +97,7 @@ async def login_post(request: Request) -> Response:
         # No account has one, and PostgreSQL refuses NUL in text: fail like a wrong password.
         return _login_page(request, return_to, error="Incorrect username or password.", status=401)
     try:
+        accounts.refuse_sign_in_if_busy()  # before any counting, lookup or thread
         user = await run_in_threadpool(_sign_in, request, actor, username, password)
     except RateLimitedError as exc:
         return _slowed_down(request, return_to, exc)
