@@ -41,7 +41,8 @@ def test_show_tail_failing_reasons(migrated: Cli, store: SqlStore) -> None:
     assert [s["reason"] for s in shown["steps"]] == [None, "pkce_verifier_mismatch"]
     text = migrated.ok("flows", "show", "ref00002").stdout  # by the reference of a step
     assert "flow-a" in text and "pkce_verifier_mismatch" in text
-    assert flow_reasons.BY_CODE["pkce_verifier_mismatch"].fix in text.replace("\n  ", " ")
+    fix = flow_reasons.BY_CODE["pkce_verifier_mismatch"].fix
+    assert fix is not None and fix in text.replace("\n  ", " ")
     migrated.fails("flows", "show", "nothing")
 
     tail = migrated.json("flows", "tail", "--client", "app-a")

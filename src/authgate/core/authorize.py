@@ -193,7 +193,7 @@ def _validate_rest(
     pkce.check_challenge(challenge, method, required=app.is_public or app.require_pkce)
     resource = resources.resolve(ctx, params.get("resource"))
     requested = params.get("scope")
-    allowed = scopes.allow_list(app.scope, ctx.resources.scope_names(ctx))
+    allowed = scopes.allow_list(app.scope, resources.all_scope_names(ctx))
     scope = scopes.negotiate(requested, allowed, resources.scope_names(resource))
     scope = admin_scope.withhold(ctx, app, resource.identifier, scope, requested=requested)
     prompt = parse_prompt(params.get("prompt"))
