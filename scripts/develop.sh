@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs authgate for development on a fresh machine: installs what is missing, migrates the
-# SQLite database in ./data, bootstraps an admin, an API token and a demo app on first start
-# (printing them once), and serves on http://localhost:3000.
+# Runs authgate for development on a fresh machine: installs what is missing (the project and the
+# MCP SDK that the example MCP server in examples/mcp_server/ needs), migrates the SQLite
+# database in ./data, bootstraps an admin, an API token and a demo app on first start (printing
+# them once), and serves on http://localhost:3000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,10 +13,10 @@ fi
 # scripts/test.sh installs a superset (.installed); either marker means "up to date".
 marker="$VENV/.installed-run"
 [ -f "$VENV/.installed" ] && [ "$VENV/.installed" -nt "$marker" ] && marker="$VENV/.installed"
-if ! "$VENV/bin/python" -c "import authgate, fastapi, uvicorn" 2>/dev/null \
+if ! "$VENV/bin/python" -c "import authgate, fastapi, uvicorn, mcp" 2>/dev/null \
     || [ pyproject.toml -nt "$marker" ]; then
     "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet -e .
+    "$VENV/bin/pip" install --quiet -e ".[mcp]"
     touch "$VENV/.installed-run"
 fi
 

@@ -28,10 +28,11 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl
 
 import httpx
+import httpx2
 import pytest
 from starlette import testclient
 
@@ -40,6 +41,10 @@ from authgate.core.ports import StoreUnavailableError
 from authgate.crypto import jose
 from authgate.crypto import secrets as prefixed
 from authgate.logs import JsonFormatter
+
+# One generation throughout an exchange: the test client's httpx2, or httpx for a live server.
+HttpRequest = TypeVar("HttpRequest", httpx.Request, httpx2.Request)
+HttpResponse = TypeVar("HttpResponse", httpx.Response, httpx2.Response)
 
 KINDS = {
     "cs": "client secret",
@@ -130,7 +135,7 @@ class Recorder:
         with self._lock:
             self.secrets.setdefault(value, Secret(kind, value, since=since))
 
-    def _presented_in(self, request: httpx.Request, index: int) -> None:
+    def _presented_in(self, request: httpx.Request | httpx2.Request, index: int) -> None:
         fields: list[tuple[str, str]] = parse_qsl(
             request.url.query.decode(), keep_blank_values=True
         )
@@ -161,8 +166,10 @@ class Recorder:
     # -- traffic -------------------------------------------------------------------------
 
     def send(
-        self, original: Callable[[httpx.Request], httpx.Response], request: httpx.Request
-    ) -> httpx.Response:
+        self, original: Callable[[HttpRequest], HttpResponse], request: HttpRequest
+    ) -> HttpResponse:
+        """Send ``request`` through ``original`` (the test client's transport, or a live
+        server's for tests/security/live.py) and record both ways."""
         request.read()
         with self._lock:
             index = self._next
@@ -179,10 +186,12 @@ class Recorder:
         if not content_type.startswith("text/event-stream"):  # an event stream may not end
             body = response.read()
             # A fresh response the client reads as usual (so it still times it: ``elapsed``).
-            response = type(response)(
+            # The stream is httpx2's whichever generation made the response (live.py reads
+            # the body it received instead), hence a constructor the checker cannot follow.
+            response = cast(Any, type(response))(
                 response.status_code,
                 headers=response.headers,
-                stream=testclient.httpx.ByteStream(body),
+                stream=httpx2.ByteStream(body),
                 request=request,
                 extensions=response.extensions,
             )
@@ -286,8 +295,8 @@ def recording(recorder: Recorder) -> Iterator[Recorder]:
         handle = testclient._TestClientTransport.handle_request
 
         def recorded_handle(
-            self: testclient._TestClientTransport, request: httpx.Request
-        ) -> httpx.Response:
+            self: testclient._TestClientTransport, request: httpx2.Request
+        ) -> httpx2.Response:
             return recorder.send(lambda r: handle(self, r), request)
 
         mp.setattr(prefixed, "generate", recorded_generate)
@@ -386,6 +395,6 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
 def leak_recorder(request: pytest.FixtureRequest) -> Recorder:
     """What the checker has recorded for the running test (it must use ``client`` or
     ``services``), for tests that look at the checker's view directly."""
-    recorder = request.node.stash.get(RECORDER, None)
+    recorder: Recorder | None = request.node.stash.get(RECORDER, None)
     assert recorder is not None, "the leak checker watches tests using client or services"
     return recorder

@@ -11,12 +11,13 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 from bench.harness.load import LoadResult
-from bench.harness.provision import REDIRECT_URI, RESOURCE_JWT, SCOPE
-from bench.harness.systems import PASSWORD, USERNAME, Server
+from bench.harness.provision import REDIRECT_URI, RESOURCE_JWT, SCOPE, USERNAME
+from bench.harness.systems import PASSWORD, Server
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 MAX_HOPS = 8
@@ -88,7 +89,9 @@ async def authorize(
     raise FlowError(f"{server.name}: more than {MAX_HOPS} redirects")
 
 
-async def exchange(browser: httpx.AsyncClient, server: Server, code: str, pkce: Pkce) -> dict:
+async def exchange(
+    browser: httpx.AsyncClient, server: Server, code: str, pkce: Pkce
+) -> dict[str, Any]:
     form = {
         "grant_type": "authorization_code",
         "code": code,

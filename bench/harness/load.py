@@ -120,6 +120,28 @@ def _lua_pattern_to_re(pattern: str) -> re.Pattern[str]:
     return re.compile(re.escape(pattern).replace("%s\\*", r"\s*").replace("%s*", r"\s*"))
 
 
+def _request(spec: LoadSpec, host: str, auth: str, body: str) -> bytes:
+    head = [f"{spec.method} {spec.path} HTTP/1.1", f"Host: {host}"]
+    if auth:
+        head.append(f"Authorization: Basic {auth}")
+    if spec.method == "POST":
+        head.append("Content-Type: application/x-www-form-urlencoded")
+        head.append(f"Content-Length: {len(body.encode())}")
+    return ("\r\n".join(head) + "\r\n\r\n" + body).encode()
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, str]:
+    """The status and body of one response (Content-Length framed, as authgate answers)."""
+    status_line = await reader.readline()
+    status = int(status_line.split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+    return status, (await reader.readexactly(length)).decode() if length else ""
+
+
 async def _connection(
     host: str,
     port: int,
@@ -148,22 +170,10 @@ async def _connection(
                 body = spec.body.replace("{item}", current)
             else:
                 body = spec.body
-            head = [f"{spec.method} {spec.path} HTTP/1.1", f"Host: {host}:{port}"]
-            if auth:
-                head.append(f"Authorization: Basic {auth}")
-            if spec.method == "POST":
-                head.append("Content-Type: application/x-www-form-urlencoded")
-                head.append(f"Content-Length: {len(body.encode())}")
+            request = _request(spec, f"{host}:{port}", auth, body)
             started = time.perf_counter()
-            writer.write(("\r\n".join(head) + "\r\n\r\n" + body).encode())
-            status_line = await reader.readline()
-            status = int(status_line.split()[1])
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode().partition(":")
-                if name.lower() == "content-length":
-                    length = int(value)
-            text = (await reader.readexactly(length)).decode() if length else ""
+            writer.write(request)
+            status, text = await _response(reader)
             latencies.append(time.perf_counter() - started)
             counts["requests"] += 1
             ok = 200 <= status < 300 and (expect is None or expect.search(text) is not None)

@@ -1,6 +1,6 @@
 """An MCP server protected by authgate: streamable HTTP, one tool (`whoami`).
 
-Built with the official MCP Python SDK (`mcp` 2.x), which serves the RFC 9728 document naming
+Built with the official MCP Python SDK (`mcp` 2.x, the project's `mcp` extra), which serves the RFC 9728 document naming
 authgate and asks authgate's resource-server kit whether each bearer token is good. In front of
 it, the kit's `BearerAuth` answers every refusal, so the challenge names the scopes a client
 needs (RFC 6750 §3) — on a 401 to choose what to ask for, on a 403 `insufficient_scope` to step
@@ -11,7 +11,7 @@ up:
 
 Configuration (environment):
 
-    AUTHGATE_ISSUER        authgate's issuer, e.g. http://127.0.0.1:3000 (byte-exact)
+    AUTHGATE_ISSUER        authgate's issuer, e.g. http://localhost:3000 (byte-exact)
     MCP_RESOURCE           this server's canonical URL, e.g. http://127.0.0.1:8765/mcp
     MCP_HOST, MCP_PORT     where to listen [127.0.0.1, the port of MCP_RESOURCE]
     MCP_REQUIRED_SCOPES    space-separated scopes every request needs [mcp:tools]
@@ -36,10 +36,10 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context, MCPServer
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
-from authgate.resource_server import BearerAuth, Introspection, TokenVerifier, metadata_url
-from authgate.resource_server.mcp import McpTokenVerifier, auth_settings
+from authgate.resource_server import Introspection, TokenVerifier
+from authgate.resource_server.mcp import McpTokenVerifier, auth_settings, protect
 
 
 def build_verifier(env: dict[str, str]) -> TokenVerifier:
@@ -96,28 +96,14 @@ def build_server(env: dict[str, str], verifier: TokenVerifier) -> tuple[MCPServe
 
 
 def build_app(env: dict[str, str], verifier: TokenVerifier | None = None) -> ASGIApp:
-    """The SDK's streamable HTTP app behind the kit's `BearerAuth`; the RFC 9728 document
-    (under /.well-known/) stays public. A token is checked by both (the SDK keeps its own
-    view of the caller, which binds sessions to it); only the kit's challenge reaches clients."""
+    """The SDK's streamable HTTP app behind the kit's `BearerAuth` (`protect`): clients get the
+    kit's refusals, a 503 rather than the SDK's 500 when authgate cannot be asked."""
     verifier = verifier or build_verifier(env)
     server, path = build_server(env, verifier)
     sdk = server.streamable_http_app(
         streamable_http_path=path, host=env.get("MCP_HOST", "127.0.0.1")
     )
-    guarded = BearerAuth(
-        sdk,
-        verifier,
-        required_scopes=required_scopes(env),
-        resource_metadata_url=metadata_url(verifier.resource),
-    )
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/.well-known/"):
-            await sdk(scope, receive, send)
-        else:
-            await guarded(scope, receive, send)
-
-    return app
+    return protect(sdk, verifier, required_scopes(env))
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 
 from authgate import storage
 from authgate.config import Settings
-from authgate.core import resources
+from authgate.core import keys, resources
+from authgate.core.caches import Caches
 from authgate.core.context import Context
 from authgate.core.policy import Policy, SystemClock
 from authgate.core.ports import Clock
@@ -140,6 +141,7 @@ def build_services(
         policy=policy_from(settings),
         secret_key=key,
         fetcher=fetcher_from(settings),
+        caches=Caches(),
     )
     resources.ensure_own_api(ctx)
     return Services(settings=settings, store=store, ctx=ctx)
@@ -148,7 +150,7 @@ def build_services(
 def warm_up(services: Services) -> None:
     """Load (on a new database, create) the signing keys before the first request. Only the
     server does this: it holds the AUTHGATE_SECRET_KEY the private keys are encrypted with."""
-    services.ctx.keyring.keys(services.ctx)
+    keys.current_keys(services.ctx)
 
 
 def create_app(

@@ -186,10 +186,13 @@ class Settings(BaseSettings):
         "0 = no such cap.",
     )
     password_hash_concurrency: int = Field(
-        2,
-        ge=1,
+        0,
+        ge=0,
         le=64,
-        description="Password checks (Argon2id, 64 MiB each) run at once per server process.",
+        description="Password checks (Argon2id, 64 MiB each) run at once per server process, "
+        "at the lowest CPU priority. 0 = one fewer than the CPU cores the process may run on "
+        "(at least one), so that a flood of sign-ins never takes every core from the other "
+        "requests.",
     )
     password_hash_queue: int = Field(
         8,

@@ -12,10 +12,8 @@ checked, refused and signed in. Time is a ``MovableClock``; no sleeps.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
@@ -27,6 +25,7 @@ from authgate.core.rate_limits import source
 from tests.clock import MovableClock
 from tests.conftest import ISSUER, PASSWORD, Account, Client
 from tests.flows import assert_oauth_error, refresh
+from tests.http_types import Response
 from tests.spec.test_rfc7591 import BASE, REGISTER
 from tests.web.test_rate_limits import align
 
@@ -42,7 +41,7 @@ VICTIM = "198.51.100.7"
 def settings(tmp_path: object, database_url: str) -> Settings:
     return Settings(
         issuer=ISSUER,
-        data_dir=tmp_path,  # type: ignore[arg-type]
+        data_dir=tmp_path,
         database_url=database_url,
         secret_key="test-secret-key-" + "x" * 32,
         trust_proxy_headers=True,
@@ -53,8 +52,12 @@ def settings(tmp_path: object, database_url: str) -> Settings:
     )
 
 
+#: A client per source address: ``parties("203.0.113.7")``.
+Parties = Callable[[str], TestClient]
+
+
 @pytest.fixture
-def parties(client: TestClient) -> Iterator[Any]:
+def parties(client: TestClient) -> Iterator[Parties]:
     """Browsers or API clients, one per address, each with its own cookies."""
     made: list[TestClient] = []
 
@@ -68,7 +71,7 @@ def parties(client: TestClient) -> Iterator[Any]:
         party.close()
 
 
-def sign_in(party: TestClient, username: str, password: str) -> httpx.Response:
+def sign_in(party: TestClient, username: str, password: str) -> Response:
     page = party.get("/login")
     assert page.status_code == 200, page.text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
@@ -77,12 +80,12 @@ def sign_in(party: TestClient, username: str, password: str) -> httpx.Response:
     return party.post("/login", data=form, follow_redirects=False)
 
 
-def assert_signed_in(resp: httpx.Response, party: TestClient) -> None:
+def assert_signed_in(resp: Response, party: TestClient) -> None:
     assert resp.status_code == 303, resp.text
     assert "authgate_session" in party.cookies
 
 
-def assert_held(resp: httpx.Response, retry_after: int) -> None:
+def assert_held(resp: Response, retry_after: int) -> None:
     assert resp.status_code == 429, resp.text
     assert resp.headers["retry-after"] == str(retry_after)
     assert "Too many sign-in attempts" in resp.text
@@ -108,7 +111,7 @@ def counters(services: Services, prefix: str) -> dict[str, int]:
 
 
 def test_wrong_passwords_from_one_source_do_not_lock_the_user_out(
-    parties: Any, services: Services, alice: Account, clock: MovableClock
+    parties: Parties, services: Services, alice: Account, clock: MovableClock
 ) -> None:
     align(clock, minutes=15, second=15)
     attacker, victim = parties(ATTACKER), parties(VICTIM)
@@ -140,7 +143,7 @@ def test_wrong_passwords_from_one_source_do_not_lock_the_user_out(
 
 
 def test_an_ipv6_64_is_one_source_at_sign_in(
-    parties: Any, services: Services, alice: Account, clock: MovableClock
+    parties: Parties, services: Services, alice: Account, clock: MovableClock
 ) -> None:
     align(clock, minutes=15, second=15)
     # A host takes a new address of its /64 for every attempt: still one source.
@@ -163,7 +166,7 @@ def test_an_ipv6_64_is_one_source_at_sign_in(
 
 
 def test_the_per_username_cap_counts_only_sources_slowed_down(
-    parties: Any, services: Services, alice: Account, clock: MovableClock
+    parties: Parties, services: Services, alice: Account, clock: MovableClock
 ) -> None:
     align(clock, minutes=15, second=15)
     # Many sources, one wrong password each: none is slowed down, nothing is capped.
@@ -181,7 +184,11 @@ def test_the_per_username_cap_counts_only_sources_slowed_down(
     resp = sign_in(later, "alice", PASSWORD)
     assert_held(resp, 15 * 60 - 15)  # ...until the 15 minutes end: never longer
     assert "Please wait 15 minutes" in resp.text
-    capped = [e for e in audit(services, "rate_limit.exceeded") if e.target_id.endswith("sources")]
+    capped = [
+        e
+        for e in audit(services, "rate_limit.exceeded")
+        if e.target_id is not None and e.target_id.endswith("sources")
+    ]
     assert [(e.target_id, e.details["limit"], e.details["window_seconds"]) for e in capped] == [
         ("sign_in_user_sources", SOURCES, 900)
     ]
@@ -193,11 +200,11 @@ def test_the_per_username_cap_counts_only_sources_slowed_down(
 
 
 def test_an_ipv6_64_is_one_source_at_the_token_endpoint(
-    parties: Any, services: Services, confidential: Client, clock: MovableClock
+    parties: Parties, services: Services, confidential: Client, clock: MovableClock
 ) -> None:
     align(clock, minutes=1, second=30)
 
-    def bogus_refresh(address: str) -> httpx.Response:
+    def bogus_refresh(address: str) -> Response:
         return refresh(
             parties(address),
             "agrt_bogus",
@@ -221,12 +228,12 @@ def test_an_ipv6_64_is_one_source_at_the_token_endpoint(
 
 
 def test_an_ipv6_64_is_one_source_at_introspection(
-    parties: Any, services: Services, confidential: Client, clock: MovableClock
+    parties: Parties, services: Services, confidential: Client, clock: MovableClock
 ) -> None:
     align(clock, minutes=1, second=30)
     auth = (confidential.app.id, confidential.secret or "")
 
-    def introspect(address: str) -> httpx.Response:
+    def introspect(address: str) -> Response:
         return parties(address).post("/oauth2/introspect", data={"token": "x"}, auth=auth)
 
     for n in range(1, PER_CLIENT + 1):
@@ -241,10 +248,10 @@ def test_an_ipv6_64_is_one_source_at_introspection(
     }
 
 
-def test_an_ipv6_64_is_one_source_at_registration(parties: Any, services: Services) -> None:
+def test_an_ipv6_64_is_one_source_at_registration(parties: Parties, services: Services) -> None:
     before = len(services.store.list_apps())
 
-    def register(address: str) -> httpx.Response:
+    def register(address: str) -> Response:
         return parties(address).post(REGISTER, json=BASE)
 
     for n in range(1, REGISTRATIONS + 1):

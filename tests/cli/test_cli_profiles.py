@@ -21,6 +21,12 @@ def events(store: SqlStore, action: str) -> list[AuditEvent]:
     return list(found)
 
 
+def saved_profiles(store: SqlStore) -> dict[str, Any]:
+    value = store.get_setting(client_profiles.SETTING)
+    assert isinstance(value, dict), value
+    return value
+
+
 def write(tmp_path: Path, name: str, value: Any) -> str:
     path = tmp_path / name
     path.write_text(json.dumps(value), encoding="utf-8")
@@ -52,7 +58,7 @@ def test_set_override_pin_and_delete(migrated: Cli, store: SqlStore, tmp_path: P
         "profiles", "set", "internal-tool", "--file", write(tmp_path, "p.json", profile)
     )
     assert saved["origin"] == "operator" and saved["pinned_document"] is None
-    stored = store.get_setting(client_profiles.SETTING)
+    stored = saved_profiles(store)
     assert stored["internal-tool"]["name"] == "Internal tool"
     [event] = events(store, "client_profile.saved")
     assert event.target_id == "internal-tool" and event.details["origin"] == "operator"
@@ -66,9 +72,7 @@ def test_set_override_pin_and_delete(migrated: Cli, store: SqlStore, tmp_path: P
         "profiles", "pin", "internal-tool", "--file", write(tmp_path, "d.json", document)
     )
     assert pinned["pinned_document"] == document
-    assert (
-        store.get_setting(client_profiles.SETTING)["internal-tool"]["pinned_document"] == document
-    )
+    assert saved_profiles(store)["internal-tool"]["pinned_document"] == document
     [pin_event] = events(store, "client_profile.pinned")
     assert pin_event.details["document_url"] == URL and pin_event.details["pinned"] is True
 
@@ -76,9 +80,7 @@ def test_set_override_pin_and_delete(migrated: Cli, store: SqlStore, tmp_path: P
     other = write(tmp_path, "o.json", document | {"client_id": "https://evil.example/c.json"})
     refused = migrated.fails("profiles", "pin", "internal-tool", "--file", other)
     assert "client_id must be one of the document_urls" in refused.stderr
-    assert (
-        store.get_setting(client_profiles.SETTING)["internal-tool"]["pinned_document"] == document
-    )
+    assert saved_profiles(store)["internal-tool"]["pinned_document"] == document
 
     # Overriding a shipped profile, then reverting to it.
     cursor = migrated.json("profiles", "show", "cursor") | {"quirks": ["Ours."]}
@@ -88,7 +90,7 @@ def test_set_override_pin_and_delete(migrated: Cli, store: SqlStore, tmp_path: P
     assert overridden["origin"] == "overridden" and overridden["quirks"] == ["Ours."]
     migrated.ok("profiles", "delete", "cursor")
     assert migrated.json("profiles", "show", "cursor")["origin"] == "shipped"
-    assert "cursor" not in store.get_setting(client_profiles.SETTING)
+    assert "cursor" not in saved_profiles(store)
     assert [e.target_id for e in events(store, "client_profile.deleted")] == ["cursor"]
     gone = migrated.fails("profiles", "delete", "claude-ai")
     assert "shipped profiles cannot be deleted" in gone.stderr

@@ -9,6 +9,7 @@ import pytest
 from authgate.core import admin_scope, clients, resources
 from authgate.core.context import SYSTEM, Context
 from authgate.core.errors import InvalidScopeError, ValidationFailed
+from authgate.core.models import App
 from authgate.core.policy import Policy
 from tests.clock import MovableClock
 from tests.fakes import InMemoryStore
@@ -24,7 +25,7 @@ def ctx() -> Context:
     return context
 
 
-def _app(ctx: Context, **fields: object) -> clients.App:
+def _app(ctx: Context, **fields: object) -> App:
     values: dict[str, object] = {"name": "Ops", "redirect_uris": ["https://ops.example.com/cb"]}
     values.update(fields)
     return clients.create_app(ctx, SYSTEM, clients.AppFields(**values))  # type: ignore[arg-type]

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from importlib import resources
+from typing import cast
 
 import pytest
 
 from authgate.app import Services
 from authgate.core import client_metadata, client_profiles, settings
 from authgate.core.client_profiles import Profile
+from authgate.core.context import Context
 from authgate.core.errors import ValidationFailed
 
 REQUIRED = {"claude-ai", "claude-code", "chatgpt", "codex", "vscode", "cursor", "mcp-remote"}
@@ -82,9 +84,9 @@ def test_every_pin_is_a_document_the_real_validation_accepts(profile: Profile) -
     )
 
 
-def services_free_ctx() -> object:
+def services_free_ctx() -> Context:
     """``match`` with ``profiles`` given reads nothing from the context."""
-    return object()
+    return cast(Context, object())
 
 
 @pytest.mark.parametrize(
@@ -131,7 +133,7 @@ def services_free_ctx() -> object:
 )
 def test_matching_a_registration(name: str, uris: list[str], expected: str | None) -> None:
     found = client_profiles.match(
-        services_free_ctx(),  # type: ignore[arg-type]
+        services_free_ctx(),
         "some-uuid",
         name,
         uris,
@@ -190,7 +192,7 @@ def test_a_document_client_matches_by_its_url_only() -> None:
     ctx = services_free_ctx()
     claude_callback = ["https://claude.ai/api/mcp/auth_callback"]
     other = client_profiles.match(
-        ctx,  # type: ignore[arg-type]
+        ctx,
         "https://evil.example/client.json",
         "Claude",
         claude_callback,
@@ -199,7 +201,7 @@ def test_a_document_client_matches_by_its_url_only() -> None:
     )
     assert other is None
     real = client_profiles.match(
-        ctx,  # type: ignore[arg-type]
+        ctx,
         "https://claude.ai/oauth/mcp-oauth-client-metadata",
         "Claude",
         claude_callback,

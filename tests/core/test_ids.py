@@ -24,14 +24,14 @@ def test_an_id_is_a_canonical_version_7_uuid_of_this_millisecond() -> None:
 
 def test_ids_sort_by_the_millisecond_they_were_made_in(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = iter([1_700_000_000_000_000_000 + n * 1_000_000 for n in range(200)])
-    monkeypatch.setattr(ids.time, "time_ns", lambda: next(clock))
+    monkeypatch.setattr("authgate.crypto.ids.time.time_ns", lambda: next(clock))
     made = [ids.time_ordered_id() for _ in range(200)]
     assert made == sorted(made)
     assert uuid.UUID(made[0]).int >> 80 == 1_700_000_000_000
 
 
 def test_the_74_bits_after_the_time_are_random(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ids.time, "time_ns", lambda: 1_700_000_000_000_000_000)
+    monkeypatch.setattr("authgate.crypto.ids.time.time_ns", lambda: 1_700_000_000_000_000_000)
     made = [uuid.UUID(ids.time_ordered_id()).int for _ in range(2000)]
     assert len(set(made)) == len(made)
     # Every one of the 74 random bit positions takes both values, about half the time each.

@@ -32,8 +32,8 @@ def test_signed_token_verifies_with_joserfc_and_authlib(alg: str) -> None:
     verified = JsonWebSignature(algorithms=[alg]).deserialize_compact(
         token, JsonWebKey.import_key(public)
     )
-    assert json.loads(verified["payload"]) == CLAIMS
-    assert verified["header"]["kid"] == key.kid
+    assert json.loads(verified.payload) == CLAIMS
+    assert verified.header["kid"] == key.kid
 
 
 @pytest.mark.parametrize("alg", jose.ALGORITHMS)

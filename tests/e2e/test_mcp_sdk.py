@@ -420,6 +420,7 @@ def check_first_authorization(session: Session, authgate: Authgate, server: McpS
     # The SDK adds offline_access, which authgate's metadata now lists (issue 17): accepted, and
     # left out of the token, whose scope stays the resource's (checked below).
     assert query["scope"] == [f"{SCOPE} offline_access"]
+    assert session.storage.client_info is not None
     assert query["client_id"] == [session.storage.client_info.client_id]
     seen = [(method, status) for method, _, status in session.statuses]
     assert ("POST", 401) in seen  # the challenge that started discovery
@@ -434,6 +435,7 @@ def test_sdk_flow_with_jwt_access_tokens(
     require_resources_cli(authgate)
     server = start_mcp_server(processes, authgate, tmp_path, token_format="jwt")
     session = new_session(authgate, server)
+    assert session.storage.client_info is not None
     client_id = session.storage.client_info.client_id
     expected = {"subject": authgate.user_id, "client_id": client_id, "scopes": [SCOPE]}
 
@@ -499,6 +501,7 @@ def test_sdk_flow_with_introspection_and_revocation(
         processes, authgate, tmp_path, token_format="opaque", introspector=(rs_app["id"], secret)
     )
     session = new_session(authgate, server)
+    assert session.storage.client_info is not None
     client_id = session.storage.client_info.client_id
 
     async def scenario() -> None:

@@ -72,11 +72,9 @@ def pair(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
     # Set up in-process: what `authgate db upgrade`, `users create` and `apps create` do.
     storage.upgrade(database)
     settings = Settings(
-        **{
-            "issuer": env["AUTHGATE_ISSUER"],
-            "database_url": database,
-            "secret_key": env["AUTHGATE_SECRET_KEY"],
-        }
+        issuer=env["AUTHGATE_ISSUER"],
+        database_url=database,
+        secret_key=env["AUTHGATE_SECRET_KEY"],
     )
     services = build_services(settings)
     try:

@@ -9,7 +9,7 @@ either node.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -171,7 +171,7 @@ def test_the_head_raced_by_its_holders_and_an_older_token_stays_one_chain(pair: 
     assert second.status_code == 200, second.text
     head = second.json()["refresh_token"]
     # Holders of the head (rotating it) and of the first token (continuing) at once.
-    calls = [
+    calls: list[Callable[[], httpx.Response]] = [
         partial(_refresh, node, pair, value)
         for node in (pair.a, pair.b)
         for value in (head, first["refresh_token"], head)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -67,13 +68,10 @@ def prepare(tmp_path: Path, **extra: str) -> tuple[dict[str, str], tuple[str, st
         **extra,
     )
     # Set up in-process (the CLI's code paths, without three interpreter start-ups).
-    settings = Settings(
-        **{
-            k.removeprefix("AUTHGATE_").lower(): v
-            for k, v in env.items()
-            if k in extra or k in BASE
-        }
-    )
+    values: dict[str, Any] = {
+        k.removeprefix("AUTHGATE_").lower(): v for k, v in env.items() if k in extra or k in BASE
+    }
+    settings = Settings(**values)
     storage.upgrade(settings.resolved_database_url)
     services = build_services(settings)
     try:

@@ -133,6 +133,7 @@ class FaultyCursor:
     """A DBAPI cursor whose statements pass ``Outage.check`` first."""
 
     __slots__ = ("_conn", "_raw")
+    _conn: FaultyConnection
 
     def __init__(self, raw: Any, conn: FaultyConnection) -> None:
         object.__setattr__(self, "_raw", raw)

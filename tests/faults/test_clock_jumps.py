@@ -27,7 +27,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -48,6 +47,7 @@ from tests.flows import (
     refresh,
     token_request,
 )
+from tests.http_types import Response
 
 CODE_TTL = 600
 ACCESS_TTL = 3600
@@ -86,7 +86,7 @@ def new_code(signed_in: TestClient, client: Client) -> tuple[str, str]:
     ), pkce.verifier
 
 
-def redeem(signed_in: TestClient, client: Client, code: str, verifier: str) -> httpx.Response:
+def redeem(signed_in: TestClient, client: Client, code: str, verifier: str) -> Response:
     return exchange_code(
         signed_in,
         code,
@@ -234,7 +234,7 @@ def test_rate_limit_windows_survive_jumps_both_ways(
     creds = (service.id, service.secret)
     data = {"grant_type": "client_credentials"}
 
-    def call() -> httpx.Response:
+    def call() -> Response:
         resp = token_request(client, data, basic=creds)
         assert resp.status_code in (200, 429), resp.text
         if resp.status_code == 429:
@@ -304,7 +304,7 @@ def test_key_rotation_fires_once_across_jumps(
         first = assert_key_states(services, client, clock)
         clock.advance(days=30, seconds=31)  # past the interval and the key caches
         published_kids(client)
-        other.ctx.keyring.keys(other.ctx)
+        keys.current_keys(other.ctx)
         published_kids(client)
         assert len(rotations(services)) == len(before) + 1
         second = assert_key_states(services, client, clock)
@@ -313,7 +313,7 @@ def test_key_rotation_fires_once_across_jumps(
         clock.advance(minutes=-10)  # NTP correction: the new key was activated "in the future"
         clock.advance(seconds=31)
         published_kids(client)
-        other.ctx.keyring.keys(other.ctx)
+        keys.current_keys(other.ctx)
         assert assert_key_states(services, client, clock) == second
         clock.advance(minutes=10, seconds=31)
         published_kids(client)

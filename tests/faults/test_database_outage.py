@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -43,6 +42,7 @@ from tests.flows import (
     refresh,
     token_request,
 )
+from tests.http_types import Response
 
 # Before the redemption's transaction: the rate-limit hit and the secret's last use (every
 # statement of those is failed in test_hot_paths.py).
@@ -50,7 +50,7 @@ BEFORE_REDEEM = ["INSERT INTO rate_limits", "UPDATE app_secrets"]
 # store.get_code_by_prefix(), then store.redeem_code(): one transaction. On SQLite one
 # statement per row, inside the group commit's BEGIN IMMEDIATE … COMMIT; on PostgreSQL the
 # claim and its inserts are one statement, then the COMMIT.
-REDEEM = {
+REDEEM: dict[str, list[Statement]] = {
     "sqlite": [
         *BEFORE_REDEEM,
         "SELECT authorization_codes",
@@ -69,7 +69,7 @@ REDEEM = {
     ],
 }
 # store.get_refresh_token_and_grant(), then store.rotate_refresh_token().
-ROTATE = {
+ROTATE: dict[str, list[Statement]] = {
     "sqlite": [
         "SELECT refresh_tokens.id",
         "BEGIN IMMEDIATE",
@@ -111,7 +111,7 @@ def fail_on(outage: Outage, statement: Statement) -> str:
     return prefix
 
 
-def assert_unavailable(resp: httpx.Response) -> dict[str, Any]:
+def assert_unavailable(resp: Response) -> dict[str, Any]:
     body = assert_oauth_error(resp, 503, "temporarily_unavailable")
     assert int(resp.headers["retry-after"]) > 0, resp.headers
     return body
@@ -122,7 +122,7 @@ def new_code(signed_in: TestClient, client: Client) -> tuple[str, str]:
     return authorize(signed_in, client.id, challenge=pkce.challenge), pkce.verifier
 
 
-def redeem(signed_in: TestClient, client: Client, code: str, verifier: str) -> httpx.Response:
+def redeem(signed_in: TestClient, client: Client, code: str, verifier: str) -> Response:
     return exchange_code(
         signed_in, code, client_id=client.id, client_secret=client.secret, verifier=verifier
     )

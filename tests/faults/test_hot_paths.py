@@ -15,7 +15,6 @@ and refresh paths are in test_database_outage.py).
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -44,6 +43,7 @@ from tests.flows import (
     refresh,
     token_request,
 )
+from tests.http_types import Response
 
 # A fresh service's first token: the rate-limit hit (the upsert, then the purge of old windows
 # on the window's first hit), the client's authentication read, its secret's first use, the
@@ -151,14 +151,14 @@ def new_service(services: Services) -> Client:
     )
 
 
-def client_credentials(client: TestClient, service: Client) -> httpx.Response:
+def client_credentials(client: TestClient, service: Client) -> Response:
     assert service.secret is not None
     return token_request(
         client, {"grant_type": "client_credentials"}, basic=(service.id, service.secret)
     )
 
 
-def revoke(client: TestClient, service: Client, value: str) -> httpx.Response:
+def revoke(client: TestClient, service: Client, value: str) -> Response:
     assert service.secret is not None
     return client.post("/oauth2/revoke", data={"token": value}, auth=(service.id, service.secret))
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from authgate.app import Services
-from authgate.core import client_metadata, rate_limits
+from authgate.core import client_assertion, client_metadata, rate_limits
 from authgate.core.context import Actor
 from authgate.core.errors import InvalidClientError
 from authgate.core.ports import FetchBusyError, FetchedDocument, FetchError
@@ -303,13 +303,13 @@ def test_jwks_uri_keys_serve_while_the_pool_is_busy_and_a_refusal_is_not_kept(
     busy_ctx = dataclasses.replace(services.ctx, fetcher=Busy())
     # Never fetched, pool busy: refused now, and nothing kept (the next request may fetch).
     with pytest.raises(InvalidClientError, match="could not be fetched now"):
-        services.ctx.client_keys.keys(busy_ctx, app, "k1")
+        client_assertion.jwks_uri_keys(busy_ctx, app, "k1")
     serving_ctx = dataclasses.replace(services.ctx, fetcher=Keys())
-    assert services.ctx.client_keys.keys(serving_ctx, app, "k1")[0]["kid"] == "k1"
+    assert client_assertion.jwks_uri_keys(serving_ctx, app, "k1")[0]["kid"] == "k1"
     assert Keys.asked == 1
     # Expired, pool busy: the keys we had serve.
     clock.advance(minutes=5)
-    assert services.ctx.client_keys.keys(busy_ctx, app, "k1")[0]["kid"] == "k1"
+    assert client_assertion.jwks_uri_keys(busy_ctx, app, "k1")[0]["kid"] == "k1"
 
 
 @pytest.mark.parametrize("endpoint", ["token", "introspection", "revocation"])

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import given
@@ -34,6 +33,7 @@ from authgate.core import settings as registration_settings
 from authgate.core.context import SYSTEM
 from tests.conftest import ISSUER, PASSWORD, Account, Client
 from tests.fuzz.conftest import budget, refused_for_nul
+from tests.http_types import Response
 
 pytestmark = pytest.mark.leaks_presented_off
 
@@ -145,7 +145,7 @@ def strategy(operation: Any, real: dict[str, list[str]]) -> st.SearchStrategy[An
     return st.one_of([*plain, aimed])
 
 
-def send(client: TestClient, case: Any, token: str) -> httpx.Response:
+def send(client: TestClient, case: Any, token: str) -> Response:
     kwargs = case.as_transport_kwargs(base_url=ISSUER, headers={"Authorization": f"Bearer {token}"})
     request: dict[str, Any] = {
         "headers": {k: str(v) for k, v in (kwargs.get("headers") or {}).items()},
@@ -158,7 +158,7 @@ def send(client: TestClient, case: Any, token: str) -> httpx.Response:
     return client.request(kwargs["method"], kwargs["url"], **request)
 
 
-def assert_problem(resp: httpx.Response) -> None:
+def assert_problem(resp: Response) -> None:
     """RFC 9457: an error is application/problem+json with a title, the status and a detail."""
     assert resp.headers["content-type"].startswith("application/problem+json"), (
         resp.status_code,
@@ -172,12 +172,12 @@ def assert_problem(resp: httpx.Response) -> None:
     assert body.get("type", "about:blank") == "about:blank", body
 
 
-def assert_no_fixture_secret(resp: httpx.Response, secrets: dict[str, str]) -> None:
+def assert_no_fixture_secret(resp: Response, secrets: dict[str, str]) -> None:
     for kind, value in secrets.items():
         assert value not in resp.text, f"{kind} in response {resp.status_code}"
 
 
-def issued_secret(case: Any, resp: httpx.Response) -> str | None:
+def issued_secret(case: Any, resp: Response) -> str | None:
     method = case.operation.method.upper()
     for (issuing_method, suffix), name in ISSUING.items():
         issuing = method == issuing_method and case.operation.path.endswith(suffix)

@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,6 +48,7 @@ from tests.flows import (
     token_request,
 )
 from tests.fuzz.conftest import budget, refused_for_nul
+from tests.http_types import Response
 
 pytestmark = pytest.mark.leaks_presented_off
 
@@ -197,7 +197,7 @@ class World:
         clients = (self.confidential, self.post_client, self.machine)
         return [c.secret for c in clients if c.secret]
 
-    def assert_no_secret(self, resp: httpx.Response, where: str) -> None:
+    def assert_no_secret(self, resp: Response, where: str) -> None:
         text = resp.text + "\n" + resp.headers.get("location", "")
         for kind, values in self.secrets.items():
             for value in values:
@@ -296,7 +296,7 @@ def world(
 # -- rules ---------------------------------------------------------------------------------
 
 
-def assert_oauth_json_error(resp: httpx.Response, *, basic: bool) -> dict[str, Any]:
+def assert_oauth_json_error(resp: Response, *, basic: bool) -> dict[str, Any]:
     """RFC 6749 §5.2 (and the same shape in RFC 7009, 7591, 7592, 7662)."""
     assert resp.status_code < 500, (resp.status_code, resp.text)
     assert resp.headers["content-type"].startswith("application/json"), resp.headers
@@ -322,7 +322,7 @@ def form_request(
     basic: tuple[str, str] | None,
     query: list[tuple[str, str]],
     content_type: str,
-) -> httpx.Response:
+) -> Response:
     headers = {"Content-Type": content_type}
     if basic is not None:
         raw = f"{quote(basic[0], safe='')}:{quote(basic[1], safe='')}".encode()
@@ -525,7 +525,7 @@ def registered_target(location: str) -> bool:
 
 
 def check_authorize_response(
-    world: World, resp: httpx.Response, query: list[tuple[str, str]], where: str
+    world: World, resp: Response, query: list[tuple[str, str]], where: str
 ) -> None:
     assert resp.status_code < 500, (resp.status_code, resp.text)
     if refused_for_nul(resp):

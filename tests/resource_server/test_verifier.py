@@ -961,6 +961,30 @@ def test_middleware_when_the_authorization_server_is_down(
     assert "www-authenticate" not in response.headers
 
 
+def test_middleware_names_both_issuers_when_they_differ(
+    client: TestClient, auth_server: FakeAS, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's resource server once named authgate by another spelling of the same
+    address (`127.0.0.1` for `localhost`): every call failed, and nothing said why. It is a
+    503 (the token may be fine) whose reason, both issuers, is in the operator's log."""
+    key = new_key("ES256")
+    auth_server.keys = [key]
+    auth_server.metadata_issuer = "http://localhost:3000"
+    token = mint(key, claims(clock))
+    with caplog.at_level("WARNING", logger="authgate.resource_server.asgi"):
+        response = client.post("/mcp", headers={"Authorization": f"Bearer {token}"})
+    assert (response.status_code, response.json()) == (503, {"error": "temporarily_unavailable"})
+    assert response.headers["retry-after"] == "5"
+    assert auth_server.count("/.well-known/jwks.json") == 0
+    [record] = [r for r in caplog.records if r.name == "authgate.resource_server.asgi"]
+    assert record.levelname == "WARNING"
+    message = record.getMessage()
+    assert "names another issuer: 'http://localhost:3000', not 'https://auth.example.com'" in (
+        message
+    )
+    assert token not in message and token.split(".")[2] not in message
+
+
 def test_middleware_challenge_without_metadata_url(make_verifier: Make) -> None:
     app = BearerAuth(Starlette(), make_verifier())
     with TestClient(app) as test_client:
@@ -1036,6 +1060,68 @@ def test_example_mcp_server_challenges_carry_scope(
     # The RFC 9728 document needs no token; it names the authorization server.
     assert document.status_code == 200
     assert document.json()["authorization_servers"] == [ISSUER]
+
+
+def test_example_mcp_server_answers_503_when_the_issuers_differ(
+    make_verifier: Make, auth_server: FakeAS, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's walkthrough ran authgate as `http://localhost:3000` and the example with
+    `AUTHGATE_ISSUER=http://127.0.0.1:3000`: the token was fine, the configuration was not, and
+    the answer was a 500. It is a 503 with Retry-After, and the log says which issuers."""
+    key = new_key("ES256")
+    auth_server.keys = [key]
+    auth_server.metadata_issuer = "http://localhost:3000"
+    token = mint(key, claims(clock))
+    with (
+        caplog.at_level("WARNING", logger="authgate.resource_server.asgi"),
+        TestClient(_example_app(make_verifier), base_url="https://mcp.example.com") as client,
+    ):
+        response = client.post("/mcp", json={}, headers={"Authorization": f"Bearer {token}"})
+        document = client.get("/.well-known/oauth-protected-resource/mcp")
+    assert (response.status_code, response.json()) == (503, {"error": "temporarily_unavailable"})
+    assert response.headers["retry-after"] == "5"
+    assert "names another issuer: 'http://localhost:3000', not 'https://auth.example.com'" in (
+        caplog.text
+    )
+    assert document.status_code == 200  # discovery still works: the client is not stuck
+
+
+def _sdk_server(verifier: TokenVerifier) -> Any:
+    """An MCP server built with the SDK as the kit's README shows it."""
+    from mcp.server.mcpserver import MCPServer
+
+    from authgate.resource_server.mcp import auth_settings
+
+    server = MCPServer(
+        "plain",
+        token_verifier=McpTokenVerifier(verifier),
+        auth=auth_settings(verifier, ["mcp:tools"]),
+    )
+    return server.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
+
+
+def test_protect_turns_the_sdks_500_into_the_kits_503(
+    make_verifier: Make, auth_server: FakeAS, clock: Clock
+) -> None:
+    """Why `protect` exists: the SDK can only answer 500 when authgate cannot be asked."""
+    from authgate.resource_server.mcp import protect
+
+    key = new_key("ES256")
+    auth_server.keys = [key]
+    auth_server.metadata_issuer = "http://localhost:3000"
+    headers = {"Authorization": f"Bearer {mint(key, claims(clock))}"}
+    bare = _sdk_server(make_verifier())
+    with TestClient(bare, raise_server_exceptions=False) as client:
+        assert client.post("/mcp", json={}, headers=headers).status_code == 500
+    verifier = make_verifier()
+    with TestClient(protect(_sdk_server(verifier), verifier, ["mcp:tools"])) as client:
+        refused = client.post("/mcp", json={}, headers=headers)
+        anonymous = client.post("/mcp", json={})
+    assert (refused.status_code, refused.headers["retry-after"]) == (503, "5")
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == (
+        f'Bearer scope="mcp:tools", resource_metadata="{PRM_URL}"'
+    )
 
 
 def test_protected_resource_metadata_document() -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import httpx
 import sqlalchemy as sa
 from starlette.testclient import TestClient
 
 from authgate.app import Services
 from tests.flows import csrf_from
+from tests.http_types import Response
 
 TABLES = (
     "users",
@@ -68,7 +68,7 @@ def code_count(services: Services, app_id: str | None = None) -> int:
 
 
 def assert_error_page(
-    resp: httpx.Response, status: int, error: str, description: str | None = None
+    resp: Response, status: int, error: str, description: str | None = None
 ) -> None:
     """An HTML error page for the person: never a redirect, never framable."""
     assert resp.status_code == status, (resp.status_code, resp.text[:500])
@@ -80,7 +80,7 @@ def assert_error_page(
     assert_unframable(resp)
 
 
-def assert_unframable(resp: httpx.Response) -> None:
+def assert_unframable(resp: Response) -> None:
     """RFC 6819 §4.4.1.9, RFC 9700 §4.16: pages say they must not be framed, both ways."""
     assert resp.headers["x-frame-options"] == "DENY"
     csp = resp.headers["content-security-policy"]
@@ -92,7 +92,7 @@ def page_csrf(client: TestClient, path: str = "/logout") -> str:
     return csrf_from(client.get(path))
 
 
-def hidden(page: httpx.Response, name: str) -> str:
+def hidden(page: Response, name: str) -> str:
     match = re.search(rf'name="{name}" value="([^"]*)"', page.text)
     assert match is not None, page.text[:2000]
     return match.group(1)

@@ -123,7 +123,7 @@ def test_self_registered_client_asking_only_for_admin_is_refused_with_a_page(
     """The attack of the issue: an unverified client asks an administrator for `admin`."""
     with live.client() as attacker, live.client() as browser:
         client_id = _register(attacker)
-        login(browser, admin.user.username, admin.password)  # type: ignore[arg-type]
+        login(browser, admin.user.username, admin.password)
         before = snapshot(services)
         url = authorize_url(client_id, challenge=generate_pkce().challenge, scope="admin")
         for resp in (browser.get(url), browser.post(url, data={"decision": "allow"})):
@@ -138,7 +138,7 @@ def test_self_registered_client_gets_admin_narrowed_away(
     _with_profile_scope(services)
     with live.client() as attacker, live.client() as browser:
         client_id = _register(attacker)
-        login(browser, admin.user.username, admin.password)  # type: ignore[arg-type]
+        login(browser, admin.user.username, admin.password)
         page, body = _authorized_token(browser, client_id, None, "admin profile")
         # The consent page asked only for what can be granted; the response says what was.
         assert "<li><code>profile</code>" in page.text
@@ -185,7 +185,7 @@ def test_operator_app_without_admin_access_gets_no_admin(
     _with_profile_scope(services)
     app = make_client(services)
     with live.client() as browser:
-        login(browser, admin.user.username, admin.password)  # type: ignore[arg-type]
+        login(browser, admin.user.username, admin.password)
         before = snapshot(services)
         url = authorize_url(app.id, challenge=generate_pkce().challenge, scope="admin")
         got = callback_params(browser.get(url))
@@ -235,7 +235,7 @@ def test_marked_operator_app_gets_admin_until_the_mark_is_removed(
 ) -> None:
     app = make_client(services, admin_access=True)
     with live.client() as browser:
-        login(browser, admin.user.username, admin.password)  # type: ignore[arg-type]
+        login(browser, admin.user.username, admin.password)
         page, body = _authorized_token(browser, app.id, app.secret, "admin")
         assert "<li><code>admin</code>" in page.text
         assert body["scope"] == "admin"
@@ -295,7 +295,7 @@ def test_third_party_app_token_cannot_touch_the_users_apps_or_mint_api_tokens(
     other: Client = make_client(services, name="Mail")
     nosy: Client = make_client(services, name="Nosy")
     with live.client() as browser:
-        login(browser, alice.user.username, alice.password)  # type: ignore[arg-type]
+        login(browser, alice.user.username, alice.password)
         _authorized_token(browser, other.id, other.secret, "")
         _, body = _authorized_token(browser, nosy.id, nosy.secret, "")
         token = _bearer(body["access_token"])

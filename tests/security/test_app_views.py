@@ -294,7 +294,7 @@ def _dd(page: str, ident: str) -> str | None:
 def check_console(live: Live, admin: Account, apps: list[Shown]) -> list[str]:
     problems = []
     with live.client() as browser:
-        login(browser, admin.user.username, admin.password)  # type: ignore[arg-type]
+        login(browser, admin.user.username, admin.password)
         listing = browser.get("/admin/apps")
         assert listing.status_code == 200, listing.text[:500]
         for app in apps:

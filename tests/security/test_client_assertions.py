@@ -17,7 +17,7 @@ import json
 import uuid
 import warnings
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 import pytest
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from joserfc import jwt
-from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
+from joserfc.jwk import ECKey, KeyParameters, OctKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 
 from authgate.app import Services
@@ -92,7 +92,7 @@ def test_authlib_default_assertion_works_once(
 ) -> None:
     with live.client() as browser:
         client_id = register(browser, rsa_key)
-        login(browser, alice.user.username, alice.password)  # type: ignore[arg-type]
+        login(browser, alice.user.username, alice.password)
         sent: list[bytes] = []
 
         def keep(request: httpx.Request) -> None:
@@ -113,7 +113,7 @@ def test_authlib_default_assertion_works_once(
         oauth.register_client_auth_method(PrivateKeyJWT(TOKEN_ENDPOINT))
         with oauth:
             pkce = generate_pkce()
-            code = authorize(browser, client_id, challenge=pkce.challenge, resource=RESOURCE)  # type: ignore[arg-type]
+            code = authorize(browser, client_id, challenge=pkce.challenge, resource=RESOURCE)
             token = oauth.fetch_token(
                 f"{live.url}/oauth2/tokens",
                 grant_type="authorization_code",
@@ -135,7 +135,7 @@ def test_authlib_default_assertion_works_once(
         # The same assertion, replayed within its hour with a fresh code: refused.
         clock.advance(minutes=30)
         pkce = generate_pkce()
-        code = authorize(browser, client_id, challenge=pkce.challenge, resource=RESOURCE)  # type: ignore[arg-type]
+        code = authorize(browser, client_id, challenge=pkce.challenge, resource=RESOURCE)
         before = snapshot(services)
         replay = browser.post(
             "/oauth2/tokens",
@@ -254,7 +254,7 @@ def test_the_maximum_lifetime_is_an_hour(
         assert jtis(services, client_id) == []
 
 
-def _ec(curve: str = "P-256", **params: Any) -> dict[str, Any]:
+def _ec(curve: str = "P-256", **params: Unpack[KeyParameters]) -> dict[str, Any]:
     key = ECKey.generate_key(curve, parameters={"kid": "k", **params}, private=True)
     return dict(key.as_dict(private=False))
 

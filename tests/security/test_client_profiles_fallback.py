@@ -105,7 +105,7 @@ def events(services: Services, action: str) -> list[Any]:
 def sign_in_and_get_tokens(live: Live, alice: Account, url: str) -> dict[str, Any]:
     pkce = generate_pkce()
     with live.client() as user:
-        login(user, alice.user.username, alice.password)  # type: ignore[arg-type]
+        login(user, alice.user.username, alice.password)
         code = authorize(user, url, challenge=pkce.challenge)
         resp = exchange_code(user, code, client_id=url, client_secret=None, verifier=pkce.verifier)
     body: dict[str, Any] = assert_token_response(resp)
@@ -160,7 +160,7 @@ def test_a_pin_for_another_url_is_never_used(
     docs.routes["/refused.json"] = CHALLENGE
     pin_profile(live, admin, docs.url("/other.json"))
     with live.client() as user:
-        login(user, alice.user.username, alice.password)  # type: ignore[arg-type]
+        login(user, alice.user.username, alice.password)
         before = snapshot(services)
         resp = user.get(authorize_url(url, challenge=generate_pkce().challenge))
     assert_error_page(resp, 400, "invalid_client", "the server answered HTTP 403")
@@ -331,5 +331,6 @@ def test_pin_fetches_what_the_document_serves_now(
         == "The document could not be fetched: the server answered HTTP 403"
     )
     stored = services.store.get_setting("client_profiles")
+    assert stored is not None
     assert stored["hosted"]["pinned_document"] == live_document
     assert len(events(services, "client_profile.pinned")) == 1

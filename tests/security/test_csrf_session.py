@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -33,6 +32,7 @@ from tests.flows import (
     generate_pkce,
     login,
 )
+from tests.http_types import Response
 from tests.security.helpers import (
     assert_error_page,
     assert_unframable,
@@ -198,7 +198,7 @@ def test_login_csrf_is_refused(client: TestClient, services: Services, alice: Ac
 # Session fixation (CWE-384).
 
 
-def _sign_in(client: TestClient, account: Account) -> httpx.Response:
+def _sign_in(client: TestClient, account: Account) -> Response:
     # prompt=login: the form even when the browser already carries a (planted) session.
     page = client.get("/login?prompt=login")
     return client.post(
@@ -212,7 +212,7 @@ def _sign_in(client: TestClient, account: Account) -> httpx.Response:
     )
 
 
-def _set_cookie_value(resp: httpx.Response) -> str:
+def _set_cookie_value(resp: Response) -> str:
     for header in resp.headers.get_list("set-cookie"):
         if header.startswith("authgate_session="):
             return header.split(";", 1)[0].split("=", 1)[1]

@@ -102,7 +102,7 @@ def put_settings(live: Live, admin: Account, **changes: Any) -> None:
 @contextmanager
 def browser(live: Live, alice: Account) -> Iterator[httpx.Client]:
     with live.client() as client:
-        login(client, alice.user.username, alice.password)  # type: ignore[arg-type]
+        login(client, alice.user.username, alice.password)
         yield client
 
 

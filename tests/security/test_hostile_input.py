@@ -33,6 +33,7 @@ from tests.flows import (
     decide,
     generate_pkce,
 )
+from tests.http_types import Response
 from tests.security.helpers import assert_error_page, snapshot
 from tests.spec.test_rfc7591 import PUBLIC_KEY
 
@@ -51,7 +52,7 @@ SQL = [
 ]
 
 
-def _post_raw(client: TestClient, path: str, body: bytes, **headers: str) -> httpx.Response:
+def _post_raw(client: TestClient, path: str, body: bytes, **headers: str) -> Response:
     return client.post(path, content=body, headers={**FORM, **headers})
 
 
@@ -351,7 +352,9 @@ def test_repeated_token_parameters_are_refused(
         resp = _post_raw(signed_in, TOKEN, str(body).encode())
         assert_oauth_error(resp, 400, error)
     assert snapshot(services) == before
-    assert_token_response(_post_raw(signed_in, TOKEN, str(httpx.QueryParams(pairs)).encode()))
+    assert_token_response(
+        _post_raw(signed_in, TOKEN, str(httpx.QueryParams(tuple(pairs))).encode())
+    )
 
 
 @pytest.mark.parametrize("path", ["/oauth2/revoke", "/oauth2/introspect"])

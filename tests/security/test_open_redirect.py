@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from authgate.app import Services
 from tests.conftest import Account, Client, make_client
 from tests.flows import REDIRECT_URI, authorize_url, csrf_from, generate_pkce, login
+from tests.http_types import Response
 from tests.security.helpers import (
     assert_error_page,
     assert_unframable,
@@ -121,7 +122,7 @@ def test_sign_out_with_hostile_return_to_when_signed_out(client: TestClient) -> 
     assert resp.headers["location"] == "/login"
 
 
-def _get_and_post(client: TestClient, params: dict[str, str]) -> list[httpx.Response]:
+def _get_and_post(client: TestClient, params: dict[str, str]) -> list[Response]:
     """The consent page request, and a consent POST carrying this session's CSRF token."""
     url = "/oauth2/authorize?" + urlencode(params)
     token = csrf_from(client.get("/logout"))
@@ -307,7 +308,7 @@ def test_signed_in_user_gets_a_page_for_a_self_registered_client_never_consented
 ) -> None:
     with live.client() as attacker, live.client() as browser:
         client_id = _register_live(attacker)
-        login(browser, alice.user.username, alice.password)  # type: ignore[arg-type]
+        login(browser, alice.user.username, alice.password)
         url = "/oauth2/authorize?" + urlencode(_live_params(client_id, override))
         before = snapshot(services)
         token = csrf_from(browser.get("/logout"))
@@ -325,7 +326,7 @@ def test_self_registered_client_errors_redirect_once_the_user_consented(
 ) -> None:
     with live.client() as attacker, live.client() as browser:
         client_id = _register_live(attacker)
-        login(browser, alice.user.username, alice.password)  # type: ignore[arg-type]
+        login(browser, alice.user.username, alice.password)
         bad = "/oauth2/authorize?" + urlencode(_live_params(client_id, {"response_type": "token"}))
         assert_error_page(browser.get(bad), 400, "unsupported_response_type")
         # The person consents once: from now on the client's URI is one they trusted.
@@ -355,7 +356,7 @@ def test_operator_app_errors_still_redirect_for_a_signed_in_user(
 ) -> None:
     app = make_client(services, redirect_uris=[REDIRECT_URI])
     with live.client() as browser:
-        login(browser, alice.user.username, alice.password)  # type: ignore[arg-type]
+        login(browser, alice.user.username, alice.password)
         url = authorize_url(app.id, challenge=None)
         resp = browser.get(url)
         got = parse_qs(urlsplit(resp.headers["location"]).query)
@@ -371,7 +372,7 @@ def test_state_too_long_to_echo_is_a_page(
     as state; one authgate will not echo makes the error a page, never a redirect without it."""
     app = make_client(services, redirect_uris=[REDIRECT_URI])
     with live.client() as browser:
-        login(browser, alice.user.username, alice.password)  # type: ignore[arg-type]
+        login(browser, alice.user.username, alice.password)
         before = snapshot(services)
         url = authorize_url(app.id, challenge=generate_pkce().challenge, state="s" * length)
         token = csrf_from(browser.get("/logout"))

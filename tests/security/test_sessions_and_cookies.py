@@ -22,6 +22,7 @@ from authgate.config import Settings
 from authgate.core import accounts
 from tests.conftest import Account
 from tests.flows import csrf_from
+from tests.http_types import Response
 from tests.security.helpers import assert_unframable, page_csrf
 from tests.security.live import Live
 
@@ -32,7 +33,7 @@ def sessions_of(services: Services, user_id: str) -> int:
         return int(conn.execute(sql, {"u": user_id}).scalar_one())
 
 
-def sign_in(browser: httpx.Client | TestClient, account: Account) -> httpx.Response:
+def sign_in(browser: httpx.Client | TestClient, account: Account) -> Response:
     token = csrf_from(browser.get("/login"))
     return browser.post(
         "/login",

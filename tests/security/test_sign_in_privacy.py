@@ -70,7 +70,7 @@ def test_a_password_typed_as_the_username_is_not_recorded(
 
     # What administrators read: the console and the API.
     with live.client() as console:
-        login(console, admin.user.username, admin.password)  # type: ignore[arg-type]
+        login(console, admin.user.username, admin.password)
         page = console.get("/admin/audit?action=user.login_failed")
         assert page.status_code == 200
         assert by_name[0].details["username_hmac"] in page.text

@@ -89,10 +89,10 @@ def hold(
     """The signed-in ``browser`` allows ``app``; its backend (``tokens``) redeems one code and
     keeps a second one for later."""
     pkce = generate_pkce()
-    code = authorize(browser, app.id, challenge=pkce.challenge, resource=resource, scope=scope)  # type: ignore[arg-type]
+    code = authorize(browser, app.id, challenge=pkce.challenge, resource=resource, scope=scope)
     body = assert_token_response(
         exchange_code(
-            tokens,  # type: ignore[arg-type]
+            tokens,
             code,
             client_id=app.id,
             client_secret=app.secret,
@@ -102,7 +102,7 @@ def hold(
     )
     assert body["access_token"].startswith("agat_")  # opaque: checked by introspection
     later = generate_pkce()
-    pending = authorize(browser, app.id, challenge=later.challenge, resource=resource, scope=scope)  # type: ignore[arg-type]
+    pending = authorize(browser, app.id, challenge=later.challenge, resource=resource, scope=scope)
     return Held(app, body["refresh_token"], body["access_token"], pending, later.verifier, resource)
 
 
@@ -113,7 +113,7 @@ def introspection(http: httpx.Client, creds: Client, value: str) -> httpx.Respon
 
 def assert_ended(http: httpx.Client, held: Held, introspector: Client) -> None:
     """Refresh, introspection and the pending code are all refused, exactly."""
-    resp = refresh(http, held.refresh, client_id=held.app.id, client_secret=held.app.secret)  # type: ignore[arg-type]
+    resp = refresh(http, held.refresh, client_id=held.app.id, client_secret=held.app.secret)
     assert_oauth_error(resp, 400, "invalid_grant", "The refresh token is invalid or expired")
     for who, value in (
         (introspector, held.access),
@@ -125,7 +125,7 @@ def assert_ended(http: httpx.Client, held: Held, introspector: Client) -> None:
         assert seen.headers["cache-control"] == "no-store"
         assert seen.json() == {"active": False}
     resp = exchange_code(
-        http,  # type: ignore[arg-type]
+        http,
         held.code,
         client_id=held.app.id,
         client_secret=held.app.secret,
@@ -138,7 +138,7 @@ def assert_ended(http: httpx.Client, held: Held, introspector: Client) -> None:
 def assert_alive(http: httpx.Client, held: Held, introspector: Client) -> None:
     seen = introspection(http, introspector, held.access)
     assert seen.status_code == 200 and seen.json()["active"] is True, seen.text
-    resp = refresh(http, held.refresh, client_id=held.app.id, client_secret=held.app.secret)  # type: ignore[arg-type]
+    resp = refresh(http, held.refresh, client_id=held.app.id, client_secret=held.app.secret)
     assert_token_response(resp)
 
 
@@ -170,7 +170,7 @@ class World:
     def browser(self, account: Account) -> Iterator[httpx.Client]:
         """A browser of its own, signed in as ``account``."""
         with self.live.client() as browser:
-            login(browser, account.user.username, account.password)  # type: ignore[arg-type]
+            login(browser, account.user.username, account.password)
             yield browser
 
 
@@ -360,7 +360,7 @@ def test_a_grant_that_survived_is_refused_while_the_user_is_disabled(
     services.store.update_user(dataclasses.replace(user, disabled=True))  # grants untouched
     before = snapshot(services)
 
-    resp = refresh(world.http, held.refresh, client_id=world.app.id, client_secret=world.app.secret)  # type: ignore[arg-type]
+    resp = refresh(world.http, held.refresh, client_id=world.app.id, client_secret=world.app.secret)
     assert_oauth_error(resp, 400, "invalid_grant", "The refresh token is invalid or expired")
     for who, value in ((world.introspector, held.access), (world.app, held.refresh)):
         assert introspection(world.http, who, value).json() == {"active": False}

@@ -3,6 +3,8 @@ the same audience and scope rules as the other grants."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import jwt as pyjwt
 from starlette.testclient import TestClient
 
@@ -15,8 +17,19 @@ from tests.conftest import ISSUER, Client, issued, make_client
 from tests.flows import RESOURCE, assert_oauth_error, assert_token_response, token_request
 
 
-def _cc(services: Services, **fields: object) -> Client:
-    return make_client(services, grant_types=["client_credentials"], redirect_uris=[], **fields)
+def _cc(
+    services: Services,
+    *,
+    service_access: Mapping[str, Sequence[str]] | None = None,
+    **fields: object,
+) -> Client:
+    return make_client(
+        services,
+        grant_types=["client_credentials"],
+        redirect_uris=[],
+        service_access=service_access,
+        **fields,
+    )
 
 
 def test_issues_a_jwt_for_the_client(client: TestClient, services: Services) -> None:

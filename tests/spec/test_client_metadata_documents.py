@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -37,6 +36,7 @@ from tests.flows import (
     refresh,
     token_request,
 )
+from tests.http_types import Response
 
 PATH = "/oauth/client.json"
 
@@ -79,7 +79,7 @@ def publish(docs: DocumentServer, cache_control: str | None = "max-age=600", **f
     return url
 
 
-def assert_error_page(resp: httpx.Response, description: str) -> None:
+def assert_error_page(resp: Response, description: str) -> None:
     """An HTML page for the person, and no redirect anywhere."""
     assert resp.status_code == 400, resp.text
     assert resp.headers["content-type"].startswith("text/html")
@@ -88,7 +88,7 @@ def assert_error_page(resp: httpx.Response, description: str) -> None:
     assert description in resp.text, resp.text
 
 
-def authorize_page(client: TestClient, url: str, **kwargs: Any) -> httpx.Response:
+def authorize_page(client: TestClient, url: str, **kwargs: Any) -> Response:
     return client.get(
         authorize_url(url, challenge=generate_pkce().challenge, **kwargs), follow_redirects=False
     )

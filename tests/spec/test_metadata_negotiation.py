@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
@@ -39,6 +38,7 @@ from tests.flows import (
     login,
     token_request,
 )
+from tests.http_types import Response
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "clients"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -285,7 +285,7 @@ def _assertion(key: RSAKey, client_id: str, clock: MovableClock) -> str:
     return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
 
 
-def _code_request(client: TestClient, app_id: str, redirect: str, **auth: str) -> httpx.Response:
+def _code_request(client: TestClient, app_id: str, redirect: str, **auth: str) -> Response:
     pkce = generate_pkce()
     code = authorize(
         client, app_id, redirect_uri=redirect, challenge=pkce.challenge, resource=RESOURCE
@@ -340,6 +340,7 @@ def test_chatgpt_document_authenticates_with_either_method(
     # Nothing: none (PKCE).
     assert_token_response(_code_request(signed_in, url, redirect, client_id=url))
     # A bad assertion is refused, not taken for "none".
+    assert rsa_key.kid is not None
     other = RSAKey.generate_key(2048, parameters={"kid": rsa_key.kid}, private=True)
     forged = _code_request(
         signed_in,

@@ -10,7 +10,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from authgate.app import Services
-from tests.conftest import Client, issued, make_client
+from tests.conftest import Account, Client, issued, make_client
 from tests.flows import (
     REDIRECT_URI,
     authorize_url,
@@ -341,8 +341,8 @@ def test_csrf_token_of_another_session_is_refused(
     client: TestClient,
     services: Services,
     confidential: Client,
-    alice,
-    admin,  # type: ignore[no-untyped-def]
+    alice: Account,
+    admin: Account,
 ) -> None:
     from tests.flows import login
 

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from authgate.app import Services
 from tests.clock import MovableClock
-from tests.conftest import Client, issued, make_client
+from tests.conftest import Account, Client, issued, make_client
 from tests.flows import (
     REDIRECT_URI,
     RESOURCE,
@@ -83,7 +83,7 @@ def test_access_token_works_on_users_me(
     signed_in: TestClient,
     confidential: Client,
     code_and_verifier: tuple[str, str],
-    alice,  # type: ignore[no-untyped-def]
+    alice: Account,
 ) -> None:
     code, verifier = code_and_verifier
     token = assert_token_response(token_request(signed_in, _base(code, verifier, confidential)))[
@@ -321,7 +321,7 @@ def test_reused_code_revokes_what_it_issued(
     services: Services,
     confidential: Client,
     code_and_verifier: tuple[str, str],
-    alice,  # type: ignore[no-untyped-def]
+    alice: Account,
 ) -> None:
     code, verifier = code_and_verifier
     first = assert_token_response(token_request(signed_in, _base(code, verifier, confidential)))
@@ -383,7 +383,7 @@ def test_repeated_parameters(
     pairs = [*data.items(), (name, data[name])]
     resp = signed_in.post(
         "/oauth2/tokens",
-        content=httpx.QueryParams(pairs).__str__(),
+        content=httpx.QueryParams(tuple(pairs)).__str__(),
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert_oauth_error(resp, 400, "invalid_request", name)
@@ -400,7 +400,7 @@ def test_repeated_grant_type(
     pairs = [*_base(code, verifier, confidential).items(), ("grant_type", "authorization_code")]
     resp = signed_in.post(
         "/oauth2/tokens",
-        content=str(httpx.QueryParams(pairs)),
+        content=str(httpx.QueryParams(tuple(pairs))),
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     # RFC 6749 §5.2: invalid_request "includes a parameter more than once".

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from joserfc import jwt
@@ -39,6 +38,7 @@ from tests.flows import (
     generate_pkce,
     token_request,
 )
+from tests.http_types import Response
 
 TOKEN_ENDPOINT = f"{ISSUER}/oauth2/tokens"
 SIGNER = JWSRegistry(algorithms=["RS256", "PS256", "ES256", "EdDSA"])
@@ -131,12 +131,12 @@ def assertion_params(token: str, client_id: str | None = None) -> dict[str, str]
     return data
 
 
-def cc_request(client: TestClient, token: str, **extra: str) -> httpx.Response:
+def cc_request(client: TestClient, token: str, **extra: str) -> Response:
     data = {"grant_type": "client_credentials", "resource": RESOURCE, **extra}
     return token_request(client, {**data, **assertion_params(token)})
 
 
-def code_request(client: TestClient, app_id: str, token: str, **extra: str) -> httpx.Response:
+def code_request(client: TestClient, app_id: str, token: str, **extra: str) -> Response:
     """Authorize ``app_id`` (the client must be signed in), then redeem the code with
     ``token``; ``extra`` adds body parameters (a ``client_id``)."""
     pkce = generate_pkce()

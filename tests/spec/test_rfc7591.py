@@ -11,7 +11,6 @@ import hashlib
 import json
 from typing import Any
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -27,6 +26,7 @@ from tests.flows import (
     generate_pkce,
     token_request,
 )
+from tests.http_types import Response
 
 REGISTER = "/oauth2/register"
 WEB_URI = "https://client.example.com/callback"
@@ -36,7 +36,7 @@ PUBLIC_KEY = {"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8
               "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0", "kid": "k1"}  # fmt: skip
 
 
-def register(client: TestClient, body: dict[str, Any], **kwargs: Any) -> httpx.Response:
+def register(client: TestClient, body: dict[str, Any], **kwargs: Any) -> Response:
     return client.post(REGISTER, json=body, **kwargs)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -28,6 +27,7 @@ from tests.flows import (
     generate_pkce,
     token_request,
 )
+from tests.http_types import Response
 from tests.spec.test_rfc7591 import WEB_URI, events, registered
 
 CLIENTS = "/oauth2/clients"
@@ -63,7 +63,7 @@ def url(body: dict[str, Any]) -> str:
     return f"{CLIENTS}/{body['client_id']}"
 
 
-def assert_invalid_token(resp: httpx.Response) -> dict[str, Any]:
+def assert_invalid_token(resp: Response) -> dict[str, Any]:
     body = assert_oauth_error(resp, 401, "invalid_token")
     assert resp.headers["www-authenticate"] == 'Bearer error="invalid_token"'
     return body
@@ -204,7 +204,7 @@ def test_2_2_switch_between_secret_methods(
 
 def put_error(
     client: TestClient, services: Services, target: dict[str, Any], body: dict[str, Any]
-) -> httpx.Response:
+) -> Response:
     before = services.store.get_app(target["client_id"])
     resp = client.put(url(target), headers=bearer(target["registration_access_token"]), json=body)
     assert services.store.get_app(target["client_id"]) == before
@@ -315,7 +315,6 @@ def test_works_while_registration_is_disabled(
     client: TestClient, services: Services, dynamic: dict[str, Any]
 ) -> None:
     runtime_settings.update(services.ctx, SYSTEM, SettingsChange(enabled=False))
-    client.app.state.registration_settings.invalidate()  # type: ignore[attr-defined]
     refused = client.post("/oauth2/register", json={"redirect_uris": [WEB_URI]})
     assert_oauth_error(refused, 403, "access_denied")
     token = bearer(dynamic["registration_access_token"])

@@ -125,7 +125,7 @@ def test_rotation_keeps_live_tokens_valid_until_they_expire(
     assert upcoming is not None
     rotated = keys.rotate(services.ctx, SYSTEM)
     assert rotated.kid == upcoming.kid  # the pre-published key takes over
-    services.ctx.keyring.invalidate()
+    services.ctx.caches.keyring.invalidate()
     after = _tokens(signed_in, confidential, resource=RESOURCE)["access_token"]
     assert pyjwt.get_unverified_header(after)["kid"] == rotated.kid
     # Old, new and next are published; the old token still verifies.
@@ -134,9 +134,9 @@ def test_rotation_keeps_live_tokens_valid_until_they_expire(
     assert _verify(signed_in, before)["aud"] == RESOURCE
     # Once every token it signed has expired (+ leeway), the old key leaves the JWKS.
     clock.advance(seconds=3600 + 5 * 60 + 1)
-    services.ctx.keyring.invalidate()
+    services.ctx.caches.keyring.invalidate()
     keys.rotate(services.ctx, SYSTEM)
-    services.ctx.keyring.invalidate()
+    services.ctx.caches.keyring.invalidate()
     published = {k["kid"] for k in signed_in.get("/.well-known/jwks.json").json()["keys"]}
     assert old_kid not in published
     assert old_kid not in {k.kid for k in services.store.list_signing_keys()}
@@ -148,7 +148,7 @@ def test_automatic_rotation_after_the_interval(
     first = keys.active(list(services.store.list_signing_keys()))
     assert first is not None
     clock.advance(days=30, seconds=1)
-    services.ctx.keyring.invalidate()
+    services.ctx.caches.keyring.invalidate()
     client.get("/.well-known/jwks.json")
     current = keys.active(list(services.store.list_signing_keys()))
     assert current is not None and current.kid != first.kid

@@ -306,12 +306,12 @@ def _watched_columns(url: str, table: str) -> set[str]:
     else:
         database = make_url(url).database
         assert database is not None
-        with sqlite3.connect(database) as conn:
-            row = conn.execute(
+        with sqlite3.connect(database) as lite:
+            row = lite.execute(
                 "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?",
                 (f"{table}_updated",),
             ).fetchone()
-        conn.close()
+        lite.close()
     assert row is not None, f"no UPDATE trigger on {table}"
     definition = " ".join(str(row[0]).split())
     listed = definition.split(" UPDATE OF ", 1)[1].split(" ON ", 1)[0]
@@ -334,9 +334,9 @@ def _raw_sql(url: str, statement: str, params: tuple[Any, ...]) -> None:
         return
     database = make_url(url).database
     assert database is not None
-    with sqlite3.connect(database) as conn:
-        conn.execute(statement, params)
-    conn.close()
+    with sqlite3.connect(database) as lite:
+        lite.execute(statement, params)
+    lite.close()
 
 
 def _eventually(check: Callable[[], bool], seconds: float = 3.0) -> None:

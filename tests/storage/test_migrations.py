@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -185,7 +186,7 @@ def test_0003_down_and_up_again_keeps_apps_and_what_hangs_off_them(
         assert store.hit_rate_limit("k", b.at(0), b.at(0)) == 1
     finally:
         store.close()
-    children = ("apps", "app_secrets", "authorization_codes", "grants")
+    children: tuple[str, ...] = ("apps", "app_secrets", "authorization_codes", "grants")
     children += ("access_tokens", "refresh_tokens")
     assert row_counts(url, *children) == dict.fromkeys(children, 1)
 
@@ -198,7 +199,9 @@ def test_0003_down_and_up_again_keeps_apps_and_what_hangs_off_them(
     upgrade(url)
     assert table_names(url) == TABLES
     assert app_columns(url) >= REGISTRATION_FIELDS
-    defaults = {f.name: f.default for f in dataclasses.fields(App) if f.name in REGISTRATION_FIELDS}
+    defaults: dict[str, Any] = {
+        f.name: f.default for f in dataclasses.fields(App) if f.name in REGISTRATION_FIELDS
+    }
     assert defaults.keys() == REGISTRATION_FIELDS
     store = open_store(url)
     try:

@@ -475,7 +475,11 @@ def test_runner_all_matches_sqlalchemy(store: SqlStore) -> None:
     assert fast == slow and len(fast) == 3
 
 
-@pytest.mark.parametrize("dialect", [sqlite.dialect(), psycopg.dialect()], ids=["sqlite", "pg"])
+@pytest.mark.parametrize(
+    "dialect",
+    [sqlite.dialect(), psycopg.dialect()],  # type: ignore[no-untyped-call]  # untyped in SQLAlchemy
+    ids=["sqlite", "pg"],
+)
 def test_statements_must_take_their_values_as_bind_parameters(dialect: Dialect) -> None:
     with pytest.raises(ValueError, match="bindparam"):
         Prepared(select(apps).where(apps.c.id == "x"), dialect)

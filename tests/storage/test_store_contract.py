@@ -282,8 +282,8 @@ def test_app_registration_metadata_round_trips(store: Store) -> None:
     assert [a.id for a in listed] == [full.id, bare.id, document.id]
     for stored, original in zip(listed, (full, bare, document), strict=True):
         assert_round_trip(stored, original)
-    stored = store.get_app(full.id)
-    assert stored is not None and type(stored.jwks) is dict
+    again = store.get_app(full.id)
+    assert again is not None and type(again.jwks) is dict
 
 
 def test_stored_jwks_is_not_shared_with_the_caller(store: Store) -> None:

@@ -9,7 +9,6 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -28,6 +27,7 @@ from tests.flows import (
     login,
     session_csrf,
 )
+from tests.http_types import Response
 
 API = "/api/v2"
 APPS = f"{API}/oauth2-provider/apps"
@@ -40,9 +40,7 @@ def bearer(account: Account | str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def assert_problem(
-    resp: httpx.Response, status: int, *, field: str | None = None
-) -> dict[str, Any]:
+def assert_problem(resp: Response, status: int, *, field: str | None = None) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"] == "application/problem+json"
     body: dict[str, Any] = resp.json()

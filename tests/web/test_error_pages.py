@@ -9,24 +9,24 @@ from collections.abc import Callable
 from html import unescape
 from urllib.parse import urlencode
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from authgate.core import authorize
 from tests.conftest import Client
 from tests.flows import REDIRECT_URI, authorize_url, generate_pkce
+from tests.http_types import Response
 
 SECRET_DETAIL = "internal detail: db password is hunter2"
 
 
-def _text(page: httpx.Response, element_id: str) -> str:
+def _text(page: Response, element_id: str) -> str:
     match = re.search(rf'id="{element_id}"[^>]*>(.*?)</', page.text, re.S)
     assert match is not None, f"no #{element_id} on the page"
     return unescape(match.group(1)).strip()
 
 
-def assert_error_page(page: httpx.Response, status: int, error: str, title: str, what: str) -> None:
+def assert_error_page(page: Response, status: int, error: str, title: str, what: str) -> None:
     assert page.status_code == status, page.text
     assert page.headers["content-type"].startswith("text/html")
     assert "location" not in page.headers

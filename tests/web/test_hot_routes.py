@@ -131,7 +131,7 @@ def test_discovery_documents_come_from_the_cache_while_it_is_fresh(
 
 
 def test_root_path_and_parameterised_paths_are_left_to_the_router() -> None:
-    async def endpoint(_: Any) -> None:  # pragma: no cover - never called
+    async def endpoint(*_: Any) -> None:  # pragma: no cover - never called
         raise AssertionError
 
     with pytest.raises(ValueError, match="fixed path"):
@@ -154,10 +154,9 @@ def test_the_event_loop_never_waits_for_a_key_refresh(
     """A refresh holds the keyring's lock across database reads: the cached path must not wait
     for it (the endpoint then takes the worker-thread path)."""
     first = client.get(JWKS).json()
-    keyring = services.ctx.keyring
-    with keyring._lock:
-        assert keyring.cached_jwks(services.ctx) is None
-    assert keyring.cached_jwks(services.ctx) == first
+    with services.ctx.caches.keyring._lock:
+        assert keys.cached_jwks(services.ctx) is None
+    assert keys.cached_jwks(services.ctx) == first
 
 
 def test_hot_requests_skip_the_framework_stack(client: TestClient) -> None:

@@ -270,12 +270,12 @@ def test_not_ready_on_another_schema(client: TestClient) -> None:
 def test_not_ready_without_an_active_signing_key(
     client: TestClient, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    published = services.ctx.keyring.keys(services.ctx)
+    published = keys.current_keys(services.ctx)
     signing = keys.active(published)
     assert signing is not None
     # Only keys that do not sign (next, retiring): no JWT could be issued.
     idle = [key for key in published if key is not signing]
-    monkeypatch.setattr(services.ctx.keyring, "keys", lambda ctx: idle)
+    monkeypatch.setattr(keys, "current_keys", lambda ctx: idle)
     resp = client.get("/readyz")
     assert resp.status_code == 503
     assert resp.json() == {
@@ -287,7 +287,7 @@ def test_not_ready_without_an_active_signing_key(
     def broken(ctx: object) -> list[object]:
         raise RuntimeError("cannot load the keys")
 
-    monkeypatch.setattr(services.ctx.keyring, "keys", broken)
+    monkeypatch.setattr(keys, "current_keys", broken)
     assert client.get("/readyz").json()["failed"] == ["signing_key"]
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -32,6 +31,7 @@ from tests.flows import (
     generate_pkce,
     login,
 )
+from tests.http_types import Response
 
 
 def allow(client: TestClient, url: str) -> dict[str, str]:
@@ -112,7 +112,12 @@ def test_asking_for_more_or_elsewhere_shows_the_page(
     signed_in: TestClient, confidential: Client, request_: dict[str, str]
 ) -> None:
     connect(signed_in, confidential, scope="read", resource=RESOURCE)
-    url = authorize_url(confidential.id, challenge=generate_pkce().challenge, **request_)
+    url = authorize_url(
+        confidential.id,
+        challenge=generate_pkce().challenge,
+        scope=request_["scope"],
+        resource=request_["resource"],
+    )
     page = signed_in.get(url, follow_redirects=False)
     assert page.status_code == 200 and 'id="consent-form"' in page.text
 
@@ -254,7 +259,7 @@ def test_bad_prompt_is_invalid_request(
     assert callback_params(signed_in.get(url, follow_redirects=False))["error"] == "invalid_request"
 
 
-def _follow_login(client: TestClient, location: str) -> httpx.Response:
+def _follow_login(client: TestClient, location: str) -> Response:
     """On the sign-in page ``location`` leads to, sign in as alice; the redirect after."""
     form = client.get(location, follow_redirects=False)
     assert form.status_code == 200 and 'id="login-form"' in form.text

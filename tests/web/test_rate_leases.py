@@ -11,16 +11,17 @@ import sqlalchemy as sa
 
 from authgate.app import Services
 from authgate.core import rate_limits
+from authgate.core.caches import Caches
 from authgate.core.context import Context
 from authgate.core.models import AuditQuery
-from authgate.core.rate_limits import MINUTE, Leases, Limit, RateLimitedError
+from authgate.core.rate_limits import MINUTE, Limit, RateLimitedError
 from tests.clock import MovableClock
 from tests.web.test_rate_limits import ACTOR
 
 
 def node(services: Services) -> Context:
     """Another node: the same store and clock, its own caches and leases."""
-    return dataclasses.replace(services.ctx, rate_leases=Leases())
+    return dataclasses.replace(services.ctx, caches=Caches())
 
 
 def stored_count(services: Services, key: str) -> int:
@@ -57,12 +58,15 @@ def test_two_nodes_never_admit_more_than_the_limit(services: Services) -> None:
         try:
             rate_limits.enforce(ctx, ACTOR, limit, scope="test", what="tests")
             admitted += 1
+            numbers.append(ctx.caches.rate_leases._leases[limit.key].next - 1)
         except RateLimitedError:
             refused += 1
-        numbers.append(ctx.rate_leases._leases[limit.key].next - 1)
     assert admitted + refused == 150
     assert 100 - 2 * 5 <= admitted <= 100  # at most one unused block per node
-    assert len(set(numbers)) == 150  # every hit got its own number
+    assert len(set(numbers)) == admitted  # every admitted hit got its own number
+    # Past the limit each node refuses from memory: at most one more block per node was
+    # claimed, not one per refused hit.
+    assert stored_count(services, "shared") <= 100 + 2 * 5
 
 
 def test_the_first_refusal_is_audited_once_across_nodes(services: Services) -> None:

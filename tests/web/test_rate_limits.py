@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
@@ -32,6 +32,7 @@ from tests.flows import (
     login,
     refresh,
 )
+from tests.http_types import Response
 
 TOKEN_LIMIT = 3
 INTROSPECTION_LIMIT = 2
@@ -44,7 +45,7 @@ ACTOR = Actor("anonymous", ip="203.0.113.7")
 def settings(tmp_path: object, database_url: str) -> Settings:
     return Settings(
         issuer=ISSUER,
-        data_dir=tmp_path,  # type: ignore[arg-type]
+        data_dir=tmp_path,
         database_url=database_url,
         secret_key="test-secret-key-" + "x" * 32,
         token_rate_per_client=TOKEN_LIMIT,
@@ -61,7 +62,7 @@ def align(clock: MovableClock, *, minutes: int = 15, second: int = 15) -> None:
     clock.current = base + timedelta(minutes=minutes, seconds=second)
 
 
-def assert_limited(resp: httpx.Response, retry_after: int) -> None:
+def assert_limited(resp: Response, retry_after: int) -> None:
     body = assert_oauth_error(resp, 429, "temporarily_unavailable", "try again in")
     assert resp.headers["retry-after"] == str(retry_after)
     assert f"{retry_after} seconds" in body["error_description"]
@@ -72,7 +73,7 @@ def limit_events(services: Services, scope: str) -> int:
     return len([e for e in events if e.target_id == scope])
 
 
-def _bogus_refresh(client: TestClient, app: Client) -> httpx.Response:
+def _bogus_refresh(client: TestClient, app: Client) -> Response:
     return refresh(client, "agrt_bogus", client_id=app.id, client_secret=app.secret)
 
 
@@ -86,7 +87,7 @@ def test_token_endpoint_per_client(
     for _ in range(TOKEN_LIMIT):
         assert_oauth_error(_bogus_refresh(signed_in, confidential), 400, "invalid_grant")
     # Over the limit a valid code is refused, and neither consumed nor exchanged.
-    exchange = {"client_id": confidential.id, "client_secret": confidential.secret}
+    exchange: dict[str, Any] = {"client_id": confidential.id, "client_secret": confidential.secret}
     resp = exchange_code(signed_in, code, verifier=pkce.verifier, **exchange)
     assert_limited(resp, 45)
     assert issued(services, confidential.id) == before
@@ -132,7 +133,7 @@ def test_introspection_per_client(
     assert limit_events(services, "introspection_client") == 1
 
 
-def _sign_in_page(client: TestClient, username: str, password: str) -> httpx.Response:
+def _sign_in_page(client: TestClient, username: str, password: str) -> Response:
     page = client.get("/login")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert csrf is not None

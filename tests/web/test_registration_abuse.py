@@ -7,6 +7,7 @@ Time is a ``MovableClock``: rate-limit windows and client expiry are tested by m
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -15,14 +16,14 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 from starlette.testclient import TestClient
 
 from authgate.app import Services, build_services, create_app
 from authgate.config import Settings
-from authgate.core import clients, registration
+from authgate.core import client_expiry, registration
 from authgate.core import settings as runtime_settings
+from authgate.core.caches import Caches
 from authgate.core.context import SYSTEM
 from authgate.core.models import App
 from authgate.core.settings import SettingsChange
@@ -37,6 +38,7 @@ from tests.flows import (
     generate_pkce,
     login,
 )
+from tests.http_types import Response
 from tests.spec.test_rfc7591 import REGISTER, events, registered, state
 
 SETTINGS = "/api/v2/oauth2-provider/settings"
@@ -149,8 +151,9 @@ def test_other_nodes_follow_within_the_cache_ttl(
     client: TestClient, services: Services, clock: MovableClock
 ) -> None:
     assert client.post(REGISTER, json=PUBLIC).status_code == 201  # this node read the settings
-    # Another node (here: core directly, bypassing this node's cache) switches it off.
-    runtime_settings.update(services.ctx, SYSTEM, SettingsChange(enabled=False))
+    # Another node (the same store, its own caches) switches it off.
+    other_node = dataclasses.replace(services.ctx, caches=Caches())
+    runtime_settings.update(other_node, SYSTEM, SettingsChange(enabled=False))
     assert client.post(REGISTER, json=PUBLIC).status_code == 201
     clock.advance(seconds=services.ctx.policy.cache_ttl.total_seconds())
     assert_oauth_error(client.post(REGISTER, json=PUBLIC), 403, "access_denied")
@@ -333,7 +336,7 @@ def limited(settings: Settings, clock: MovableClock) -> Iterator[tuple[TestClien
     services.store.close()
 
 
-def from_ip(client: TestClient, ip: str) -> httpx.Response:
+def from_ip(client: TestClient, ip: str) -> Response:
     return client.post(REGISTER, json=PUBLIC, headers={"X-Forwarded-For": ip})
 
 
@@ -342,7 +345,7 @@ def seconds_to_next_hour(clock: MovableClock) -> int:
     return max(1, math.ceil(3600 - elapsed))
 
 
-def assert_rate_limited(resp: httpx.Response, clock: MovableClock, where: str) -> None:
+def assert_rate_limited(resp: Response, clock: MovableClock, where: str) -> None:
     body = assert_oauth_error(resp, 429, "temporarily_unavailable", where)
     assert resp.headers["retry-after"] == str(seconds_to_next_hour(clock))
     assert resp.headers["access-control-allow-origin"] == "*"
@@ -418,7 +421,7 @@ def test_unused_clients_are_purged(
     use_client(client, alice, used)
     clock.advance(days=15)  # `unused`: 35 days since registration; `used`: 15 since its use
 
-    stale = clients.purge_stale_dynamic_apps(services.ctx, SYSTEM, dry_run=True)
+    stale = client_expiry.purge_stale_dynamic_apps(services.ctx, SYSTEM, dry_run=True)
     assert [a.id for a in stale] == [unused]
     assert services.store.get_app(unused) is not None  # a dry run deletes nothing
     assert events(services, "client.purged") == []
@@ -467,7 +470,7 @@ def test_ttl_zero_keeps_clients_forever(
     put_settings(client, admin, registration_client_ttl_days=0)
     old = registered(client, PUBLIC)["client_id"]
     clock.advance(days=400)
-    assert clients.purge_stale_dynamic_apps(services.ctx, SYSTEM) == []
+    assert client_expiry.purge_stale_dynamic_apps(services.ctx, SYSTEM) == []
     registered(client, PUBLIC)
     assert services.store.get_app(old) is not None
 
@@ -478,9 +481,9 @@ def test_purge_follows_the_configured_ttl(
     runtime_settings.update(services.ctx, SYSTEM, SettingsChange(client_ttl_days=2))
     app_id = registered(client, PUBLIC)["client_id"]
     clock.advance(days=1)
-    assert clients.purge_stale_dynamic_apps(services.ctx, SYSTEM) == []
+    assert client_expiry.purge_stale_dynamic_apps(services.ctx, SYSTEM) == []
     clock.advance(days=1, seconds=1)
-    purged = clients.purge_stale_dynamic_apps(services.ctx, SYSTEM)
+    purged = client_expiry.purge_stale_dynamic_apps(services.ctx, SYSTEM)
     assert [a.id for a in purged] == [app_id]
     assert services.store.get_app(app_id) is None
 

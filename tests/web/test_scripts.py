@@ -228,7 +228,7 @@ def registered_resource(server: Server) -> dict[str, object] | None:
     with server.api() as api:
         found = api.get(RESOURCE_PATH)
     assert found.status_code in (200, 404), found.text
-    return found.json() if found.status_code == 200 else None  # type: ignore[no-any-return]
+    return found.json() if found.status_code == 200 else None
 
 
 def script_steps(result: subprocess.CompletedProcess[str]) -> list[str]:
@@ -452,8 +452,8 @@ def test_manual_flow_catches_the_callback_and_prints_tokens(
         assert f"redirect_uri=http%3A%2F%2Flocalhost%3A{port}%2Fcallback" in url
         # The browser: sign in, Allow, follow the redirect to the listener.
         with httpx.Client(base_url=server.url) as browser:
-            login(browser, server.username, server.password)  # type: ignore[arg-type]
-            allowed = decide(browser, url)  # type: ignore[arg-type]
+            login(browser, server.username, server.password)
+            allowed = decide(browser, url)
             params = callback_params(allowed)
             assert params["iss"] == server.url
             location = allowed.headers["location"]

@@ -61,7 +61,10 @@ def test_failed_sign_in_says_the_same_for_unknown_and_wrong(
         assert resp.status_code == 401
         assert "Incorrect username or password." in resp.text
         bodies.append(resp.text.replace(resp.headers["x-request-id"], ""))
-    strip = lambda t: re.sub(r'value="[^"]{20,}"', "", t)  # noqa: E731
+
+    def strip(text: str) -> str:
+        return re.sub(r'value="[^"]{20,}"', "", text)
+
     assert strip(bodies[0]) == strip(bodies[1])
     assert "authgate_session" not in client.cookies
     events, count = services.store.list_audit(AuditQuery(action="user.login_failed"))

@@ -87,14 +87,14 @@ def test_calls_run_oldest_first_and_a_cancelled_call_never_runs() -> None:
         ran.append(name)
         return name
 
-    async def main() -> list[Any]:
+    async def main() -> list[str | BaseException]:
         loop = asyncio.get_running_loop()
         first = pool.submit(loop, blocker)
         cancelled = pool.submit(loop, lambda: record("cancelled"))
         last = pool.submit(loop, lambda: record("last"))
         cancelled.cancel()
         release.set()
-        return await asyncio.gather(first, last, cancelled, return_exceptions=True)
+        return list(await asyncio.gather(first, last, cancelled, return_exceptions=True))
 
     results = asyncio.run(main())
     assert results[:2] == ["blocker", "last"]

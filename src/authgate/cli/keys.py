@@ -66,7 +66,7 @@ def rotate(as_json: bool) -> None:
     ctx = open_context()
     try:
         # The new key is encrypted with this process's secret key: it must be the servers'.
-        ctx.keyring.signer(ctx)
+        core.signer(ctx)
     except DecryptionError as exc:
         raise click.ClickException(
             "The signing keys cannot be decrypted with this AUTHGATE_SECRET_KEY: set the one "

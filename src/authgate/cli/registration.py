@@ -15,10 +15,11 @@ import click
 
 from authgate.cli import access
 from authgate.cli.common import emit, fields, json_option, open_context, table
-from authgate.core import clients
+from authgate.core import client_expiry
 from authgate.core import settings as runtime_settings
 from authgate.core.context import SYSTEM
-from authgate.core.settings import RegistrationSettings, SettingsChange
+from authgate.core.models import RegistrationSettings
+from authgate.core.settings import SettingsChange
 from authgate.web.admin.settings import (
     InitialAccessTokenCreated,
     InitialAccessTokenOut,
@@ -267,7 +268,7 @@ def purge(dry_run: bool, as_json: bool) -> None:
     unused for the registration client TTL."""
     ctx = open_context()
     ttl_days = runtime_settings.load(ctx).client_ttl_days
-    stale = clients.purge_stale_self_registered_apps(ctx, SYSTEM, dry_run=dry_run)
+    stale = client_expiry.purge_stale_self_registered_apps(ctx, SYSTEM, dry_run=dry_run)
     listed = [
         {
             "id": app.id,

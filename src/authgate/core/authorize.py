@@ -204,7 +204,7 @@ def _validate_rest(
     pkce.check_challenge(challenge, method, required=app.is_public or app.require_pkce)
     resource = resources.resolve(ctx, params.get("resource"))
     requested = params.get("scope")
-    allowed = scopes.allow_list(app.scope, ctx.resources.scope_names(ctx))
+    allowed = scopes.allow_list(app.scope, resources.all_scope_names(ctx))
     openid = id_tokens.openid_scopes(requested, allowed)
     scope = scopes.negotiate(requested, allowed, resources.scope_names(resource), openid)
     scope = admin_scope.withhold(ctx, app, resource.identifier, scope, requested=requested)

@@ -7,7 +7,7 @@ that look at spent codes and rotated refresh tokens. Every node may run this at 
 batch is its own short transaction, and rows another node is deleting are skipped.
 
 Unused self-registered clients — dynamically registered and metadata-document ones — are
-purged here too (``clients.purge_stale_self_registered_apps``, audited as ``client.purged``).
+purged here too (``client_expiry.purge_stale_self_registered_apps``, audited as ``client.purged``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from authgate.core import clients
+from authgate.core import client_expiry
 from authgate.core.context import SYSTEM, Context
 from authgate.core.ports import EXPIRED_KINDS
 
@@ -52,5 +52,5 @@ def run(
         else:
             complete = False
         deleted[kind] = total
-    deleted["clients"] = len(clients.purge_stale_self_registered_apps(ctx, SYSTEM))
+    deleted["clients"] = len(client_expiry.purge_stale_self_registered_apps(ctx, SYSTEM))
     return CleanupReport(deleted, complete)

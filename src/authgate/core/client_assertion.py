@@ -20,11 +20,10 @@ assertion cannot be replayed while it is valid.
 from __future__ import annotations
 
 import json
-import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from authgate.core.caches import FetchedKeys
 from authgate.core.context import Context
 from authgate.core.errors import InvalidClientError
 from authgate.core.models import App
@@ -45,74 +44,57 @@ KEYS_DEFAULT_TTL = timedelta(minutes=5)
 KEYS_MIN_TTL = timedelta(minutes=1)
 KEYS_MAX_TTL = timedelta(hours=1)
 REFETCH_INTERVAL = timedelta(minutes=1)
-MAX_CACHED_CLIENTS = 1024
 
 
 def _refused(description: str, debug: str | None = None) -> InvalidClientError:
     return InvalidClientError(f"The client assertion is invalid: {description}", debug=debug)
 
 
-@dataclass(frozen=True, slots=True)
-class _Keys:
-    jwks_uri: str
-    keys: tuple[dict[str, Any], ...]
-    fetched_at: datetime
-    expires_at: datetime
-    error: str | None = None
+def jwks_uri_keys(ctx: Context, app: App, kid: str | None) -> list[dict[str, Any]]:
+    """The keys ``app`` publishes at its ``jwks_uri``, from this node's copy
+    (``caches.ClientKeys``) while it is fresh and knows ``kid``, else fetched again (at most
+    once per ``REFETCH_INTERVAL``)."""
+    now = ctx.clock.now()
+    entry = ctx.caches.client_keys.get(app.id)
+    if entry is not None and entry.jwks_uri != app.jwks_uri:
+        entry = None  # the client moved its keys
+    if entry is not None:
+        known = kid is None or any(k.get("kid") == kid for k in entry.keys)
+        fresh = entry.error is None and entry.expires_at > now
+        if (fresh and known) or now - entry.fetched_at < REFETCH_INTERVAL:
+            return _usable(entry)
+    return _usable(_fetch_keys(ctx, app, now, entry))
 
 
-class ClientKeys:
-    """This node's cache of keys fetched from clients' ``jwks_uri``."""
+def _usable(entry: FetchedKeys) -> list[dict[str, Any]]:
+    if not entry.keys:
+        raise _refused(entry.error or "the client's jwks_uri holds no keys")
+    return list(entry.keys)
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[str, _Keys] = {}
 
-    def keys(self, ctx: Context, app: App, kid: str | None) -> list[dict[str, Any]]:
-        now = ctx.clock.now()
-        with self._lock:
-            entry = self._entries.get(app.id)
-        if entry is not None and entry.jwks_uri != app.jwks_uri:
-            entry = None  # the client moved its keys
-        if entry is not None:
-            known = kid is None or any(k.get("kid") == kid for k in entry.keys)
-            fresh = entry.error is None and entry.expires_at > now
-            if (fresh and known) or now - entry.fetched_at < REFETCH_INTERVAL:
-                return self._usable(entry)
-        return self._usable(self._fetch(ctx, app, now, entry))
-
-    @staticmethod
-    def _usable(entry: _Keys) -> list[dict[str, Any]]:
-        if not entry.keys:
-            raise _refused(entry.error or "the client's jwks_uri holds no keys")
-        return list(entry.keys)
-
-    def _fetch(self, ctx: Context, app: App, now: datetime, previous: _Keys | None) -> _Keys:
+def _fetch_keys(ctx: Context, app: App, now: datetime, previous: FetchedKeys | None) -> FetchedKeys:
+    try:
+        if ctx.fetcher is None:
+            raise FetchError("this server does not fetch jwks_uri")
         try:
-            if ctx.fetcher is None:
-                raise FetchError("this server does not fetch jwks_uri")
-            try:
-                document = ctx.fetcher.fetch(app.jwks_uri)
-            except FetchBusyError as exc:
-                # Nothing was tried: the keys we had serve, and the next request may fetch.
-                if previous is not None and previous.keys:
-                    return previous
-                raise _refused(f"jwks_uri: {exc}", debug="fetch pool busy") from exc
-            keys = _key_list(document.body)
-            age = document.max_age
-            ttl = KEYS_DEFAULT_TTL if age is None else timedelta(seconds=age)
-            ttl = min(max(ttl, KEYS_MIN_TTL), KEYS_MAX_TTL)
-            entry = _Keys(app.jwks_uri, tuple(keys), now, now + ttl)
-        except (FetchError, ValueError) as exc:
-            # Keep serving the keys we had (a brief outage of the client's server), but record
-            # the attempt so the next one waits REFETCH_INTERVAL.
-            kept = previous.keys if previous is not None else ()
-            entry = _Keys(app.jwks_uri, kept, now, now, error=f"jwks_uri: {exc}")
-        with self._lock:
-            if len(self._entries) >= MAX_CACHED_CLIENTS:
-                self._entries.clear()
-            self._entries[app.id] = entry
-        return entry
+            document = ctx.fetcher.fetch(app.jwks_uri)
+        except FetchBusyError as exc:
+            # Nothing was tried: the keys we had serve, and the next request may fetch.
+            if previous is not None and previous.keys:
+                return previous
+            raise _refused(f"jwks_uri: {exc}", debug="fetch pool busy") from exc
+        keys = _key_list(document.body)
+        age = document.max_age
+        ttl = KEYS_DEFAULT_TTL if age is None else timedelta(seconds=age)
+        ttl = min(max(ttl, KEYS_MIN_TTL), KEYS_MAX_TTL)
+        entry = FetchedKeys(app.jwks_uri, tuple(keys), now, now + ttl)
+    except (FetchError, ValueError) as exc:
+        # Keep serving the keys we had (a brief outage of the client's server), but record
+        # the attempt so the next one waits REFETCH_INTERVAL.
+        kept = previous.keys if previous is not None else ()
+        entry = FetchedKeys(app.jwks_uri, kept, now, now, error=f"jwks_uri: {exc}")
+    ctx.caches.client_keys.put(app.id, entry)
+    return entry
 
 
 def _key_list(body: bytes) -> list[dict[str, Any]]:
@@ -206,7 +188,7 @@ def verify(ctx: Context, app: App, assertion: str) -> None:
     if app.jwks is not None:
         keys = list(app.jwks.get("keys", []))
     elif app.jwks_uri:
-        keys = ctx.client_keys.keys(ctx, app, kid)
+        keys = jwks_uri_keys(ctx, app, kid)
     else:
         raise _refused("the client has registered no keys")
     try:

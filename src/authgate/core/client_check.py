@@ -25,6 +25,7 @@ from authgate.core import (
     document_policy,
     registration,
 )
+from authgate.core import settings as runtime_settings
 from authgate.core.client_profiles import Profile
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidClientError, NotFound, OAuthError, ValidationFailed
@@ -204,7 +205,7 @@ def _validated_document(ctx: Context, url: str, body: bytes) -> tuple[App, list[
 def _validated_registration(
     ctx: Context, body: Mapping[str, Any]
 ) -> tuple[registration.ClientMetadata, list[Finding]]:
-    settings = document_policy.current(ctx)
+    settings = runtime_settings.current(ctx)
     parsed = registration.parse_metadata(ctx, body, settings)
     metadata = parsed.metadata
     changes = _dropped(parsed.dropped, metadata.token_endpoint_auth_method)
@@ -243,7 +244,7 @@ def check_document(ctx: Context, url: str) -> Report:
     profile = client_profiles.match(ctx, url, "", (), document=True)
     try:
         client_metadata.check_url(url)
-        document_policy.check_url_host(url, document_policy.current(ctx))
+        document_policy.check_url_host(url, runtime_settings.current(ctx))
     except client_metadata.InvalidDocument as exc:
         return _report("document", url, [Finding("refuse", "client_id", f"{exc}.")], profile)
     except InvalidClientError as exc:
@@ -253,7 +254,7 @@ def check_document(ctx: Context, url: str) -> Report:
         return _report("document", url, findings, profile)
     try:
         app, changes = _validated_document(ctx, url, body)
-        document_policy.check_redirect_uris(app, document_policy.current(ctx))
+        document_policy.check_redirect_uris(app, runtime_settings.current(ctx))
     except client_metadata.InvalidDocument as exc:
         findings.append(Finding("refuse", "document", f"The document is refused: {exc}."))
         return _report("document", url, findings, profile, pinned=pinned)
@@ -280,7 +281,7 @@ def check_registration(ctx: Context, body: Any) -> Report:
     if not isinstance(body, Mapping):
         findings.append(Finding("refuse", "body", "A registration body is a JSON object."))
         return _report("registration", "registration body", findings)
-    settings = document_policy.current(ctx)
+    settings = runtime_settings.current(ctx)
     if not settings.enabled:
         findings.append(
             Finding("refuse", "registration", "Dynamic client registration is switched off.")

@@ -24,14 +24,13 @@ says the document could not be fetched now. Such a refusal is not remembered as 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from authgate.core import (
+    app_events,
     audit,
     client_profiles,
     document_policy,
@@ -40,12 +39,12 @@ from authgate.core import (
     redirect_uris,
     scopes,
 )
-from authgate.core.client_auth import accepted_methods
+from authgate.core import settings as runtime_settings
+from authgate.core.caches import DocumentFailure
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import InvalidClientError, OAuthError
-from authgate.core.models import App, AuthMethod, GrantType
+from authgate.core.models import App, AuthMethod, GrantType, RegistrationSettings
 from authgate.core.ports import FetchBusyError, FetchedDocument, FetchError
-from authgate.core.settings import RegistrationSettings
 from authgate.crypto import jose
 
 MAX_URL_LENGTH = 2048
@@ -59,7 +58,6 @@ DEFAULT_GRANTS: tuple[GrantType, ...] = ("authorization_code", "refresh_token")
 ALLOWED_GRANTS = frozenset({"authorization_code", "refresh_token"})
 # Nothing secret can be shared through a public document: a key or nothing.
 AUTH_METHODS: tuple[AuthMethod, ...] = ("none", "private_key_jwt")
-MAX_FAILURES_KEPT = 1024
 MAX_KEYS = 16
 
 
@@ -106,41 +104,6 @@ def check_url(url: str) -> None:
         raise InvalidDocument("the client_id URL must not contain dot segments")
 
 
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    until: datetime
-    reason: str
-    stale_ok: bool
-
-
-class DocumentFailures:
-    """Recent failures per document URL, on this node (bounded; see module docstring)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._failures: dict[str, _Failure] = {}
-
-    def get(self, url: str, now: datetime) -> _Failure | None:
-        with self._lock:
-            failure = self._failures.get(url)
-            if failure is not None and failure.until <= now:
-                del self._failures[url]
-                return None
-            return failure
-
-    def remember(self, url: str, now: datetime, reason: str, *, stale_ok: bool) -> None:
-        with self._lock:
-            if len(self._failures) >= MAX_FAILURES_KEPT:
-                self._failures = {u: f for u, f in self._failures.items() if f.until > now}
-                while len(self._failures) >= MAX_FAILURES_KEPT:
-                    del self._failures[next(iter(self._failures))]
-            self._failures[url] = _Failure(now + FAILURE_TTL, reason, stale_ok)
-
-    def forget(self, url: str) -> None:
-        with self._lock:
-            self._failures.pop(url, None)
-
-
 def _refused(reason: str) -> InvalidClientError:
     return document_policy.refused(reason)
 
@@ -163,7 +126,7 @@ def load_document_client(ctx: Context, url: str, actor: Actor | None = None) -> 
     stored = ctx.store.get_app(url)
     if stored is not None and not stored.metadata_document:
         return stored  # an app registered under this id by other means stays what it is
-    settings = document_policy.current(ctx)
+    settings = runtime_settings.current(ctx)
     document_policy.check_url_host(url, settings)
     app = _fresh_or_fetched(ctx, url, stored, actor, settings)
     document_policy.check_redirect_uris(app, settings)
@@ -176,7 +139,7 @@ def _fresh_or_fetched(
     now = ctx.clock.now()
     if stored is not None and stored.metadata_expires_at and stored.metadata_expires_at > now:
         return stored
-    failure = ctx.client_documents.get(url, now)
+    failure = ctx.caches.client_documents.get(url, now)
     if failure is not None:
         stale = _usable_stale(stored, now) if failure.stale_ok else None
         if stale is not None:
@@ -186,9 +149,24 @@ def _fresh_or_fetched(
         raise _refused("this server does not fetch client metadata documents")
     if stored is None:
         document_policy.admit_new(ctx, actor, settings)
+    fetched = _fetch_or_fallback(ctx, url, stored, actor, settings, now)
+    if isinstance(fetched, App):
+        return fetched
+    return _accept_document(ctx, url, stored, fetched, settings, now)
+
+
+def _fetch_or_fallback(
+    ctx: Context,
+    url: str,
+    stored: App | None,
+    actor: Actor | None,
+    settings: RegistrationSettings,
+    now: datetime,
+) -> FetchedDocument | App:
+    """The live document; when the fetch fails, a usable stored or pinned copy instead."""
     source = rate_limits.source(actor.ip) if actor is not None and actor.ip else None
     try:
-        document = fetch_document(ctx, url, source)
+        return fetch_document(ctx, url, source)
     except FetchBusyError as exc:
         # Nothing was tried: not the document's failure, so not remembered; a stored copy,
         # even expired (within STALE_IF_ERROR), serves until a fetch can run.
@@ -197,7 +175,7 @@ def _fresh_or_fetched(
             return stale
         raise document_policy.refused(str(exc), debug="fetch pool busy") from exc
     except FetchError as exc:
-        ctx.client_documents.remember(url, now, str(exc), stale_ok=True)
+        _remember_failure(ctx, url, now, str(exc), stale_ok=True)
         stale = _usable_stale(stored, now)
         if stale is not None:
             return stale
@@ -205,21 +183,40 @@ def _fresh_or_fetched(
         if pinned is not None:
             return pinned
         raise _refused(str(exc)) from exc
+
+
+def _accept_document(
+    ctx: Context,
+    url: str,
+    stored: App | None,
+    document: FetchedDocument,
+    settings: RegistrationSettings,
+    now: datetime,
+) -> App:
+    """Read the fetched document, check it against the operator's controls and store it;
+    a refusal is remembered, so the next request does not fetch again."""
     try:
         app, dropped = read_document(url, document.body, stored, now, document.max_age)
     except InvalidDocument as exc:
-        ctx.client_documents.remember(url, now, str(exc), stale_ok=False)
+        _remember_failure(ctx, url, now, str(exc), stale_ok=False)
         raise _refused(str(exc)) from exc
     try:
         document_policy.check_redirect_uris(app, settings)
     except InvalidClientError as exc:
         # Not stored: a client the operator's controls refuse leaves no row behind.
-        ctx.client_documents.remember(url, now, exc.description, stale_ok=False)
+        _remember_failure(ctx, url, now, exc.description, stale_ok=False)
         raise
     ctx.store.upsert_app(app)
-    ctx.client_documents.forget(url)
+    ctx.caches.client_documents.forget(url)
     _audit(ctx, stored, app, dropped)
     return app
+
+
+def _remember_failure(
+    ctx: Context, url: str, now: datetime, reason: str, *, stale_ok: bool
+) -> None:
+    failure = DocumentFailure(now + FAILURE_TTL, reason, stale_ok)
+    ctx.caches.client_documents.remember(url, now, failure)
 
 
 def fetch_document(ctx: Context, url: str, source: str | None = None) -> FetchedDocument:
@@ -270,8 +267,8 @@ def _audit(
 ) -> None:
     """A new client, or a change to what it may do, is security-relevant; a refresh is not.
     ``dropped``: what the document asks for that authgate did not register."""
-    fields = _audit_fields(after)
-    if before is not None and _audit_fields(before) == fields:
+    fields = app_events.fields(after)
+    if before is not None and app_events.fields(before) == fields:
         return
     action = "app.created" if before is None else "app.updated"
     audit.record(
@@ -283,21 +280,6 @@ def _audit(
         dropped=negotiation.as_audit(dropped),
         **fields,
     )
-
-
-def _audit_fields(app: App) -> dict[str, object]:
-    return {
-        "name": app.name,
-        "redirect_uris": list(app.redirect_uris),
-        "client_type": app.client_type,
-        "token_endpoint_auth_method": app.token_endpoint_auth_method,
-        "token_endpoint_auth_methods": list(accepted_methods(app)),
-        "grant_types": list(app.grant_types),
-        "scope": app.scope,
-        "jwks_uri": app.jwks_uri,
-        "jwks_kids": sorted(str(k.get("kid", "")) for k in (app.jwks or {}).get("keys", [])),
-        "metadata_document": True,
-    }
 
 
 def _ttl(max_age: int | None) -> timedelta:

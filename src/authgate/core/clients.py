@@ -9,13 +9,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from authgate.core import audit, client_metadata, redirect_uris, scopes
-from authgate.core import settings as runtime_settings
-from authgate.core.client_auth import SECRET_KIND
+from authgate.core import app_events, audit, client_metadata, redirect_uris, scopes
+from authgate.core.client_credentials import SECRET_KIND
 from authgate.core.context import Actor, Context
 from authgate.core.errors import NotFound, OAuthError, ValidationFailed
 from authgate.core.models import App, AppSecret, AuthMethod, ClientType, GrantType
@@ -172,7 +170,7 @@ def create_app(ctx: Context, actor: Actor, fields: AppFields) -> App:
     )
     ctx.store.create_app(app)
     audit.record(
-        ctx, actor, "app.created", target_type="app", target_id=app.id, **_audit_fields(app)
+        ctx, actor, "app.created", target_type="app", target_id=app.id, **app_events.fields(app)
     )
     return app
 
@@ -182,22 +180,9 @@ def update_app(ctx: Context, actor: Actor, app_id: str, fields: AppFields) -> Ap
     updated = replace(app, updated_at=ctx.clock.now(), **_validated(fields, app))
     ctx.store.update_app(updated)
     audit.record(
-        ctx, actor, "app.updated", target_type="app", target_id=app.id, **_audit_fields(updated)
+        ctx, actor, "app.updated", target_type="app", target_id=app.id, **app_events.fields(updated)
     )
     return updated
-
-
-def _audit_fields(app: App) -> dict[str, object]:
-    return {
-        "name": app.name,
-        "redirect_uris": list(app.redirect_uris),
-        "client_type": app.client_type,
-        "require_pkce": app.require_pkce,
-        "grant_types": list(app.grant_types),
-        "scope": app.scope,
-        "first_party": app.first_party,
-        "admin_access": app.admin_access,
-    }
 
 
 def get_app(ctx: Context, app_id: str) -> App:
@@ -277,55 +262,3 @@ def delete_secret(ctx: Context, actor: Actor, app_id: str, secret_id: str) -> No
     audit.record(
         ctx, actor, "secret.deleted", target_type="secret", target_id=secret_id, app_id=app.id
     )
-
-
-def purge_stale_dynamic_apps(ctx: Context, actor: Actor, *, dry_run: bool = False) -> list[App]:
-    """Delete the dynamically registered apps nobody has used for ``registration_client_ttl_days``
-    (last successful token request, else registration); returns them, least recently seen first.
-
-    Unused registrations pile up (every MCP client that registers and goes away leaves one);
-    this is what keeps ``registration_max_clients`` from filling with them. 0 days = never.
-    """
-    return _purge_stale(ctx, actor, dry_run=dry_run, documents=False)
-
-
-def purge_stale_self_registered_apps(
-    ctx: Context, actor: Actor, *, dry_run: bool = False
-) -> list[App]:
-    """``purge_stale_dynamic_apps``, and the metadata-document clients unused as long (last
-    successful token request, else first load of the document). A purged client is deleted
-    with its grants and tokens, like a dynamically registered one: any token request counts as
-    use, so only a client nobody has used for that long goes; if it comes back, its document
-    is loaded again and the user is asked again."""
-    return _purge_stale(ctx, actor, dry_run=dry_run, documents=True)
-
-
-def _purge_stale(ctx: Context, actor: Actor, *, dry_run: bool, documents: bool) -> list[App]:
-    ttl_days = runtime_settings.load(ctx).client_ttl_days
-    if ttl_days <= 0:
-        return []
-    unused_since = ctx.clock.now() - timedelta(days=ttl_days)
-    stale = list(ctx.store.list_stale_dynamic_apps(unused_since))
-    if documents:
-        stale += ctx.store.list_stale_document_apps(unused_since)
-        stale.sort(key=lambda a: (a.last_used_at or a.created_at, a.id))
-    if dry_run:
-        return stale
-    purged = []
-    for app in stale:
-        if not ctx.store.delete_app(app.id):
-            continue  # deleted meanwhile (another node's purge, or its client)
-        purged.append(app)
-        last_seen = app.last_used_at or app.created_at
-        audit.record(
-            ctx,
-            actor,
-            "client.purged",
-            target_type="app",
-            target_id=app.id,
-            name=app.name,
-            last_seen_at=last_seen.isoformat(),
-            ttl_days=ttl_days,
-            metadata_document=app.metadata_document,
-        )
-    return purged

@@ -16,7 +16,7 @@ every use, so that a change of the settings applies to the clients already store
 - a document not stored yet (``admit_new``): rate-limited per source network (an IPv4
   address, an IPv6 /64: ``rate_limits.source``) and overall, and refused once
   ``document_max_clients`` document clients are stored; unused ones expire after
-  ``client_ttl_days`` (``clients.purge_stale_self_registered_apps``), so the cap does not fill
+  ``client_ttl_days`` (``client_expiry.purge_stale_self_registered_apps``), so the cap does not fill
   with clients that came once.
 
 Every refusal is ``invalid_client``: an error page at the authorization endpoint (the
@@ -27,13 +27,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from authgate.core import clients, rate_limits
+from authgate.core import client_expiry, rate_limits
 from authgate.core import settings as runtime_settings
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import InvalidClientError
-from authgate.core.models import App
+from authgate.core.models import App, RegistrationSettings
 from authgate.core.rate_limits import Limit
-from authgate.core.settings import RegistrationSettings
 
 PURGE_KEY = "documents:purge"
 
@@ -42,11 +41,6 @@ def refused(reason: str, debug: str | None = None) -> InvalidClientError:
     return InvalidClientError(
         f"The client metadata document could not be used: {reason}", debug=debug
     )
-
-
-def current(ctx: Context) -> RegistrationSettings:
-    """The runtime settings as this node knows them (within ``policy.cache_ttl``)."""
-    return ctx.registration_settings.get(ctx)
 
 
 def check_url_host(url: str, settings: RegistrationSettings) -> None:
@@ -100,7 +94,7 @@ def _check_cap(ctx: Context, settings: RegistrationSettings) -> None:
         # Expire unused ones first (at most once an hour, on any node): the cap counts the
         # clients in use, not the ones that came once.
         if settings.client_ttl_days > 0 and rate_limits.first_in_window(ctx, PURGE_KEY):
-            clients.purge_stale_self_registered_apps(ctx, SYSTEM)
+            client_expiry.purge_stale_self_registered_apps(ctx, SYSTEM)
         if ctx.store.count_document_apps() >= settings.document_max_clients:
             raise refused(
                 "this server has reached its limit of metadata-document clients; ask its "

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from authgate.core import scopes
+from authgate.core import keys, scopes
 from authgate.core.context import Context
 from authgate.core.errors import InvalidRequestError
 from authgate.core.models import Grant, User
@@ -131,7 +131,7 @@ def issue(
 ) -> str:
     """A signed ID token for ``user`` and the client ``client_id`` (OIDC Core §2)."""
     now = ctx.clock.now()
-    signing, key = ctx.keyring.signer(ctx)
+    signing, key = keys.signer(ctx)
     claims = user_claims(user, scopes.parse_scope(scope))
     claims.update(
         iss=ctx.policy.issuer,

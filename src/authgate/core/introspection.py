@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from authgate.core import client_auth, tokens
+from authgate.core import client_auth, client_credentials, tokens
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidClientError
 from authgate.core.models import AccessToken, RefreshToken
@@ -68,7 +68,7 @@ def introspect(
 ) -> dict[str, Any]:
     """``actor``: who asks, from where (a metadata document not stored yet counts against the
     limits of that source network, and its fetch against that source's share of the pool)."""
-    creds = client_auth.parse_credentials(authorization, params)
+    creds = client_credentials.parse_credentials(authorization, params)
     client = client_auth.authenticate(ctx, creds, actor)
     if client.app.is_public:
         raise InvalidClientError("Public clients may not introspect tokens")

@@ -7,8 +7,6 @@ since a retiring key stays published, a node still signing with it for that long
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -107,69 +105,48 @@ def _due(ctx: Context, keys: list[SigningKey], now: datetime) -> bool:
     return current.activated_at + interval <= now and ready
 
 
-@dataclass
-class Keyring:
-    """A node's cache of signing keys: the decrypted active key and the published set."""
-
-    _keys: list[SigningKey] = field(default_factory=list)
-    _loaded_at: datetime | None = None
-    _private: dict[str, jose.Key] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def keys(self, ctx: Context) -> list[SigningKey]:
-        now = ctx.clock.now()
-        with self._lock:
-            if not self._fresh(ctx, now):
-                self._refresh(ctx, now)
-            return self._keys
-
-    def _fresh(self, ctx: Context, now: datetime) -> bool:
-        # Loaded "in the future" (the clock went back since) is stale, not fresh.
-        age = now - self._loaded_at if self._loaded_at is not None else None
-        return age is not None and timedelta(0) <= age < ctx.policy.cache_ttl
-
-    def _refresh(self, ctx: Context, now: datetime) -> None:
+def _refreshed(ctx: Context) -> list[SigningKey]:
+    now = ctx.clock.now()
+    keys = list(ctx.store.list_signing_keys())
+    if _due(ctx, keys, now):
+        rotate(ctx, SYSTEM)
         keys = list(ctx.store.list_signing_keys())
-        if _due(ctx, keys, now):
-            rotate(ctx, SYSTEM)
-            keys = list(ctx.store.list_signing_keys())
-        if upcoming(keys) is None:
-            new_key(ctx, ctx.policy.signing_alg)
-            keys = list(ctx.store.list_signing_keys())
-        self._keys, self._loaded_at = keys, now
+    if upcoming(keys) is None:
+        new_key(ctx, ctx.policy.signing_alg)
+        keys = list(ctx.store.list_signing_keys())
+    return keys
 
-    def invalidate(self) -> None:
-        with self._lock:
-            self._loaded_at = None
 
-    def signer(self, ctx: Context) -> tuple[SigningKey, jose.Key]:
-        current = active(self.keys(ctx))
-        assert current is not None, "a refreshed keyring always has an active key"
-        private = self._private.get(current.kid)
-        if private is None:
-            pem = encryption.decrypt(
-                _encryption_key(ctx), current.private_key, current.kid.encode()
-            )
-            private = jose.load_private(pem, current.kid, current.alg)
-            self._private[current.kid] = private
-        return current, private
+def current_keys(ctx: Context) -> list[SigningKey]:
+    """Every stored key as this node knows them (``caches.Keyring``, trusted for
+    ``policy.cache_ttl``); a refresh rotates when due and makes sure a next key is published,
+    so the first call on a new database creates the keys."""
+    return ctx.caches.keyring.keys(ctx.clock.now(), ctx.policy.cache_ttl, lambda: _refreshed(ctx))
 
-    def jwks(self, ctx: Context) -> dict[str, Any]:
-        now = ctx.clock.now()
-        return {"keys": [k.public_jwk for k in published(self.keys(ctx), now)]}
 
-    def cached_jwks(self, ctx: Context) -> dict[str, Any] | None:
-        """The JWKS from this node's cache, or None when the cache must be refreshed first
-        (``jwks``, which may read the database). Never blocks on I/O: the web layer calls it
-        on the event loop and falls back to ``jwks`` in a worker thread."""
-        now = ctx.clock.now()
-        # A refresh holds the lock across database reads: never wait for it here.
-        if not self._lock.acquire(blocking=False):
-            return None
-        try:
-            if not self._fresh(ctx, now):
-                return None
-            keys = self._keys
-        finally:
-            self._lock.release()
-        return {"keys": [k.public_jwk for k in published(keys, now)]}
+def signer(ctx: Context) -> tuple[SigningKey, jose.Key]:
+    """The active key and its private half (decrypted once per node)."""
+    current = active(current_keys(ctx))
+    assert current is not None, "a refreshed keyring always has an active key"
+
+    def load() -> jose.Key:
+        pem = encryption.decrypt(_encryption_key(ctx), current.private_key, current.kid.encode())
+        return jose.load_private(pem, current.kid, current.alg)
+
+    return current, ctx.caches.keyring.private_key(current.kid, load)
+
+
+def jwks(ctx: Context) -> dict[str, Any]:
+    now = ctx.clock.now()
+    return {"keys": [k.public_jwk for k in published(current_keys(ctx), now)]}
+
+
+def cached_jwks(ctx: Context) -> dict[str, Any] | None:
+    """The JWKS from this node's cache, or None when the cache must be refreshed first
+    (``jwks``, which may read the database). Never blocks on I/O: the web layer calls it
+    on the event loop and falls back to ``jwks`` in a worker thread."""
+    now = ctx.clock.now()
+    keys = ctx.caches.keyring.cached(now, ctx.policy.cache_ttl)
+    if keys is None:
+        return None
+    return {"keys": [k.public_jwk for k in published(keys, now)]}

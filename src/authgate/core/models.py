@@ -292,3 +292,21 @@ class SigningKey:
     activated_at: datetime | None = None
     retired_at: datetime | None = None
     expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationSettings:
+    """What self-registered clients may do now. ``max_clients``, ``document_max_clients`` and
+    ``client_ttl_days``: 0 = no limit / never expire. ``redirect_hosts`` (both kinds of client)
+    and ``document_hosts``: empty = any host. ``client_ttl_days`` applies to dynamically
+    registered and metadata-document clients alike."""
+
+    enabled: bool = True
+    initial_access_token_required: bool = False
+    redirect_hosts: tuple[str, ...] = ()
+    max_clients: int = 1000
+    client_ttl_days: int = 30
+    documents_enabled: bool = True
+    document_hosts: tuple[str, ...] = ()
+    document_denied_hosts: tuple[str, ...] = ()
+    document_max_clients: int = 1000

@@ -16,7 +16,7 @@ Auth methods: the client offers ``token_endpoint_auth_method`` and/or the list
 ``none`` if offered (the client is public: it may always present nothing), else the one it
 named, else the first usable one; a usable ``private_key_jwt`` offered beside it is kept too
 (its keys are stored), so that the token endpoint honours either per request
-(``client_auth.accepted_methods``). Whatever was
+(``client_credentials.accepted_methods``). Whatever was
 offered but not registered is reported in ``dropped``.
 """
 

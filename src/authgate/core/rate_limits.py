@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import math
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from authgate.core import audit, client_auth
+from authgate.core import audit, client_credentials
 from authgate.core.context import Actor, Context
 from authgate.core.errors import OAuthError, TemporarilyUnavailableError
 from authgate.core.params import Params
@@ -29,11 +28,9 @@ SIGN_IN_SOURCES_WINDOW = 15 * MINUTE
 #: An IPv6 source is its /64: one subscriber's network, any address of which a host may take.
 IPV6_SOURCE_PREFIX = 64
 _MAX_KEY_PART = 128
-#: Leases (below): a block is 1/LEASE_FRACTION of the limit, at most LEASE_MAX hits; a node
-#: keeps blocks for at most MAX_LEASES keys.
+#: Leases (``hit``): a block is 1/LEASE_FRACTION of the limit, at most LEASE_MAX hits.
 LEASE_FRACTION = 20
 LEASE_MAX = 50
-MAX_LEASES = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -86,52 +83,28 @@ def block_size(limit: Limit) -> int:
     return max(1, min(LEASE_MAX, limit.max_hits // LEASE_FRACTION))
 
 
-@dataclass(slots=True)
-class _Lease:
-    window_start: datetime
-    next: int  # the number the next local hit gets
-    end: int  # the last number of the claimed block
-
-
-class Leases:
-    """A node's blocks of hit numbers, so that a busy limit costs one store write per block
-    instead of one per request.
+def hit(ctx: Context, limit: Limit) -> Hit:
+    """Count one hit of ``limit.key`` in the current window, numbered by the store in blocks
+    (``caches.Leases``), so that a busy limit costs one store write per block instead of one
+    per request.
 
     A block is claimed with one atomic ``count = count + n`` in the store, so blocks never
     overlap across nodes and every hit still gets a unique number in its window: a limit is
     never exceeded, and exactly one hit is the first refused. What a node claimed and did not
     use only makes the others refuse a little early (at most one block per node per window).
     """
-
-    def __init__(self) -> None:
-        self._leases: dict[str, _Lease] = {}
-        self._lock = threading.Lock()
-
-    def take(self, ctx: Context, limit: Limit, start: datetime, now: datetime) -> int:
-        with self._lock:
-            lease = self._leases.get(limit.key)
-            if lease is not None and lease.window_start == start and lease.next <= lease.end:
-                lease.next += 1
-                return lease.next - 1
-        size = block_size(limit)
-        end = ctx.store.hit_rate_limit(limit.key, start, now, size)
-        with self._lock:
-            if len(self._leases) >= MAX_LEASES:
-                # Forget the blocks of past windows (and, if that is not enough, all).
-                stale = [k for k, v in self._leases.items() if v.window_start < start]
-                for key in stale if len(stale) < len(self._leases) // 2 else list(self._leases):
-                    del self._leases[key]
-            if size > 1:
-                self._leases[limit.key] = _Lease(start, end - size + 2, end)
-        return end - size + 1
-
-
-def hit(ctx: Context, limit: Limit) -> Hit:
-    """Count one hit of ``limit.key`` in the current window (numbered by the store, in blocks;
-    see ``Leases``)."""
     now = ctx.clock.now()
     start = window_start(now, limit.window)
-    count = ctx.rate_leases.take(ctx, limit, start, now) if limit.max_hits > 0 else 1
+    count = 1
+    if limit.max_hits > 0:
+        size = block_size(limit)
+        count = ctx.caches.rate_leases.take(
+            limit.key,
+            size,
+            limit.max_hits,
+            start,
+            lambda: ctx.store.hit_rate_limit(limit.key, start, now, size),
+        )
     remaining = (start + limit.window - now).total_seconds()
     return Hit(count, start, max(1, math.ceil(remaining)))
 
@@ -293,7 +266,7 @@ def named_client(authorization: str | None, params: Params) -> str | None:
     """The client_id a request names (Basic header, form or assertion), unauthenticated: a key
     for counting, never a proof of who is calling. None when it names none or is malformed."""
     try:
-        return client_auth.parse_credentials(authorization, params).client_id
+        return client_credentials.parse_credentials(authorization, params).client_id
     except OAuthError:
         return None
 

@@ -95,6 +95,17 @@ def validate_redirect_uri(uri: str, *, public: bool) -> str:
     scheme = parts.scheme.lower()
     if parts.fragment or "#" in uri:
         raise InvalidRedirectUriError("redirect_uri must not contain a fragment")
+    _check_scheme(scheme, parts, public=public)
+    if parts.username or parts.password:
+        raise InvalidRedirectUriError("redirect_uri must not contain user information")
+    if ascii_origin(uri) is None:
+        raise InvalidRedirectUriError("redirect_uri must have a valid host name or IP address")
+    return uri
+
+
+def _check_scheme(scheme: str, parts: SplitResult, *, public: bool) -> None:
+    """What the scheme allows: never a dangerous one; https with a host; http on loopback
+    only; a private-use scheme with a path or authority."""
     if scheme in DANGEROUS_SCHEMES or (public and scheme in PUBLIC_FORBIDDEN_SCHEMES):
         raise InvalidRedirectUriError(f"The {scheme}: scheme is not allowed for redirect_uri")
     if scheme == "https":
@@ -109,11 +120,6 @@ def validate_redirect_uri(uri: str, *, public: bool) -> str:
     elif not (parts.netloc or parts.path):
         # Private-use schemes (RFC 8252 §7.1) need a path or authority: `cursor://anysphere/cb`.
         raise InvalidRedirectUriError("A private-use redirect_uri needs a path")
-    if parts.username or parts.password:
-        raise InvalidRedirectUriError("redirect_uri must not contain user information")
-    if ascii_origin(uri) is None:
-        raise InvalidRedirectUriError("redirect_uri must have a valid host name or IP address")
-    return uri
 
 
 def validate_redirect_uris(uris: Sequence[str], *, public: bool) -> tuple[str, ...]:

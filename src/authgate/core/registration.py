@@ -26,7 +26,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from authgate.core import (
+    app_events,
     audit,
+    client_expiry,
     client_metadata,
     clients,
     confusables,
@@ -37,7 +39,7 @@ from authgate.core import (
     service_access,
 )
 from authgate.core import settings as runtime_settings
-from authgate.core.client_auth import SECRET_KIND, accepted_methods
+from authgate.core.client_credentials import SECRET_KIND, accepted_methods
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import (
     AccessDeniedError,
@@ -46,10 +48,17 @@ from authgate.core.errors import (
     InvalidTokenError,
     OAuthError,
 )
-from authgate.core.models import App, ApplicationType, AuthMethod, GrantType, ServiceAccess
+from authgate.core.models import (
+    App,
+    ApplicationType,
+    AuthMethod,
+    GrantType,
+    RegistrationSettings,
+    ServiceAccess,
+)
 from authgate.core.ports import StoreUnavailableError
 from authgate.core.rate_limits import Limit, RateLimitedError
-from authgate.core.settings import InitialAccessToken, RegistrationSettings
+from authgate.core.settings import InitialAccessToken
 from authgate.crypto import secrets
 
 REGISTRATION_TOKEN_KIND = "rat"
@@ -369,23 +378,6 @@ def _app_fields(metadata: ClientMetadata) -> dict[str, Any]:
     }
 
 
-def _audit_fields(app: App) -> dict[str, object]:
-    return {
-        "name": app.name,
-        "redirect_uris": list(app.redirect_uris),
-        "client_type": app.client_type,
-        "token_endpoint_auth_method": app.token_endpoint_auth_method,
-        "token_endpoint_auth_methods": list(accepted_methods(app)),
-        "grant_types": list(app.grant_types),
-        "scope": app.scope,
-        "application_type": app.application_type,
-        "software_id": app.software_id,
-        "software_version": app.software_version,
-        "jwks_uri": app.jwks_uri,
-        "service_access": service_access.as_json(app.service_access),
-    }
-
-
 # Abuse controls.
 
 
@@ -418,7 +410,7 @@ def check_rate_limits(ctx: Context, actor: Actor, limits: RateLimits) -> None:
 def _purge_now_and_then(ctx: Context, settings: RegistrationSettings) -> None:
     """Expire unused clients at most once an hour, on whichever node registers first."""
     if settings.client_ttl_days > 0 and rate_limits.first_in_window(ctx, PURGE_KEY):
-        clients.purge_stale_dynamic_apps(ctx, SYSTEM)
+        client_expiry.purge_stale_dynamic_apps(ctx, SYSTEM)
 
 
 def _check_cap(ctx: Context, settings: RegistrationSettings) -> None:
@@ -517,7 +509,7 @@ def _finish_registration(
         target_id=app.id,
         initial_access_token_id=initial.id if initial is not None else None,
         dropped=negotiation.as_audit(parsed.dropped),
-        **_audit_fields(app),
+        **app_events.fields(app),
     )
     return secret
 
@@ -635,7 +627,7 @@ def update_client(
         target_type="app",
         target_id=app.id,
         dropped=negotiation.as_audit(parsed.dropped),
-        **_audit_fields(updated),
+        **app_events.fields(updated),
     )
     return updated
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
 from typing import Any
 
 from authgate.core import audit
@@ -56,66 +54,40 @@ def find(store: Store, identifier: str) -> Resource | None:
     return None
 
 
-class ResourceCache:
-    """A node's copy of the registered resources it has looked up, each trusted for
-    ``policy.cache_ttl`` (as ``keys.Keyring``). This node's own changes clear it at once; another
-    node's change is seen within that bound. Unknown identifiers are not remembered, so a new
-    resource is found by the next request on any node."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[datetime, Resource]] = {}
-        self._scopes: tuple[datetime, list[str]] | None = None
-        self._lock = threading.Lock()
-
-    def get(self, ctx: Context, identifier: str) -> Resource | None:
-        now = ctx.clock.now()
-        with self._lock:
-            hit = self._entries.get(identifier)
-        # Loaded "in the future" (the clock went back since) is stale, not fresh.
-        if hit is not None and timedelta(0) <= now - hit[0] < ctx.policy.cache_ttl:
-            return hit[1]
-        resource = find(ctx.store, identifier)
-        with self._lock:
-            if resource is None:
-                self._entries.pop(identifier, None)
-            else:
-                self._entries[identifier] = (now, resource)
-        return resource
-
-    def scope_names(self, ctx: Context) -> list[str]:
-        """Every scope any registered resource defines, sorted (for the metadata document),
-        read at most once per ``policy.cache_ttl``."""
-        now = ctx.clock.now()
-        cached = self.cached_scope_names(ctx)
-        if cached is not None:
-            return cached
-        names = sorted({s.name for r in ctx.store.list_resources() for s in r.scopes})
-        with self._lock:
-            self._scopes = (now, names)
-        return names
-
-    def cached_scope_names(self, ctx: Context) -> list[str] | None:
-        """``scope_names`` if this node's copy is fresh, else None; never reads the database."""
-        now = ctx.clock.now()
-        with self._lock:
-            cached = self._scopes
-        if cached is not None and timedelta(0) <= now - cached[0] < ctx.policy.cache_ttl:
-            return cached[1]
-        return None
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._scopes = None
-
-
 def lookup(ctx: Context, identifier: str) -> Resource:
     """The registered resource this canonical identifier names (in either spelling of a
     trailing "/"), or ``invalid_target``. Its ``identifier`` is the tokens' audience."""
-    resource = ctx.resources.get(ctx, identifier)
+    resource = _cached(ctx, identifier)
     if resource is None:
         raise InvalidTargetError("The resource is not registered with this authorization server")
     return resource
+
+
+def _cached(ctx: Context, identifier: str) -> Resource | None:
+    """``find`` through this node's copy (``caches.ResourceCache``), each entry trusted for
+    ``policy.cache_ttl`` (as the keyring). This node's own changes clear it at once; another
+    node's change is seen within that bound."""
+    now, cache = ctx.clock.now(), ctx.caches.resources
+    resource = cache.get(identifier, now, ctx.policy.cache_ttl)
+    if resource is None:
+        resource = find(ctx.store, identifier)
+        cache.put(identifier, now, resource)
+    return resource
+
+
+def all_scope_names(ctx: Context) -> list[str]:
+    """Every scope any registered resource defines, sorted (for the metadata document),
+    read at most once per ``policy.cache_ttl``."""
+    names = cached_all_scope_names(ctx)
+    if names is None:
+        names = sorted({s.name for r in ctx.store.list_resources() for s in r.scopes})
+        ctx.caches.resources.scope_names.put(ctx.clock.now(), names)
+    return names
+
+
+def cached_all_scope_names(ctx: Context) -> list[str] | None:
+    """``all_scope_names`` if this node's copy is fresh, else None; never reads the database."""
+    return ctx.caches.resources.scope_names.get(ctx.clock.now(), ctx.policy.cache_ttl)
 
 
 def resolve(ctx: Context, value: str | None) -> Resource:
@@ -223,7 +195,7 @@ def create_resource(ctx: Context, actor: Actor, fields: ResourceFields) -> Resou
         raise Conflict(f"A resource {existing.identifier!r} is already registered")
     try:
         ctx.store.create_resource(resource)
-        ctx.resources.clear()
+        ctx.caches.resources.clear()
     except DuplicateKeyError as exc:
         raise Conflict(f"A resource {resource.identifier!r} is already registered") from exc
     audit.record(
@@ -259,7 +231,7 @@ def update_resource(
         raise _invalid("identifier", "cannot change: register a new resource instead")
     updated = replace(resource, updated_at=ctx.clock.now(), **values)
     ctx.store.update_resource(updated)
-    ctx.resources.clear()
+    ctx.caches.resources.clear()
     audit.record(
         ctx,
         actor,
@@ -276,7 +248,7 @@ def delete_resource(ctx: Context, actor: Actor, resource_id: str) -> None:
     if resource.identifier == ctx.policy.audience:
         raise ValidationFailed("authgate's own API resource cannot be deleted")
     ctx.store.delete_resource(resource.id)
-    ctx.resources.clear()
+    ctx.caches.resources.clear()
     audit.record(
         ctx,
         actor,

@@ -9,14 +9,14 @@ Revoking a refresh token ends its whole grant family, access tokens included (§
 
 from __future__ import annotations
 
-from authgate.core import audit, client_auth, tokens
+from authgate.core import audit, client_auth, client_credentials, tokens
 from authgate.core.context import Actor, Context
 from authgate.core.models import AccessToken, AuditEvent, RefreshToken
 from authgate.core.params import Params
 
 
 def revoke(ctx: Context, params: Params, authorization: str | None, actor: Actor) -> None:
-    creds = client_auth.parse_credentials(authorization, params)
+    creds = client_credentials.parse_credentials(authorization, params)
     client = client_auth.authenticate(ctx, creds, actor)
     actor = actor.as_client(client.app.id)
     value = params.require("token")

@@ -15,7 +15,6 @@ short list kept in one setting: only their SHA-256 is stored, like every other a
 from __future__ import annotations
 
 import re
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -26,7 +25,7 @@ from urllib.parse import urlsplit
 from authgate.core import audit, service_access
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidTokenError, NotFound, ValidationFailed
-from authgate.core.models import ServiceAccess
+from authgate.core.models import RegistrationSettings, ServiceAccess
 from authgate.crypto import secrets
 
 ENABLED = "dynamic_registration_enabled"
@@ -59,24 +58,6 @@ _HOST_ENTRY = re.compile(
 _DOCUMENT_HOST_ENTRY = re.compile(
     r"(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\]"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class RegistrationSettings:
-    """What self-registered clients may do now. ``max_clients``, ``document_max_clients`` and
-    ``client_ttl_days``: 0 = no limit / never expire. ``redirect_hosts`` (both kinds of client)
-    and ``document_hosts``: empty = any host. ``client_ttl_days`` applies to dynamically
-    registered and metadata-document clients alike."""
-
-    enabled: bool = True
-    initial_access_token_required: bool = False
-    redirect_hosts: tuple[str, ...] = ()
-    max_clients: int = 1000
-    client_ttl_days: int = 30
-    documents_enabled: bool = True
-    document_hosts: tuple[str, ...] = ()
-    document_denied_hosts: tuple[str, ...] = ()
-    document_max_clients: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,38 +108,20 @@ def load(ctx: Context) -> RegistrationSettings:
     return RegistrationSettings(**{f.name: _stored(ctx, f.name) for f in fields(DEFAULTS)})
 
 
-class SettingsCache:
-    """A node's copy of the settings, trusted for ``policy.cache_ttl`` (as ``keys.Keyring``).
-
-    The node that makes a change invalidates its copy, so it sees the change at once; other
-    nodes see it within the TTL."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._value: RegistrationSettings | None = None
-        self._loaded_at: datetime | None = None
-
-    def get(self, ctx: Context) -> RegistrationSettings:
-        now = ctx.clock.now()
-        value = self.cached(ctx)
-        if value is not None:
-            return value
+def current(ctx: Context) -> RegistrationSettings:
+    """The settings as this node knows them: its copy, trusted for ``policy.cache_ttl``. The
+    node that makes a change invalidates its copy, so it sees the change at once; other nodes
+    see it within the TTL."""
+    value = cached(ctx)
+    if value is None:
         value = load(ctx)
-        with self._lock:
-            self._value, self._loaded_at = value, now
-        return value
+        ctx.caches.registration_settings.put(ctx.clock.now(), value)
+    return value
 
-    def cached(self, ctx: Context) -> RegistrationSettings | None:
-        """The settings if this node's copy is fresh, else None; never reads the database."""
-        now = ctx.clock.now()
-        with self._lock:
-            value, loaded_at = self._value, self._loaded_at
-        fresh = loaded_at is not None and timedelta(0) <= now - loaded_at < ctx.policy.cache_ttl
-        return value if fresh else None
 
-    def invalidate(self) -> None:
-        with self._lock:
-            self._value = self._loaded_at = None
+def cached(ctx: Context) -> RegistrationSettings | None:
+    """``current`` if this node's copy is fresh, else None; never reads the database."""
+    return ctx.caches.registration_settings.get(ctx.clock.now(), ctx.policy.cache_ttl)
 
 
 def _invalid(field: str, message: str) -> ValidationFailed:
@@ -243,6 +206,7 @@ def update(ctx: Context, actor: Actor, change: SettingsChange) -> RegistrationSe
     changed = {k: v for k, v in values.items() if getattr(before, k) != v}
     for name, value in changed.items():
         ctx.store.set_setting(_KEYS[name], list(value) if isinstance(value, tuple) else value)
+    ctx.caches.registration_settings.invalidate()
     if changed:
         audit.record(
             ctx,

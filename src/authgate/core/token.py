@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from datetime import timedelta
 
-from authgate.core import client_auth
+from authgate.core import client_auth, client_credentials
 from authgate.core.context import Actor, Context
 from authgate.core.errors import UnauthorizedClientError, UnsupportedGrantTypeError
 from authgate.core.grants.authorization_code import AuthorizationCodeGrant
@@ -33,7 +33,7 @@ def exchange(
     handler = GRANTS.get(grant_type or "")
     if handler is None:
         raise UnsupportedGrantTypeError("The grant type is missing or unsupported")
-    creds = client_auth.parse_credentials(authorization, params)
+    creds = client_credentials.parse_credentials(authorization, params)
     client = client_auth.authenticate(ctx, creds, actor)
     if grant_type not in client.app.grant_types:
         raise UnauthorizedClientError(f"The client may not use the {grant_type} grant")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from authgate.core import keys
 from authgate.core.context import Context
 from authgate.core.errors import InvalidTokenError
 from authgate.core.models import AccessToken, Grant, RefreshToken, Resource
@@ -102,7 +103,7 @@ def _access_value(
         claims["scope"] = scope
     if grant.auth_time is not None:
         claims["auth_time"] = int(grant.auth_time.timestamp())
-    _, key = ctx.keyring.signer(ctx)
+    _, key = keys.signer(ctx)
     return jti, jose.sign(key, claims)
 
 

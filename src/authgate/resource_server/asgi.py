@@ -20,6 +20,7 @@ built by `challenge.bearer_challenge`;
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Sequence
 
@@ -33,6 +34,8 @@ from authgate.resource_server.verifier import TokenVerifier
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+logger = logging.getLogger(__name__)
 
 
 class BearerAuth:
@@ -76,7 +79,10 @@ class BearerAuth:
             claims = await self.verifier.verify(token)
         except InvalidToken as exc:
             return self._refuse(401, "invalid_token", exc.description)
-        except VerifierUnavailable:
+        except VerifierUnavailable as exc:
+            # The client only sees a 503; the operator needs the reason (the message names
+            # URLs and issuers, never a token).
+            logger.warning("cannot verify bearer tokens, answering 503: %s", exc)
             return _Refusal(503, [(b"retry-after", b"5")], _json("temporarily_unavailable"))
         missing = [s for s in self.required_scopes if s not in claims.scopes]
         if missing:

@@ -34,9 +34,21 @@ def parse_metadata(body: bytes, issuer: str) -> dict[str, Any]:
         raise VerifierUnavailable("the authorization server metadata is not JSON") from exc
     if not isinstance(document, dict):
         raise VerifierUnavailable("the authorization server metadata is not a JSON object")
-    if document.get("issuer") != issuer:
-        raise VerifierUnavailable("the authorization server metadata names another issuer")
+    named = document.get("issuer")
+    if named != issuer:
+        # Both issuers in the message: the usual cause is a resource server configured with
+        # another spelling of the same server (`http://127.0.0.1:3000` for `localhost:3000`).
+        raise VerifierUnavailable(
+            f"the authorization server metadata names another issuer: {_shown(named)}, not "
+            f"{issuer!r} (configure the issuer exactly as the authorization server spells it)"
+        )
     return document
+
+
+def _shown(value: object) -> str:
+    """A value from the document, short enough for a log line."""
+    text = repr(value)
+    return text if len(text) <= 200 else f"{text[:200]}…"
 
 
 def endpoint(document: dict[str, Any], name: str) -> str:

@@ -7,6 +7,12 @@ and serves the RFC 9728 document. `McpTokenVerifier` fills the SDK's `AccessToke
 `AccessClaims`: `resource` is the canonical resource the token's `aud` named, `subject` and
 the `iss` claim identify the principal (the SDK binds sessions to client, issuer and subject).
 
+The SDK cannot answer 503: when authgate cannot be asked (down, or its metadata names another
+issuer than the one configured here), `verify_token` raises and the SDK answers 500. `protect()`
+puts the kit's `BearerAuth` in front of the SDK's app, so clients get the kit's answers (401/403
+naming the scopes, 503 with `Retry-After` and the reason in the log) and the SDK only ever sees
+tokens the kit accepted.
+
 `mcp` is imported only when this module's functions run, so the kit works without it.
 """
 
@@ -15,7 +21,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from authgate.resource_server.asgi import BearerAuth
 from authgate.resource_server.errors import InvalidToken
+from authgate.resource_server.resource_metadata import metadata_url
 from authgate.resource_server.verifier import TokenVerifier
 
 if TYPE_CHECKING:
@@ -66,3 +76,23 @@ def auth_settings(verifier: TokenVerifier, required_scopes: Sequence[str] = ()) 
         required_scopes=list(required_scopes) or None,
         validate_token_resource=True,
     )
+
+
+def protect(sdk_app: ASGIApp, verifier: TokenVerifier, required_scopes: Sequence[str]) -> ASGIApp:
+    """The SDK's streamable HTTP app behind `BearerAuth`; its RFC 9728 document (under
+    `/.well-known/`) stays public. A token is checked by both (the SDK keeps its own view of
+    the caller, which binds sessions to it); only the kit's refusals reach clients."""
+    guarded = BearerAuth(
+        sdk_app,
+        verifier,
+        required_scopes=required_scopes,
+        resource_metadata_url=metadata_url(verifier.resource),
+    )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/.well-known/"):
+            await sdk_app(scope, receive, send)
+        else:
+            await guarded(scope, receive, send)
+
+    return app

@@ -97,7 +97,7 @@ def _checks(request: Request) -> dict[str, bool]:
     schema: Callable[[], bool] | None = getattr(request.app.state, SCHEMA_CHECK, None)
     checks["schema"] = _safely("schema", schema) if schema is not None else True
     checks["signing_key"] = _safely(
-        "signing_key", lambda: keys.active(list(ctx.keyring.keys(ctx))) is not None
+        "signing_key", lambda: keys.active(list(keys.current_keys(ctx))) is not None
     )
     return checks
 

@@ -169,9 +169,6 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
     app.state.settings = settings
     app.state.templates = environment(settings.template_dir or None)
     app.state.branding = branding_of(settings)
-    # This node's copy of the runtime registration settings (core/settings.py), shared with
-    # the core functions that read them (metadata-document clients).
-    app.state.registration_settings = ctx.registration_settings
     app.router.routes.extend(protocol_routes(settings.issuer))
     app.router.routes.extend(page_routes())
     if settings.metrics_enabled:

@@ -19,7 +19,7 @@ router = APIRouter(prefix="/keys", tags=["keys"])
 @router.get("", response_model=list[SigningKeyOut])
 def list_keys(ctx: Ctx, who: Admin) -> list[SigningKeyOut]:
     """The published keys (next, active, retiring), oldest first, as the JWKS has them."""
-    ctx.keyring.keys(ctx)  # like a JWKS fetch: creates the keys on a new database
+    keys.current_keys(ctx)  # like a JWKS fetch: creates the keys on a new database
     published = keys.published(list(ctx.store.list_signing_keys()), ctx.clock.now())
     return [SigningKeyOut.of(key) for key in published]
 
@@ -28,5 +28,5 @@ def list_keys(ctx: Ctx, who: Admin) -> list[SigningKeyOut]:
 def rotate_keys(ctx: Ctx, who: Admin, request: Request) -> SigningKeyOut:
     """Promote the next key to active now, retire the active one, publish a new next key."""
     rotated = keys.rotate(ctx, actor(request, who))
-    ctx.keyring.invalidate()
+    ctx.caches.keyring.invalidate()
     return SigningKeyOut.of(rotated)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from authgate.core import client_auth
+from authgate.core import client_credentials
 from authgate.core.models import (
     ApiToken,
     App,
@@ -163,7 +163,7 @@ class AppOut(BaseModel):
             client_type=app.client_type,
             require_pkce=app.require_pkce,
             token_endpoint_auth_method=app.token_endpoint_auth_method,
-            token_endpoint_auth_methods=list(client_auth.accepted_methods(app)),
+            token_endpoint_auth_methods=list(client_credentials.accepted_methods(app)),
             grant_types=list(app.grant_types),
             scope=app.scope,
             first_party=app.first_party,

@@ -14,10 +14,10 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.core import settings as runtime_settings
-from authgate.core.settings import InitialAccessToken, RegistrationSettings
+from authgate.core.models import RegistrationSettings
+from authgate.core.settings import InitialAccessToken
 from authgate.web.admin.auth import Admin, Ctx, actor, no_store
 from authgate.web.admin.schemas import MAX_TOKEN_LIFETIME, ServiceAccessEntry
-from authgate.web.protocol.registration import settings_cache
 
 router = APIRouter(prefix="/oauth2-provider", tags=["settings"])
 
@@ -156,7 +156,6 @@ def update_settings(
         document_max_clients=body.client_metadata_max_clients,
     )
     updated = runtime_settings.update(ctx, actor(request, who), change)
-    settings_cache(request).invalidate()
     return RegistrationSettingsOut.of(updated)
 
 

@@ -14,7 +14,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
-from authgate.core import client_auth, client_profiles, clients, service_access
+from authgate.core import client_credentials, client_profiles, clients, service_access
 from authgate.core.accounts import SignedIn
 from authgate.core.errors import InvalidRequestError, ManagementError, NotFound
 from authgate.core.models import App
@@ -184,7 +184,7 @@ async def show(
         grantable=grantable,
         can_use_client_credentials=service_access.can_use(app),
         origin=origin(app),
-        accepted_methods=client_auth.accepted_methods(app),
+        accepted_methods=client_credentials.accepted_methods(app),
         key_ids=key_ids(app),
         issuer=issuer,
         app_path=app_path(app.id),

@@ -21,7 +21,6 @@ from authgate.core.models import AuditQuery, Resource, ScopeInfo
 from authgate.web import deps
 from authgate.web.admin.schemas import key_state
 from authgate.web.pages import common
-from authgate.web.protocol.registration import settings_cache
 
 AUDIT_PAGE = 50
 
@@ -223,7 +222,7 @@ async def delete_resource(request: Request) -> Response:
 
 
 def _published_keys(ctx: Context) -> list[dict[str, Any]]:
-    ctx.keyring.keys(ctx)  # like a JWKS fetch: creates the keys on a new database
+    keys.current_keys(ctx)  # like a JWKS fetch: creates the keys on a new database
     published = keys.published(list(ctx.store.list_signing_keys()), ctx.clock.now())
     return [{"key": key, "state": key_state(key)} for key in published]
 
@@ -243,7 +242,7 @@ async def rotate_keys(request: Request) -> Response:
     who, _ = checked
     ctx = deps.ctx_of(request)
     await run_in_threadpool(keys.rotate, ctx, common.actor(request, who))
-    ctx.keyring.invalidate()
+    ctx.caches.keyring.invalidate()
     return common.done("/admin/keys", "keys-rotated")
 
 
@@ -316,7 +315,6 @@ async def update_settings(request: Request) -> Response:
     updated = await common.attempt(runtime_settings.update, ctx, common.actor(request, who), change)
     if isinstance(updated, ManagementError):
         return await _settings_page(request, who, failure=updated)
-    settings_cache(request).invalidate()
     return common.done("/admin/settings", "settings-saved")
 
 

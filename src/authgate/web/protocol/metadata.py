@@ -9,10 +9,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from authgate.core import metadata, resources
+from authgate.core import keys, metadata, resources
+from authgate.core import settings as runtime_settings
 from authgate.core.context import Context
 from authgate.web import deps, threads
-from authgate.web.protocol.registration import settings_cache
 
 CACHE = {"Cache-Control": "public, max-age=300"}
 
@@ -51,13 +51,13 @@ def _authorization_server(request: Request, cached: bool = False) -> bytes | Non
     thread)."""
     ctx = deps.ctx_of(request)
     if cached:
-        scopes = ctx.resources.cached_scope_names(ctx)
-        registration = settings_cache(request).cached(ctx)
+        scopes = resources.cached_all_scope_names(ctx)
+        registration = runtime_settings.cached(ctx)
         if scopes is None or registration is None:
             return None
     else:
-        scopes = ctx.resources.scope_names(ctx)
-        registration = settings_cache(request).get(ctx)
+        scopes = resources.all_scope_names(ctx)
+        registration = runtime_settings.current(ctx)
     policy, enabled = ctx.policy, registration.enabled
     # Advertised while the fetcher exists (the hard switch) and the operator's switch is on.
     cimd = ctx.fetcher is not None and registration.documents_enabled
@@ -85,9 +85,9 @@ async def protected_resource(request: Request) -> Response:
 
 async def jwks(request: Request) -> Response:
     ctx = deps.ctx_of(request)
-    document = ctx.keyring.cached_jwks(ctx)
+    document = keys.cached_jwks(ctx)
     if document is None:
-        document = await threads.run(request, ctx.keyring.jwks, ctx)
+        document = await threads.run(request, keys.jwks, ctx)
     body = _jwks.body(document["keys"], lambda: document)
     max_age = ctx.policy.jwks_max_age
     return Response(

@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
 from authgate.core import registration
+from authgate.core import settings as runtime_settings
 from authgate.core.context import Context
 from authgate.core.errors import (
     InvalidClientMetadataError,
@@ -22,8 +23,8 @@ from authgate.core.errors import (
     InvalidTokenError,
     OAuthError,
 )
+from authgate.core.models import RegistrationSettings
 from authgate.core.rate_limits import RateLimitedError
-from authgate.core.settings import RegistrationSettings, SettingsCache
 from authgate.web import deps, errors
 from authgate.web.cors import CORS_HEADERS, PREFLIGHT_HEADERS
 
@@ -35,14 +36,8 @@ CONFIGURATION_PREFLIGHT = {
 }
 
 
-def settings_cache(conn: HTTPConnection) -> SettingsCache:
-    """This node's cache of the runtime registration settings (made by ``routes.build_app``)."""
-    cache: SettingsCache = conn.app.state.registration_settings
-    return cache
-
-
 def registration_settings(conn: HTTPConnection) -> RegistrationSettings:
-    return settings_cache(conn).get(deps.ctx_of(conn))
+    return runtime_settings.current(deps.ctx_of(conn))
 
 
 def rate_limits(conn: HTTPConnection) -> registration.RateLimits:
