@@ -45,6 +45,9 @@ def hot_routes(issuer: str) -> list[Route]:
     routes = [
         Route(path, with_cors(metadata.authorization_server), methods=["GET", "OPTIONS"])
         for path in core_metadata.well_known_paths(issuer)
+    ] + [
+        Route(path, with_cors(metadata.openid_configuration), methods=["GET", "OPTIONS"])
+        for path in core_metadata.openid_paths(issuer)
     ]
     return [
         *routes,
