@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from starlette.testclient import TestClient
@@ -28,6 +28,7 @@ from authgate.core.rate_limits import MINUTE, Limit, RateLimitedError
 from tests.clock import MovableClock
 from tests.conftest import ISSUER, Client
 from tests.flows import assert_oauth_error, refresh
+from tests.http_types import Response
 from tests.web.test_rate_limits import ACTOR, align
 
 PER_CLIENT = 3
@@ -36,10 +37,10 @@ FLOOD = 25
 
 
 @pytest.fixture
-def settings(tmp_path: object, database_url: str) -> Settings:
+def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(
         issuer=ISSUER,
-        data_dir=tmp_path,  # type: ignore[arg-type]
+        data_dir=tmp_path,
         database_url=database_url,
         secret_key="test-secret-key-" + "x" * 32,
         token_rate_per_client=PER_CLIENT,
@@ -65,7 +66,7 @@ def test_a_flood_of_refused_token_requests_writes_nothing(
 ) -> None:
     align(clock, minutes=1, second=30)
 
-    def bogus_refresh() -> httpx.Response:
+    def bogus_refresh() -> Response:
         return refresh(
             client,
             "agrt_bogus",
@@ -87,7 +88,7 @@ def test_a_flood_of_refused_token_requests_writes_nothing(
     assert_oauth_error(bogus_refresh(), 400, "invalid_grant")
 
 
-def sign_in_attempt(client: TestClient) -> httpx.Response:
+def sign_in_attempt(client: TestClient) -> Response:
     page = client.get("/login")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert csrf is not None, page.text

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from authgate.core import (
     admin_scope,
     clients,
+    flows,
     id_tokens,
     pkce,
     redirect_uris,
@@ -247,11 +248,13 @@ def issue_code(ctx: Context, request: AuthorizationRequest, session: Session) ->
             auth_time=session.created_at,
             created_at=now,
             expires_at=now + ctx.policy.code_ttl,
+            flow_id=flows.current_flow_id(),
             amr=session.amr,
             idp=session.idp,
             nonce=request.nonce,
         )
     )
+    flows.step("code_issued", code_prefix=code.prefix)
     params = {"code": code.value}
     if request.state is not None:
         params["state"] = request.state

@@ -154,6 +154,8 @@ class AuthorizationCode:
     expires_at: datetime
     consumed_at: datetime | None = None
     grant_id: str | None = None
+    #: The flow of the authorization request it answers (core/flows.py).
+    flow_id: str | None = None
     # How the person signed in (``Session``), and the OIDC ``nonce`` of the request.
     amr: str = PASSWORD_AMR
     idp: str | None = None
@@ -172,6 +174,8 @@ class Grant:
     auth_time: datetime | None
     created_at: datetime
     revoked_at: datetime | None = None
+    #: The flow that started the family; its refreshes continue it (core/flows.py).
+    flow_id: str | None = None
     # How the person signed in (``Session``): a refresh's ID token says it again.
     amr: str = PASSWORD_AMR
     idp: str | None = None

@@ -1,8 +1,8 @@
 """OpenID Connect: how a person signed in, carried from the session to the code and the grant,
 the ``nonce`` of an authorization request, and whether a user's email address is verified.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-06
 
 Written by hand and frozen once landed. ``amr`` is the space-separated list of RFC 8176
@@ -12,7 +12,7 @@ Every session, code and grant that exists was made by the password form, so ``pw
 honest default of the existing rows. ``email_verified`` defaults to false: an address an
 operator typed was never proven to reach the person.
 
-Additive only: nodes still running the code of 0006 keep working while (and after) this
+Additive only: nodes still running the code of 0007 keep working while (and after) this
 revision runs (they write rows without the new columns, which take their defaults).
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
