@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from authgate.core import rate_limits, token
+from authgate.core import client_metadata, rate_limits, token
 from authgate.core.context import Actor, Context
 from authgate.core.errors import OAuthError
 from authgate.core.params import Params
@@ -35,10 +35,13 @@ async def token_endpoint(request: Request) -> Response:
         params = await read_form(request)
         client_id = rate_limits.named_client(authorization, params)
         note(request, client_id=client_id)
-        result = await threads.run(
+        ctx = deps.ctx_of(request)
+        # A new metadata-document client waits for its fetch (or refusal) apart.
+        new = client_metadata.names_new_document(ctx, client_id)
+        result = await (threads.run_apart if new else threads.run)(
             request,
             _exchange,
-            deps.ctx_of(request),
+            ctx,
             params,
             authorization,
             deps.actor_of(request),
