@@ -36,6 +36,7 @@ import httpx2
 import pytest
 from starlette import testclient
 
+from authgate.core.flows import FlowQuery
 from authgate.core.models import AuditQuery
 from authgate.core.ports import StoreUnavailableError
 from authgate.crypto import jose
@@ -339,6 +340,30 @@ def audit_entries(services: Any) -> list[tuple[str, str]]:
     return entries
 
 
+def flow_entries(client: Any, services: Any) -> list[tuple[str, str]]:
+    """Every flow step of the test's database, once the app's writer has written them: what a
+    step says beyond the identifiers a client sends in the clear (its detail carries prefixes
+    only, core/flows.py). The identifiers are left out because this check, unlike the log's,
+    does not know when a step was written: a hostile-input test sends one string as a
+    client_id and later as a code, and that client_id is no leak."""
+    writer = getattr(getattr(getattr(client, "app", None), "state", None), "flow_writer", None)
+    store = getattr(getattr(services, "ctx", None), "store", None)
+    if writer is None or store is None:
+        return []
+    entries: list[tuple[str, str]] = []
+    try:
+        writer.flush()
+        found, _ = store.list_flows(FlowQuery(limit=500))
+        for flow in found:
+            for step in store.list_flow_steps(flow.id):
+                said = {"kind": step.kind, "reason": step.reason, "detail": step.detail}
+                text = json.dumps(said, default=str)
+                entries.append((f"flow step {step.kind} {step.id}", text))
+    except StoreUnavailableError:
+        return entries
+    return entries
+
+
 RECORDER = pytest.StashKey[Recorder]()
 STACK = pytest.StashKey[ExitStack]()
 
@@ -374,6 +399,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if recorder is not None:
         services = getattr(item, "funcargs", {}).get("services")
         audit = audit_entries(services) if services is not None else []
+        client = getattr(item, "funcargs", {}).get("client")
+        audit += flow_entries(client, services) if services is not None else []
         found = recorder.leaks(audit)
         if found:
             shown = "\n  ".join(found[:20])

@@ -21,7 +21,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -81,11 +81,11 @@ class BlockingHasher:
         return "$argon2id$double"
 
 
-def wait_for(condition: object, what: str) -> None:
+def wait_for(condition: Callable[[], object], what: str) -> None:
     deadline = time.monotonic() + 5
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert condition(), what  # type: ignore[operator]
+    assert condition(), what
 
 
 def test_the_queue_refuses_at_once_when_full(monkeypatch: pytest.MonkeyPatch) -> None:

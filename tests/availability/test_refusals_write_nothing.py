@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -36,7 +37,7 @@ FLOOD = 25
 
 
 @pytest.fixture
-def settings(tmp_path: object, database_url: str) -> Settings:
+def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(
         issuer=ISSUER,
         data_dir=tmp_path,

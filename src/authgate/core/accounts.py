@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
-from authgate.core import audit, rate_limits
+from authgate.core import audit, flows, rate_limits
 from authgate.core.context import Actor, Context
 from authgate.core.errors import Conflict, InvalidTokenError, NotFound, ValidationFailed
 from authgate.core.models import ApiToken, Session, User
@@ -66,9 +66,12 @@ def create_user(
     username: str,
     password: str | None,
     email: str = "",
+    email_verified: bool = False,
     name: str = "",
     is_admin: bool = False,
 ) -> User:
+    """``email_verified``: the operator says the address reaches the person (OpenID Connect
+    ``email_verified``); an address merely typed is not."""
     username = _check_username(username)
     if password is not None:
         _check_password(password)
@@ -85,6 +88,7 @@ def create_user(
         disabled=False,
         created_at=now,
         updated_at=now,
+        email_verified=email_verified and bool(email.strip()),
     )
     try:
         ctx.store.create_user(user)
@@ -111,8 +115,11 @@ def update_user(
     is_admin: bool | None = None,
     disabled: bool | None = None,
     email: str | None = None,
+    email_verified: bool | None = None,
     name: str | None = None,
 ) -> User:
+    """Change the fields given. A changed email address is unverified unless
+    ``email_verified`` says otherwise in the same change."""
     user = ctx.store.get_user(user_id)
     if user is None:
         raise NotFound("No such user")
@@ -128,6 +135,10 @@ def update_user(
     ):
         if value is not None:
             changes[field] = value
+    if email_verified is not None:
+        changes["email_verified"] = email_verified
+    elif email is not None and email.strip() != user.email:
+        changes["email_verified"] = False
     updated = replace(user, updated_at=ctx.clock.now(), **changes)  # type: ignore[arg-type]
     ctx.store.update_user(updated)
     if disabled or password is not None:
@@ -260,10 +271,13 @@ def sign_in(
             reason=reason,
             **typed,
         )
+        flows.step("sign_in", "refused", "user_disabled" if ok else "sign_in_failed")
         return None
     audit.record(
         ctx, actor.as_user(user.id), "user.logged_in", target_type="user", target_id=user.id
     )
+    flows.note(user_id=user.id)
+    flows.step("sign_in")
     return user
 
 

@@ -9,7 +9,7 @@ sibling process, or a theft) is decided in ``refresh_reuse.py``.
 
 from __future__ import annotations
 
-from authgate.core import admin_scope, resources, scopes
+from authgate.core import admin_scope, flows, id_tokens, resources, scopes
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidGrantError, InvalidTargetError
@@ -28,6 +28,11 @@ class RefreshTokenGrant:
     ) -> TokenResponse:
         presented = params.require("refresh_token")
         token, grant, user_disabled = _find_refresh_token(ctx, presented)
+        flows.note(
+            flow_id=grant.flow_id if grant else None,
+            user_id=token.user_id,
+            resource=token.audience,
+        )
         if token.app_id != client.app.id:
             refresh_reuse.refuse_other_client(ctx, token, grant, actor)
         now = ctx.clock.now()
@@ -62,8 +67,9 @@ class RefreshTokenGrant:
                 predecessor=presented,
             )
             assert minted.refresh is not None
+            id_token = id_tokens.for_grant(ctx, grant, minted.access_value, scope)
             if ctx.store.rotate_refresh_token(token.id, now, minted.access, minted.refresh):
-                return minted.response(now)
+                return minted.response(now, id_token=id_token)
         # Already used (or lost a race to another request rotating it): reuse handling.
         current = ctx.store.get_refresh_token_by_prefix(token.prefix) or token
         return refresh_reuse.continue_or_refuse(

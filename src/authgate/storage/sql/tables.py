@@ -51,6 +51,8 @@ users = Table(
     Column("disabled", Boolean, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # OpenID Connect (0008): whether the address is proven to reach the person.
+    Column("email_verified", Boolean, nullable=False, server_default=false()),
     Index("ix_users_username", "username", unique=True),
 )
 
@@ -64,6 +66,9 @@ sessions = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("ip", String, nullable=True),
     Column("user_agent", Text, nullable=True),
+    # How the person signed in (0008): RFC 8176 method references, the upstream provider.
+    Column("amr", String, nullable=False, server_default="pwd"),
+    Column("idp", String, nullable=True),
     Index("ix_sessions_token_hash", "token_hash", unique=True),
     Index("ix_sessions_user_id", "user_id"),
     Index("ix_sessions_expires_at", "expires_at"),
@@ -157,6 +162,11 @@ authorization_codes = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("consumed_at", UTCDateTime, nullable=True),
     Column("grant_id", String, nullable=True),
+    Column("flow_id", String, nullable=True),
+    # OpenID Connect (0008): how the person signed in, and the request's nonce.
+    Column("amr", String, nullable=False, server_default="pwd"),
+    Column("idp", String, nullable=True),
+    Column("nonce", Text, nullable=True),
     Index("ix_authorization_codes_prefix", "prefix", unique=True),
     Index("ix_authorization_codes_app_id", "app_id"),
     Index("ix_authorization_codes_user_id", "user_id"),
@@ -175,6 +185,10 @@ grants = Table(
     Column("auth_time", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    Column("flow_id", String, nullable=True),
+    # How the person signed in (0008), for the ID tokens a refresh issues.
+    Column("amr", String, nullable=False, server_default="pwd"),
+    Column("idp", String, nullable=True),
     Index("ix_grants_app_id", "app_id"),
     Index("ix_grants_user_id", "user_id"),
 )
@@ -227,6 +241,47 @@ audit_log = Table(
     Column("details", PortableJSON, nullable=False),
     Index("ix_audit_log_at", "at"),
     Index("ix_audit_log_action", "action"),
+)
+
+flows = Table(
+    "flows",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+    Column("client_id", String, nullable=True),
+    Column("user_id", String, nullable=True),
+    Column("resource", Text, nullable=True),
+    Column("steps", Integer, nullable=False),
+    Column("refusals", Integer, nullable=False),
+    Column("last_outcome", String, nullable=False),
+    Column("last_reason", String, nullable=True),
+    Index("ix_flows_last_at", "last_at"),
+    Index("ix_flows_client_id", "client_id"),
+    Index("ix_flows_user_id", "user_id"),
+)
+
+flow_steps = Table(
+    "flow_steps",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("flow_id", String, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("outcome", String, nullable=False),
+    Column("reason", String, nullable=True),
+    Column("client_id", String, nullable=True),
+    Column("user_id", String, nullable=True),
+    Column("resource", Text, nullable=True),
+    Column("request_id", String, nullable=True),
+    Column("reference", String, nullable=True),
+    Column("detail", PortableJSON, nullable=False),
+    Index("ix_flow_steps_flow_id", "flow_id"),
+    Index("ix_flow_steps_seq", "seq"),
+    Index("ix_flow_steps_at", "at"),
+    Index("ix_flow_steps_reason", "reason"),
+    Index("ix_flow_steps_reference", "reference"),
 )
 
 settings = Table(
