@@ -142,12 +142,6 @@ def load_document_client(ctx: Context, url: str, actor: Actor | None = None) -> 
     if stored is not None and not stored.metadata_document:
         return stored  # an app registered under this id by other means stays what it is
     settings = runtime_settings.current(ctx)
-<<<<<<< HEAD
-    document_policy.check_url_host(url, settings)
-    app = _fresh_or_fetched(ctx, url, stored, actor, settings)
-    document_policy.check_redirect_uris(app, settings)
-    ctx.caches.known_documents.add(url)
-=======
     try:
         document_policy.check_url_host(url, settings)
         app = _fresh_or_fetched(ctx, url, stored, actor, settings)
@@ -155,7 +149,7 @@ def load_document_client(ctx: Context, url: str, actor: Actor | None = None) -> 
     except OAuthError as exc:
         _fetch_refused(url, "rate_limited" if exc.status_code == 429 else "client_document_refused")
         raise
->>>>>>> main
+    ctx.caches.known_documents.add(url)
     return app
 
 

@@ -16,7 +16,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-<<<<<<< HEAD
 from authgate.core import (
     authorize,
     client_identity,
@@ -25,20 +24,13 @@ from authgate.core import (
     redirect_uris,
     scopes,
 )
-=======
-from authgate.core import authorize, client_identity, consent, redirect_uris, scopes
 from authgate.core import flows as core_flows
->>>>>>> main
 from authgate.core.accounts import SignedIn
 from authgate.core.context import Context
 from authgate.core.errors import AccessDeniedError, InvalidRequestError, OAuthError
 from authgate.core.models import ScopeInfo
 from authgate.core.params import Params
-<<<<<<< HEAD
-from authgate.web import deps, errors, threads
-=======
-from authgate.web import deps, errors, flows
->>>>>>> main
+from authgate.web import deps, errors, flows, threads
 from authgate.web.middleware import note
 from authgate.web.templating import render
 
@@ -130,7 +122,6 @@ def _described(req: authorize.AuthorizationRequest) -> list[ScopeInfo]:
     return [known.get(name, ScopeInfo(name, "")) for name in scopes.parse_scope(req.scope)]
 
 
-<<<<<<< HEAD
 async def _validate(request: Request, ctx: Context) -> authorize.AuthorizationRequest:
     """``authorize.validate``; apart (web/threads.py) when it names a new metadata document."""
     params = _params(request)
@@ -138,7 +129,8 @@ async def _validate(request: Request, ctx: Context) -> authorize.AuthorizationRe
         actor = deps.actor_of(request)
         return await threads.run_apart(request, authorize.validate, ctx, params, actor)
     return await run_in_threadpool(authorize.validate, ctx, params, deps.actor_of(request))
-=======
+
+
 def _tracing(request: Request) -> contextlib.AbstractContextManager[object]:
     """This request's steps, in the flow of the authorization request its query describes."""
     flow_id = flows.authorization_flow(request, request.query_params.multi_items())
@@ -162,7 +154,6 @@ def _accepted(request: Request, req: authorize.AuthorizationRequest, who: Signed
         core_flows.step(
             "authorize", "narrowed", "scope_narrowed", requested=requested[:512], granted=req.scope
         )
->>>>>>> main
 
 
 async def authorize_get(request: Request) -> Response:
