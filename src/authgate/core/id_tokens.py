@@ -73,6 +73,15 @@ def parse_max_age(value: str | None) -> int | None:
     return int(value)
 
 
+def too_old(max_age: int | None, auth_time: datetime, now: datetime) -> bool:
+    """Whether a sign-in at ``auth_time`` is older than the request's ``max_age`` allows (the
+    ID token then carries ``auth_time``, as it always does). ``max_age=0`` asks for a sign-in
+    now, like ``prompt=login``, whatever the clock's resolution."""
+    if max_age is None:
+        return False
+    return max_age == 0 or (now - auth_time).total_seconds() > max_age
+
+
 #: Longer hints are ignored: no username (64) or email address (254) is longer.
 MAX_LOGIN_HINT_LENGTH = 254
 
