@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from authgate.core import app_events, clients, registration, resources
-from authgate.core import settings as runtime_settings
+from authgate.core import app_events, client_configuration, clients, registration, resources
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.client_metadata import load_document_client
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.models import AuditQuery
@@ -96,7 +96,7 @@ def _emit_every_app_event(ctx: Context) -> dict[str, dict[str, Any]]:
         limits=registration.RateLimits(),
         initial_access_token=None,
     )
-    registration.update_client(
+    client_configuration.update_client(
         ctx,
         ACTOR,
         registered.app,

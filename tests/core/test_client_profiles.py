@@ -13,7 +13,8 @@ from typing import cast
 import pytest
 
 from authgate.app import Services
-from authgate.core import client_metadata, client_profiles, settings
+from authgate.core import client_metadata, client_profiles
+from authgate.core import registration_settings as rules
 from authgate.core.client_profiles import Profile
 from authgate.core.context import Context
 from authgate.core.errors import ValidationFailed
@@ -50,9 +51,9 @@ def test_every_profile_names_its_sources_and_redirects(profile: Profile) -> None
     assert profile.quirks, "a profile says what is peculiar about the client"
     assert profile.redirect_hosts
     # The hosts are the settings' own syntax (one rule for host entries).
-    assert settings.check_redirect_hosts(profile.redirect_hosts) == profile.redirect_hosts
+    assert rules.check_redirect_hosts(profile.redirect_hosts) == profile.redirect_hosts
     concrete = [u for u in profile.redirect_uris if "<" not in u]
-    assert concrete and all(settings.redirect_allowed(u, profile.redirect_hosts) for u in concrete)
+    assert concrete and all(rules.redirect_allowed(u, profile.redirect_hosts) for u in concrete)
 
 
 PINNED = [p for p in shipped() if p.pinned_document is not None]
@@ -75,7 +76,7 @@ def test_every_pin_is_a_document_the_real_validation_accepts(profile: Profile) -
     assert app.id == url and app.metadata_document
     assert "authorization_code" in app.grant_types
     assert dropped.get("grant_types", ()) == DROPPED_GRANTS.get(profile.id, ())
-    assert all(settings.redirect_allowed(u, profile.redirect_hosts) for u in app.redirect_uris)
+    assert all(rules.redirect_allowed(u, profile.redirect_hosts) for u in app.redirect_uris)
     assert (
         client_profiles.match(
             services_free_ctx(), url, app.name, app.redirect_uris, document=True, profiles=shipped()

@@ -8,7 +8,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from authgate.core import accounts, authorize, clients, redirect_uris, resources, scopes, token
+from authgate.core import (
+    accounts,
+    authorize,
+    clients,
+    redirect_uris,
+    resources,
+    scopes,
+    token_endpoint,
+)
 from authgate.core.accounts import create_user
 from authgate.core.context import SYSTEM, Context
 from authgate.core.errors import (
@@ -212,7 +220,7 @@ def test_concurrent_redemptions_mint_one_token(ctx: Context) -> None:
     def redeem() -> None:
         barrier.wait()
         try:
-            token.exchange(ctx, params, None, SYSTEM)
+            token_endpoint.exchange(ctx, params, None, SYSTEM)
             results.append("ok")
         except InvalidGrantError:
             results.append("invalid_grant")
@@ -241,7 +249,7 @@ def test_expiry_uses_the_injected_clock(ctx: Context) -> None:
         ]
     )
     with pytest.raises(InvalidGrantError):
-        token.exchange(ctx, params, None, SYSTEM)
+        token_endpoint.exchange(ctx, params, None, SYSTEM)
     assert isinstance(ctx.clock.now(), datetime)
 
 

@@ -318,7 +318,7 @@ def test_every_endpoint_that_names_a_client_gives_the_pool_its_source(
 ) -> None:
     """A document not stored yet is fetched under the caps of the caller's network, whichever
     endpoint names it (introspection did not say who asked)."""
-    from authgate.core import introspection, revocation, token
+    from authgate.core import introspection, revocation, token_endpoint
     from authgate.core.params import Params
 
     busy = Busy()
@@ -327,7 +327,7 @@ def test_every_endpoint_that_names_a_client_gives_the_pool_its_source(
     params = Params.from_pairs(fields.items())
     with pytest.raises(InvalidClientError, match="could not be fetched now"):
         if endpoint == "token":
-            token.exchange(ctx, params, None, ACTOR)
+            token_endpoint.exchange(ctx, params, None, ACTOR)
         elif endpoint == "introspection":
             introspection.introspect(ctx, params, None, ACTOR)
         else:

@@ -28,8 +28,7 @@ from schemathesis.checks import (
 from starlette.testclient import TestClient
 
 from authgate.app import Services
-from authgate.core import accounts
-from authgate.core import settings as registration_settings
+from authgate.core import accounts, registration_settings
 from authgate.core.context import SYSTEM
 from tests.conftest import ISSUER, PASSWORD, Account, Client
 from tests.fuzz.conftest import budget, refused_for_nul

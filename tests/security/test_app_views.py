@@ -2,7 +2,7 @@
 
 A ``private_key_jwt`` client once made ``GET /api/v2/oauth2-provider/apps`` and ``authgate apps
 list`` fail for everyone: the response shape did not know a value registration accepts. So the
-clients here are generated from the registration rules themselves — ``core.registration``'s
+clients here are generated from the registration rules themselves — ``core.registration_metadata``'s
 ``AUTH_METHODS`` and ``GRANTS``, ``core.models.ApplicationType``, the fields of
 ``ClientMetadata``, ``core.client_metadata``'s document rules and ``core.clients``' operator
 rules — imported, never copied: a value added to them is registered here the next run, and
@@ -28,7 +28,7 @@ from joserfc.jwk import ECKey
 
 from authgate.app import Services
 from authgate.config import Settings
-from authgate.core import client_metadata, clients, registration
+from authgate.core import client_metadata, clients, registration_metadata
 from authgate.core.models import ApplicationType
 from authgate.web.admin.schemas import AppOut
 from tests.cli.conftest import Cli
@@ -124,7 +124,7 @@ def settings(tmp_path: Path, database_url: str, docs: DocumentServer) -> Setting
 
 def _expected_from_registration(info: dict[str, Any]) -> dict[str, Any]:
     """What the registration response says, under the API's names."""
-    metadata_fields = [f.name for f in dataclasses.fields(registration.ClientMetadata)]
+    metadata_fields = [f.name for f in dataclasses.fields(registration_metadata.ClientMetadata)]
     expected: dict[str, Any] = {"id": info["client_id"]}
     for name in metadata_fields:
         view = VIEW_NAMES.get(name, name)
@@ -146,8 +146,8 @@ def register_all(http: httpx.Client, keys: Keys) -> list[Shown]:
     """One client per auth method × grant set (× way of giving keys), per application type,
     and one carrying every optional field; registration decides which are valid."""
     bodies: list[dict[str, Any]] = []
-    for method in registration.AUTH_METHODS:
-        for grants in subsets(registration.GRANTS):
+    for method in registration_metadata.AUTH_METHODS:
+        for grants in subsets(registration_metadata.GRANTS):
             for extra in method_extras(method, keys):
                 bodies.append(
                     {
@@ -167,7 +167,7 @@ def register_all(http: httpx.Client, keys: Keys) -> list[Shown]:
                 "token_endpoint_auth_method": "none",
             }
         )
-    optional = {f.name for f in dataclasses.fields(registration.ClientMetadata)}
+    optional = {f.name for f in dataclasses.fields(registration_metadata.ClientMetadata)}
     optional -= {"redirect_uris", "token_endpoint_auth_method", "grant_types"}
     optional -= {"application_type", "client_name"}
     sample = samples(keys)
@@ -398,10 +398,12 @@ def test_every_registrable_value_is_shown_by_every_view(
 
     # Every value of the rules was registered and shown at least once.
     seen = list(api.values())
-    assert {a["token_endpoint_auth_method"] for a in seen} >= set(registration.AUTH_METHODS)
-    assert {g for a in seen for g in a["grant_types"]} >= set(registration.GRANTS)
+    assert {a["token_endpoint_auth_method"] for a in seen} >= set(
+        registration_metadata.AUTH_METHODS
+    )
+    assert {g for a in seen for g in a["grant_types"]} >= set(registration_metadata.GRANTS)
     assert {a["application_type"] for a in seen} >= set(get_args(ApplicationType))
-    for name in (f.name for f in dataclasses.fields(registration.ClientMetadata)):
+    for name in (f.name for f in dataclasses.fields(registration_metadata.ClientMetadata)):
         assert any(a[VIEW_NAMES.get(name, name)] for a in seen), f"{name} never shown"
     assert {a["id"] for a in seen} >= {app.id for app in apps}
     assert any(a["metadata_document"] and a["jwks"] for a in seen)

@@ -18,8 +18,8 @@ import pytest
 import sqlalchemy as sa
 
 from authgate.app import Services
+from authgate.core import registration_settings as runtime_settings
 from authgate.core import service_access
-from authgate.core import settings as runtime_settings
 from authgate.core.context import SYSTEM
 from authgate.core.models import ServiceAccess
 from authgate.resource_server import InvalidToken, TokenVerifier

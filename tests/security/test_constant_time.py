@@ -178,7 +178,7 @@ def test_sign_in_csrf_token_is_compared_in_constant_time(
 def test_registration_access_token_is_compared_in_constant_time(
     client: TestClient, services: Services, compared: Calls
 ) -> None:
-    """RFC 7592 §3 (core/registration.py ``authenticate``)."""
+    """RFC 7592 §3 (core/client_configuration.py ``authenticate``)."""
     body = client.post(
         "/oauth2/register",
         json={"redirect_uris": ["http://localhost:9876/callback"],

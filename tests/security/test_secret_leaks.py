@@ -26,7 +26,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from authgate.app import Services
-from authgate.core import settings as runtime_settings
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.context import SYSTEM
 from authgate.crypto import secrets
 from tests.conftest import PASSWORD, Account, Client, make_client

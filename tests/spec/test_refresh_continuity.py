@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 
 from authgate.app import Services, build_services, create_app
 from authgate.config import Settings
-from authgate.core import clients, resources, token, tokens
+from authgate.core import clients, resources, token_endpoint, tokens
 from authgate.core.context import Actor
 from authgate.core.models import AuditQuery
 from authgate.core.params import Params
@@ -322,7 +322,7 @@ def test_concurrent_presentations_end_with_one_live_chain(
     actor = Actor("client", confidential.id)
     with ThreadPoolExecutor(8) as pool:
         results = list(
-            pool.map(lambda _: token.exchange(services.ctx, form, None, actor), range(8))
+            pool.map(lambda _: token_endpoint.exchange(services.ctx, form, None, actor), range(8))
         )
     assert len({r.refresh_token for r in results}) == 1
     assert len({r.access_token for r in results}) == 8

@@ -27,6 +27,12 @@ INVALID = [
     pytest.param("https://h.example/a#frag", id="2-fragment"),
     pytest.param("ftp://h.example/a", id="2-scheme"),
     pytest.param("https://user@h.example/a", id="2-userinfo"),
+    # An empty user information is still user information: refused on both sides, never read
+    # as "https://h.example" (a parser that drops the "@" and one that does not would disagree
+    # on the host).
+    pytest.param("https://@h.example", id="2-empty-userinfo"),
+    pytest.param("https://@h.example/mcp", id="2-empty-userinfo-path"),
+    pytest.param("https://:@h.example/mcp", id="2-empty-user-and-password"),
     pytest.param("https://h.example/a b", id="2-space"),
     pytest.param("https://h.example:99999/", id="2-bad-port"),
     pytest.param("https://h.example/" + "a" * 2048, id="2-too-long"),

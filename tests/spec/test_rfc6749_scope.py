@@ -91,7 +91,8 @@ def test_issued_scope(
     assert body.get("scope", "") == issued
     assert "refresh_token" in body  # offline_access or not (DESIGN.md §5)
     assert granted_scopes(services, app.id) == [issued, issued]
-    assert services.store.get_app(app.id).scope == app_scope  # type: ignore[union-attr]
+    found = services.store.get_app(app.id)
+    assert found is not None and found.scope == app_scope
 
 
 def test_whole_scopes_supported_works(signed_in: TestClient, services: Services) -> None:
@@ -169,7 +170,8 @@ def test_claude_registration_scope_is_not_an_allow_list(
     body["redirect_uris"] = [REDIRECT_URI]
     info = signed_in.post("/oauth2/register", json=body).json()
     assert info["scope"] == "claudeai"
-    assert services.store.get_app(info["client_id"]).scope == "claudeai"  # type: ignore[union-attr]
+    found = services.store.get_app(info["client_id"])
+    assert found is not None and found.scope == "claudeai"
     pkce = generate_pkce()
     code = authorize(
         signed_in, info["client_id"], challenge=pkce.challenge, resource=RESOURCE, scope="claudeai"

@@ -14,9 +14,9 @@ import pytest
 from starlette.testclient import TestClient
 
 from authgate.app import Services
-from authgate.core import settings as runtime_settings
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.context import SYSTEM
-from authgate.core.settings import SettingsChange
+from authgate.core.registration_settings import SettingsChange
 from tests.conftest import ISSUER, Client, grant_access, issued
 from tests.flows import (
     REDIRECT_URI,

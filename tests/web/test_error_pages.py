@@ -128,10 +128,10 @@ def test_api_and_token_errors_stay_json(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only people get pages: a machine endpoint's unexpected error is still RFC 6749 JSON."""
-    from authgate.core import token
+    from authgate.core import token_endpoint
 
     boom: Callable[..., None] = lambda *a: (_ for _ in ()).throw(RuntimeError(SECRET_DETAIL))  # noqa: E731
-    monkeypatch.setattr(token, "exchange", boom)
+    monkeypatch.setattr(token_endpoint, "exchange", boom)
     with TestClient(client.app, base_url="http://testserver", raise_server_exceptions=False) as c:
         resp = c.post("/oauth2/tokens", data={"grant_type": "authorization_code"})
     assert resp.status_code == 500 and resp.json()["error"] == "server_error"

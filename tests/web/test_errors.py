@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from authgate.core import token
+from authgate.core import token_endpoint
 from authgate.core.ports import StoreUnavailableError
 from tests.flows import assert_oauth_error, csrf_from
 
@@ -28,7 +28,7 @@ def test_unexpected_error_is_a_bare_500(
     def boom(*args: object) -> None:
         raise RuntimeError("internal detail: db password is hunter2")
 
-    monkeypatch.setattr(token, "exchange", boom)
+    monkeypatch.setattr(token_endpoint, "exchange", boom)
     app = client.app
     with (
         TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c,
@@ -45,7 +45,7 @@ def test_database_unavailable_is_503(client: TestClient, monkeypatch: pytest.Mon
     def down(*args: object) -> None:
         raise StoreUnavailableError("connection refused")
 
-    monkeypatch.setattr(token, "exchange", down)
+    monkeypatch.setattr(token_endpoint, "exchange", down)
     with TestClient(client.app, base_url="http://testserver", raise_server_exceptions=False) as c:
         resp = c.post("/oauth2/tokens", data={"grant_type": "authorization_code"})
     assert_oauth_error(resp, 503, "temporarily_unavailable")

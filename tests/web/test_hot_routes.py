@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from starlette.types import Message
 
 from authgate.app import Services
-from authgate.core import keys, resources
-from authgate.core import token as core_token
+from authgate.core import keys, resources, token_endpoint
 from authgate.core.context import SYSTEM
 from authgate.core.models import ScopeInfo
 from authgate.core.ports import StoreUnavailableError
@@ -77,7 +77,7 @@ def test_store_outage_gets_the_503_handler(
     def down(*_: Any, **__: Any) -> None:
         raise StoreUnavailableError("database is down")
 
-    monkeypatch.setattr(core_token, "exchange", down)
+    monkeypatch.setattr(token_endpoint, "exchange", down)
     resp = client.post(
         "/oauth2/tokens",
         data={"grant_type": "client_credentials"},
@@ -95,7 +95,7 @@ def test_unexpected_exception_is_a_bare_500_under_the_request_id(
     def broken(*_: Any, **__: Any) -> None:
         raise RuntimeError("internal detail")
 
-    monkeypatch.setattr(core_token, "exchange", broken)
+    monkeypatch.setattr(token_endpoint, "exchange", broken)
     resp = client.post(
         "/oauth2/tokens",
         data={"grant_type": "client_credentials"},
@@ -144,7 +144,7 @@ def test_root_path_and_parameterised_paths_are_left_to_the_router() -> None:
 
     hot = HotRoutes(fallback, routes=[Route("/x", endpoint, methods=["POST"])])
     scope = {"type": "http", "method": "POST", "path": "/x", "root_path": "/prefix"}
-    asyncio.run(hot(scope, None, None))  # type: ignore[arg-type]
+    asyncio.run(hot(scope, _no_receive, _no_send))
     assert seen == ["/x"]
 
 
@@ -216,3 +216,11 @@ def test_discovery_documents_follow_key_rotation_and_new_scopes(
     assert before_keys < after_keys
     after_scopes = client.get(METADATA).json()["scopes_supported"]
     assert "files:read" in after_scopes and "files:read" not in before_scopes
+
+
+async def _no_receive() -> Message:  # pragma: no cover - never called
+    raise AssertionError
+
+
+async def _no_send(message: Message) -> None:  # pragma: no cover - never called
+    raise AssertionError

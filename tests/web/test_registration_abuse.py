@@ -21,12 +21,12 @@ from starlette.testclient import TestClient
 
 from authgate.app import Services, build_services, create_app
 from authgate.config import Settings
-from authgate.core import client_expiry, registration
-from authgate.core import settings as runtime_settings
+from authgate.core import client_expiry, name_collisions
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.caches import Caches
 from authgate.core.context import SYSTEM
 from authgate.core.models import App
-from authgate.core.settings import SettingsChange
+from authgate.core.registration_settings import SettingsChange
 from tests.clock import MovableClock
 from tests.conftest import ISSUER, Account, Client
 from tests.flows import (
@@ -305,7 +305,7 @@ def test_name_collides_with_an_operator_app(
         body = registered(client, {**PUBLIC, "client_name": name})
         app = services.store.get_app(body["client_id"])
         assert app is not None
-        return registration.name_collides(services.ctx, app)
+        return name_collisions.name_collides(services.ctx, app)
 
     assert confidential.app.name == "Test app"
     assert collides("TEST APP")
@@ -313,7 +313,7 @@ def test_name_collides_with_an_operator_app(
     assert not collides("Test app 2")
     assert not collides("Unique name")
     assert not collides("Unique name")  # another registered client is not an operator's app
-    assert not registration.name_collides(services.ctx, confidential.app)
+    assert not name_collisions.name_collides(services.ctx, confidential.app)
 
 
 # Rate limits

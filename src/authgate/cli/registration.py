@@ -2,9 +2,10 @@
 clients on or off, set their limits, and manage initial access tokens; and ``authgate apps
 purge``, which deletes unused self-registered clients (of both kinds).
 
-The same ``core.settings`` / ``core.clients`` functions as ``/api/v2/oauth2-provider/settings``,
-acting as ``system``; ``--json`` prints the API's JSON shapes. A running server sees a change
-within its settings cache time (``policy.cache_ttl``, 30 s).
+The same ``core.registration_settings`` / ``core.client_expiry`` functions as
+``/api/v2/oauth2-provider/settings``, acting as ``system``; ``--json`` prints the API's JSON
+shapes. A running server sees a change within its settings cache time (``policy.cache_ttl``,
+30 s).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import click
 from authgate.cli import access
 from authgate.cli.common import emit, fields, json_option, open_context, table
 from authgate.core import client_expiry
-from authgate.core import settings as runtime_settings
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.context import SYSTEM
 from authgate.core.models import RegistrationSettings
-from authgate.core.settings import SettingsChange
+from authgate.core.registration_settings import SettingsChange
 from authgate.web.admin.settings import (
     InitialAccessTokenCreated,
     InitialAccessTokenOut,

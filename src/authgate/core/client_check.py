@@ -3,10 +3,11 @@ document URL, a registration body (RFC 7591 §2) or an existing app — and why,
 
 Nothing here decides anything: the document goes through ``client_metadata.read_document`` and
 the operator's controls (``document_policy``), a registration body through
-``registration.parse_metadata``, exactly as a real request would; what was dropped is what the
-negotiation (core/negotiation.py) reports, and what was narrowed compares the asked scope with
-the registered one. ``_validated_document`` and ``_validated_registration`` are the seam to the
-real validation: each returns what would be registered and what was dropped on the way.
+``registration_metadata.parse_metadata``, exactly as a real request would; what was dropped is
+what the negotiation (core/negotiation.py) reports, and what was narrowed compares the asked
+scope with the registered one. ``_validated_document`` and ``_validated_registration`` are the
+seam to the real validation: each returns what would be registered and what was dropped on the
+way.
 Nothing is stored and no limit is counted; a document is fetched live, through the one fetch
 function of ``client_metadata``.
 """
@@ -23,9 +24,9 @@ from authgate.core import (
     client_metadata,
     client_profiles,
     document_policy,
-    registration,
+    registration_metadata,
 )
-from authgate.core import settings as runtime_settings
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.client_profiles import Profile
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidClientError, NotFound, OAuthError, ValidationFailed
@@ -204,9 +205,9 @@ def _validated_document(ctx: Context, url: str, body: bytes) -> tuple[App, list[
 
 def _validated_registration(
     ctx: Context, body: Mapping[str, Any]
-) -> tuple[registration.ClientMetadata, list[Finding]]:
+) -> tuple[registration_metadata.ClientMetadata, list[Finding]]:
     settings = runtime_settings.current(ctx)
-    parsed = registration.parse_metadata(ctx, body, settings)
+    parsed = registration_metadata.parse_metadata(ctx, body, settings)
     metadata = parsed.metadata
     changes = _dropped(parsed.dropped, metadata.token_endpoint_auth_method)
     return metadata, changes + _narrowed(body, metadata.scope)

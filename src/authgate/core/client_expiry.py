@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from authgate.core import audit
-from authgate.core import settings as runtime_settings
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.context import Actor, Context
 from authgate.core.models import App
 

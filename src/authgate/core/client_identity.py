@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from authgate.core import client_metadata, redirect_uris, registration
+from authgate.core import client_metadata, name_collisions, redirect_uris
 from authgate.core.context import Context
 from authgate.core.models import App
 
@@ -52,7 +52,7 @@ def identity(ctx: Context, app: App) -> Identity:
     """How far authgate can vouch for ``app``; a name copied from an operator's app first."""
     if not (app.dynamically_registered or app.metadata_document):
         return Identity("operator")
-    if registration.name_collides(ctx, app):
+    if name_collisions.name_collides(ctx, app):
         return Identity("impersonating")
     host = (client_metadata.document_host(app) or "").lower()
     if not app.metadata_document or not host or not app.redirect_uris:

@@ -40,7 +40,7 @@ from authgate.core import (
     redirect_uris,
     scopes,
 )
-from authgate.core import settings as runtime_settings
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.caches import DocumentFailure
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import InvalidClientError, OAuthError

@@ -2,7 +2,7 @@
 Claude Code, ChatGPT, Codex, VS Code, Cursor, mcp-remote, the MCP SDKs).
 
 A profile names a client's metadata document URLs (Client ID Metadata Documents), the hosts
-and schemes its redirect URIs use (entries as in ``core/settings.py``: ``claude.ai``,
+and schemes its redirect URIs use (entries as in ``core/registration_settings.py``: ``claude.ai``,
 ``127.0.0.1``, ``cursor:``), the names it registers under, its known quirks in plain words,
 where that knowledge comes from, and a pinned copy of its public document. The profiles ship
 as data (``core/data/client_profiles.json``); an operator adds, overrides or pins one in the
@@ -27,7 +27,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from authgate.core import audit
-from authgate.core import settings as runtime_settings
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.context import Actor, Context
 from authgate.core.errors import NotFound, ValidationFailed
 from authgate.core.models import App

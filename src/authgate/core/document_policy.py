@@ -3,8 +3,8 @@ operator's controls (switch, redirect hosts, cap, expiry, document-host policy) 
 dynamic registration and metadata documents).
 
 A document client is created by whoever first names its URL, anonymously, so it answers to
-the same runtime settings as a client that registers itself (core/settings.py), checked on
-every use, so that a change of the settings applies to the clients already stored:
+the same runtime settings as a client that registers itself (core/registration_settings.py),
+checked on every use, so that a change of the settings applies to the clients already stored:
 
 - ``documents_enabled``: the operator's switch (the environment's ``client_metadata_documents``
   stays the hard off switch: then nothing is fetched at all);
@@ -28,7 +28,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from authgate.core import client_expiry, rate_limits
-from authgate.core import settings as runtime_settings
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.context import SYSTEM, Actor, Context
 from authgate.core.errors import InvalidClientError
 from authgate.core.models import App, RegistrationSettings

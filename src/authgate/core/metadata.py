@@ -13,7 +13,7 @@ from typing import Any
 from authgate.core import id_tokens, scopes
 from authgate.core.client_assertion import ALGORITHMS as ASSERTION_ALGORITHMS
 from authgate.core.policy import Policy
-from authgate.core.token import GRANTS
+from authgate.core.token_endpoint import GRANTS
 
 
 def well_known_paths(issuer: str) -> list[str]:
@@ -71,7 +71,7 @@ def authorization_server(
     does not start asking for ID tokens it never wanted.
     ``client_id_metadata_documents``: whether https URLs are accepted as client_id (the
     caller passes ``ctx.fetcher is not None``). ``registration_endpoint``: whether dynamic
-    registration is on (the runtime setting, ``core.settings``)."""
+    registration is on (the runtime setting, ``core.registration_settings``)."""
     issuer = policy.issuer
     base = issuer.rstrip("/")
     auth_methods = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]

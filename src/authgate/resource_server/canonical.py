@@ -36,6 +36,8 @@ def canonical_resource(value: str) -> str:
     if scheme not in DEFAULT_PORTS or not parts.netloc or "#" in value:
         raise InvalidResource("the resource must be an absolute http(s) URI without a fragment")
     host = (parts.hostname or "").lower()
+    # Any "@" in the authority is user information, even an empty one ("https://@host"):
+    # refused, so that no two readers of the identifier disagree on its host.
     if parts.username is not None or parts.password is not None or not host:
         raise InvalidResource("the resource must name a host and no user information")
     if ":" in host:

@@ -26,7 +26,7 @@ from authgate.core.errors import OAuthError
 from authgate.core.flows import FlowStep
 from authgate.core.grants import refresh_reuse
 from authgate.core.ports import StoreUnavailableError
-from authgate.core.token import GRANTS
+from authgate.core.token_endpoint import GRANTS
 from authgate.crypto import passwords
 
 UNMATCHED = "unmatched"

@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 
 from authgate.core.models import App, AppSecret, ServiceAccess
+from authgate.storage.sql import live_grants
 from authgate.storage.sql.base import Intent, SqlBase, split_joined, upsert_insert, values_of
 from authgate.storage.sql.revoke import revoke_grants
 from authgate.storage.sql.tables import access_tokens, app_secrets, apps, grants, refresh_tokens
@@ -154,22 +155,8 @@ class AppQueries(SqlBase):
         return deleted
 
     def list_apps_authorized_by(self, user_id: str, now: datetime) -> Sequence[App]:
-        live_refresh = select(refresh_tokens.c.id).where(
-            refresh_tokens.c.grant_id == grants.c.id,
-            refresh_tokens.c.revoked_at.is_(None),
-            refresh_tokens.c.consumed_at.is_(None),
-            refresh_tokens.c.expires_at > now,
-        )
-        live_access = select(access_tokens.c.id).where(
-            access_tokens.c.grant_id == grants.c.id,
-            access_tokens.c.revoked_at.is_(None),
-            access_tokens.c.expires_at > now,
-        )
         live_grant = select(grants.c.id).where(
-            grants.c.app_id == apps.c.id,
-            grants.c.user_id == user_id,
-            grants.c.revoked_at.is_(None),
-            live_refresh.exists() | live_access.exists(),
+            grants.c.app_id == apps.c.id, grants.c.user_id == user_id, live_grants.is_live(now)
         )
         query = select(apps).where(live_grant.exists()).order_by(apps.c.created_at, apps.c.id)
         with self._transaction() as conn:

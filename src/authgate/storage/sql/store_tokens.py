@@ -35,6 +35,7 @@ from authgate.core.models import (
     LiveGrant,
     RefreshToken,
 )
+from authgate.storage.sql import live_grants
 from authgate.storage.sql.base import Intent, SqlBase, split_joined, values_of
 from authgate.storage.sql.prepared import Runner
 from authgate.storage.sql.revoke import end_user_grants, revoke_grants
@@ -241,17 +242,6 @@ class TokenQueries(SqlBase):
         resource: str | None = None,
         limit: int | None = None,
     ) -> Sequence[LiveGrant]:
-        live_refresh = select(refresh_tokens.c.id).where(
-            refresh_tokens.c.grant_id == grants.c.id,
-            refresh_tokens.c.revoked_at.is_(None),
-            refresh_tokens.c.consumed_at.is_(None),
-            refresh_tokens.c.expires_at > now,
-        )
-        live_access = select(access_tokens.c.id).where(
-            access_tokens.c.grant_id == grants.c.id,
-            access_tokens.c.revoked_at.is_(None),
-            access_tokens.c.expires_at > now,
-        )
         last_used = (
             select(func.max(access_tokens.c.created_at))
             .where(access_tokens.c.grant_id == grants.c.id)
@@ -265,11 +255,7 @@ class TokenQueries(SqlBase):
         )
         query = (
             select(grants, redirect_uri.label("redirect_uri"), last_used.label("last_used"))
-            .where(
-                grants.c.user_id == user_id,
-                grants.c.revoked_at.is_(None),
-                live_refresh.exists() | live_access.exists(),
-            )
+            .where(grants.c.user_id == user_id, live_grants.is_live(now))
             .order_by(grants.c.created_at.desc(), grants.c.id)
             .limit(limit)
         )

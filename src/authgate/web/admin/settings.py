@@ -2,8 +2,8 @@
 registration and metadata documents — (Coder's ``oauth2-provider/settings``, extended) and
 registration's initial access tokens.
 
-Every rule lives in ``core.settings``; a change made here is seen by this node at once and by
-the others within ``policy.cache_ttl``.
+Every rule lives in ``core.registration_settings``; a change made here is seen by this node
+at once and by the others within ``policy.cache_ttl``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from authgate.core import settings as runtime_settings
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.models import RegistrationSettings
-from authgate.core.settings import InitialAccessToken
+from authgate.core.registration_settings import InitialAccessToken
 from authgate.web.admin.auth import Admin, Ctx, actor, no_store
 from authgate.web.admin.schemas import MAX_TOKEN_LIFETIME, ServiceAccessEntry
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from authgate.core import keys, resources
-from authgate.core import settings as runtime_settings
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.accounts import SignedIn
 from authgate.core.context import Context
 from authgate.core.errors import InvalidRequestError, ManagementError, ValidationFailed

@@ -14,8 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
+from authgate.core import client_configuration as configuration
 from authgate.core import registration
-from authgate.core import settings as runtime_settings
+from authgate.core import registration_settings as runtime_settings
 from authgate.core.context import Context
 from authgate.core.errors import (
     InvalidClientMetadataError,
@@ -121,15 +122,15 @@ async def register(request: Request) -> Response:
 
 
 def _configure(ctx: Context, request: Request, token: str, raw: bytes) -> dict[str, Any] | None:
-    app = registration.authenticate(ctx, request.path_params["client_id"], token)
+    app = configuration.authenticate(ctx, request.path_params["client_id"], token)
     actor = deps.actor_of(request)
     if request.method == "DELETE":
-        registration.delete_client(ctx, actor, app)
+        configuration.delete_client(ctx, actor, app)
         return None
     if request.method == "PUT":
         body = _parse_json(request.headers.get("content-type", ""), raw)
-        app = registration.update_client(ctx, actor, app, body, registration_settings(request))
-    return registration.client_information(ctx, app)
+        app = configuration.update_client(ctx, actor, app, body, registration_settings(request))
+    return configuration.client_information(ctx, app)
 
 
 async def client_configuration(request: Request) -> Response:

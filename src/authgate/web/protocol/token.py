@@ -5,8 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from authgate.core import flow_log, rate_limits, token
+from authgate.core import flow_log, rate_limits
 from authgate.core import flows as core_flows
+from authgate.core import token_endpoint as core_token
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidClientError, OAuthError
 from authgate.core.flows import StepKind
@@ -28,8 +29,11 @@ def _exchange(
     client_id, per_minute = limit
     try:
         rate_limits.enforce_per_client(ctx, actor, "token", client_id, per_minute)
-        return token.exchange(ctx, params, authorization, actor)
-    except OAuthError:
+        return core_token.exchange(ctx, params, authorization, actor)
+    except InvalidClientError:
+        # Refused before the grant read its code or token: find the flow they belong to. Only
+        # here: a refused grant read them already, and a flood of rate-limited requests must
+        # not cost a read each.
         flow_log.tie_refused_token_request(ctx, params)
         raise
 
