@@ -13,6 +13,7 @@ from authgate.app import Services
 from tests.clock import MovableClock
 from tests.conftest import ISSUER, Account, Client, make_client
 from tests.flows import (
+    RESOURCE,
     assert_token_response,
     authorize_url,
     callback_params,
@@ -141,3 +142,20 @@ def test_login_hint_fills_the_username(
         target = "/login" + (f"?login_hint={quote(hint)}" if hint else "")
         field = re.search(r'<input id="username"[^>]*>', client.get(target).text)
         assert field is not None and "value=" not in field.group(0)
+
+
+def test_consent_page_says_what_openid_scopes_release(
+    signed_in: TestClient, services: Services
+) -> None:
+    app = make_client(services)
+    url = authorize_url(
+        app.id, challenge=generate_pkce().challenge, scope="openid email read", resource=RESOURCE
+    )
+    page = signed_in.get(url)
+    assert page.status_code == 200
+    items = re.findall(r"<li><code>([^<]+)</code>(?::\s*([^<]*))?</li>", page.text)
+    assert items == [
+        ("openid", "Know who you are (your account id) and when you signed in"),
+        ("email", "See your email address"),
+        ("read", "Read your data"),
+    ]

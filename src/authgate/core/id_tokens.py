@@ -31,6 +31,13 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "profile": ("name", "preferred_username", "updated_at"),
     "email": ("email", "email_verified"),
 }
+#: What the consent page says each honoured scope lets the app know (a resource that defines
+#: one of these names itself keeps its own words).
+SCOPE_WORDS = {
+    "openid": "Know who you are (your account id) and when you signed in",
+    "profile": "See your name and username",
+    "email": "See your email address",
+}
 #: The claims of the ID token itself (OIDC Core §2), and ``idp``: the upstream provider.
 TOKEN_CLAIMS = (
     "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "amr", "acr",

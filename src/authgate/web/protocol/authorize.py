@@ -120,9 +120,13 @@ def _redirect_context(redirect_uri: str) -> dict[str, str]:
 
 
 def _described(req: authorize.AuthorizationRequest) -> list[ScopeInfo]:
-    """The requested scopes with the plain-language words the resource gave them."""
+    """The requested scopes with the plain-language words the resource gave them (or, for the
+    OpenID scopes, authgate's)."""
     known = {s.name: s for s in req.resource.scopes}
-    return [known.get(name, ScopeInfo(name, "")) for name in scopes.parse_scope(req.scope)]
+    return [
+        known.get(name, ScopeInfo(name, id_tokens.SCOPE_WORDS.get(name, "")))
+        for name in scopes.parse_scope(req.scope)
+    ]
 
 
 def _tracing(request: Request) -> contextlib.AbstractContextManager[object]:
