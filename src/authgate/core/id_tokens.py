@@ -31,6 +31,13 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "profile": ("name", "preferred_username", "updated_at"),
     "email": ("email", "email_verified"),
 }
+#: What the consent page says each honoured scope lets the app know (a resource that defines
+#: one of these names itself keeps its own words).
+SCOPE_WORDS = {
+    "openid": "Know who you are (your account id) and when you signed in",
+    "profile": "See your name and username",
+    "email": "See your email address",
+}
 #: The claims of the ID token itself (OIDC Core §2), and ``idp``: the upstream provider.
 TOKEN_CLAIMS = (
     "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "amr", "acr",
@@ -71,6 +78,15 @@ def parse_max_age(value: str | None) -> int | None:
     if not value.isdigit() or len(value) > 10:
         raise InvalidRequestError("The max_age parameter must be a number of seconds")
     return int(value)
+
+
+def too_old(max_age: int | None, auth_time: datetime, now: datetime) -> bool:
+    """Whether a sign-in at ``auth_time`` is older than the request's ``max_age`` allows (the
+    ID token then carries ``auth_time``, as it always does). ``max_age=0`` asks for a sign-in
+    now, like ``prompt=login``, whatever the clock's resolution."""
+    if max_age is None:
+        return False
+    return max_age == 0 or (now - auth_time).total_seconds() > max_age
 
 
 #: Longer hints are ignored: no username (64) or email address (254) is longer.

@@ -10,7 +10,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from authgate.core import accounts, consent, rate_limits
+from authgate.core import accounts, consent, id_tokens, rate_limits
 from authgate.core import flows as core_flows
 from authgate.core.context import Actor
 from authgate.core.models import User
@@ -43,10 +43,17 @@ def _login_page(
     error: str | None,
     status: int,
     refused: str | None = None,
+    username: str = "",
 ) -> Response:
-    """The sign-in form; ``refused``: the reason code of a refusal core did not record."""
+    """The sign-in form; ``refused``: the reason code of a refusal core did not record;
+    ``username``: the name the form is filled with (the OIDC ``login_hint``)."""
     token = secrets.token_urlsafe(32)
-    context = {"return_to": return_to, "csrf_token": token, "error": error}
+    context: dict[str, object] = {
+        "return_to": return_to,
+        "csrf_token": token,
+        "error": error,
+        "username": username,
+    }
     if error is not None:
         # The reference that finds this attempt in the flow of the authorization it serves.
         context["reference"] = explanations.reference(deps.request_id(request))
@@ -92,7 +99,8 @@ async def login_get(request: Request) -> Response:
     # prompt=login (authorize.py) asks for the form even when someone is signed in.
     if who is not None and request.query_params.get("prompt") != "login":
         return RedirectResponse(return_to, status_code=302)
-    return _login_page(request, return_to, error=None, status=200)
+    hint = id_tokens.check_login_hint(request.query_params.get("login_hint"))
+    return _login_page(request, return_to, error=None, status=200, username=hint or "")
 
 
 async def login_post(request: Request) -> Response:

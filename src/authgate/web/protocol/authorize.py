@@ -21,6 +21,7 @@ from authgate.core import (
     client_identity,
     client_metadata,
     consent,
+    id_tokens,
     redirect_uris,
     scopes,
 )
@@ -43,13 +44,17 @@ def _params(request: Request) -> Params:
 LOGIN_MARKER = flows.LOGIN_MARKER
 
 
-def _login_redirect(request: Request, *, force: bool = False) -> Response:
+def _login_redirect(request: Request, *, force: bool = False, hint: str | None = None) -> Response:
+    """To the sign-in page, which comes back to this request; ``force``: even with a session
+    (prompt=login, max_age), ``hint``: the OIDC ``login_hint`` the form is filled with."""
     target = request.url.path + ("?" + request.url.query if request.url.query else "")
     if force:
         pairs = [(k, v) for k, v in request.query_params.multi_items() if k != LOGIN_MARKER]
         pairs.append((LOGIN_MARKER, consent.login_marker(deps.ctx_of(request))))
         target = request.url.path + "?" + urlencode(pairs)
     suffix = "&prompt=login" if force else ""
+    if hint:
+        suffix += "&login_hint=" + quote(hint, safe="")
     return RedirectResponse(f"/login?return_to={quote(target, safe='')}{suffix}", status_code=302)
 
 
@@ -70,16 +75,23 @@ async def _error(request: Request, exc: Exception, who: SignedIn | None) -> Resp
 async def _needs_sign_in(
     request: Request, req: authorize.AuthorizationRequest, who: SignedIn | None
 ) -> Response | None:
-    """The sign-in step: prompt=none may not show it, prompt=login always does."""
+    """The sign-in step: prompt=none may not show it, prompt=login always does, and so does a
+    sign-in older than the request's ``max_age`` (OIDC Core §3.1.2.1: "If the elapsed time is
+    greater than this value, the OP MUST attempt to actively re-authenticate the End-User")."""
     ctx = deps.ctx_of(request)
     if who is None:
         if "none" in req.prompt:
             error = authorize.LoginRequiredError("The user is not signed in")
             return await _error(request, authorize.prompt_error(req, error), who)
-        return _login_redirect(request, force="login" in req.prompt)
+        return _login_redirect(request, force="login" in req.prompt, hint=req.login_hint)
     marker = request.query_params.get(LOGIN_MARKER)
-    if "login" in req.prompt and not consent.fresh_login(ctx, marker, who.session.created_at):
-        return _login_redirect(request, force=True)
+    started = who.session.created_at
+    stale = id_tokens.too_old(req.max_age, started, ctx.clock.now())
+    if ("login" in req.prompt or stale) and not consent.fresh_login(ctx, marker, started):
+        if "none" in req.prompt:
+            error = authorize.LoginRequiredError("The sign-in is older than max_age allows")
+            return await _error(request, authorize.prompt_error(req, error), who)
+        return _login_redirect(request, force=True, hint=req.login_hint)
     return None
 
 
@@ -117,9 +129,13 @@ def _redirect_context(redirect_uri: str) -> dict[str, str]:
 
 
 def _described(req: authorize.AuthorizationRequest) -> list[ScopeInfo]:
-    """The requested scopes with the plain-language words the resource gave them."""
+    """The requested scopes with the plain-language words the resource gave them (or, for the
+    OpenID scopes, authgate's)."""
     known = {s.name: s for s in req.resource.scopes}
-    return [known.get(name, ScopeInfo(name, "")) for name in scopes.parse_scope(req.scope)]
+    return [
+        known.get(name, ScopeInfo(name, id_tokens.SCOPE_WORDS.get(name, "")))
+        for name in scopes.parse_scope(req.scope)
+    ]
 
 
 async def _validate(request: Request, ctx: Context) -> authorize.AuthorizationRequest:
