@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from authgate.core.flows import Flow, FlowQuery, FlowStep
 from authgate.core.models import (
     AccessToken,
     ApiToken,
@@ -98,6 +99,8 @@ class InMemoryStore:
         self.settings: dict[str, Any] = {}
         self.assertion_jtis: dict[tuple[str, str], datetime] = {}  # (client_id, jti) → expiry
         self.rate_limits: dict[tuple[str, datetime], int] = {}  # (key, window_start) → hits
+        self.flows: dict[str, Flow] = {}
+        self.flow_steps: dict[str, FlowStep] = {}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -696,6 +699,93 @@ class InMemoryStore:
             hits = [e for e in self.audit.values() if _matches(e, query)]
         hits.sort(key=lambda e: (e.at, e.id), reverse=True)
         return hits[query.offset : query.offset + query.limit], len(hits)
+
+    # -- flows -------------------------------------------------------------------------------
+
+    def record_flow_steps(self, steps: Sequence[FlowStep]) -> None:
+        with self._lock:
+            for step in steps:
+                if step.id in self.flow_steps:
+                    raise DuplicateKeyError(step.id)
+            for step in sorted(steps, key=lambda s: (s.at, s.seq)):
+                step = _utc(dataclasses.replace(step, detail=copy.deepcopy(step.detail)))
+                self.flow_steps[step.id] = step
+                old = self.flows.get(step.flow_id)
+                refused = int(step.outcome == "refused")
+                self.flows[step.flow_id] = Flow(
+                    id=step.flow_id,
+                    started_at=min(old.started_at, step.at) if old else step.at,
+                    last_at=max(old.last_at, step.at) if old else step.at,
+                    client_id=(old.client_id if old else None) or step.client_id,
+                    user_id=(old.user_id if old else None) or step.user_id,
+                    resource=(old.resource if old else None) or step.resource,
+                    steps=(old.steps if old else 0) + 1,
+                    refusals=(old.refusals if old else 0) + refused,
+                    last_outcome=step.outcome,
+                    last_reason=step.reason,
+                )
+
+    def list_flows(self, query: FlowQuery) -> tuple[Sequence[Flow], int]:
+        with self._lock:
+            hits = [f for f in self.flows.values() if self._flow_matches(f, query)]
+        hits.sort(key=lambda f: (f.last_at, f.id), reverse=True)
+        return hits[query.offset : query.offset + query.limit], len(hits)
+
+    def _flow_matches(self, flow: Flow, query: FlowQuery) -> bool:
+        steps = [s for s in self.flow_steps.values() if s.flow_id == flow.id]
+        return (
+            (query.client_id is None or flow.client_id == query.client_id)
+            and (query.user_id is None or flow.user_id == query.user_id)
+            and (query.resource is None or flow.resource == query.resource)
+            and (query.reason is None or any(s.reason == query.reason for s in steps))
+            and (query.reference is None or any(s.reference == query.reference for s in steps))
+            and (query.refused is None or (flow.refusals > 0) == query.refused)
+            and (query.since is None or flow.last_at >= query.since)
+            and (query.until is None or flow.last_at < query.until)
+        )
+
+    def get_flow(self, flow_id: str) -> Flow | None:
+        with self._lock:
+            return self.flows.get(flow_id)
+
+    def list_flow_steps(self, flow_id: str) -> Sequence[FlowStep]:
+        with self._lock:
+            steps = [s for s in self.flow_steps.values() if s.flow_id == flow_id]
+        return sorted(steps, key=lambda s: (s.at, s.seq, s.id))
+
+    def failing_clients(self, since: datetime, limit: int) -> Sequence[tuple[str, int]]:
+        counts: dict[str, int] = {}
+        with self._lock:
+            for s in self.flow_steps.values():
+                if s.outcome == "refused" and s.at >= since and s.client_id is not None:
+                    counts[s.client_id] = counts.get(s.client_id, 0) + 1
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+
+    def flow_step_cutoff(self, cap: int) -> int | None:
+        with self._lock:
+            seqs = sorted((s.seq for s in self.flow_steps.values()), reverse=True)
+        return seqs[cap] if len(seqs) > cap else None
+
+    def purge_flow_steps(self, before: datetime, up_to_seq: int | None, limit: int) -> int:
+        with self._lock:
+            doomed = [
+                s.id
+                for s in self.flow_steps.values()
+                if s.at < before or (up_to_seq is not None and s.seq <= up_to_seq)
+            ][:limit]
+            for step_id in doomed:
+                del self.flow_steps[step_id]
+        return len(doomed)
+
+    def purge_flows(self, before: datetime, limit: int) -> int:
+        with self._lock:
+            alive = {s.flow_id for s in self.flow_steps.values()}
+            doomed = [f.id for f in self.flows.values() if f.last_at < before or f.id not in alive][
+                :limit
+            ]
+            for flow_id in doomed:
+                del self.flows[flow_id]
+        return len(doomed)
 
     def get_setting(self, key: str) -> Any | None:
         with self._lock:

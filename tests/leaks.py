@@ -36,6 +36,7 @@ import httpx2
 import pytest
 from starlette import testclient
 
+from authgate.core.flows import FlowQuery
 from authgate.core.models import AuditQuery
 from authgate.core.ports import StoreUnavailableError
 from authgate.crypto import jose
@@ -339,6 +340,26 @@ def audit_entries(services: Any) -> list[tuple[str, str]]:
     return entries
 
 
+def flow_entries(client: Any, services: Any) -> list[tuple[str, str]]:
+    """Every flow step of the test's database, once the app's writer has written them: a step
+    carries prefixes and identifiers only (core/flows.py)."""
+    writer = getattr(getattr(getattr(client, "app", None), "state", None), "flow_writer", None)
+    store = getattr(getattr(services, "ctx", None), "store", None)
+    if writer is None or store is None:
+        return []
+    entries: list[tuple[str, str]] = []
+    try:
+        writer.flush()
+        found, _ = store.list_flows(FlowQuery(limit=500))
+        for flow in found:
+            for step in store.list_flow_steps(flow.id):
+                text = json.dumps(dataclasses.asdict(step), default=str)
+                entries.append((f"flow step {step.kind} {step.id}", text))
+    except StoreUnavailableError:
+        return entries
+    return entries
+
+
 RECORDER = pytest.StashKey[Recorder]()
 STACK = pytest.StashKey[ExitStack]()
 
@@ -374,6 +395,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if recorder is not None:
         services = getattr(item, "funcargs", {}).get("services")
         audit = audit_entries(services) if services is not None else []
+        client = getattr(item, "funcargs", {}).get("client")
+        audit += flow_entries(client, services) if services is not None else []
         found = recorder.leaks(audit)
         if found:
             shown = "\n  ".join(found[:20])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from authgate.config import Settings, settings_markdown
+from authgate.core import flow_reasons
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +20,23 @@ def test_configuration_reference_is_generated_from_settings() -> None:
     assert current == settings_markdown(), (
         "docs/configuration.md is stale: run `authgate settings --markdown > docs/configuration.md`"
     )
+
+
+def test_flow_reasons_table_is_generated_from_the_code() -> None:
+    current = (ROOT / "docs" / "flow-reasons.md").read_text()
+    assert current == flow_reasons.markdown(), (
+        "docs/flow-reasons.md is stale: run "
+        "`authgate flows reasons --markdown > docs/flow-reasons.md`"
+    )
+
+
+def test_every_reason_code_is_documented_once() -> None:
+    codes = [reason.code for reason in flow_reasons.REASONS]
+    assert len(codes) == len(set(codes))
+    assert all(re.fullmatch(r"[a-z_]{3,48}", code) for code in codes)
+    # Every code the classification gives is in the table.
+    assert {code for _, _, code in flow_reasons._RULES} <= set(codes)
+    assert all(reason.explanation.endswith(".") for reason in flow_reasons.REASONS)
 
 
 def test_every_option_is_documented() -> None:

@@ -95,7 +95,8 @@ def parse(argv: list[str]) -> Options:
 def run_attack(argv: list[str]) -> Path:
     p = argparse.ArgumentParser(prog="scripts/bench.sh --attack", description=attack.__doc__)
     p.add_argument("--attack", action="store_true", required=True)
-    p.add_argument("--duration", type=float, default=10, help="seconds per phase")
+    p.add_argument("--duration", type=float, default=8, help="seconds per phase")
+    p.add_argument("--rounds", type=int, default=3, help="times each attack runs")
     p.add_argument("--attacks", default=",".join(a.name for a in attack.ATTACKS))
     p.add_argument("--out-dir", type=Path, default=Path("bench/results"))
     p.add_argument("--work-dir", type=Path, default=Path("bench/work"))
@@ -106,9 +107,9 @@ def run_attack(argv: list[str]) -> Path:
     unknown = set(names) - {x.name for x in attack.ATTACKS}
     if unknown:
         p.error(f"unknown attacks: {', '.join(sorted(unknown))}")
-    duration = 2 if a.smoke else a.duration
+    duration, rounds = (2, 1) if a.smoke else (a.duration, a.rounds)
     root = Path(__file__).resolve().parents[2]
-    return attack.run(root / a.work_dir, root / a.out_dir, a.stem, duration, names)
+    return attack.run(root / a.work_dir, root / a.out_dir, a.stem, duration, names, rounds)
 
 
 def main(argv: list[str] | None = None) -> int:

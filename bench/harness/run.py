@@ -90,10 +90,15 @@ class State:
 
 def _variant_settings(name: str) -> dict[str, str]:
     """Settings a system's name asks for: ``authgate-sqlite-normal`` is authgate-sqlite with
-    commits not synced (``AUTHGATE_SQLITE_SYNCHRONOUS=normal``), to show what durability costs."""
+    commits not synced (``AUTHGATE_SQLITE_SYNCHRONOUS=normal``), to show what durability costs;
+    ``…-noflows`` records no flow timeline (``AUTHGATE_FLOWS_ENABLED=false``), to show what
+    recording costs."""
+    settings: dict[str, str] = {}
     if "-normal" in name:
-        return {"AUTHGATE_SQLITE_SYNCHRONOUS": "normal"}
-    return {}
+        settings["AUTHGATE_SQLITE_SYNCHRONOUS"] = "normal"
+    if "-noflows" in name:
+        settings["AUTHGATE_FLOWS_ENABLED"] = "false"
+    return settings
 
 
 def log(message: str) -> None:

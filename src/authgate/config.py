@@ -186,10 +186,13 @@ class Settings(BaseSettings):
         "0 = no such cap.",
     )
     password_hash_concurrency: int = Field(
-        2,
-        ge=1,
+        0,
+        ge=0,
         le=64,
-        description="Password checks (Argon2id, 64 MiB each) run at once per server process.",
+        description="Password checks (Argon2id, 64 MiB each) run at once per server process, "
+        "at the lowest CPU priority. 0 = one fewer than the CPU cores the process may run on "
+        "(at least one), so that a flood of sign-ins never takes every core from the other "
+        "requests.",
     )
     password_hash_queue: int = Field(
         8,
@@ -231,6 +234,25 @@ class Settings(BaseSettings):
         ge=1,
         le=10000,
         description="Rows deleted per cleanup transaction; small batches keep locks short.",
+    )
+    flows_enabled: bool = Field(
+        True,
+        description="Record the timeline of every authorization flow (steps, outcomes and "
+        "the reason code of each refusal; docs/flow-reasons.md) for operators: the admin "
+        "console's Flows page, `GET /api/v2/flows`, `authgate flows`. Steps are written in "
+        "batches off the request path; false records nothing.",
+    )
+    flow_retention_seconds: int = Field(
+        604800,
+        ge=3600,
+        description="How long the steps of a flow are kept; the background cleanup deletes "
+        "older ones (and flows without steps).",
+    )
+    flow_max_steps: int = Field(
+        1_000_000,
+        ge=1000,
+        description="At most this many flow steps are kept: the background cleanup deletes "
+        "the oldest beyond it, whatever their age.",
     )
     workers: int = Field(
         1,

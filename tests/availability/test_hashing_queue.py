@@ -2,12 +2,13 @@
 
 In process, with a hasher double that blocks: at most ``concurrency`` checks run and ``queue``
 wait; one more is refused at once; an operator's new password waits instead of being refused;
-checks run on threads of their own at the lowest CPU priority.
+checks run on threads of their own at the lowest CPU priority; by default one fewer check
+runs at once than the process has cores, so hashing never has them all.
 
 Against a real `authgate serve` process (SQLite, production Argon2id parameters with a pause
-added to each check by ``slow_hasher_serve.py``, the default bounds of 2 running and 8
-waiting): 64 threads of wrong sign-ins, more than the server's request threads. The sign-in
-page, the metadata and a known client's token request keep answering well within a bound; the
+added to each check by ``slow_hasher_serve.py``, bounds of 2 running and 8 waiting): 64
+threads of wrong sign-ins, more than the server's request threads. The sign-in page, the
+metadata and a known client's token request keep answering well within a bound; the
 overflow is 429 with ``Retry-After`` at once and leaves no audit event (no password was
 checked); every check that ran is audited as a failed sign-in; the refusals are counted in the
 metrics; the right password still signs in. Bounded: at most 1500 requests, ~8 s.
@@ -27,6 +28,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from authgate.app import build_services
+from authgate.config import Settings
 from authgate.crypto import passwords
 from tests.availability.attack import running, timed
 from tests.procs import (
@@ -152,6 +155,7 @@ def node(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[Deployment, No
             # off, so that the hashing queue's own bound is what is tested.
             AUTHGATE_SIGN_IN_RATE_PER_IP="0",
             AUTHGATE_SIGN_IN_ATTEMPTS_PER_USER="0",
+            AUTHGATE_PASSWORD_HASH_CONCURRENCY="2",
         )
         # The real server, with each password check slowed (slow_hasher_serve.py): a few
         # dozen sign-ins then outlast the request threads on any machine.
@@ -248,3 +252,21 @@ def test_wrong_sign_ins_saturating_the_queue_delay_nothing_else(
     with httpx.Client(base_url=server.url, timeout=60, follow_redirects=False) as user:
         sign_in(user)  # the right password still signs in (303 and a session)
         assert "authgate_session" in user.cookies
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(1, 1), (2, 1), (4, 3), (16, 15)])
+def test_by_default_hashing_leaves_a_core_to_the_other_requests(cpus: int, expected: int) -> None:
+    """One fewer check at once than the cores the process may run on, at least one: on two
+    cores a flood of sign-ins hashes on one and the token endpoint and pages keep the other."""
+    assert passwords.default_concurrency(cpus) == expected
+
+
+def test_the_server_takes_the_default_from_its_cores(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    monkeypatch.setattr(passwords, "_GATE", passwords._Gate(7, 7))
+    assert settings.password_hash_concurrency == 0  # the default: chosen at start
+    build_services(settings).store.close()
+    cores = len(os.sched_getaffinity(0))
+    assert passwords._GATE.concurrency == max(1, cores - 1) < max(2, cores)
+    assert passwords._GATE.queue == passwords.DEFAULT_QUEUE

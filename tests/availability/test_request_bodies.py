@@ -175,3 +175,51 @@ def test_a_small_chunked_body_is_read_as_usual(node: tuple[Deployment, Node]) ->
     status, body = small_chunked_token_request(node[0])
     assert status == 200, body[:500]
     assert b'"access_token"' in body and b'"token_type":"Bearer"' in body
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed ``sock`` (EOF or a reset) while the client sends nothing
+    more; waits at most 30 s."""
+    sock.settimeout(30)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+def test_a_413_closes_the_connection_instead_of_reading_the_rest(
+    node: tuple[Deployment, Node], framing: str
+) -> None:
+    """The server stops reading at the limit: it answers 413 with ``Connection: close`` and
+    closes the connection while the client still owes it most of the body, rather than
+    reading and dropping the rest to keep the connection for a next request."""
+    deployment, _ = node
+    port = deployment.port
+    length = (
+        "Transfer-Encoding: chunked" if framing == "chunked" else f"Content-Length: {ATTACK_BYTES}"
+    )
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        head = (
+            f"POST /oauth2/tokens HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\n{length}\r\n\r\n"
+        )
+        sent = b""
+        if framing == "chunked":
+            # Twice the limit, then nothing more: 98 MiB of the body are still owed.
+            sent = (b"%x\r\n" % CHUNK + b"a" * CHUNK + b"\r\n") * 32
+        sock.sendall(head.encode() + sent)
+        status, headers, body = read_response(sock)
+        assert status == 413, body[:300]
+        assert headers["connection"] == "close"
+        assert json.loads(body)["error_description"] == "The request body is too large"
+        assert closed_by_server(sock)
+    finally:
+        sock.close()
+    status, body = small_chunked_token_request(deployment)
+    assert status == 200 and b'"access_token"' in body, body[:300]

@@ -484,6 +484,7 @@ def test_db_cleanup_deletes_what_expired_before_the_retention(
             "refresh_tokens": 0,
             "grants": 0,
             "clients": 0,
+            "flows": 0,
         },
         "complete": True,
     }

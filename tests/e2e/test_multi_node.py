@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -314,3 +316,95 @@ def test_node_killed_mid_burst_loses_no_issued_token(cluster: Cluster) -> None:
     after = token(cluster.a, cluster.service, grant_type="client_credentials")
     assert after.status_code == 200, after.text
     assert introspect(cluster.b, cluster.service, after.json()["access_token"])["active"] is True
+
+
+def _flow_with_code(cluster: Cluster, code_prefix: str, last_kind: str) -> dict[str, Any]:
+    """The flow (from node B's API) whose code has this prefix, once its ``last_kind`` step is
+    written (each node writes its steps in batches, a moment after the request)."""
+    headers = {"Authorization": f"Bearer {cluster.admin_token}"}
+    deadline = time.monotonic() + 20
+    while True:
+        listed = httpx.get(
+            f"{cluster.b.url}/api/v2/flows",
+            params={"client_id": cluster.web[0], "limit": 200},
+            headers=headers,
+            timeout=10,
+        )
+        assert listed.status_code == 200, listed.text
+        for flow in listed.json()["flows"]:
+            timeline = httpx.get(
+                f"{cluster.b.url}/api/v2/flows/{flow['id']}", headers=headers, timeout=10
+            ).json()
+            prefixes = [s["detail"].get("code_prefix") for s in timeline["steps"]]
+            kinds = [s["kind"] for s in timeline["steps"]]
+            if code_prefix in prefixes and last_kind in kinds:
+                return dict(timeline)
+        assert time.monotonic() < deadline, "the flow's steps never all arrived"
+        time.sleep(0.25)
+
+
+def test_a_flow_across_both_nodes_is_one_flow(cluster: Cluster) -> None:
+    pkce = generate_pkce()
+    query = {
+        "client_id": cluster.web[0],
+        "response_type": "code",
+        "redirect_uri": REDIRECT_URI,
+        "state": uuid.uuid4().hex,
+        "code_challenge": pkce.challenge,
+        "code_challenge_method": "S256",
+    }
+    path = "/oauth2/authorize?" + urlencode(query)
+    with httpx.Client(follow_redirects=False, timeout=30) as person:
+        # Asked on A, signed in on B, the consent page on A, the decision posted on B: the
+        # session and the flow id (derived from the request) hold on either node.
+        first = person.get(f"{cluster.a.url}{path}")
+        assert first.status_code == 302 and first.headers["location"].startswith("/login")
+        form = person.get(f"{cluster.b.url}{first.headers['location']}")
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert csrf is not None
+        signed = person.post(
+            f"{cluster.b.url}/login",
+            data={
+                "username": "admin",
+                "password": PASSWORD,
+                "csrf_token": csrf.group(1),
+                "return_to": path,
+            },
+        )
+        assert signed.status_code == 303, signed.text
+        page = person.get(f"{cluster.a.url}{path}")
+        if page.status_code == 200:  # the consent page (an earlier test may be remembered)
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert csrf is not None
+            page = person.post(
+                f"{cluster.b.url}{path}", data={"csrf_token": csrf.group(1), "decision": "allow"}
+            )
+        assert page.status_code == 302, page.text
+        code = parse_qs(urlsplit(page.headers["location"]).query)["code"][0]
+    issued = exchange(cluster.a, cluster, code, pkce.verifier)  # redeemed on A
+    assert issued.status_code == 200, issued.text
+    refreshed = token(  # refreshed on B
+        cluster.b,
+        cluster.web,
+        grant_type="refresh_token",
+        refresh_token=issued.json()["refresh_token"],
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    revoked = httpx.post(  # revoked on A
+        f"{cluster.a.url}/oauth2/revoke",
+        data={"token": refreshed.json()["refresh_token"]},
+        auth=cluster.web,
+        timeout=30,
+    )
+    assert revoked.status_code == 200
+
+    timeline = _flow_with_code(cluster, code.split("_")[1], "revocation")
+    kinds = [s["kind"] for s in timeline["steps"]]
+    assert kinds[:2] == ["authorize", "sign_in"], kinds
+    assert kinds[-4:] == ["code_issued", "token", "refresh", "revocation"], kinds
+    assert timeline["flow"]["user_id"] is not None
+    assert timeline["flow"]["refusals"] == 0
+    # Its steps came from requests to both nodes, each with its own request id.
+    assert len({s["request_id"] for s in timeline["steps"]}) >= 6
+    for value in (code, issued.json()["refresh_token"], refreshed.json()["access_token"]):
+        assert value not in json.dumps(timeline)

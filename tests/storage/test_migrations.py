@@ -41,12 +41,15 @@ TABLES = {
     "client_assertion_jtis",
     "rate_limits",
     "client_changes",
+    "flows",
+    "flow_steps",
 }
-TABLES_0004 = TABLES - {"client_changes"}
+TABLES_0006 = TABLES - {"flows", "flow_steps"}
+TABLES_0004 = TABLES_0006 - {"client_changes"}
 TABLES_0002 = TABLES_0004 - {"client_assertion_jtis", "rate_limits"}
 TABLES_0001 = TABLES_0002 - {"resources", "signing_keys"}
-HEAD = "0006"
-NEXT = "0007"
+HEAD = "0007"
+NEXT = "0008"
 
 every_sql_backend = pytest.mark.parametrize("empty_database_url", SQL_BACKENDS, indirect=True)
 
@@ -243,8 +246,8 @@ def test_schema_status(empty_database_url: str) -> None:
 
 
 NEXT_REVISION = """
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -265,7 +268,7 @@ def test_schema_status_behind_after_downgrade(
     """Code with a newer head sees a downgraded database as behind, older code as ahead."""
     newer = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "versions" / "0007_next.py").write_text(NEXT_REVISION)
+    (newer / "versions" / "0008_next.py").write_text(NEXT_REVISION)
     url = empty_database_url
 
     def run_as(migrations: Path) -> None:

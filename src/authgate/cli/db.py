@@ -17,6 +17,7 @@ from authgate.cli.common import (
     redacted_url,
 )
 from authgate.core import cleanup as housekeeping
+from authgate.core import flow_log
 
 
 @click.group()
@@ -69,12 +70,20 @@ def status(as_json: bool) -> None:
 @json_option
 def cleanup(max_batches: int, as_json: bool) -> None:
     """Delete expired sessions, codes, tokens and spent grants, and purge unused
-    self-registered clients (kept AUTHGATE_CLEANUP_RETENTION_SECONDS after they expire)."""
+    self-registered clients (kept AUTHGATE_CLEANUP_RETENTION_SECONDS after they expire), and
+    flow steps beyond AUTHGATE_FLOW_RETENTION_SECONDS or AUTHGATE_FLOW_MAX_STEPS."""
     services = open_services()
     settings = services.settings
     report = housekeeping.run(
         services.ctx,
         retention=timedelta(seconds=settings.cleanup_retention_seconds),
+        batch_size=settings.cleanup_batch_size,
+        max_batches=max_batches,
+    )
+    report.deleted["flows"] = flow_log.purge(
+        services.ctx,
+        retention=timedelta(seconds=settings.flow_retention_seconds),
+        cap=settings.flow_max_steps,
         batch_size=settings.cleanup_batch_size,
         max_batches=max_batches,
     )

@@ -15,6 +15,7 @@ from authgate.cli import (
     apps,
     audit,
     db,
+    flows,
     keys,
     profiles,
     registration,
@@ -45,6 +46,7 @@ cli.add_command(keys.keys)
 cli.add_command(settings.settings)
 cli.add_command(registration.registration)
 cli.add_command(audit.audit)
+cli.add_command(flows.flows)
 cli.add_command(profiles.profiles)
 cli.add_command(profiles.test_client)
 

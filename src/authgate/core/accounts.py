@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Literal
 
-from authgate.core import audit, rate_limits
+from authgate.core import audit, flows, rate_limits
 from authgate.core.context import Actor, Context
 from authgate.core.errors import Conflict, InvalidTokenError, NotFound, ValidationFailed
 from authgate.core.models import ApiToken, Session, User
@@ -244,10 +244,13 @@ def sign_in(
             reason=reason,
             **typed,
         )
+        flows.step("sign_in", "refused", "user_disabled" if ok else "sign_in_failed")
         return None
     audit.record(
         ctx, actor.as_user(user.id), "user.logged_in", target_type="user", target_id=user.id
     )
+    flows.note(user_id=user.id)
+    flows.step("sign_in")
     return user
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from authgate.core import admin_scope, clients, pkce, redirect_uris, resources, scopes
+from authgate.core import admin_scope, clients, flows, pkce, redirect_uris, resources, scopes
 from authgate.core.context import Actor, Context
 from authgate.core.errors import (
     AccessDeniedError,
@@ -231,8 +231,10 @@ def issue_code(ctx: Context, request: AuthorizationRequest, user: User, auth_tim
             auth_time=auth_time,
             created_at=now,
             expires_at=now + ctx.policy.code_ttl,
+            flow_id=flows.current_flow_id(),
         )
     )
+    flows.step("code_issued", code_prefix=code.prefix)
     params = {"code": code.value}
     if request.state is not None:
         params["state"] = request.state

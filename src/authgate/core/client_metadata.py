@@ -34,6 +34,7 @@ from authgate.core import (
     audit,
     client_profiles,
     document_policy,
+    flows,
     negotiation,
     rate_limits,
     redirect_uris,
@@ -122,15 +123,27 @@ def load_document_client(ctx: Context, url: str, actor: Actor | None = None) -> 
     try:
         check_url(url)
     except InvalidDocument as exc:
+        _fetch_refused(url, "client_document_invalid")
         raise _refused(str(exc)) from exc
     stored = ctx.store.get_app(url)
     if stored is not None and not stored.metadata_document:
         return stored  # an app registered under this id by other means stays what it is
     settings = runtime_settings.current(ctx)
-    document_policy.check_url_host(url, settings)
-    app = _fresh_or_fetched(ctx, url, stored, actor, settings)
-    document_policy.check_redirect_uris(app, settings)
+    try:
+        document_policy.check_url_host(url, settings)
+        app = _fresh_or_fetched(ctx, url, stored, actor, settings)
+        document_policy.check_redirect_uris(app, settings)
+    except OAuthError as exc:
+        _fetch_refused(url, "rate_limited" if exc.status_code == 429 else "client_document_refused")
+        raise
     return app
+
+
+def _fetch_refused(url: str, reason: str) -> None:
+    """The flow's document step, unless a more precise one was recorded already."""
+    trace = flows.current()
+    if trace is None or trace.reason_hint is None:
+        flows.step("document_fetch", "refused", reason, url=url[:MAX_URL_LENGTH])
 
 
 def _fresh_or_fetched(
@@ -144,6 +157,8 @@ def _fresh_or_fetched(
         stale = _usable_stale(stored, now) if failure.stale_ok else None
         if stale is not None:
             return stale
+        bad = "client_document_fetch_failed" if failure.stale_ok else "client_document_invalid"
+        _fetch_refused(url, bad)
         raise _refused(failure.reason)
     if ctx.fetcher is None:
         raise _refused("this server does not fetch client metadata documents")
@@ -173,6 +188,7 @@ def _fetch_or_fallback(
         stale = _usable_stale(stored, now)
         if stale is not None:
             return stale
+        _fetch_refused(url, "unavailable")
         raise document_policy.refused(str(exc), debug="fetch pool busy") from exc
     except FetchError as exc:
         _remember_failure(ctx, url, now, str(exc), stale_ok=True)
@@ -182,6 +198,7 @@ def _fetch_or_fallback(
         pinned = _from_pinned_copy(ctx, url, stored, settings, str(exc))
         if pinned is not None:
             return pinned
+        _fetch_refused(url, "client_document_fetch_failed")
         raise _refused(str(exc)) from exc
 
 
@@ -199,6 +216,7 @@ def _accept_document(
         app, dropped = read_document(url, document.body, stored, now, document.max_age)
     except InvalidDocument as exc:
         _remember_failure(ctx, url, now, str(exc), stale_ok=False)
+        _fetch_refused(url, "client_document_invalid")
         raise _refused(str(exc)) from exc
     try:
         document_policy.check_redirect_uris(app, settings)
@@ -207,6 +225,7 @@ def _accept_document(
         _remember_failure(ctx, url, now, exc.description, stale_ok=False)
         raise
     ctx.store.upsert_app(app)
+    flows.step("document_fetch", url=url[:MAX_URL_LENGTH])
     ctx.caches.client_documents.forget(url)
     _audit(ctx, stored, app, dropped)
     return app

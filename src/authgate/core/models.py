@@ -142,6 +142,8 @@ class AuthorizationCode:
     expires_at: datetime
     consumed_at: datetime | None = None
     grant_id: str | None = None
+    #: The flow of the authorization request it answers (core/flows.py).
+    flow_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,8 @@ class Grant:
     auth_time: datetime | None
     created_at: datetime
     revoked_at: datetime | None = None
+    #: The flow that started the family; its refreshes continue it (core/flows.py).
+    flow_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from authgate.core.flows import Flow, FlowQuery, FlowStep
 from authgate.core.models import (
     AccessToken,
     ApiToken,
@@ -310,6 +311,42 @@ class AuditStore(Protocol):
         ...
 
 
+class FlowStore(Protocol):
+    """The flow timeline (core/flows.py), written in batches by a background writer."""
+
+    def record_flow_steps(self, steps: Sequence[FlowStep]) -> None:
+        """Append the steps and create or update the summary row of each flow they belong to
+        (started at its first step, counts added, the last step's outcome and reason)."""
+        ...
+
+    def list_flows(self, query: FlowQuery) -> tuple[Sequence[Flow], int]:
+        """Most recently active first; the page and the total count matching the filters."""
+        ...
+
+    def get_flow(self, flow_id: str) -> Flow | None: ...
+    def list_flow_steps(self, flow_id: str) -> Sequence[FlowStep]:
+        """The flow's steps in the order they happened."""
+        ...
+
+    def failing_clients(self, since: datetime, limit: int) -> Sequence[tuple[str, int]]:
+        """The clients with the most refused steps since ``since``: (client_id, count)."""
+        ...
+
+    def flow_step_cutoff(self, cap: int) -> int | None:
+        """The ``seq`` of the newest step beyond the newest ``cap`` (None when there are no
+        more than ``cap``): every step up to it must go to keep the cap."""
+        ...
+
+    def purge_flow_steps(self, before: datetime, up_to_seq: int | None, limit: int) -> int:
+        """Delete at most ``limit`` steps recorded before ``before`` or with ``seq`` at most
+        ``up_to_seq``; how many went."""
+        ...
+
+    def purge_flows(self, before: datetime, limit: int) -> int:
+        """Delete at most ``limit`` flows last active before ``before`` or with no step left."""
+        ...
+
+
 class SettingsStore(Protocol):
     def get_setting(self, key: str) -> Any | None: ...
     def set_setting(self, key: str, value: Any) -> None: ...
@@ -328,6 +365,7 @@ class Store(
     RateLimitStore,
     CleanupStore,
     AuditStore,
+    FlowStore,
     SettingsStore,
     Protocol,
 ):

@@ -99,7 +99,11 @@ def hit(ctx: Context, limit: Limit) -> Hit:
     if limit.max_hits > 0:
         size = block_size(limit)
         count = ctx.caches.rate_leases.take(
-            limit.key, size, start, lambda: ctx.store.hit_rate_limit(limit.key, start, now, size)
+            limit.key,
+            size,
+            limit.max_hits,
+            start,
+            lambda: ctx.store.hit_rate_limit(limit.key, start, now, size),
         )
     remaining = (start + limit.window - now).total_seconds()
     return Hit(count, start, max(1, math.ceil(remaining)))

@@ -9,7 +9,7 @@ Revoking a refresh token ends its whole grant family, access tokens included (§
 
 from __future__ import annotations
 
-from authgate.core import audit, client_auth, client_credentials, tokens
+from authgate.core import audit, client_auth, client_credentials, flows, tokens
 from authgate.core.context import Actor, Context
 from authgate.core.models import AccessToken, AuditEvent, RefreshToken
 from authgate.core.params import Params
@@ -68,6 +68,7 @@ def _revoke_refresh(ctx: Context, client_id: str, value: str, actor: Actor) -> b
         return False
     if token.app_id != client_id:
         return _refused(ctx, actor, "refresh_token", token.app_id, token.id)
+    _note_flow(ctx, token)
     event = _revoked(ctx, actor, "grant", token.grant_id, "refresh_token", token)
     ctx.store.revoke_grant(token.grant_id, event.at, event)  # the event only if it revoked
     return True
@@ -79,6 +80,20 @@ def _revoke_access(ctx: Context, client_id: str, value: str, actor: Actor) -> bo
         return False
     if token.app_id != client_id:
         return _refused(ctx, actor, "access_token", token.app_id, token.id)
+    _note_flow(ctx, token)
     event = _revoked(ctx, actor, "access_token", token.id, "access_token", token)
     ctx.store.revoke_access_token(token.id, event.at, event)  # the event only if it revoked
     return True
+
+
+def _note_flow(ctx: Context, token: AccessToken | RefreshToken) -> None:
+    """Tie the revocation to the flow of the token's grant (only while a flow is recorded)."""
+    if flows.current() is None or token.grant_id is None:
+        return
+    grant = ctx.store.get_grant(token.grant_id)
+    flows.note(
+        flow_id=grant.flow_id if grant else None,
+        user_id=token.user_id,
+        resource=token.audience,
+    )
+    flows.step("revocation", token_prefix=token.prefix)

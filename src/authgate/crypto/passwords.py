@@ -1,8 +1,9 @@
 """Password hashing with Argon2id (RFC 9106), via argon2-cffi.
 
 Each hash holds the hasher's memory cost (64 MiB by default) and a core for ~100 ms, so a
-process runs at most ``concurrency`` at once, on threads of its own at the lowest CPU
-priority, and lets at most ``queue`` more wait for their turn (``configure``;
+process runs at most ``concurrency`` at once — by default one fewer than the CPU cores it may
+run on, at least one, so that hashing never has every core — on threads of its own at the
+lowest CPU priority, and lets at most ``queue`` more wait for their turn (``configure``;
 ``AUTHGATE_PASSWORD_HASH_CONCURRENCY`` and ``_QUEUE``). A check beyond those is refused at
 once with ``HashingBusyError`` (the sign-in page answers 429 with ``Retry-After``) instead of
 holding a request thread: a flood of sign-ins cannot multiply the server's memory, nor fill
@@ -24,7 +25,6 @@ from typing import Any, TypeVar
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-DEFAULT_CONCURRENCY = 2
 DEFAULT_QUEUE = 8
 #: The nice value of the hashing threads (19: the lowest priority).
 NICE = 19
@@ -33,6 +33,18 @@ _HASHER = PasswordHasher()
 # A fixed hash to compare against when the account does not exist, so that a failed sign-in
 # costs the same time whether or not the user exists.
 _DUMMY = _HASHER.hash("authgate-dummy-password")
+
+
+def default_concurrency(cpus: int | None = None) -> int:
+    """Checks run at once when not configured: one fewer than ``cpus`` (the cores this process
+    may run on), at least one. The cores left serve every other request while a flood of
+    sign-ins is being checked."""
+    if cpus is None:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # not on Linux
+            cpus = os.cpu_count() or 1
+    return max(1, cpus - 1)
 
 
 class HashingBusyError(Exception):
@@ -103,14 +115,16 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
 
 
-_GATE = _Gate(DEFAULT_CONCURRENCY, DEFAULT_QUEUE)
+_GATE = _Gate(default_concurrency(), DEFAULT_QUEUE)
 #: Password checks refused because the queue was full, since the process started.
 refusals = 0
 
 
 def configure(concurrency: int, queue: int) -> None:
-    """This process's bounds (the server sets them from its settings at start)."""
+    """This process's bounds (the server sets them from its settings at start); a
+    ``concurrency`` of 0 is ``default_concurrency()``."""
     global _GATE
+    concurrency = concurrency or default_concurrency()
     if (concurrency, queue) != (_GATE.concurrency, _GATE.queue):
         _GATE = _Gate(concurrency, queue)
 

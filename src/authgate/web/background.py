@@ -1,4 +1,6 @@
-"""Work a server process does besides answering requests: the periodic cleanup.
+"""Work a server process does besides answering requests: the periodic cleanup (expired rows,
+and the flow timeline beyond its retention and row cap), and writing out pending flow steps at
+shutdown.
 
 Started by the app's lifespan only when ``authgate serve`` asks for it (tests build the app
 without it and call ``core.cleanup.run`` themselves). Each process waits a random part of the
@@ -21,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 
 from authgate.config import Settings
-from authgate.core import cleanup
+from authgate.core import cleanup, flow_log
 from authgate.core.context import Context
 from authgate.core.ports import StoreUnavailableError
 from authgate.web.metrics import Metrics
@@ -37,6 +39,9 @@ async def cleanup_once(ctx: Context, settings: Settings, metrics: Metrics | None
             retention=timedelta(seconds=settings.cleanup_retention_seconds),
             batch_size=settings.cleanup_batch_size,
         )
+        if settings.flows_enabled:
+            flows = await run_in_threadpool(purge_flows, ctx, settings)
+            report.deleted["flows"] = flows
     except StoreUnavailableError as exc:
         log.warning(json.dumps({"event": "cleanup.failed", "reason": str(exc)[:200]}))
         return
@@ -52,6 +57,16 @@ async def cleanup_once(ctx: Context, settings: Settings, metrics: Metrics | None
         log.info(json.dumps(line))
 
 
+def purge_flows(ctx: Context, settings: Settings) -> int:
+    """The flow steps and flows beyond the retention and the row cap (core/flow_log.py)."""
+    return flow_log.purge(
+        ctx,
+        retention=timedelta(seconds=settings.flow_retention_seconds),
+        cap=settings.flow_max_steps,
+        batch_size=settings.cleanup_batch_size,
+    )
+
+
 async def _loop(ctx: Context, settings: Settings, metrics: Metrics | None) -> None:
     interval = settings.cleanup_interval_seconds
     await asyncio.sleep(random.uniform(0.1, 1.0) * interval)  # noqa: S311 (jitter, not a secret)
@@ -64,13 +79,16 @@ async def _loop(ctx: Context, settings: Settings, metrics: Metrics | None) -> No
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     state = app.state
     settings: Settings = state.settings
-    if settings.cleanup_interval_seconds <= 0:
-        yield
-        return
-    task = asyncio.create_task(_loop(state.ctx, settings, getattr(state, "metrics", None)))
+    writer = getattr(state, "flow_writer", None)
+    task = None
+    if getattr(state, "background", False) and settings.cleanup_interval_seconds > 0:
+        task = asyncio.create_task(_loop(state.ctx, settings, getattr(state, "metrics", None)))
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if writer is not None:
+            await run_in_threadpool(writer.close)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from authgate.core import flows
 from authgate.core.errors import (
     AccessDeniedError,
     InvalidClientError,
@@ -21,8 +22,8 @@ from authgate.core.errors import (
 from authgate.core.rate_limits import RateLimitedError
 
 #: How many characters of the request id a person is asked to pass on (enough to find the
-#: request in the logs, short enough to read out).
-REFERENCE_LENGTH = 8
+#: request in the logs and its flow, short enough to read out).
+REFERENCE_LENGTH = flows.REFERENCE_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,5 +107,6 @@ def explain(exc: OAuthError) -> Explanation:
 
 
 def reference(request_id: str | None) -> str | None:
-    """The short reference a person gives the operator: the start of the request id."""
-    return request_id[:REFERENCE_LENGTH] if request_id else None
+    """The short reference a person gives the operator: the start of the request id, which
+    also finds the flow the request was a step of (``authgate flows show <reference>``)."""
+    return flows.reference_of(request_id)

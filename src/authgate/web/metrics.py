@@ -8,7 +8,7 @@ endpoint is not authenticated: operators keep it off the public internet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
@@ -20,12 +20,18 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
+from authgate.core import flow_log
+from authgate.core.context import Context
 from authgate.core.errors import OAuthError
+from authgate.core.flows import FlowStep
 from authgate.core.grants import refresh_reuse
+from authgate.core.ports import StoreUnavailableError
 from authgate.core.token_endpoint import GRANTS
 from authgate.crypto import passwords
 
 UNMATCHED = "unmatched"
+#: How many clients' metric labels a node remembers before it reads them again.
+_MAX_CLIENT_LABELS = 4096
 #: The method label: these, else "other" (a client may send any token as a method).
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: The operator-only ``debug`` texts of the token endpoint's replay defences, each of which
@@ -103,6 +109,15 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
+        self.flow_refusals = Counter(
+            "authgate_flow_refusals",
+            "Refused flow steps by reason code (docs/flow-reasons.md) and client: the client_id "
+            "of an app the operator registered, profile:<id> for a known client, else other.",
+            ["reason", "client"],
+            registry=registry,
+        )
+        # client_id → label; bounded, cleared when full (labels change rarely).
+        self._client_labels: dict[str, str] = {}
         if pool_in_use is not None:
             gauge = Gauge(
                 "authgate_db_pool_connections_in_use",
@@ -136,6 +151,28 @@ class Metrics:
             if child is None:
                 child = self._issued[grant_type] = self.tokens_issued.labels(grant_type)
             child.inc()
+
+    def flow_steps_written(self, ctx: Context) -> Callable[[Sequence[FlowStep]], None]:
+        """What the flow writer calls with each batch it wrote: counts the refusals."""
+
+        def count(steps: Sequence[FlowStep]) -> None:
+            for step in steps:
+                if step.outcome == "refused" and step.reason is not None:
+                    self.flow_refused(ctx, step.reason, step.client_id)
+
+        return count
+
+    def flow_refused(self, ctx: Context, reason: str, client_id: str | None) -> None:
+        label = self._client_labels.get(client_id or "")
+        if label is None:
+            try:
+                label = flow_log.client_label(ctx, client_id)
+            except StoreUnavailableError:
+                label = flow_log.OTHER_CLIENT
+            if len(self._client_labels) >= _MAX_CLIENT_LABELS:
+                self._client_labels.clear()
+            self._client_labels[client_id or ""] = label
+        self.flow_refusals.labels(reason, label).inc()
 
     def token_continued(self) -> None:
         self.refresh_continued.inc()

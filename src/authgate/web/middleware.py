@@ -122,7 +122,11 @@ async def _bounded_body(scope: Scope, receive: Receive) -> Receive | None:
     Counted by the bytes that arrive, not by what ``Content-Length`` says: a declared length
     over the limit is refused before a byte is read; a body without one (chunked) is read here,
     up to the limit and no further, before the app runs, so no handler, authentication or
-    parser sees a body that is too large and memory stays bounded however it is framed."""
+    parser sees a body that is too large and memory stays bounded however it is framed.
+
+    The 413 closes the connection (``_too_large``): the rest of the body is never read. Kept
+    open, the server would have to read and drop whatever the client still sends before the
+    next request on it could begin, so a 100 MiB body would cost 100 MiB of reading anyway."""
     headers = dict(scope["headers"])
     length = headers.get(b"content-length")
     if length is not None:
@@ -182,7 +186,12 @@ async def _too_large(send: Send) -> None:
         {
             "type": "http.response.start",
             "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"cache-control", b"no-store")],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"cache-control", b"no-store"),
+                # The unread rest of the body is dropped with the connection (_bounded_body).
+                (b"connection", b"close"),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

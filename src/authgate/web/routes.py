@@ -15,11 +15,13 @@ from authgate.web import admin, health, metrics
 from authgate.web.background import lifespan as background_lifespan
 from authgate.web.cors import with_cors
 from authgate.web.errors import EXCEPTION_HANDLERS
+from authgate.web.flow_writer import FlowWriter
 from authgate.web.hot import AuthgateApp
 from authgate.web.middleware import RequestContext
 from authgate.web.pages import (
     admin_access,
     admin_apps,
+    admin_flows,
     admin_profiles,
     admin_system,
     admin_users,
@@ -130,6 +132,8 @@ def admin_routes() -> list[Route]:
         Route("/admin/settings", admin_system.show_settings, methods=["GET"]),
         Route("/admin/settings", admin_system.update_settings, methods=["POST"]),
         Route("/admin/audit", admin_system.audit_log, methods=["GET"]),
+        Route("/admin/flows", admin_flows.list_flows, methods=["GET"]),
+        Route("/admin/flows/{flow_id}", admin_flows.show_flow, methods=["GET"]),
         Route("/admin/profiles", admin_profiles.list_profiles, methods=["GET"]),
         Route("/admin/profiles", admin_profiles.save_profile, methods=["POST"]),
         Route("/admin/profiles/{profile_id}/pin", admin_profiles.pin_profile, methods=["POST"]),
@@ -154,7 +158,7 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
     """The ASGI app; ``background`` also runs the periodic cleanup (``web/background.py``)
     for as long as the app's lifespan lasts, which is what ``authgate serve`` wants."""
     app = AuthgateApp(
-        lifespan=background_lifespan if background else None,
+        lifespan=background_lifespan if background or settings.flows_enabled else None,
         title="authgate management API",
         version=__version__,
         openapi_url="/api/v2/openapi.json",
@@ -167,6 +171,7 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
     )
     app.state.ctx = ctx
     app.state.settings = settings
+    app.state.background = background
     app.state.templates = environment(settings.template_dir or None)
     app.state.branding = branding_of(settings)
     app.router.routes.extend(protocol_routes(settings.issuer))
@@ -177,6 +182,11 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
             metrics.pool_gauge(ctx.store), metrics.fetch_refusals(ctx.fetcher)
         )
         app.router.routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+    if settings.flows_enabled:
+        observed = getattr(app.state, "metrics", None)
+        app.state.flow_writer = FlowWriter(
+            ctx.store, on_written=observed.flow_steps_written(ctx) if observed else None
+        )
     app.include_router(admin.router, prefix="/api/v2")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(RequestContext)  # the outermost of the app's own middleware

@@ -9,7 +9,7 @@ consumed, so a failed request never burns it; the consumption itself is atomic.
 
 from __future__ import annotations
 
-from authgate.core import audit, pkce, resources
+from authgate.core import audit, flows, pkce, resources
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidGrantError, InvalidTargetError
@@ -29,6 +29,7 @@ class AuthorizationCodeGrant:
         self, ctx: Context, client: AuthenticatedClient, params: Params, actor: Actor
     ) -> TokenResponse:
         code = _find_code(ctx, params.require("code"))
+        flows.note(flow_id=code.flow_id, user_id=code.user_id, resource=code.resource)
         if code.consumed_at is not None:
             _revoke_replayed(ctx, code, actor)
             raise InvalidGrantError(INVALID_CODE, debug="authorization code replayed")
@@ -49,6 +50,7 @@ class AuthorizationCodeGrant:
             scope=code.scope,
             auth_time=code.auth_time,
             created_at=now,
+            flow_id=flows.current_flow_id(),
         )
         secret_id = client.secret.id if client.secret else None
         with_refresh = "refresh_token" in client.app.grant_types

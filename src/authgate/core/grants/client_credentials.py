@@ -12,7 +12,7 @@ chain (DESIGN.md §4), and this token has neither. Its own row holds everything 
 
 from __future__ import annotations
 
-from authgate.core import admin_scope, service_access
+from authgate.core import admin_scope, flows, service_access
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.errors import UnauthorizedClientError
@@ -37,6 +37,7 @@ class ClientCredentialsGrant:
         scope = admin_scope.withhold(
             ctx, client.app, resource.identifier, scope, requested=requested
         )
+        flows.note(resource=resource.identifier)
         now = ctx.clock.now()
         subject = Grant(  # what the token is minted from, not stored (family=False)
             id=ids.time_ordered_id(),

@@ -9,7 +9,7 @@ sibling process, or a theft) is decided in ``refresh_reuse.py``.
 
 from __future__ import annotations
 
-from authgate.core import admin_scope, resources, scopes
+from authgate.core import admin_scope, flows, resources, scopes
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidGrantError, InvalidTargetError
@@ -28,6 +28,11 @@ class RefreshTokenGrant:
     ) -> TokenResponse:
         presented = params.require("refresh_token")
         token, grant, user_disabled = _find_refresh_token(ctx, presented)
+        flows.note(
+            flow_id=grant.flow_id if grant else None,
+            user_id=token.user_id,
+            resource=token.audience,
+        )
         if token.app_id != client.app.id:
             refresh_reuse.refuse_other_client(ctx, token, grant, actor)
         now = ctx.clock.now()

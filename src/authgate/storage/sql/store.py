@@ -8,6 +8,7 @@ from __future__ import annotations
 from authgate.storage.sql.store_apps import AppQueries, SecretQueries
 from authgate.storage.sql.store_audit import AuditQueries, SettingQueries
 from authgate.storage.sql.store_cleanup import CleanupQueries
+from authgate.storage.sql.store_flows import FlowQueries
 from authgate.storage.sql.store_keys import KeyQueries
 from authgate.storage.sql.store_limits import RateLimitQueries, ReplayQueries
 from authgate.storage.sql.store_resources import ResourceQueries
@@ -29,6 +30,7 @@ class SqlStore(
     RateLimitQueries,
     CleanupQueries,
     AuditQueries,
+    FlowQueries,
     SettingQueries,
 ):
     """Every method is one transaction; see ``SqlBase`` for the exceptions it may raise."""

@@ -157,6 +157,7 @@ authorization_codes = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("consumed_at", UTCDateTime, nullable=True),
     Column("grant_id", String, nullable=True),
+    Column("flow_id", String, nullable=True),
     Index("ix_authorization_codes_prefix", "prefix", unique=True),
     Index("ix_authorization_codes_app_id", "app_id"),
     Index("ix_authorization_codes_user_id", "user_id"),
@@ -175,6 +176,7 @@ grants = Table(
     Column("auth_time", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    Column("flow_id", String, nullable=True),
     Index("ix_grants_app_id", "app_id"),
     Index("ix_grants_user_id", "user_id"),
 )
@@ -227,6 +229,47 @@ audit_log = Table(
     Column("details", PortableJSON, nullable=False),
     Index("ix_audit_log_at", "at"),
     Index("ix_audit_log_action", "action"),
+)
+
+flows = Table(
+    "flows",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_at", UTCDateTime, nullable=False),
+    Column("client_id", String, nullable=True),
+    Column("user_id", String, nullable=True),
+    Column("resource", Text, nullable=True),
+    Column("steps", Integer, nullable=False),
+    Column("refusals", Integer, nullable=False),
+    Column("last_outcome", String, nullable=False),
+    Column("last_reason", String, nullable=True),
+    Index("ix_flows_last_at", "last_at"),
+    Index("ix_flows_client_id", "client_id"),
+    Index("ix_flows_user_id", "user_id"),
+)
+
+flow_steps = Table(
+    "flow_steps",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("flow_id", String, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("outcome", String, nullable=False),
+    Column("reason", String, nullable=True),
+    Column("client_id", String, nullable=True),
+    Column("user_id", String, nullable=True),
+    Column("resource", Text, nullable=True),
+    Column("request_id", String, nullable=True),
+    Column("reference", String, nullable=True),
+    Column("detail", PortableJSON, nullable=False),
+    Index("ix_flow_steps_flow_id", "flow_id"),
+    Index("ix_flow_steps_seq", "seq"),
+    Index("ix_flow_steps_at", "at"),
+    Index("ix_flow_steps_reason", "reason"),
+    Index("ix_flow_steps_reference", "reference"),
 )
 
 settings = Table(

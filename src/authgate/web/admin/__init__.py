@@ -1,5 +1,5 @@
 """The management API (mounted at ``/api/v2``): apps, users, API tokens, resources, signing
-keys and the audit log.
+keys, the audit log and the flow timeline.
 
 Endpoints authenticate through ``authgate.web.deps``, call one ``authgate.core`` function and
 render its result with ``schemas``; errors are raised as ``core.errors.ManagementError`` and
@@ -14,6 +14,7 @@ from authgate.web.admin import (
     apps,
     audit,
     client_profiles,
+    flows,
     keys,
     resources,
     settings,
@@ -30,6 +31,7 @@ router.include_router(users.router)
 router.include_router(resources.router)
 router.include_router(keys.router)
 router.include_router(audit.router)
+router.include_router(flows.router)
 router.include_router(settings.router)
 router.include_router(client_profiles.router)
 

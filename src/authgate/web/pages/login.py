@@ -6,15 +6,17 @@ import secrets
 from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from authgate.core import accounts, consent, rate_limits
+from authgate.core import flows as core_flows
 from authgate.core.context import Actor
 from authgate.core.models import User
 from authgate.core.rate_limits import RateLimitedError
 from authgate.crypto.secrets import constant_time_equal
-from authgate.web import cookies, deps
+from authgate.web import cookies, deps, explanations, flows
 from authgate.web.middleware import note
 from authgate.web.templating import render
 
@@ -34,9 +36,22 @@ def safe_return_to(value: str | None) -> str:
     return value
 
 
-def _login_page(request: Request, return_to: str, *, error: str | None, status: int) -> Response:
+def _login_page(
+    request: Request,
+    return_to: str,
+    *,
+    error: str | None,
+    status: int,
+    refused: str | None = None,
+) -> Response:
+    """The sign-in form; ``refused``: the reason code of a refusal core did not record."""
     token = secrets.token_urlsafe(32)
     context = {"return_to": return_to, "csrf_token": token, "error": error}
+    if error is not None:
+        # The reference that finds this attempt in the flow of the authorization it serves.
+        context["reference"] = explanations.reference(deps.request_id(request))
+    if refused is not None:
+        core_flows.step("sign_in", "refused", refused)
     response = render(request, "login.html", context, status=status)
     cookies.put(response, deps.settings_of(request), cookies.LOGIN_CSRF, token)
     return response
@@ -66,7 +81,7 @@ def _slowed_down(request: Request, return_to: str, exc: RateLimitedError) -> Res
             "Too many sign-in attempts. Please wait "
             f"{'a minute' if minutes == 1 else f'{minutes} minutes'} and try again."
         )
-    response = _login_page(request, return_to, error=error, status=429)
+    response = _login_page(request, return_to, error=error, status=429, refused="rate_limited")
     response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
@@ -83,19 +98,28 @@ async def login_get(request: Request) -> Response:
 async def login_post(request: Request) -> Response:
     form = await request.form()
     return_to = safe_return_to(str(form.get("return_to") or ""))
+    # A sign-in on the way of an authorization request is a step of its flow.
+    flow_id = flows.flow_of_return_to(request, return_to)
+    if flow_id is None:
+        return await _login_post(request, form, return_to)
+    with flows.tracing(request, flow_id=flow_id):
+        return await _login_post(request, form, return_to)
+
+
+async def _login_post(request: Request, form: FormData, return_to: str) -> Response:
     cookie = cookies.read(request, deps.settings_of(request), cookies.LOGIN_CSRF) or ""
     sent = str(form.get("csrf_token") or "")
     if not cookie or not constant_time_equal(cookie, sent):
-        return _login_page(
-            request, return_to, error="Your sign-in form expired. Please try again.", status=403
-        )
+        expired = "Your sign-in form expired. Please try again."
+        return _login_page(request, return_to, error=expired, status=403, refused="sign_in_failed")
     ctx = deps.ctx_of(request)
     actor = deps.actor_of(request)
     username = str(form.get("username") or "")
     password = str(form.get("password") or "")
     if "\x00" in username or "\x00" in password:
         # No account has one, and PostgreSQL refuses NUL in text: fail like a wrong password.
-        return _login_page(request, return_to, error="Incorrect username or password.", status=401)
+        wrong = "Incorrect username or password."
+        return _login_page(request, return_to, error=wrong, status=401, refused="sign_in_failed")
     try:
         user = await run_in_threadpool(_sign_in, request, actor, username, password)
     except RateLimitedError as exc:

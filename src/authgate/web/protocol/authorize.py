@@ -9,6 +9,7 @@ shows the consent page even when the decision is remembered (core/consent.py).
 
 from __future__ import annotations
 
+import contextlib
 from urllib.parse import quote, urlencode, urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -16,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from authgate.core import authorize, client_identity, consent, redirect_uris, scopes
+from authgate.core import flows as core_flows
 from authgate.core.accounts import SignedIn
 from authgate.core.errors import AccessDeniedError, InvalidRequestError, OAuthError
 from authgate.core.models import ScopeInfo
 from authgate.core.params import Params
-from authgate.web import deps, errors
+from authgate.web import deps, errors, flows
 from authgate.web.middleware import note
 from authgate.web.templating import render
 
@@ -30,7 +32,7 @@ def _params(request: Request) -> Params:
 
 
 # Added to the request's own query by prompt=login: proof that the sign-in came after it.
-LOGIN_MARKER = "authgate_login"
+LOGIN_MARKER = flows.LOGIN_MARKER
 
 
 def _login_redirect(request: Request, *, force: bool = False) -> Response:
@@ -46,6 +48,9 @@ def _login_redirect(request: Request, *, force: bool = False) -> Response:
 async def _error(request: Request, exc: Exception, who: SignedIn | None) -> Response:
     """An authorization error: redirected or shown as a page, as ``authorize.may_redirect``
     decides for the person (if any) who is signed in."""
+    error = exc.error if isinstance(exc, authorize.AuthorizationRedirect) else exc
+    if isinstance(error, OAuthError):
+        flows.refused("authorize", error)
     redirect = False
     if isinstance(exc, authorize.AuthorizationRedirect):
         user_id = who.user.id if who else None
@@ -109,7 +114,37 @@ def _described(req: authorize.AuthorizationRequest) -> list[ScopeInfo]:
     return [known.get(name, ScopeInfo(name, "")) for name in scopes.parse_scope(req.scope)]
 
 
+def _tracing(request: Request) -> contextlib.AbstractContextManager[object]:
+    """This request's steps, in the flow of the authorization request its query describes."""
+    flow_id = flows.authorization_flow(request, request.query_params.multi_items())
+    client_id = (request.query_params.get("client_id") or "")[:256] or None
+    return flows.tracing(request, flow_id=flow_id, client_id=client_id)
+
+
+def _accepted(request: Request, req: authorize.AuthorizationRequest, who: SignedIn | None) -> None:
+    """The flow steps of a valid authorization request: who and what it is about, and the
+    scope narrowed if it was (not a refusal, but often why a client later fails)."""
+    core_flows.note(
+        client_id=req.app.id,
+        user_id=who.user.id if who else None,
+        resource=req.resource.identifier,
+    )
+    requested = request.query_params.get("scope")
+    core_flows.step("authorize", scope=req.scope, prompt=" ".join(req.prompt))
+    if requested is not None and set(scopes.parse_scope(requested)) != set(
+        scopes.parse_scope(req.scope)
+    ):
+        core_flows.step(
+            "authorize", "narrowed", "scope_narrowed", requested=requested[:512], granted=req.scope
+        )
+
+
 async def authorize_get(request: Request) -> Response:
+    with _tracing(request):
+        return await _authorize_get(request)
+
+
+async def _authorize_get(request: Request) -> Response:
     ctx = deps.ctx_of(request)
     who = await run_in_threadpool(deps.signed_in, request)
     note(request, user_id=who.user.id if who else None)
@@ -120,11 +155,13 @@ async def authorize_get(request: Request) -> Response:
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
         return await _error(request, exc, who)
     note(request, client_id=req.app.id)
+    _accepted(request, req, who)
     sign_in = await _needs_sign_in(request, req, who)
     if sign_in is not None or who is None:
         return sign_in or _login_redirect(request)
     skip = await run_in_threadpool(consent.skip_reason, ctx, req, who.user)
     if skip is not None:
+        core_flows.step("consent", decided_by=skip)
         url = await run_in_threadpool(
             consent.decide, ctx, deps.actor_for_user(request, who.user.id), req, who,
             allow=True, skipped=skip,
@@ -155,6 +192,11 @@ async def authorize_get(request: Request) -> Response:
 
 
 async def authorize_post(request: Request) -> Response:
+    with _tracing(request):
+        return await _authorize_post(request)
+
+
+async def _authorize_post(request: Request) -> Response:
     ctx = deps.ctx_of(request)
     who = await run_in_threadpool(deps.signed_in, request)
     try:
@@ -167,15 +209,22 @@ async def authorize_post(request: Request) -> Response:
     if who is None:
         return _login_redirect(request)
     note(request, user_id=who.user.id)
+    core_flows.note(client_id=req.app.id, user_id=who.user.id, resource=req.resource.identifier)
     form = await request.form()
     token = form.get("csrf_token")
     decision = form.get("decision")
     if not consent.check_csrf(ctx, who.session.id, token if isinstance(token, str) else None):
         # No code, no redirect: a forged consent must change nothing.
         failure = AccessDeniedError("The consent form expired or was not sent by this site")
+        core_flows.step("consent", "refused", "consent_form_invalid")
         return errors.error_page(request, failure, status=403)
     if decision not in ("allow", "deny"):
+        core_flows.step("consent", "refused", "consent_form_invalid")
         return errors.error_page(request, InvalidRequestError("Choose Allow or Deny"))
+    if decision == "deny":
+        core_flows.step("consent", "refused", "user_denied")
+    else:
+        core_flows.step("consent", decided_by="user")
     url = await run_in_threadpool(
         consent.decide, ctx, deps.actor_for_user(request, who.user.id), req, who,
         allow=decision == "allow",

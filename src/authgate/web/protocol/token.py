@@ -5,13 +5,15 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from authgate.core import rate_limits
+from authgate.core import flow_log, rate_limits
+from authgate.core import flows as core_flows
 from authgate.core import token_endpoint as core_token
 from authgate.core.context import Actor, Context
-from authgate.core.errors import OAuthError
+from authgate.core.errors import InvalidClientError, OAuthError
+from authgate.core.flows import StepKind
 from authgate.core.params import Params
 from authgate.core.tokens import TokenResponse
-from authgate.web import deps, errors, metrics, threads
+from authgate.web import deps, errors, flows, metrics, threads
 from authgate.web.middleware import note
 from authgate.web.protocol.forms import read_form
 
@@ -25,17 +27,37 @@ def _exchange(
 ) -> TokenResponse:
     """Counted before anything is checked or issued: a refused request changes nothing."""
     client_id, per_minute = limit
-    rate_limits.enforce_per_client(ctx, actor, "token", client_id, per_minute)
-    return core_token.exchange(ctx, params, authorization, actor)
+    try:
+        rate_limits.enforce_per_client(ctx, actor, "token", client_id, per_minute)
+        return core_token.exchange(ctx, params, authorization, actor)
+    except OAuthError:
+        flow_log.tie_refused_token_request(ctx, params)
+        raise
+
+
+#: The flow step a token request records, by grant type.
+_STEPS: dict[str | None, StepKind] = {
+    "authorization_code": "token",
+    "refresh_token": "refresh",
+    "client_credentials": "client_credentials",
+}
 
 
 async def token_endpoint(request: Request) -> Response:
+    with flows.tracing(request):
+        return await _token(request)
+
+
+async def _token(request: Request) -> Response:
     observed = metrics.of(request)
     authorization = request.headers.get("authorization")
+    grant_type: str | None = None
     try:
         params = await read_form(request)
+        grant_type = params.get("grant_type")
         client_id = rate_limits.named_client(authorization, params)
         note(request, client_id=client_id)
+        core_flows.note(client_id=client_id)
         result = await threads.run(
             request,
             _exchange,
@@ -48,9 +70,12 @@ async def token_endpoint(request: Request) -> Response:
     except OAuthError as exc:
         if observed is not None:
             observed.token_refused(exc)
+        kind = "client_auth" if isinstance(exc, InvalidClientError) else _STEPS.get(grant_type)
+        flows.refused(kind or "token", exc, grant_type=(grant_type or "")[:64])
         return errors.oauth_json(exc)
     if observed is not None:
         observed.token_issued(params.get("grant_type"))
         if result.continued:
             observed.token_continued()
+    core_flows.step(_STEPS.get(grant_type, "token"), scope=result.scope, continued=result.continued)
     return JSONResponse(result.as_dict(), headers=errors.NO_STORE)

@@ -1,0 +1,225 @@
+"""The flow timeline: every step of one authorization, for operators (docs/flow-reasons.md).
+
+A *flow* is what happens for one authorization: the authorization request, sign-in, consent,
+the code, its redemption, each refresh and revocation, and the metadata-document fetches and
+client authentications on the way. Its id travels with the authorization: the authorization
+request's id is derived from the request itself (``authorization_flow_id``, the same on every
+node and on every page of the request), the code carries it (``AuthorizationCode.flow_id``)
+and the grant family it starts too (``Grant.flow_id``), so a refresh on another node continues
+the same flow. A ``client_credentials`` or refresh request that cannot be tied to one starts
+its own.
+
+Steps are collected per request in a ``Trace`` that the protocol edge opens (``web/flows.py``)
+and core functions add to through ``note`` and ``step``; the edge hands them to a background
+writer, off the request path. Details carry identifiers and prefixes, never a secret, code,
+token or password value: ``step`` refuses such keys, as the audit log does.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from authgate.crypto import ids
+
+Outcome = Literal["ok", "refused", "narrowed"]
+#: What a step is; the timeline shows them in this vocabulary.
+StepKind = Literal[
+    "authorize",
+    "sign_in",
+    "consent",
+    "code_issued",
+    "token",
+    "refresh",
+    "client_credentials",
+    "revocation",
+    "introspection",
+    "client_auth",
+    "document_fetch",
+    "error_page",
+]
+
+# Never a value of these, whatever a caller passes (as core/audit.py).
+_FORBIDDEN_KEYS = frozenset(
+    {
+        "password",
+        "secret",
+        "client_secret",
+        "token",
+        "code",
+        "refresh_token",
+        "access_token",
+        "code_verifier",
+        "client_assertion",
+    }
+)
+#: The length of a prefix of a request id that a person reads off an error page.
+REFERENCE_LENGTH = 8
+
+
+@dataclass(frozen=True, slots=True)
+class FlowStep:
+    """One row of ``flow_steps``: what one request did in a flow."""
+
+    id: str
+    flow_id: str
+    #: Wall-clock nanoseconds when the step was recorded: orders steps of the same instant.
+    seq: int
+    at: datetime
+    kind: str
+    outcome: str
+    reason: str | None
+    client_id: str | None
+    user_id: str | None
+    resource: str | None
+    request_id: str | None
+    reference: str | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """One row of ``flows``: the summary the searches and the console list."""
+
+    id: str
+    started_at: datetime
+    last_at: datetime
+    client_id: str | None
+    user_id: str | None
+    resource: str | None
+    steps: int
+    refusals: int
+    last_outcome: str
+    last_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowQuery:
+    """Filters of a flow search; ``since`` inclusive and ``until`` exclusive (on ``last_at``);
+    ``reason``: a step of the flow refused with it; ``reference``: a step's request reference."""
+
+    client_id: str | None = None
+    user_id: str | None = None
+    resource: str | None = None
+    reason: str | None = None
+    reference: str | None = None
+    refused: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(slots=True)
+class PendingStep:
+    kind: str
+    outcome: Outcome
+    reason: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Trace:
+    """The steps one request records, and the identifiers it learns on the way."""
+
+    request_id: str | None
+    flow_id: str | None = None
+    client_id: str | None = None
+    user_id: str | None = None
+    resource: str | None = None
+    steps: list[PendingStep] = field(default_factory=list)
+    #: The id a flow this request starts gets (when nothing ties it to an earlier one).
+    new_id: str | None = None
+    #: The reason a core step already gave for the refusal the edge is about to record
+    #: (a metadata document that could not be fetched, say), over the error's generic one.
+    reason_hint: str | None = None
+
+
+_CURRENT: contextvars.ContextVar[Trace | None] = contextvars.ContextVar(
+    "authgate_flow_trace", default=None
+)
+
+
+def begin(trace: Trace) -> contextvars.Token[Trace | None]:
+    """Make ``trace`` the one this request (and the threads it calls) records into."""
+    return _CURRENT.set(trace)
+
+
+def end(token: contextvars.Token[Trace | None]) -> None:
+    _CURRENT.reset(token)
+
+
+def current() -> Trace | None:
+    return _CURRENT.get()
+
+
+def note(
+    *,
+    flow_id: str | None = None,
+    client_id: str | None = None,
+    user_id: str | None = None,
+    resource: str | None = None,
+) -> None:
+    """Tell the current flow (if recording) who and what it is about; the first value wins,
+    so the flow an authorization carries is not replaced by the one a request would start."""
+    trace = _CURRENT.get()
+    if trace is None:
+        return
+    trace.flow_id = trace.flow_id or flow_id
+    trace.client_id = trace.client_id or client_id
+    trace.user_id = trace.user_id or user_id
+    trace.resource = trace.resource or resource
+
+
+def step(
+    kind: StepKind,
+    outcome: Outcome = "ok",
+    reason: str | None = None,
+    **detail: Any,
+) -> None:
+    """Record a step of the current flow (nothing when not recording)."""
+    for key in detail:
+        if key in _FORBIDDEN_KEYS:
+            raise ValueError(f"flow details must not carry {key!r}")
+    trace = _CURRENT.get()
+    if trace is None:
+        return
+    trace.steps.append(PendingStep(kind, outcome, reason, detail))
+    if outcome == "refused" and reason is not None:
+        trace.reason_hint = reason
+
+
+def current_flow_id() -> str | None:
+    """The flow this request belongs to: the one it was tied to, else the one it starts."""
+    trace = _CURRENT.get()
+    return None if trace is None else current_flow_id_of(trace)
+
+
+def current_flow_id_of(trace: Trace) -> str:
+    """``trace``'s flow: the one it was tied to, else the one it starts (made on first use)."""
+    if trace.flow_id is not None:
+        return trace.flow_id
+    if trace.new_id is None:
+        trace.new_id = ids.time_ordered_id()
+    return trace.new_id
+
+
+def authorization_flow_id(key: bytes, pairs: Iterable[tuple[str, str]]) -> str:
+    """The flow id of an authorization request: an HMAC of its parameters, so the request, the
+    sign-in it sends the person through and the consent form posting it back (each carrying
+    the same query) are one flow, on whichever node they land, without storing anything. A
+    client's retry of the very same request (same state, same PKCE challenge) is the same
+    flow; a new attempt has a new state or challenge, hence a new flow."""
+    canonical = "&".join(f"{k}={v}" for k, v in sorted(pairs))
+    digest = hmac.new(key, b"authgate-flow:" + canonical.encode(), hashlib.sha256).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
+def reference_of(request_id: str | None) -> str | None:
+    """The short reference a person reads off an error page: the start of the request id."""
+    return request_id[:REFERENCE_LENGTH] if request_id else None

@@ -1,0 +1,203 @@
+"""SQL queries of the flow timeline: steps appended in batches, flows summarised, searched and
+purged by age and cap (``core/flows.py``, ``core/flow_log.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Insert, Row, delete, func, insert, or_, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+
+from authgate.core.flows import Flow, FlowQuery, FlowStep
+from authgate.storage.sql.base import Intent, SqlBase, values_of
+from authgate.storage.sql.tables import flow_steps, flows
+
+_INSERT_STEP = insert(flow_steps)
+
+
+@dataclass(slots=True)
+class _Summary:
+    """What one batch adds to a flow's row."""
+
+    first: FlowStep
+    last: FlowStep
+    steps: int = 0
+    refusals: int = 0
+    client_id: str | None = None
+    user_id: str | None = None
+    resource: str | None = None
+
+    def add(self, step: FlowStep) -> None:
+        if (step.at, step.seq) >= (self.last.at, self.last.seq):
+            self.last = step
+        if (step.at, step.seq) < (self.first.at, self.first.seq):
+            self.first = step
+        self.steps += 1
+        self.refusals += step.outcome == "refused"
+        self.client_id = self.client_id or step.client_id
+        self.user_id = self.user_id or step.user_id
+        self.resource = self.resource or step.resource
+
+    def row(self, flow_id: str) -> dict[str, Any]:
+        return {
+            "id": flow_id,
+            "started_at": self.first.at,
+            "last_at": self.last.at,
+            "client_id": self.client_id,
+            "user_id": self.user_id,
+            "resource": self.resource,
+            "steps": self.steps,
+            "refusals": self.refusals,
+            "last_outcome": self.last.outcome,
+            "last_reason": self.last.reason,
+        }
+
+
+def _summaries(steps: Sequence[FlowStep]) -> dict[str, _Summary]:
+    summaries: dict[str, _Summary] = {}
+    for step in steps:
+        summary = summaries.setdefault(step.flow_id, _Summary(step, step))
+        summary.add(step)
+    return summaries
+
+
+def _upsert_flow(dialect: str) -> Insert:
+    """Insert a flow's summary, or add a batch's to it: the earliest start, the latest step,
+    the first identifiers known, the counts added, the last step's outcome."""
+    pg = dialect == "postgresql"
+    stmt = (postgresql.insert if pg else sqlite.insert)(flows)
+    new = stmt.excluded
+    earlier, later = (func.least, func.greatest) if pg else (func.min, func.max)
+    return stmt.on_conflict_do_update(
+        index_elements=[flows.c.id],
+        set_={
+            "started_at": earlier(flows.c.started_at, new.started_at),
+            "last_at": later(flows.c.last_at, new.last_at),
+            "client_id": func.coalesce(flows.c.client_id, new.client_id),
+            "user_id": func.coalesce(flows.c.user_id, new.user_id),
+            "resource": func.coalesce(flows.c.resource, new.resource),
+            "steps": flows.c.steps + new.steps,
+            "refusals": flows.c.refusals + new.refusals,
+            "last_outcome": new.last_outcome,
+            "last_reason": new.last_reason,
+        },
+    )
+
+
+# Written by the background writer in batches: on the DBAPI connection, compiled once
+# (prepared.py), so a step costs the database's work and little Python.
+_UPSERT_FLOW = {"postgresql": _upsert_flow("postgresql"), "sqlite": _upsert_flow("sqlite")}
+
+
+def _filters(query: FlowQuery) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = []
+    if query.client_id is not None:
+        filters.append(flows.c.client_id == query.client_id)
+    if query.user_id is not None:
+        filters.append(flows.c.user_id == query.user_id)
+    if query.resource is not None:
+        filters.append(flows.c.resource == query.resource)
+    if query.reason is not None:
+        having = select(flow_steps.c.flow_id).where(flow_steps.c.reason == query.reason)
+        filters.append(flows.c.id.in_(having))
+    if query.reference is not None:
+        named = select(flow_steps.c.flow_id).where(flow_steps.c.reference == query.reference)
+        filters.append(flows.c.id.in_(named))
+    if query.refused is not None:
+        filters.append(flows.c.refusals > 0 if query.refused else flows.c.refusals == 0)
+    if query.since is not None:
+        filters.append(flows.c.last_at >= query.since)
+    if query.until is not None:
+        filters.append(flows.c.last_at < query.until)
+    return filters
+
+
+def _to_flow(row: Row[Any]) -> Flow:
+    return Flow(**row._mapping)
+
+
+def _to_step(row: Row[Any]) -> FlowStep:
+    return FlowStep(**row._mapping)
+
+
+class FlowQueries(SqlBase):
+    def record_flow_steps(self, steps: Sequence[FlowStep]) -> None:
+        if not steps:
+            return
+        rows = [summary.row(flow_id) for flow_id, summary in _summaries(steps).items()]
+        upsert = _UPSERT_FLOW["sqlite" if self._sqlite else "postgresql"]
+        with self._raw_transaction(Intent.WRITE) as db:
+            for step in steps:
+                db.execute(_INSERT_STEP, values_of(step))
+            for row in rows:
+                db.execute(upsert, row)
+
+    def list_flows(self, query: FlowQuery) -> tuple[Sequence[Flow], int]:
+        filters = _filters(query)
+        page = (
+            select(flows)
+            .where(*filters)
+            .order_by(flows.c.last_at.desc(), flows.c.id.desc())
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+        count = select(func.count()).select_from(flows).where(*filters)
+        with self._transaction() as conn:
+            found = [_to_flow(row) for row in conn.execute(page)]
+            total = int(conn.execute(count).scalar_one())
+        return found, total
+
+    def get_flow(self, flow_id: str) -> Flow | None:
+        with self._transaction() as conn:
+            row = conn.execute(select(flows).where(flows.c.id == flow_id)).first()
+        return _to_flow(row) if row else None
+
+    def list_flow_steps(self, flow_id: str) -> Sequence[FlowStep]:
+        query = (
+            select(flow_steps)
+            .where(flow_steps.c.flow_id == flow_id)
+            .order_by(flow_steps.c.at, flow_steps.c.seq, flow_steps.c.id)
+        )
+        with self._transaction() as conn:
+            return [_to_step(row) for row in conn.execute(query)]
+
+    def failing_clients(self, since: datetime, limit: int) -> Sequence[tuple[str, int]]:
+        refusals = func.count().label("refusals")
+        query = (
+            select(flow_steps.c.client_id, refusals)
+            .where(
+                flow_steps.c.outcome == "refused",
+                flow_steps.c.at >= since,
+                flow_steps.c.client_id.is_not(None),
+            )
+            .group_by(flow_steps.c.client_id)
+            .order_by(refusals.desc(), flow_steps.c.client_id)
+            .limit(limit)
+        )
+        with self._transaction() as conn:
+            return [(str(row.client_id), int(row.refusals)) for row in conn.execute(query)]
+
+    def flow_step_cutoff(self, cap: int) -> int | None:
+        query = select(flow_steps.c.seq).order_by(flow_steps.c.seq.desc()).offset(cap).limit(1)
+        with self._transaction() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else int(row.seq)
+
+    def purge_flow_steps(self, before: datetime, up_to_seq: int | None, limit: int) -> int:
+        which: ColumnElement[bool] = flow_steps.c.at < before
+        if up_to_seq is not None:
+            which = or_(which, flow_steps.c.seq <= up_to_seq)
+        return self._purge_batch(flow_steps, which, limit)
+
+    def purge_flows(self, before: datetime, limit: int) -> int:
+        stepless = ~select(flow_steps.c.id).where(flow_steps.c.flow_id == flows.c.id).exists()
+        return self._purge_batch(flows, or_(flows.c.last_at < before, stepless), limit)
+
+    def _purge_batch(self, table: Any, which: ColumnElement[bool], limit: int) -> int:
+        key = list(table.primary_key.columns)
+        batch = select(*key).where(which).limit(limit).with_for_update(skip_locked=True)
+        with self._transaction(write=True) as conn:
+            return int(conn.execute(delete(table).where(tuple_(*key).in_(batch))).rowcount)

@@ -1,0 +1,113 @@
+"""Writes the flow steps requests record, in batches, off the request path (core/flows.py).
+
+A request only appends its steps to a list under a lock; a thread of this process takes what
+has gathered every ``interval`` seconds and writes it in one transaction (on SQLite one group
+commit, on PostgreSQL one round trip per statement). The thread starts with the first steps and
+ends after a while without any, so an idle app holds no thread. What is pending is bounded:
+beyond ``max_pending`` steps new ones are dropped and counted (a database that cannot keep up
+must not take the process's memory with it). Steps are diagnostics, not state: a process
+killed before its next write loses at most ``interval`` seconds of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from authgate.core.flows import FlowStep
+from authgate.core.ports import Store, StoreUnavailableError
+
+log = logging.getLogger("authgate.flows")
+
+#: Idle rounds after which the writing thread ends (a new step starts another).
+_IDLE_ROUNDS = 25
+
+
+class FlowWriter:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        interval: float = 0.2,
+        max_pending: int = 50_000,
+        on_written: Callable[[Sequence[FlowStep]], None] | None = None,
+    ) -> None:
+        self._store = store
+        # Called in the writing thread with each batch written (the refusal metrics: reading
+        # a client's label may read the database, which a request must not wait for).
+        self._on_written = on_written
+        self._interval = interval
+        self._max_pending = max_pending
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._pending: list[FlowStep] = []
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._closed = False
+        #: Steps dropped because too many were pending or the database refused them.
+        self.dropped = 0
+        self.written = 0
+
+    def submit(self, steps: Sequence[FlowStep]) -> None:
+        with self._lock:
+            room = self._max_pending - len(self._pending)
+            if room < len(steps):
+                self.dropped += len(steps) - max(room, 0)
+                steps = steps[: max(room, 0)]
+            self._pending.extend(steps)
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._run, name="authgate-flow-writer", daemon=True
+                )
+                self._thread.start()
+
+    def flush(self) -> None:
+        """Write everything pending now (tests; shutdown)."""
+        with self._write_lock:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                self._store.record_flow_steps(batch)
+            except (StoreUnavailableError, ValueError) as exc:
+                with self._lock:
+                    self.dropped += len(batch)
+                line = {"event": "flows.write_failed", "steps": len(batch), "reason": str(exc)}
+                log.warning(json.dumps(line)[:500])
+                return
+            with self._lock:
+                self.written += len(batch)
+            if self._on_written is not None:
+                self._on_written(batch)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout=5)
+        self.flush()
+
+    def _run(self) -> None:
+        idle = 0
+        while idle < _IDLE_ROUNDS:
+            self._wake.wait(self._interval)
+            try:
+                self.flush()
+            except Exception:  # never let the thread die with steps pending
+                log.exception("flow writer failed")
+            with self._lock:
+                if self._closed:
+                    self._thread = None
+                    return
+                if self._pending:
+                    idle = 0
+                    continue
+                idle += 1
+                if idle >= _IDLE_ROUNDS:
+                    self._thread = None  # a later submit starts a new one
+                    return

@@ -1,0 +1,125 @@
+"""The protocol edge of the flow timeline: open a request's trace, record its outcome, hand its
+steps to the background writer (``web/flow_writer.py``), count refusals (core/flows.py).
+
+``tracing()`` wraps a handler's work: core functions it calls (in this thread or the protocol
+pool, which runs them in a copy of this context) add identifiers and steps; the handler adds
+the outcome with ``refused()`` or ``step()``. With ``AUTHGATE_FLOWS_ENABLED=false`` nothing is
+opened and every call here is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from starlette.requests import HTTPConnection
+
+from authgate.core import flow_reasons, flows
+from authgate.core.errors import InvalidClientError, OAuthError
+from authgate.core.flows import FlowStep, StepKind, Trace
+from authgate.crypto import ids
+from authgate.web import deps
+from authgate.web.flow_writer import FlowWriter
+
+#: Added to an authorization request's query by the sign-in step (``protocol/authorize.py``);
+#: not part of the request, so not part of its flow id.
+LOGIN_MARKER = "authgate_login"
+
+
+def writer_of(conn: HTTPConnection) -> FlowWriter | None:
+    writer: FlowWriter | None = getattr(conn.app.state, "flow_writer", None)
+    return writer
+
+
+def authorization_flow(conn: HTTPConnection, pairs: Iterable[tuple[str, str]]) -> str:
+    """The flow id of the authorization request with these query parameters."""
+    own = [(k, v) for k, v in pairs if k != LOGIN_MARKER]
+    return flows.authorization_flow_id(deps.ctx_of(conn).secret_key, own)
+
+
+def flow_of_return_to(conn: HTTPConnection, return_to: str | None) -> str | None:
+    """The authorization flow a sign-in page returns to, if it returns to one."""
+    if not return_to:
+        return None
+    parts = urlsplit(return_to)
+    if parts.path != "/oauth2/authorize" or parts.netloc:
+        return None
+    return authorization_flow(conn, parse_qsl(parts.query, keep_blank_values=True))
+
+
+@contextlib.contextmanager
+def tracing(
+    conn: HTTPConnection, *, flow_id: str | None = None, client_id: str | None = None
+) -> Iterator[Trace | None]:
+    """Record this request's steps (when flows are on); on the way out, submit them."""
+    writer = writer_of(conn)
+    if writer is None:
+        yield None
+        return
+    trace = Trace(request_id=deps.request_id(conn), flow_id=flow_id, client_id=client_id)
+    token = flows.begin(trace)
+    try:
+        yield trace
+    except Exception:
+        trace.steps.append(flows.PendingStep("error_page", "refused", "server_error", {}))
+        raise
+    finally:
+        flows.end(token)
+        submit(conn, writer, trace)
+
+
+def refused(kind: StepKind, exc: OAuthError, **detail: Any) -> str | None:
+    """Record the refusal ``exc`` as a step of ``kind``; its reason code (None when not
+    recording). A reason a core step gave already (a document that could not be fetched)
+    wins over the error's generic one."""
+    trace = flows.current()
+    if trace is None:
+        return None
+    reason = trace.reason_hint or flow_reasons.classify(exc)
+    info = {"error": exc.error, "description": exc.description[:300], **detail}
+    if exc.debug:
+        info["debug"] = exc.debug[:300]
+    flows.step(kind, "refused", reason, **info)
+    return reason
+
+
+def record_refusal(
+    conn: HTTPConnection, kind: StepKind, exc: OAuthError, client_id: str | None
+) -> None:
+    """A refusal of a request that records no flow when it succeeds (introspection): a trace
+    opened only for it, so that the answers that succeed pay nothing."""
+    with tracing(conn, client_id=client_id):
+        kind = "client_auth" if isinstance(exc, InvalidClientError) else kind
+        refused(kind, exc)
+
+
+def submit(conn: HTTPConnection, writer: FlowWriter, trace: Trace) -> None:
+    if not trace.steps:
+        return
+    ctx = deps.ctx_of(conn)
+    at = ctx.clock.now()
+    seq = time.time_ns()
+    flow_id = flows.current_flow_id_of(trace)
+    reference = flows.reference_of(trace.request_id)
+    steps = [
+        FlowStep(
+            id=ids.time_ordered_id(),
+            flow_id=flow_id,
+            seq=seq + index,
+            at=at,
+            kind=pending.kind,
+            outcome=pending.outcome,
+            reason=pending.reason,
+            client_id=trace.client_id,
+            user_id=trace.user_id,
+            resource=trace.resource,
+            request_id=trace.request_id,
+            reference=reference,
+            detail=pending.detail,
+        )
+        for index, pending in enumerate(trace.steps)
+    ]
+    writer.submit(steps)

@@ -1,0 +1,631 @@
+"""The flow timeline (core/flows.py): every refusal named in docs/flow-reasons.md driven through
+real HTTP (the real sign-in and consent pages where a person is involved), then the flow's
+steps, their order, the reason codes, and that no secret reached the store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+from starlette.testclient import TestClient
+
+from authgate.app import Services, create_app
+from authgate.config import Settings
+from authgate.core import accounts, flow_log
+from authgate.core.context import SYSTEM
+from authgate.core.flows import Flow, FlowQuery, FlowStep
+from authgate.core.ports import StoreUnavailableError
+from authgate.web.background import cleanup_once
+from authgate.web.flow_writer import FlowWriter
+from authgate.web.metrics import Metrics
+from tests.clock import MovableClock
+from tests.conftest import ISSUER, Account, Client, make_client
+from tests.flows import (
+    RESOURCE,
+    assert_oauth_error,
+    assert_token_response,
+    authorize,
+    authorize_url,
+    callback_params,
+    csrf_from,
+    decide,
+    exchange_code,
+    generate_pkce,
+    login,
+    refresh,
+)
+from tests.http_types import Response
+
+
+def flush(client: TestClient) -> None:
+    client.app.state.flow_writer.flush()  # type: ignore[attr-defined]
+
+
+def flows_of(client: TestClient, services: Services, client_id: str) -> list[Flow]:
+    flush(client)
+    found, _ = services.store.list_flows(FlowQuery(client_id=client_id, limit=100))
+    return list(found)
+
+
+def only_flow(client: TestClient, services: Services, client_id: str) -> Sequence[FlowStep]:
+    found = flows_of(client, services, client_id)
+    assert len(found) == 1, [(f.id, f.steps) for f in found]
+    return services.store.list_flow_steps(found[0].id)
+
+
+def kinds(steps: Sequence[FlowStep]) -> list[tuple[str, str, str | None]]:
+    return [(s.kind, s.outcome, s.reason) for s in steps]
+
+
+def refusals(steps: Sequence[FlowStep]) -> list[str | None]:
+    return [s.reason for s in steps if s.outcome == "refused"]
+
+
+def stored_text(services: Services) -> str:
+    """Every flow and step row, as text: what a secret must not be found in."""
+    with services.store.engine.connect() as conn:
+        rows = [
+            *conn.execute(sa.text("SELECT * FROM flows")).mappings(),
+            *conn.execute(sa.text("SELECT * FROM flow_steps")).mappings(),
+        ]
+    return json.dumps([dict(r) for r in rows], default=str)
+
+
+def assert_no_secret(services: Services, *values: str) -> None:
+    text = stored_text(services)
+    for value in values:
+        assert value and value not in text
+
+
+def reference_of(page: Response) -> str:
+    match = re.search(r'id="(?:error|login)-reference">([^<]+)<', page.text)
+    assert match is not None, page.text
+    return match.group(1)
+
+
+# -- the whole story of one authorization ------------------------------------------------------
+
+
+def test_one_flow_from_authorization_request_to_revocation(
+    client: TestClient, services: Services, alice: Account, public: Client
+) -> None:
+    pkce = generate_pkce()
+    url = authorize_url(public.id, challenge=pkce.challenge, resource=RESOURCE, scope="read")
+    # Not signed in: to the sign-in page, which comes back to the request.
+    first = client.get(url, follow_redirects=False)
+    assert first.status_code == 302 and first.headers["location"].startswith("/login")
+    page = client.get(first.headers["location"])
+    resp = client.post(
+        "/login",
+        data={
+            "username": alice.user.username,
+            "password": alice.password,
+            "csrf_token": csrf_from(page),
+            "return_to": url,
+        },
+        follow_redirects=False,
+    )
+    assert resp.status_code == 303 and resp.headers["location"] == url
+    code = callback_params(decide(client, url))["code"]
+    tokens = assert_token_response(
+        exchange_code(client, code, client_id=public.id, client_secret=None, verifier=pkce.verifier)
+    )
+    again = assert_token_response(
+        refresh(client, tokens["refresh_token"], client_id=public.id, client_secret=None)
+    )
+    revoked = client.post(
+        "/oauth2/revoke", data={"token": again["refresh_token"], "client_id": public.id}
+    )
+    assert revoked.status_code == 200
+
+    steps = only_flow(client, services, public.id)
+    assert kinds(steps) == [
+        ("authorize", "ok", None),
+        ("sign_in", "ok", None),
+        ("authorize", "ok", None),
+        ("consent", "ok", None),
+        ("code_issued", "ok", None),
+        ("token", "ok", None),
+        ("refresh", "ok", None),
+        ("revocation", "ok", None),
+    ]
+    flow = services.store.get_flow(steps[0].flow_id)
+    assert flow is not None
+    assert (flow.client_id, flow.user_id, flow.resource) == (public.id, alice.user.id, RESOURCE)
+    assert (flow.steps, flow.refusals, flow.last_outcome) == (8, 0, "ok")
+    # Each step names the request it was part of, and its short reference.
+    assert all(s.request_id and s.reference == s.request_id[:8] for s in steps)
+    assert steps[4].detail["code_prefix"] == code.split("_")[1]
+    assert_no_secret(
+        services,
+        code,
+        tokens["access_token"],
+        tokens["refresh_token"],
+        again["refresh_token"],
+        pkce.verifier,
+        alice.password,
+    )
+
+
+# -- refusals a person meets on the authorization pages ----------------------------------------
+
+
+def test_unregistered_redirect_uri_is_a_page_whose_reference_finds_the_flow(
+    client: TestClient, services: Services, confidential: Client
+) -> None:
+    url = authorize_url(confidential.id, redirect_uri="https://evil.example/cb")
+    page = client.get(url, follow_redirects=False)
+    assert page.status_code == 400 and "location" not in page.headers
+    reference = reference_of(page)
+    flush(client)
+    timeline = flow_log.timeline(services.ctx, reference)
+    assert kinds(timeline.steps) == [("authorize", "refused", "redirect_uri_not_registered")]
+    assert timeline.flow.client_id == confidential.id
+    assert timeline.steps[0].detail["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        pytest.param({"resource": "https://unknown.example.com"}, "resource_not_registered"),
+        pytest.param({}, "pkce_missing"),
+    ],
+)
+def test_authorization_request_refusals(
+    signed_in: TestClient,
+    services: Services,
+    public: Client,
+    extra: dict[str, Any],
+    reason: str,
+) -> None:
+    challenge = None if reason == "pkce_missing" else generate_pkce().challenge
+    url = authorize_url(public.id, challenge=challenge, **extra)
+    resp = signed_in.get(url, follow_redirects=False)
+    assert resp.status_code in (302, 400)
+    steps = only_flow(signed_in, services, public.id)
+    assert kinds(steps) == [("authorize", "refused", reason)]
+
+
+def test_scope_narrowed_is_recorded_but_not_a_refusal(
+    signed_in: TestClient, services: Services, confidential: Client, alice: Account
+) -> None:
+    url = authorize_url(
+        confidential.id, challenge=generate_pkce().challenge, resource=RESOURCE, scope="read bogus"
+    )
+    code = callback_params(decide(signed_in, url))["code"]
+    steps = only_flow(signed_in, services, confidential.id)
+    assert kinds(steps) == [
+        ("authorize", "ok", None),
+        ("authorize", "narrowed", "scope_narrowed"),
+        ("consent", "ok", None),
+        ("code_issued", "ok", None),
+    ]
+    assert steps[1].detail == {"requested": "read bogus", "granted": "read"}
+    assert steps[0].user_id == alice.user.id
+    assert_no_secret(services, code)
+
+
+def test_user_denied_on_the_real_consent_page(
+    signed_in: TestClient, services: Services, confidential: Client
+) -> None:
+    url = authorize_url(confidential.id, challenge=generate_pkce().challenge)
+    params = callback_params(decide(signed_in, url, "deny"))
+    assert params["error"] == "access_denied"
+    steps = only_flow(signed_in, services, confidential.id)
+    assert kinds(steps) == [
+        ("authorize", "ok", None),
+        ("consent", "refused", "user_denied"),
+    ]
+    flow = services.store.get_flow(steps[0].flow_id)
+    assert flow is not None and (flow.refusals, flow.last_reason) == (1, "user_denied")
+
+
+def test_a_forged_consent_form_is_refused_with_its_reason(
+    signed_in: TestClient, services: Services, confidential: Client
+) -> None:
+    url = authorize_url(confidential.id, challenge=generate_pkce().challenge)
+    page = signed_in.post(url, data={"csrf_token": "forged", "decision": "allow"})
+    assert page.status_code == 403
+    reference = reference_of(page)
+    flush(signed_in)
+    timeline = flow_log.timeline(services.ctx, reference)
+    assert refusals(timeline.steps) == ["consent_form_invalid"]
+
+
+@pytest.mark.parametrize("disabled", [False, True], ids=["wrong-password", "user-disabled"])
+def test_sign_in_refusals_belong_to_the_authorization_flow(
+    client: TestClient,
+    services: Services,
+    alice: Account,
+    confidential: Client,
+    disabled: bool,
+) -> None:
+    url = authorize_url(confidential.id, challenge=generate_pkce().challenge)
+    client.get(url, follow_redirects=False)
+    if disabled:
+        accounts.update_user(services.ctx, SYSTEM, alice.user.id, disabled=True)
+    page = client.get(f"/login?return_to={quote(url, safe='')}")
+    password = alice.password if disabled else "wrong password entirely"
+    resp = client.post(
+        "/login",
+        data={
+            "username": alice.user.username,
+            "password": password,
+            "csrf_token": csrf_from(page),
+            "return_to": url,
+        },
+    )
+    assert resp.status_code == 401
+    reference = reference_of(resp)
+    steps = only_flow(client, services, confidential.id)
+    expected = "user_disabled" if disabled else "sign_in_failed"
+    assert kinds(steps) == [("authorize", "ok", None), ("sign_in", "refused", expected)]
+    assert steps[1].reference == reference
+    assert_no_secret(services, password)
+
+
+# -- refusals at the token endpoint ------------------------------------------------------------
+
+
+def _code(client: TestClient, app: Client, **kwargs: Any) -> tuple[str, str]:
+    pkce = generate_pkce()
+    return authorize(client, app.id, challenge=pkce.challenge, **kwargs), pkce.verifier
+
+
+def test_wrong_verifier_then_right_one_is_one_flow(
+    signed_in: TestClient, services: Services, confidential: Client
+) -> None:
+    code, verifier = _code(signed_in, confidential)
+    wrong = generate_pkce().verifier
+    bad = exchange_code(
+        signed_in,
+        code,
+        client_id=confidential.id,
+        client_secret=confidential.secret,
+        verifier=wrong,
+    )
+    assert_oauth_error(bad, 400, "invalid_grant")
+    good = exchange_code(
+        signed_in,
+        code,
+        client_id=confidential.id,
+        client_secret=confidential.secret,
+        verifier=verifier,
+    )
+    tokens = assert_token_response(good)
+    steps = only_flow(signed_in, services, confidential.id)
+    assert [k for k in kinds(steps) if k[0] in ("token", "client_auth")] == [
+        ("token", "refused", "pkce_verifier_mismatch"),
+        ("token", "ok", None),
+    ]
+    assert confidential.secret is not None
+    assert_no_secret(services, code, wrong, verifier, confidential.secret, tokens["access_token"])
+
+
+def test_wrong_secret_is_a_client_auth_step_of_the_codes_flow(
+    signed_in: TestClient, services: Services, confidential: Client
+) -> None:
+    code, verifier = _code(signed_in, confidential)
+    wrong_secret = "agcs_abcdefgh_" + "x" * 40
+    bad = exchange_code(
+        signed_in, code, client_id=confidential.id, client_secret=wrong_secret, verifier=verifier
+    )
+    assert_oauth_error(bad, 401, "invalid_client")
+    steps = only_flow(signed_in, services, confidential.id)
+    assert kinds(steps)[-1] == ("client_auth", "refused", "client_secret_wrong")
+    assert steps[-1].detail["grant_type"] == "authorization_code"
+    assert_no_secret(services, code, wrong_secret, verifier)
+
+
+def test_auth_method_mismatch(signed_in: TestClient, services: Services) -> None:
+    pinned = make_client(services, token_endpoint_auth_method="client_secret_post")
+    code, verifier = _code(signed_in, pinned)
+    assert pinned.secret is not None
+    bad = exchange_code(
+        signed_in,
+        code,
+        client_id=pinned.id,
+        client_secret=pinned.secret,
+        verifier=verifier,
+        basic=True,
+    )
+    assert_oauth_error(bad, 401, "invalid_client")
+    steps = only_flow(signed_in, services, pinned.id)
+    assert kinds(steps)[-1] == ("client_auth", "refused", "client_auth_method_mismatch")
+    assert_no_secret(services, pinned.secret, code)
+
+
+def test_expired_and_replayed_codes(
+    signed_in: TestClient, services: Services, confidential: Client, clock: MovableClock
+) -> None:
+    code, verifier = _code(signed_in, confidential)
+    args: dict[str, Any] = {
+        "client_id": confidential.id,
+        "client_secret": confidential.secret,
+        "verifier": verifier,
+    }
+    assert_token_response(exchange_code(signed_in, code, **args))
+    assert_oauth_error(exchange_code(signed_in, code, **args), 400, "invalid_grant")
+    late, late_verifier = _code(signed_in, confidential)
+    clock.advance(seconds=3600)
+    args["verifier"] = late_verifier
+    assert_oauth_error(exchange_code(signed_in, late, **args), 400, "invalid_grant")
+    found = flows_of(signed_in, services, confidential.id)
+    assert len(found) == 2
+    by_reason = {f.last_reason: services.store.list_flow_steps(f.id) for f in found}
+    assert set(by_reason) == {"code_replayed", "code_expired"}
+    replayed = by_reason["code_replayed"]
+    assert [k for k in kinds(replayed) if k[0] == "token"] == [
+        ("token", "ok", None),
+        ("token", "refused", "code_replayed"),
+    ]
+    assert_no_secret(services, code, late)
+
+
+def test_refresh_reused_after_rotation(
+    signed_in: TestClient, services: Services, confidential: Client, clock: MovableClock
+) -> None:
+    code, verifier = _code(signed_in, confidential)
+    tokens = assert_token_response(
+        exchange_code(
+            signed_in,
+            code,
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+            verifier=verifier,
+        )
+    )
+    old = tokens["refresh_token"]
+    rotated = refresh(signed_in, old, client_id=confidential.id, client_secret=confidential.secret)
+    new = assert_token_response(rotated)["refresh_token"]
+    clock.advance(seconds=3600)  # past the reuse window: only a thief holds the old token now
+    reused = refresh(signed_in, old, client_id=confidential.id, client_secret=confidential.secret)
+    assert_oauth_error(reused, 400, "invalid_grant")
+    steps = only_flow(signed_in, services, confidential.id)
+    assert [k for k in kinds(steps) if k[0] in ("token", "refresh")] == [
+        ("token", "ok", None),
+        ("refresh", "ok", None),
+        ("refresh", "refused", "refresh_reused_after_rotation"),
+    ]
+    assert_no_secret(services, old, new, code)
+
+
+def test_user_disabled_at_refresh_is_its_reason(
+    signed_in: TestClient, services: Services, confidential: Client, alice: Account
+) -> None:
+    code, verifier = _code(signed_in, confidential)
+    tokens = assert_token_response(
+        exchange_code(
+            signed_in,
+            code,
+            client_id=confidential.id,
+            client_secret=confidential.secret,
+            verifier=verifier,
+        )
+    )
+    accounts.update_user(services.ctx, SYSTEM, alice.user.id, disabled=True)
+    resp = refresh(
+        signed_in,
+        tokens["refresh_token"],
+        client_id=confidential.id,
+        client_secret=confidential.secret,
+    )
+    assert_oauth_error(resp, 400, "invalid_grant")
+    steps = only_flow(signed_in, services, confidential.id)
+    # Disabling revokes the user's grants: the refresh meets a revoked family.
+    assert kinds(steps)[-1] == ("refresh", "refused", "refresh_revoked")
+
+
+def test_client_credentials_starts_its_own_flow_each_time(
+    client: TestClient, services: Services
+) -> None:
+    service = make_client(
+        services, grant_types=["client_credentials"], service_access={RESOURCE: ["read"]}
+    )
+    assert service.secret is not None
+    for _ in range(2):
+        resp = client.post(
+            "/oauth2/tokens",
+            data={"grant_type": "client_credentials", "resource": RESOURCE, "scope": "read"},
+            auth=(service.id, service.secret),
+        )
+        assert_token_response(resp)
+    found = flows_of(client, services, service.id)
+    assert len(found) == 2
+    for flow in found:
+        steps = services.store.list_flow_steps(flow.id)
+        assert kinds(steps) == [("client_credentials", "ok", None)]
+        assert steps[0].resource == RESOURCE and steps[0].user_id is None
+    assert_no_secret(services, service.secret)
+
+
+def test_rate_limited(settings: Settings, services: Services) -> None:
+    limited = settings.model_copy(update={"token_rate_per_client": 1})
+    service = make_client(
+        services, grant_types=["client_credentials"], service_access={RESOURCE: ["read"]}
+    )
+    assert service.secret is not None
+    with TestClient(create_app(limited, services=services), base_url=ISSUER) as client:
+        statuses = [
+            client.post(
+                "/oauth2/tokens",
+                data={"grant_type": "client_credentials", "resource": RESOURCE},
+                auth=(service.id, service.secret),
+            ).status_code
+            for _ in range(3)
+        ]
+        assert statuses[0] == 200 and statuses[-1] == 429
+        found = flows_of(client, services, service.id)
+    reasons = [f.last_reason for f in found]
+    assert reasons.count("rate_limited") == statuses.count(429)
+
+
+def test_introspection_records_only_refusals(
+    client: TestClient, services: Services, confidential: Client
+) -> None:
+    ok = client.post(
+        "/oauth2/introspect",
+        data={"token": "nothing"},
+        auth=(confidential.id, confidential.secret or ""),
+    )
+    assert ok.status_code == 200 and ok.json() == {"active": False}
+    assert flows_of(client, services, confidential.id) == []
+    bad = client.post(
+        "/oauth2/introspect", data={"token": "nothing"}, auth=(confidential.id, "wrong-secret")
+    )
+    assert bad.status_code == 401
+    steps = only_flow(client, services, confidential.id)
+    assert kinds(steps) == [("client_auth", "refused", "client_secret_wrong")]
+    assert_no_secret(services, "wrong-secret")
+
+
+# -- switched off, retention and cap ------------------------------------------------------------
+
+
+def test_switched_off_records_nothing(
+    settings: Settings, services: Services, alice: Account, confidential: Client
+) -> None:
+    off = settings.model_copy(update={"flows_enabled": False})
+    with TestClient(create_app(off, services=services), base_url=ISSUER) as client:
+        assert getattr(client.app.state, "flow_writer", None) is None  # type: ignore[attr-defined]
+        login(client, alice.user.username, alice.password)
+        authorize(client, confidential.id, challenge=generate_pkce().challenge)
+        client.get(authorize_url(confidential.id, redirect_uri="https://evil.example/cb"))
+    assert services.store.list_flows(FlowQuery())[1] == 0
+
+
+def _step(flow_id: str, n: int, at: Any) -> FlowStep:
+    return FlowStep(
+        id=f"{flow_id}-{n}",
+        flow_id=flow_id,
+        seq=n,
+        at=at,
+        kind="token",
+        outcome="ok",
+        reason=None,
+        client_id="c",
+        user_id=None,
+        resource=None,
+        request_id=None,
+        reference=None,
+    )
+
+
+def test_retention_and_cap_are_enforced(services: Services, clock: MovableClock) -> None:
+    store = services.store
+    old = clock.now()
+    store.record_flow_steps([_step("old", n, old) for n in range(3)])
+    clock.advance(days=8)
+    new = clock.now()
+    store.record_flow_steps([_step(f"new{n}", 100 + n, new) for n in range(5)])
+    # Retention: the old flow goes, with its steps.
+    deleted = flow_log.purge(services.ctx, retention=timedelta(days=7), cap=1000, batch_size=2)
+    assert deleted == 4
+    assert store.get_flow("old") is None and store.list_flow_steps("old") == []
+    assert store.list_flows(FlowQuery())[1] == 5
+    # Cap: the newest 3 steps stay, and only the flows that still have one.
+    deleted = flow_log.purge(services.ctx, retention=timedelta(days=7), cap=3, batch_size=2)
+    assert deleted == 4
+    kept, total = store.list_flows(FlowQuery())
+    assert total == 3 and {f.id for f in kept} == {"new2", "new3", "new4"}
+
+
+def test_summary_row_adds_up_batches(services: Services, clock: MovableClock) -> None:
+    store = services.store
+    first = _step("f", 1, clock.now())
+    store.record_flow_steps([first])
+    clock.advance(seconds=5)
+    refused = FlowStep(
+        **{**asdict(_step("f", 2, clock.now())), "outcome": "refused", "reason": "code_expired"}
+    )
+    store.record_flow_steps([refused])
+    flow = store.get_flow("f")
+    assert flow is not None
+    assert (flow.steps, flow.refusals, flow.last_reason) == (2, 1, "code_expired")
+    assert (flow.started_at, flow.last_at) == (first.at, refused.at)
+    assert store.failing_clients(first.at, 10) == [("c", 1)]
+    assert store.list_flows(FlowQuery(reason="code_expired"))[1] == 1
+    assert store.list_flows(FlowQuery(reason="user_denied"))[1] == 0
+
+
+def test_background_cleanup_purges_old_flows_and_counts_them(
+    client: TestClient, services: Services, settings: Settings, clock: MovableClock
+) -> None:
+    service = make_client(
+        services, grant_types=["client_credentials"], service_access={RESOURCE: ["read"]}
+    )
+    assert service.secret is not None
+    resp = client.post(
+        "/oauth2/tokens",
+        data={"grant_type": "client_credentials", "resource": RESOURCE},
+        auth=(service.id, service.secret),
+    )
+    assert_token_response(resp)
+    assert len(flows_of(client, services, service.id)) == 1
+    clock.advance(seconds=settings.flow_retention_seconds + 1)
+    metrics = Metrics()
+    asyncio.run(cleanup_once(services.ctx, settings, metrics))
+    assert flows_of(client, services, service.id) == []
+    assert stored_text(services) == "[]"
+    value = metrics.registry.get_sample_value(
+        "authgate_cleanup_deleted_rows_total", {"kind": "flows"}
+    )
+    assert value == 2.0  # the step and its flow
+
+
+def test_refusals_are_counted_by_reason_and_bounded_client_label(
+    client: TestClient, services: Services, confidential: Client
+) -> None:
+    for secret in ("wrong-one", "wrong-two"):
+        resp = client.post(
+            "/oauth2/introspect", data={"token": "x"}, auth=(confidential.id, secret)
+        )
+        assert resp.status_code == 401
+    # A client nobody registered: its made-up id must not become a label.
+    unknown = client.post("/oauth2/introspect", data={"token": "x"}, auth=("made-up-id", "s"))
+    assert unknown.status_code == 401
+    flush(client)
+    text = client.get("/metrics").text
+    operator = (
+        f'authgate_flow_refusals_total{{client="{confidential.id}",reason="client_secret_wrong"}}'
+    )
+    assert f"{operator} 2.0" in text
+    assert 'authgate_flow_refusals_total{client="other",reason="client_unknown"} 1.0' in text
+    assert "made-up-id" not in text
+
+
+class _FlakyStore:
+    """A store whose writes fail while ``down``: what the writer does when the database is."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.written: list[FlowStep] = []
+
+    def record_flow_steps(self, steps: Sequence[FlowStep]) -> None:
+        if self.down:
+            raise StoreUnavailableError("database is down")
+        self.written += steps
+
+
+def test_writer_drops_what_it_cannot_write_and_stays_bounded(clock: MovableClock) -> None:
+    store = _FlakyStore()
+    writer = FlowWriter(store, interval=60, max_pending=3)  # type: ignore[arg-type]
+    try:
+        writer.submit([_step("a", n, clock.now()) for n in range(5)])
+        assert writer.dropped == 2  # beyond max_pending: refused at once, memory bounded
+        writer.flush()  # the database is down: the batch is dropped and counted, not retried
+        assert writer.dropped == 5 and store.written == []
+        store.down = False
+        writer.submit([_step("b", 1, clock.now())])
+        writer.flush()
+        assert [s.id for s in store.written] == ["b-1"] and writer.written == 1
+    finally:
+        writer.close()
