@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -212,9 +213,9 @@ def make_client(
 ) -> Client:
     """An operator-made app (and a secret if confidential). ``service_access`` grants its
     client_credentials tokens these resources and scopes, as an operator would."""
-    values: dict[str, object] = {"name": "Test app", "redirect_uris": [REDIRECT_URI]}
+    values: dict[str, Any] = {"name": "Test app", "redirect_uris": [REDIRECT_URI]}
     values.update(fields)
-    app = clients.create_app(services.ctx, SYSTEM, clients.AppFields(**values))  # type: ignore[arg-type]
+    app = clients.create_app(services.ctx, SYSTEM, clients.AppFields(**values))
     if service_access:
         app = grant_access(services, app.id, service_access)
     if app.is_public:

@@ -13,7 +13,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from authgate.core.flows import Flow, FlowQuery, FlowStep
 from authgate.core.models import (
@@ -34,7 +34,10 @@ from authgate.core.models import (
 )
 from authgate.core.ports import DuplicateKeyError, ExpiredKind
 
-M = TypeVar("M")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+M = TypeVar("M", bound="DataclassInstance")
 
 #: Like the SQL store: the first hit of a window drops counters of windows this much older.
 RATE_LIMIT_RETENTION = timedelta(days=1)
@@ -54,13 +57,13 @@ def _own_jwks(app: App) -> App:
 def _utc(model: M) -> M:
     """The model with every datetime field normalised to UTC, as the database would."""
     changes: dict[str, datetime] = {}
-    for f in dataclasses.fields(model):  # type: ignore[arg-type]
+    for f in dataclasses.fields(model):
         value = getattr(model, f.name)
         if isinstance(value, datetime):
             if value.tzinfo is None or value.utcoffset() is None:
                 raise ValueError(f"naive datetime given to the store: {value!r}")
             changes[f.name] = value.astimezone(UTC)
-    return dataclasses.replace(model, **changes) if changes else model  # type: ignore[type-var]
+    return dataclasses.replace(model, **changes) if changes else model
 
 
 class _Table(dict[str, Any]):

@@ -104,7 +104,7 @@ def run_attack(argv: list[str]) -> Path:
     p.add_argument("--smoke", action="store_true", help="seconds-long phases (CI)")
     a = p.parse_args(argv)
     names = [n for n in a.attacks.split(",") if n]
-    unknown = set(names) - {x.name for x in attack.ATTACKS}
+    unknown = set(names) - {x.name for x in attack.ATTACKS + attack.CONTROLS}
     if unknown:
         p.error(f"unknown attacks: {', '.join(sorted(unknown))}")
     duration, rounds = (2, 1) if a.smoke else (a.duration, a.rounds)

@@ -20,7 +20,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import queue
 import shutil
 import socket
 import statistics
@@ -35,7 +34,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 import httpx
-from bench.harness import history
+from bench.harness import history, procstat
 from bench.harness.flows import CSRF
 from bench.harness.provision import RESOURCE_JWT, SCOPE, USERNAME
 from bench.harness.systems import Launcher, Paths, Server
@@ -82,6 +81,9 @@ class Phase:
     latencies_ms: list[float] = field(default_factory=list)
     errors: int = 0
     attack_outcomes: Counter[str] = field(default_factory=Counter)
+    #: Server CPU time, and time its threads waited for a CPU, per second of the phase.
+    server_cpu: float = 0.0
+    server_wait: float = 0.0
 
     def pct(self, q: float) -> float:
         if not self.latencies_ms:
@@ -300,6 +302,23 @@ def slow_connections(server: Target, stop: Stop, seen: Counter[str]) -> None:  #
             sock.close()
 
 
+def busy_clients(server: Target, stop: Stop, seen: Counter[str]) -> None:
+    """A control, not an attack: 64 workers fetch the server metadata (the cheapest endpoint)
+    as fast as it answers. What any 64 concurrent clients cost the well-behaved one on the
+    server's one core: the part of an attack's figure that is load, not the attack."""
+
+    def worker() -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            while not stop.is_set():
+                try:
+                    seen[_outcome(client.get(server.paths.metadata))] += 1
+                except httpx.HTTPError as exc:
+                    seen[type(exc).__name__] += 1
+
+    for thread in list(_workers(64, worker)):
+        thread.join()
+
+
 ATTACKS = [
     Attack("chunked_bodies", "8 × 100 MiB chunked token-request bodies", chunked_bodies),
     Attack(
@@ -314,49 +333,97 @@ ATTACKS = [
         slow_connections,
     ),
 ]
+#: Run only when named (``--attacks busy_clients``): a yardstick for the attacks' figures.
+CONTROLS = [
+    Attack("busy_clients", "control: 64 × server metadata, as fast as answered", busy_clients)
+]
 
 
-def _attacker(name: str, target: Target, ready: Any, stop: Stop, out: Any) -> None:
-    """The attacker process: run attack ``name`` until ``stop``, then put what it got on
-    ``out``. Set apart from the client: its own interpreter, threads and lower priority."""
+def _attacker(conn: Any) -> None:
+    """The attacker process, apart from the client (its own interpreter, threads and a lower
+    priority), started once per run: for each ``(name, target)`` received, run that attack
+    until told to stop, then send back what it got. Exits when told to, or when an attack
+    did not stop in time (the harness then starts a fresh one)."""
     with contextlib.suppress(OSError):
         os.nice(ATTACKER_NICE)
-    seen: Counter[str] = Counter()
-    attack = next(a for a in ATTACKS if a.name == name)
-    ready.set()
-    attack.run(target, stop, seen)
-    out.put(dict(seen))
+    while True:
+        order = conn.recv()
+        if order is None:
+            return
+        name, target = order
+        attack = next(a for a in ATTACKS + CONTROLS if a.name == name)
+        stop, seen = threading.Event(), Counter[str]()
+        runner = threading.Thread(target=attack.run, args=(target, stop, seen), daemon=True)
+        runner.start()
+        conn.send("started")
+        conn.recv()  # stop
+        stop.set()
+        runner.join(timeout=ATTACK_STOP_GRACE)
+        if runner.is_alive():
+            seen["attacker did not stop"] += 1
+            conn.send(dict(seen))
+            return
+        conn.send(dict(seen))
 
 
-def run_phase(server: Server, name: str, duration: float, attack: Attack | None) -> Phase:
+class Attacker:
+    """The harness's handle on the attacker process (started on first use, stopped by its
+    handle at the end of the run)."""
+
+    def __init__(self) -> None:
+        self._spawn = multiprocessing.get_context("spawn")
+        self._proc: Any = None
+        self._conn: Any = None
+
+    def start(self, attack: Attack, target: Target) -> None:
+        if self._proc is None or not self._proc.is_alive():
+            self._conn, child = self._spawn.Pipe()
+            self._proc = self._spawn.Process(target=_attacker, args=(child,), daemon=True)
+            self._proc.start()
+        self._conn.send((attack.name, target))
+        if not self._conn.poll(60) or self._conn.recv() != "started":
+            raise RuntimeError(f"the attacker process did not start {attack.name}")
+
+    def stop(self) -> Counter[str]:
+        self._conn.send("stop")
+        if not self._conn.poll(ATTACK_STOP_GRACE + 10):
+            self.close()
+            return Counter({"attacker did not stop": 1})
+        return Counter(self._conn.recv())
+
+    def close(self) -> None:
+        if self._proc is None:
+            return
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        self._proc.join(timeout=10)
+        if self._proc.is_alive():  # our own child, by its handle
+            self._proc.terminate()
+            self._proc.join(timeout=5)
+        self._proc = None
+
+
+def run_phase(
+    server: Server, name: str, duration: float, attack: Attack | None, attacker: Attacker
+) -> Phase:
     phase = Phase(name)
-    attacker = None
     if attack is not None:
-        spawn = multiprocessing.get_context("spawn")
-        stop, ready, out = spawn.Event(), spawn.Event(), spawn.Queue()
-        target = Target(server.url, server.paths)
-        attacker = spawn.Process(
-            target=_attacker, args=(attack.name, target, ready, stop, out), daemon=True
-        )
-        attacker.start()
-        ready.wait(60)
+        attacker.start(attack, Target(server.url, server.paths))
         time.sleep(min(ATTACK_WARMUP, duration / 4))  # the attack reaches its full weight
     client_stop = threading.Event()
     client = threading.Thread(target=well_behaved, args=(server, client_stop, phase), daemon=True)
+    pid = server.proc.pid
+    cpu, wait = procstat.cpu_seconds(pid), procstat.runqueue_wait_seconds(pid)
+    started = time.time()
     client.start()
     time.sleep(duration)
     client_stop.set()
     client.join(timeout=120)
-    if attacker is not None:
-        stop.set()
-        try:
-            phase.attack_outcomes.update(out.get(timeout=ATTACK_STOP_GRACE))
-        except queue.Empty:
-            phase.attack_outcomes["attacker did not stop"] += 1
-        attacker.join(timeout=5)
-        if attacker.is_alive():  # our own child, by its handle
-            attacker.terminate()
-            attacker.join(timeout=5)
+    seconds = time.time() - started
+    phase.server_cpu = (procstat.cpu_seconds(pid) - cpu) / seconds
+    phase.server_wait = (procstat.runqueue_wait_seconds(pid) - wait) / seconds
+    if attack is not None:
+        phase.attack_outcomes.update(attacker.stop())
     return phase
 
 
@@ -390,6 +457,8 @@ def _attack_row(attack: Attack, phases: list[Phase]) -> dict[str, Any]:
                 "alone_p50_ms": alone_p50,
                 "alone_p99_ms": alone_p99,
                 "p99_ratio": phase.pct(0.99) / alone_p99,
+                "server_cpu": phase.server_cpu,
+                "server_wait": phase.server_wait,
             }
         )
         outcomes.update(phase.attack_outcomes)
@@ -406,6 +475,8 @@ def _attack_row(attack: Attack, phases: list[Phase]) -> dict[str, Any]:
         "p99_ms": median("p99_ms"),
         "alone_p99_ms": median("alone_p99_ms"),
         "p99_ratio": median("p99_ratio"),
+        "server_cpu": median("server_cpu"),
+        "server_wait": median("server_wait"),
         "rounds": rounds,
         "attack_outcomes": dict(outcomes.most_common(6)),
     }
@@ -415,16 +486,19 @@ def measure(launcher: Launcher, duration: float, names: list[str], rounds: int) 
     if (os.cpu_count() or 1) >= 2:  # the load on the other core than the server's
         os.sched_setaffinity(0, {(os.cpu_count() or 2) - 1})
     server = start_server(launcher)
-    attacks = [a for a in ATTACKS if a.name in names]
+    attacks = [a for a in ATTACKS + CONTROLS if a.name in names]
     load_before = os.getloadavg()
-    phases: list[Phase] = [run_phase(server, "alone", duration, None)]
-    for n in range(rounds):
-        for attack in attacks:
-            print(
-                f"[{time.strftime('%H:%M:%S')}] round {n + 1}/{rounds}: {attack.name}", flush=True
-            )
-            phases.append(run_phase(server, attack.name, duration, attack))
-            phases.append(run_phase(server, "alone", duration, None))
+    attacker = Attacker()
+    try:
+        phases: list[Phase] = [run_phase(server, "alone", duration, None, attacker)]
+        for n in range(rounds):
+            for attack in attacks:
+                now = time.strftime("%H:%M:%S")
+                print(f"[{now}] round {n + 1}/{rounds}: {attack.name}", flush=True)
+                phases.append(run_phase(server, attack.name, duration, attack, attacker))
+                phases.append(run_phase(server, "alone", duration, None, attacker))
+    finally:
+        attacker.close()
     load_after = os.getloadavg()
     alone = [p for p in phases if p.name == "alone"]
     return {
@@ -434,6 +508,8 @@ def measure(launcher: Launcher, duration: float, names: list[str], rounds: int) 
         "alone": {
             "p50_ms": statistics.median(p.pct(0.5) for p in alone),
             "p99_ms": statistics.median(p.pct(0.99) for p in alone),
+            "server_cpu": statistics.median(p.server_cpu for p in alone),
+            "server_wait": statistics.median(p.server_wait for p in alone),
             "phases": [
                 {"requests": len(p.latencies_ms), "errors": p.errors, "p99_ms": p.pct(0.99)}
                 for p in alone
@@ -467,11 +543,17 @@ def markdown(result: dict[str, Any], date: str) -> str:
         "",
         f"Alone: p50 {alone['p50_ms']:.1f} ms, p99 {alone['p99_ms']:.1f} ms (median of "
         f"{len(alone['phases'])} phases, "
-        f"errors {sum(p['errors'] for p in alone['phases'])}).",
+        f"errors {sum(p['errors'] for p in alone['phases'])}); server CPU "
+        f"{alone['server_cpu']:.0%} of a core, its threads waiting for a CPU "
+        f"{alone['server_wait']:.0%} of the time.",
+        "",
+        "Server CPU is the server's CPU time per second of the phase; CPU wait the time its "
+        "threads were ready to run but waited for a core (others' work on the machine, or "
+        "its own threads and the low-priority hashing threads on its one core).",
         "",
         "| attack | what | client requests | client errors | p50 ms | p99 ms | p99 alone beside "
-        "| p99 / alone | per round | what the attack got |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| p99 / alone | per round | server CPU | CPU wait | what the attack got |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["attacks"]:
         outcomes = ", ".join(f"{k}: {v}" for k, v in row["attack_outcomes"].items())
@@ -479,7 +561,8 @@ def markdown(result: dict[str, Any], date: str) -> str:
         lines.append(
             f"| `{row['attack']}` | {row['what']} | {row['requests']} | {row['errors']} | "
             f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['alone_p99_ms']:.1f} | "
-            f"{row['p99_ratio']:.2f} | {per_round} | {outcomes} |"
+            f"{row['p99_ratio']:.2f} | {per_round} | {row['server_cpu']:.0%} | "
+            f"{row['server_wait']:.0%} | {outcomes} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -72,3 +73,14 @@ def reset_peaks(root: int) -> bool:
         except OSError:
             ok = False
     return ok
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time the process's threads have spent runnable but waiting for a CPU (schedstat): how
+    much the machine (or the process's own threads) kept it from running."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in (PROC / str(pid) / "task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[1])
+    return total / 1e9

@@ -373,6 +373,7 @@ class UserOut(BaseModel):
     is_admin: bool
     disabled: bool
     created_at: datetime
+    email_verified: bool = False
 
     @classmethod
     def of(cls, user: User) -> UserOut:
@@ -380,6 +381,7 @@ class UserOut(BaseModel):
             id=user.id,
             username=user.username,
             email=user.email,
+            email_verified=user.email_verified,
             name=user.name,
             is_admin=user.is_admin,
             disabled=user.disabled,
@@ -391,6 +393,8 @@ class UserCreate(BaseModel):
     username: str
     password: str
     email: str = ""
+    # Whether the address is known to reach the person (OpenID Connect ``email_verified``).
+    email_verified: bool = False
     name: str = ""
     is_admin: bool = False
 
@@ -402,6 +406,8 @@ class UserPatch(BaseModel):
     is_admin: bool | None = None
     disabled: bool | None = None
     email: str | None = None
+    # A new email without it is unverified again.
+    email_verified: bool | None = None
     name: str | None = None
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 
@@ -60,7 +61,7 @@ def running(
             if n is None:
                 return
             try:
-                seconds, response = timed(lambda n=n: request(n))  # type: ignore[misc]
+                seconds, response = timed(partial(request, n))
             except BaseException as exc:  # reported by the test, not swallowed
                 with attack._lock:
                     attack.errors.append(exc)

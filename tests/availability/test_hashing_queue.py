@@ -21,17 +21,20 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
-from authgate.app import build_services
+from authgate.app import Services, build_services
 from authgate.config import Settings
+from authgate.core.models import AuditQuery
 from authgate.crypto import passwords
 from tests.availability.attack import running, timed
+from tests.conftest import Account
 from tests.procs import (
     ROOT,
     Deployment,
@@ -78,11 +81,11 @@ class BlockingHasher:
         return "$argon2id$double"
 
 
-def wait_for(condition: object, what: str) -> None:
+def wait_for(condition: Callable[[], object], what: str) -> None:
     deadline = time.monotonic() + 5
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert condition(), what  # type: ignore[operator]
+    assert condition(), what
 
 
 def test_the_queue_refuses_at_once_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -270,3 +273,65 @@ def test_the_server_takes_the_default_from_its_cores(
     cores = len(os.sched_getaffinity(0))
     assert passwords._GATE.concurrency == max(1, cores - 1) < max(2, cores)
     assert passwords._GATE.queue == passwords.DEFAULT_QUEUE
+
+
+def test_a_sign_in_refused_as_busy_counts_and_looks_up_nothing(
+    monkeypatch: pytest.MonkeyPatch, client: TestClient, services: Services, alice: Account
+) -> None:
+    """With every place taken, a sign-in is refused before anything else: it is not counted
+    against its source or username (no rate-limit row is written), the account is not looked
+    up and nothing is audited; the refusal is counted in the metrics. Once a place is free,
+    the next attempt is counted and checked as usual."""
+    hasher = BlockingHasher()
+    monkeypatch.setattr(passwords, "_HASHER", hasher)
+    monkeypatch.setattr(passwords, "_GATE", passwords._Gate(1, 0))
+    lookups: list[str] = []
+    real_lookup = services.store.get_user_by_username
+
+    def counted_lookup(name: str) -> object:
+        lookups.append(name)
+        return real_lookup(name)
+
+    monkeypatch.setattr(services.store, "get_user_by_username", counted_lookup)
+    page = client.get("/login")
+    csrf = CSRF.search(page.text)
+    assert csrf is not None
+    form = {"username": alice.user.username, "password": "wrong", "csrf_token": csrf.group(1)}
+    holder = threading.Thread(target=passwords.verify_password, args=("$argon2id$x", "pw"))
+    holder.start()
+    try:
+        wait_for(lambda: hasher.running == 1, "the one place is taken")
+        before = passwords.refusals
+        resp = client.post("/login", data=form, follow_redirects=False)
+        assert resp.status_code == 429, resp.text
+        assert resp.headers["retry-after"] == "1"
+        assert BUSY_TEXT in resp.text
+        assert passwords.refusals == before + 1
+        assert lookups == []
+        assert rate_limit_rows(services) == {}
+        assert audited(services, "user.login_failed") == 0
+        fresh = CSRF.search(resp.text)  # the page shown again carries a fresh form token
+        assert fresh is not None
+        form["csrf_token"] = fresh.group(1)
+    finally:
+        hasher.release.set()
+        holder.join(timeout=10)
+    resp = client.post("/login", data=form, follow_redirects=False)
+    assert resp.status_code == 401, resp.text
+    assert lookups == [alice.user.username]
+    counted = rate_limit_rows(services)  # per source, per source and username, …
+    assert counted and max(counted.values()) == 1, counted
+    assert audited(services, "user.login_failed") == 1
+
+
+def rate_limit_rows(services: Services) -> dict[str, int]:
+    with services.store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT key, count FROM rate_limits WHERE key LIKE 'sign_in:%'")
+        )
+        return {key: int(count) for key, count in rows}
+
+
+def audited(services: Services, action: str) -> int:
+    events, _ = services.store.list_audit(AuditQuery(action=action, limit=100))
+    return len(events)

@@ -512,7 +512,8 @@ def test_apps_admin_access_create_update_show(migrated: Cli, store: SqlStore) ->
 
     updated = migrated.json("apps", "update", marked["id"], "--no-admin-access")
     assert updated["admin_access"] is False
-    assert store.get_app(marked["id"]).admin_access is False  # type: ignore[union-attr]
+    found = store.get_app(marked["id"])
+    assert found is not None and found.admin_access is False
     [event] = [e for e in events(store, "app.updated") if e.target_id == marked["id"]]
     assert (event.actor_type, event.details["admin_access"]) == ("system", False)
     again = migrated.json("apps", "update", marked["id"], "--admin-access")

@@ -8,7 +8,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from authgate.core import authorize, clients, redirect_uris, resources, scopes, token_endpoint
+from authgate.core import (
+    accounts,
+    authorize,
+    clients,
+    redirect_uris,
+    resources,
+    scopes,
+    token_endpoint,
+)
 from authgate.core.accounts import create_user
 from authgate.core.context import SYSTEM, Context
 from authgate.core.errors import (
@@ -184,7 +192,8 @@ def _code(ctx: Context, app_id: str, verifier: str) -> str:
         ]
     )
     request = authorize.validate(ctx, params)
-    url = authorize.issue_code(ctx, request, user, ctx.clock.now())
+    session, _ = accounts.start_session(ctx, SYSTEM, user)
+    url = authorize.issue_code(ctx, request, session)
     query = parse_qs(urlsplit(url).query)
     assert query["iss"] == [ISSUER] and query["state"] == ["s"]
     return query["code"][0]

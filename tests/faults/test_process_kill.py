@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -174,9 +175,9 @@ def burst_calls(
     calls: list[Callable[[], None]] = [service] * SERVICE_CALLS
     # Spread the code exchanges and refreshes through the burst.
     for i, (code, verifier) in enumerate(codes):
-        calls.insert(i * 5, lambda c=code, v=verifier: redeem(c, v))  # type: ignore[misc]
+        calls.insert(i * 5, partial(redeem, code, verifier))
     for i, value in enumerate(refresh_tokens):
-        calls.insert(i * 9 + 2, lambda r=value: rotate(r))  # type: ignore[misc]
+        calls.insert(i * 9 + 2, partial(rotate, value))
     return calls
 
 

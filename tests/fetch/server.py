@@ -114,6 +114,8 @@ class _QuietServer(ThreadingHTTPServer):
 class DocumentServer:
     """``routes[path]`` answers GET ``path``; ``seen`` lists requests in arrival order."""
 
+    ca: Path  # the CA's certificate, set by the fixtures of tests that trust it
+
     def __init__(self, cert: Path, key: Path) -> None:
         self.routes: dict[str, Route] = {}
         self.seen: list[Seen] = []

@@ -7,11 +7,10 @@ import re
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from starlette.testclient import TestClient
 
 from authgate.app import Services
 from tests.flows import csrf_from
-from tests.http_types import Response
+from tests.http_types import HttpClient, Response
 
 TABLES = (
     "users",
@@ -87,7 +86,7 @@ def assert_unframable(resp: Response) -> None:
     assert "frame-ancestors 'none'" in csp, csp
 
 
-def page_csrf(client: TestClient, path: str = "/logout") -> str:
+def page_csrf(client: HttpClient, path: str = "/logout") -> str:
     """The session's CSRF token, read from a page's form."""
     return csrf_from(client.get(path))
 

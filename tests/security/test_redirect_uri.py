@@ -28,6 +28,7 @@ from tests.flows import (
     exchange_code,
     generate_pkce,
 )
+from tests.http_types import Response
 from tests.security.helpers import assert_error_page, code_count, snapshot
 
 WEB = "https://app.example.com/cb"
@@ -81,7 +82,7 @@ MANIPULATED = [
 ]  # fmt: skip
 
 
-def _both(client: TestClient, app_id: str, redirect_uri: str) -> Iterator[object]:
+def _both(client: TestClient, app_id: str, redirect_uri: str) -> Iterator[Response]:
     params = {
         "client_id": app_id,
         "response_type": "code",
@@ -103,7 +104,7 @@ def test_manipulated_redirect_uri_is_refused_with_a_page(
     before = snapshot(services)
     for requested in variants:
         for resp in _both(signed_in, app.id, requested):
-            assert_error_page(resp, 400, "invalid_request", "redirect_uri")  # type: ignore[arg-type]
+            assert_error_page(resp, 400, "invalid_request", "redirect_uri")
     assert code_count(services, app.id) == 0
     assert snapshot(services) == before
 

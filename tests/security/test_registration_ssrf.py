@@ -49,7 +49,7 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocumentServer]:
     directory = tmp_path_factory.mktemp("tls")
     _, cert, key = write_certificates(directory)
     with _Server(cert, key) as server:
-        server.ca = directory / "ca.pem"  # type: ignore[attr-defined]
+        server.ca = directory / "ca.pem"
         yield server
 
 
@@ -64,7 +64,7 @@ def settings(tmp_path: Path, database_url: str, docs: DocumentServer) -> Setting
         data_dir=tmp_path,
         database_url=database_url,
         secret_key="test-secret-key-" + "x" * 32,
-        fetch_ca_bundle=str(docs.ca),  # type: ignore[attr-defined]
+        fetch_ca_bundle=str(docs.ca),
         fetch_timeout_seconds=1,
     )
 

@@ -219,7 +219,7 @@ def api_demote(world: World, user: str) -> None:
 
 def _console(world: World, path: str, **form: str) -> httpx.Response:
     with world.browser(world.admin) as console:
-        token = page_csrf(console, "/admin/users")  # type: ignore[arg-type]
+        token = page_csrf(console, "/admin/users")
         return console.post(path, data={"csrf_token": token, **form})
 
 

@@ -19,6 +19,7 @@ from tests.flows import (
     decide,
     generate_pkce,
 )
+from tests.http_types import Response
 
 DEFAULT_CALLBACK = "http://localhost:8080/foo/bar"
 
@@ -34,7 +35,7 @@ def _code_count(services: Services, app_id: str) -> int:
         )
 
 
-def assert_error_page(resp, status: int, error: str) -> None:  # type: ignore[no-untyped-def]
+def assert_error_page(resp: Response, status: int, error: str) -> None:
     assert resp.status_code == status, resp.text
     assert "location" not in resp.headers
     assert resp.headers["content-type"].startswith("text/html")

@@ -6,7 +6,8 @@ access token scope is different from the one requested by the client, the author
 MUST include the "scope" response parameter to inform the client of the actual scope granted."
 
 The issued scope is the request narrowed to what the resource defines and the client may have:
-``offline_access`` and OpenID names are accepted (a refresh token is issued as before), spaces
+``offline_access`` and OpenID names are accepted (a refresh token is issued as before; the
+OpenID scopes authgate honours, with ``openid``, are issued: tests/spec/test_oidc_core.py), spaces
 are tolerated, a name no resource defines is left out. ``invalid_scope`` only when every name
 the client asked for (beside those accepted extras) is defined by the resource and forbidden
 to this client."""
@@ -63,8 +64,10 @@ def tokens_for(client: TestClient, app: Client, scope: str | None) -> dict[str, 
 # RESOURCE (tests/conftest.py) defines "read" and "write".
 ISSUED = [
     pytest.param("read offline_access", None, "read", id="3.3-offline_access-accepted"),
-    pytest.param("openid profile email", None, "", id="3.3-openid-scopes-accepted"),
-    pytest.param("openid read", None, "read", id="3.3-openid-beside-resource-scope"),
+    # Issue 20: the OpenID scopes authgate honours are issued (and an ID token with them).
+    pytest.param("openid profile email", None, "openid profile email", id="3.3-openid-scopes"),
+    pytest.param("openid read", None, "openid read", id="3.3-openid-beside-resource-scope"),
+    pytest.param("address openid", None, "openid", id="3.3-unheld-openid-scope-left-out"),
     pytest.param("  read   write ", None, "read write", id="3.3-whitespace-tolerated"),
     pytest.param("claudeai", None, "", id="3.3-undefined-name-empty-scope"),
     pytest.param("read mcp:tools", None, "read", id="3.3-other-resource-scope-left-out"),
@@ -88,7 +91,8 @@ def test_issued_scope(
     assert body.get("scope", "") == issued
     assert "refresh_token" in body  # offline_access or not (DESIGN.md §5)
     assert granted_scopes(services, app.id) == [issued, issued]
-    assert services.store.get_app(app.id).scope == app_scope  # type: ignore[union-attr]
+    found = services.store.get_app(app.id)
+    assert found is not None and found.scope == app_scope
 
 
 def test_whole_scopes_supported_works(signed_in: TestClient, services: Services) -> None:
@@ -134,7 +138,7 @@ def test_refresh_with_the_authorization_scope(signed_in: TestClient, services: S
     then are left out again; the token keeps its scope."""
     app = make_client(services)
     first = tokens_for(signed_in, app, "read offline_access openid")
-    assert first["scope"] == "read"
+    assert first["scope"] == "read openid"
     again = assert_token_response(
         refresh(
             signed_in,
@@ -144,7 +148,7 @@ def test_refresh_with_the_authorization_scope(signed_in: TestClient, services: S
             scope="read offline_access openid",
         )
     )
-    assert again["scope"] == "read"
+    assert again["scope"] == "read openid"
     wider = refresh(
         signed_in,
         again["refresh_token"],
@@ -166,7 +170,8 @@ def test_claude_registration_scope_is_not_an_allow_list(
     body["redirect_uris"] = [REDIRECT_URI]
     info = signed_in.post("/oauth2/register", json=body).json()
     assert info["scope"] == "claudeai"
-    assert services.store.get_app(info["client_id"]).scope == "claudeai"  # type: ignore[union-attr]
+    found = services.store.get_app(info["client_id"])
+    assert found is not None and found.scope == "claudeai"
     pkce = generate_pkce()
     code = authorize(
         signed_in, info["client_id"], challenge=pkce.challenge, resource=RESOURCE, scope="claudeai"

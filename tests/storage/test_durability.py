@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pydantic
 import pytest
@@ -42,10 +43,10 @@ def _synchronous_of_fresh_connections(settings: Settings, count: int) -> list[in
     return seen
 
 
-def _settings(tmp_path: Path, **extra: str) -> Settings:
+def _settings(tmp_path: Path, **extra: Any) -> Settings:
     url = f"sqlite:///{tmp_path / 'authgate.db'}"
     upgrade(url)
-    return Settings(database_url=url, secret_key="k" * 40, **extra)  # type: ignore[arg-type]
+    return Settings(database_url=url, secret_key="k" * 40, **extra)
 
 
 def test_every_connection_syncs_each_commit_by_default(tmp_path: Path) -> None:

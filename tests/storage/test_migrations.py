@@ -48,8 +48,8 @@ TABLES_0006 = TABLES - {"flows", "flow_steps"}
 TABLES_0004 = TABLES_0006 - {"client_changes"}
 TABLES_0002 = TABLES_0004 - {"client_assertion_jtis", "rate_limits"}
 TABLES_0001 = TABLES_0002 - {"resources", "signing_keys"}
-HEAD = "0007"
-NEXT = "0008"
+HEAD = "0008"
+NEXT = "0009"
 
 every_sql_backend = pytest.mark.parametrize("empty_database_url", SQL_BACKENDS, indirect=True)
 
@@ -246,8 +246,8 @@ def test_schema_status(empty_database_url: str) -> None:
 
 
 NEXT_REVISION = """
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -268,7 +268,7 @@ def test_schema_status_behind_after_downgrade(
     """Code with a newer head sees a downgraded database as behind, older code as ahead."""
     newer = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "versions" / "0008_next.py").write_text(NEXT_REVISION)
+    (newer / "versions" / "0009_next.py").write_text(NEXT_REVISION)
     url = empty_database_url
 
     def run_as(migrations: Path) -> None:

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
+from unittest import mock
 
 import pytest
 from sqlalchemy import Table, bindparam, event, insert, select, text
@@ -52,11 +53,8 @@ def fast_path_only(store: SqlStore) -> Iterator[None]:
     def refused(**_: Any) -> Any:
         raise AssertionError("went through _transaction()")
 
-    store._transaction = refused  # type: ignore[method-assign]
-    try:
+    with mock.patch.object(store, "_transaction", refused):
         yield
-    finally:
-        del store._transaction
 
 
 def read_back(store: SqlStore, table: Table, row_id: str) -> dict[str, Any]:

@@ -114,7 +114,8 @@ def test_a_store_on_a_locked_file_refuses_writes_but_still_reads(tmp_path: Path)
     upgrade(url)
     store = open_store(url)
     try:
-        store._writer._wait = 0.3  # type: ignore[attr-defined]
+        assert isinstance(store._writer, WriterLock)
+        store._writer._wait = 0.3
         holder = _holder(database.with_name("authgate.db-writer.lock"), 30)
         try:
             with pytest.raises(StoreUnavailableError, match="locked"):

@@ -448,6 +448,7 @@ def test_users_me(client: TestClient, alice: Account) -> None:
         "id": alice.user.id,
         "username": "alice",
         "email": "",
+        "email_verified": False,
         "name": "",
         "is_admin": False,
         "disabled": False,

@@ -5,6 +5,7 @@ steps, their order, the reason codes, and that no secret reached the store."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -187,7 +188,7 @@ def test_authorization_request_refusals(
     reason: str,
 ) -> None:
     challenge = None if reason == "pkce_missing" else generate_pkce().challenge
-    url = authorize_url(public.id, challenge=challenge, **extra)
+    url = authorize_url(public.id, challenge=challenge, resource=extra.get("resource"))
     resp = signed_in.get(url, follow_redirects=False)
     assert resp.status_code in (302, 400)
     steps = only_flow(signed_in, services, public.id)
@@ -627,5 +628,37 @@ def test_writer_drops_what_it_cannot_write_and_stays_bounded(clock: MovableClock
         writer.submit([_step("b", 1, clock.now())])
         writer.flush()
         assert [s.id for s in store.written] == ["b-1"] and writer.written == 1
+    finally:
+        writer.close()
+
+
+def test_a_flood_of_untied_refusals_is_counted_but_bounded(clock: MovableClock) -> None:
+    store = _FlakyStore()
+    store.down = False
+    counted: list[FlowStep] = []
+    now = [100.0]
+    writer = FlowWriter(
+        store,  # type: ignore[arg-type]
+        interval=60,
+        burst=3,
+        on_written=counted.extend,
+        monotonic=lambda: now[0],
+    )
+
+    def refusal(n: int, client: str = "c") -> list[FlowStep]:
+        step = FlowStep(**{**asdict(_step(f"r{client}{n}", n, clock.now())), "client_id": client})
+        return [dataclasses.replace(step, outcome="refused", reason="client_secret_wrong")]
+
+    try:
+        for n in range(5):
+            writer.submit(refusal(n), untied_refusal=True)
+        writer.submit(refusal(0, "other"), untied_refusal=True)  # another client: its own bound
+        writer.flush()
+        assert [s.flow_id for s in store.written] == ["rc0", "rc1", "rc2", "rother0"]
+        assert len(counted) == 6  # every refusal is still counted in the metrics
+        now[0] += 1
+        writer.submit(refusal(9), untied_refusal=True)
+        writer.flush()
+        assert store.written[-1].detail["suppressed"] == 2
     finally:
         writer.close()

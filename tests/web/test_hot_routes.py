@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from starlette.types import Message
 
 from authgate.app import Services
 from authgate.core import keys, resources, token_endpoint
@@ -143,7 +144,7 @@ def test_root_path_and_parameterised_paths_are_left_to_the_router() -> None:
 
     hot = HotRoutes(fallback, routes=[Route("/x", endpoint, methods=["POST"])])
     scope = {"type": "http", "method": "POST", "path": "/x", "root_path": "/prefix"}
-    asyncio.run(hot(scope, None, None))  # type: ignore[arg-type]
+    asyncio.run(hot(scope, _no_receive, _no_send))
     assert seen == ["/x"]
 
 
@@ -215,3 +216,11 @@ def test_discovery_documents_follow_key_rotation_and_new_scopes(
     assert before_keys < after_keys
     after_scopes = client.get(METADATA).json()["scopes_supported"]
     assert "files:read" in after_scopes and "files:read" not in before_scopes
+
+
+async def _no_receive() -> Message:  # pragma: no cover - never called
+    raise AssertionError
+
+
+async def _no_send(message: Message) -> None:  # pragma: no cover - never called
+    raise AssertionError

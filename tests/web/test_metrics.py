@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from authgate.app import Services, create_app
@@ -255,7 +256,8 @@ def test_not_ready_without_the_database(
 
 
 def test_not_ready_on_another_schema(client: TestClient) -> None:
-    client.app.state.schema_current = lambda: False  # type: ignore[attr-defined]
+    state = cast(Starlette, client.app).state
+    state.schema_current = lambda: False
     resp = client.get("/readyz")
     assert resp.status_code == 503
     assert resp.json() == {
@@ -263,7 +265,7 @@ def test_not_ready_on_another_schema(client: TestClient) -> None:
         "failed": ["schema"],
         "checks": {"database": "ok", "writable": "ok", "schema": "failed", "signing_key": "ok"},
     }
-    client.app.state.schema_current = lambda: True  # type: ignore[attr-defined]
+    state.schema_current = lambda: True
     assert client.get("/readyz").json() == {"status": "ok"}
 
 

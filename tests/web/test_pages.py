@@ -206,7 +206,8 @@ def test_first_party_flag_never_skips_for_a_self_registered_client(
 ) -> None:
     reg = _register(signed_in, [REDIRECT_URI])
     clients.update_app(services.ctx, SYSTEM, reg["client_id"], clients.AppFields(first_party=True))
-    assert services.store.get_app(reg["client_id"]).first_party  # type: ignore[union-attr]
+    found = services.store.get_app(reg["client_id"])
+    assert found is not None and found.first_party
     url = authorize_url(reg["client_id"], challenge=generate_pkce().challenge)
     assert signed_in.get(url, follow_redirects=False).status_code == 200
 
@@ -497,7 +498,8 @@ def test_accent_text_contrasts(accent: str, text: str) -> None:
 )
 def test_branding_settings_are_validated(field: str, value: str) -> None:
     with pytest.raises(ValueError, match=field):
-        Settings(**{field: value})  # type: ignore[arg-type]
+        values: dict[str, Any] = {field: value}
+        Settings(**values)
 
 
 def test_consent_page_hides_an_unverified_clients_logo(signed_in: TestClient) -> None:

@@ -9,7 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from authgate.app import Services
-from authgate.core.models import AuditQuery
+from authgate.core.models import AuditEvent, AuditQuery
 from tests.conftest import ISSUER, PASSWORD, Account, Client, make_client
 from tests.flows import assert_token_response, csrf_from, login
 
@@ -37,7 +37,7 @@ def token(client: TestClient) -> str:
     return csrf_from(client.get("/admin/users"))
 
 
-def events(services: Services, action: str) -> list[object]:
+def events(services: Services, action: str) -> list[AuditEvent]:
     found, _ = services.store.list_audit(AuditQuery(action=action))
     return list(found)
 
@@ -135,7 +135,7 @@ def test_create_app_edit_and_delete(
     app = services.store.get_app(app_id)
     assert app is not None and app.redirect_uris[1] == "https://app.example.com/cb"
     created = events(services, "app.created")[0]
-    assert created.actor_id == admin.user.id and created.target_id == app_id  # type: ignore[attr-defined]
+    assert created.actor_id == admin.user.id and created.target_id == app_id
     listing = admin_in.get("/admin/apps").text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listing and "<script>alert" not in listing
     edit = dict(form, name="Renamed", redirect_uris="javascript:alert(1)")
@@ -146,7 +146,8 @@ def test_create_app_edit_and_delete(
         f"/admin/apps/{app_id}", data=dict(form, name="Renamed", first_party="on")
     )
     assert saved.status_code == 200 and "The app was saved." in saved.text
-    assert services.store.get_app(app_id).first_party  # type: ignore[union-attr]
+    found = services.store.get_app(app_id)
+    assert found is not None and found.first_party
     assert len(events(services, "app.updated")) == 1
     unconfirmed = admin_in.post(
         f"/admin/apps/{app_id}/delete", data={"csrf_token": token(admin_in)}
@@ -193,7 +194,7 @@ def test_delete_secret(admin_in: TestClient, services: Services, confidential: C
     )
     assert resp.status_code == 303
     assert services.store.list_secrets(confidential.id) == []
-    assert events(services, "secret.deleted")[0].target_id == secret.id  # type: ignore[attr-defined]
+    assert events(services, "secret.deleted")[0].target_id == secret.id
     missing = admin_in.post(
         f"/admin/apps/{confidential.id}/secrets/nope/delete", data={"csrf_token": token(admin_in)}
     )
@@ -211,21 +212,23 @@ def test_users_create_disable_enable_and_reset(
     assert password is not None
     carol = services.store.get_user_by_username("carol")
     assert carol is not None and not carol.is_admin
-    made_event = next(e for e in events(services, "user.created") if e.target_id == carol.id)  # type: ignore[attr-defined]
-    assert made_event.actor_id == admin.user.id  # type: ignore[attr-defined]
+    made_event = next(e for e in events(services, "user.created") if e.target_id == carol.id)
+    assert made_event.actor_id == admin.user.id
     disabled = admin_in.post(
         f"/admin/users/{carol.id}/disable", data={"csrf_token": token(admin_in)}
     )
-    assert disabled.status_code == 200 and services.store.get_user(carol.id).disabled  # type: ignore[union-attr]
+    found = services.store.get_user(carol.id)
+    assert disabled.status_code == 200 and found is not None and found.disabled
     admin_in.post(f"/admin/users/{carol.id}/enable", data={"csrf_token": token(admin_in)})
-    assert not services.store.get_user(carol.id).disabled  # type: ignore[union-attr]
+    found = services.store.get_user(carol.id)
+    assert found is not None and not found.disabled
     reset = admin_in.post(f"/admin/users/{carol.id}/password", data={"csrf_token": token(admin_in)})
     new = re.search(r'id="password" value="([^"]+)"', reset.text)
     assert new is not None and new.group(1) != password.group(1)
     assert reset.headers["cache-control"] == "no-store"
-    fields = [e.details["fields"] for e in events(services, "user.updated")]  # type: ignore[attr-defined]
+    fields = [e.details["fields"] for e in events(services, "user.updated")]
     assert sorted(map(tuple, fields)) == [("disabled",), ("disabled",), ("password",)]
-    assert all(password.group(1) not in str(e.details) for e in events(services, "user.created"))  # type: ignore[attr-defined]
+    assert all(password.group(1) not in str(e.details) for e in events(services, "user.created"))
 
 
 def test_an_admin_cannot_disable_themself(
@@ -235,7 +238,8 @@ def test_an_admin_cannot_disable_themself(
         f"/admin/users/{admin.user.id}/disable", data={"csrf_token": token(admin_in)}
     )
     assert resp.status_code == 400 and "cannot disable themself" in resp.text
-    assert not services.store.get_user(admin.user.id).disabled  # type: ignore[union-attr]
+    found = services.store.get_user(admin.user.id)
+    assert found is not None and not found.disabled
 
 
 def test_user_form_errors_are_shown(admin_in: TestClient) -> None:
@@ -296,8 +300,8 @@ def test_rotate_keys(admin_in: TestClient, services: Services, admin: Account) -
     assert active is not None
     resp = admin_in.post("/admin/keys/rotate", data={"csrf_token": token(admin_in)})
     assert resp.status_code == 200 and "The signing key was rotated." in resp.text
-    rotated = [e for e in events(services, "signing_key.rotated") if e.actor_id == admin.user.id]  # type: ignore[attr-defined]
-    assert len(rotated) == 1 and rotated[0].details["previous"] == active.group(1)  # type: ignore[attr-defined]
+    rotated = [e for e in events(services, "signing_key.rotated") if e.actor_id == admin.user.id]
+    assert len(rotated) == 1 and rotated[0].details["previous"] == active.group(1)
     assert "state-retiring" in resp.text
 
 
@@ -315,7 +319,7 @@ def test_registration_settings(admin_in: TestClient, services: Services) -> None
     )
     assert refused.status_code == 403
     event = events(services, "settings.updated")[0]
-    assert sorted(event.details["changed"]) == [  # type: ignore[attr-defined]
+    assert sorted(event.details["changed"]) == [
         "client_ttl_days", "enabled", "max_clients", "redirect_hosts",
     ]  # fmt: skip
     bad = admin_in.post("/admin/settings", data=dict(form, max_clients="-1"))
@@ -356,9 +360,10 @@ def test_admin_access_is_marked_on_the_app_page_of_operator_apps_only(
     }
     saved = admin_in.post(f"/admin/apps/{confidential.id}", data=form)
     assert saved.status_code == 200 and "The app was saved." in saved.text
-    assert services.store.get_app(confidential.id).admin_access  # type: ignore[union-attr]
+    found = services.store.get_app(confidential.id)
+    assert found is not None and found.admin_access
     [event] = events(services, "app.updated")
-    assert event.details["admin_access"] is True  # type: ignore[attr-defined]
+    assert event.details["admin_access"] is True
     assert "admin access</span>" in admin_in.get("/admin/apps").text
     # A self-registered client: no checkbox, and a forged field changes nothing.
     registered = admin_in.post(
@@ -369,7 +374,8 @@ def test_admin_access_is_marked_on_the_app_page_of_operator_apps_only(
     assert 'name="admin_access"' not in own.text
     forged = dict(form, name="Registered", redirect_uris="http://localhost:7000/cb")
     admin_in.post(f"/admin/apps/{registered}", data=forged)
-    assert services.store.get_app(registered).admin_access is False  # type: ignore[union-attr]
+    found = services.store.get_app(registered)
+    assert found is not None and found.admin_access is False
 
 
 def test_metadata_document_settings(admin_in: TestClient, services: Services) -> None:
@@ -389,7 +395,7 @@ def test_metadata_document_settings(admin_in: TestClient, services: Services) ->
     resp = admin_in.post("/admin/settings", data=form)
     assert resp.status_code == 200 and "The settings were saved." in resp.text
     event = events(services, "settings.updated")[0]
-    assert sorted(event.details["changed"]) == [  # type: ignore[attr-defined]
+    assert sorted(event.details["changed"]) == [
         "document_denied_hosts", "document_hosts", "document_max_clients", "documents_enabled",
     ]  # fmt: skip
     assert services.store.get_setting("client_metadata_documents_enabled") is False

@@ -68,7 +68,8 @@ def test_invalid_service_access_is_a_problem_and_changes_nothing(
     assert_problem(client.put(url, json=[], headers=bearer(alice)), 403)
     assert_problem(client.get(url), 401)
     assert_problem(client.get(f"{APPS}/nope/service-access", headers=bearer(admin)), 404)
-    assert services.store.get_app(app.id).service_access == ()  # type: ignore[union-attr]
+    found = services.store.get_app(app.id)
+    assert found is not None and found.service_access == ()
     assert audit_events(services, "app.service_access_changed") == []
 
 
@@ -109,7 +110,8 @@ def test_console_shows_grants_and_revokes(
     # Without the CSRF token nothing changes.
     forged = client.post(f"/admin/apps/{app.id}/access/grant", data={"resource": RESOURCE})
     assert forged.status_code == 403
-    assert services.store.get_app(app.id).service_access == ()  # type: ignore[union-attr]
+    found = services.store.get_app(app.id)
+    assert found is not None and found.service_access == ()
     form = {"csrf_token": csrf(client), "resource": RESOURCE, "scopes": "read write"}
     done = client.post(f"/admin/apps/{app.id}/access/grant", data=form)
     assert done.status_code == 200 and "The access was granted" in done.text
@@ -126,5 +128,6 @@ def test_console_shows_grants_and_revokes(
         data={"csrf_token": csrf(client), "resource": RESOURCE},
     )
     assert gone.status_code == 200 and "The access was revoked" in gone.text
-    assert services.store.get_app(app.id).service_access == ()  # type: ignore[union-attr]
+    found = services.store.get_app(app.id)
+    assert found is not None and found.service_access == ()
     assert len(audit_events(services, "app.service_access_changed")) == 2

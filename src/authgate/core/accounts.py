@@ -66,9 +66,12 @@ def create_user(
     username: str,
     password: str | None,
     email: str = "",
+    email_verified: bool = False,
     name: str = "",
     is_admin: bool = False,
 ) -> User:
+    """``email_verified``: the operator says the address reaches the person (OpenID Connect
+    ``email_verified``); an address merely typed is not."""
     username = _check_username(username)
     if password is not None:
         _check_password(password)
@@ -85,6 +88,7 @@ def create_user(
         disabled=False,
         created_at=now,
         updated_at=now,
+        email_verified=email_verified and bool(email.strip()),
     )
     try:
         ctx.store.create_user(user)
@@ -111,8 +115,11 @@ def update_user(
     is_admin: bool | None = None,
     disabled: bool | None = None,
     email: str | None = None,
+    email_verified: bool | None = None,
     name: str | None = None,
 ) -> User:
+    """Change the fields given. A changed email address is unverified unless
+    ``email_verified`` says otherwise in the same change."""
     user = ctx.store.get_user(user_id)
     if user is None:
         raise NotFound("No such user")
@@ -128,6 +135,10 @@ def update_user(
     ):
         if value is not None:
             changes[field] = value
+    if email_verified is not None:
+        changes["email_verified"] = email_verified
+    elif email is not None and email.strip() != user.email:
+        changes["email_verified"] = False
     updated = replace(user, updated_at=ctx.clock.now(), **changes)  # type: ignore[arg-type]
     ctx.store.update_user(updated)
     if disabled or password is not None:
@@ -193,6 +204,26 @@ def delete_user(ctx: Context, actor: Actor, user_id: str) -> None:
     )
 
 
+def _busy() -> SignInBusyError:
+    return SignInBusyError(
+        "Too many sign-ins are being checked right now; try again in a moment",
+        retry_after=BUSY_RETRY_AFTER,
+        debug="password hashing queue full",
+    )
+
+
+def refuse_sign_in_if_busy() -> None:
+    """``SignInBusyError`` at once when every password check of the process is taken: the
+    attempt would check no password, so it is refused before anything else — before it is
+    counted against its source, the account is looked up or a request thread is taken. A
+    flood of sign-ins then costs the server little more than the 429 page. (``sign_in``
+    still refuses the same way when the last place goes between the two.)"""
+    try:
+        passwords.refuse_if_full()
+    except passwords.HashingBusyError as exc:
+        raise _busy() from exc
+
+
 def sign_in(
     ctx: Context,
     actor: Actor,
@@ -221,11 +252,7 @@ def sign_in(
     except passwords.HashingBusyError as exc:
         # The process's password checks are all taken: refuse at once rather than hold a
         # request thread (crypto/passwords.py); nothing was checked, so nothing is audited.
-        raise SignInBusyError(
-            "Too many sign-ins are being checked right now; try again in a moment",
-            retry_after=BUSY_RETRY_AFTER,
-            debug="password hashing queue full",
-        ) from exc
+        raise _busy() from exc
     if user is None or not ok or user.disabled:
         reason = "unknown_user" if user is None else "disabled" if ok else "bad_password"
         # What was typed is recorded only when it names an account: people type their

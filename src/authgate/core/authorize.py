@@ -12,10 +12,18 @@ consented to (RFC 9700 §4.11.2).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from authgate.core import admin_scope, clients, flows, pkce, redirect_uris, resources, scopes
+from authgate.core import (
+    admin_scope,
+    clients,
+    flows,
+    id_tokens,
+    pkce,
+    redirect_uris,
+    resources,
+    scopes,
+)
 from authgate.core.context import Actor, Context
 from authgate.core.errors import (
     AccessDeniedError,
@@ -26,7 +34,7 @@ from authgate.core.errors import (
     UnauthorizedClientError,
     UnsupportedResponseTypeError,
 )
-from authgate.core.models import App, AuthorizationCode, Resource, User
+from authgate.core.models import App, AuthorizationCode, Resource, Session
 from authgate.core.params import Params
 from authgate.crypto import ids, secrets
 
@@ -49,6 +57,10 @@ class AuthorizationRequest:
     # OIDC Core §3.1.2.1 ``prompt``: ``none``, ``login``, ``consent`` (``select_account`` is
     # read as ``login``: authgate has no account chooser, so choosing means signing in).
     prompt: frozenset[str] = frozenset()
+    # OpenID Connect (core/id_tokens.py): echoed in the ID token; the oldest sign-in accepted.
+    nonce: str | None = None
+    max_age: int | None = None
+    login_hint: str | None = None
 
 
 class LoginRequiredError(OAuthError):
@@ -194,7 +206,8 @@ def _validate_rest(
     resource = resources.resolve(ctx, params.get("resource"))
     requested = params.get("scope")
     allowed = scopes.allow_list(app.scope, resources.all_scope_names(ctx))
-    scope = scopes.negotiate(requested, allowed, resources.scope_names(resource))
+    openid = id_tokens.openid_scopes(requested, allowed)
+    scope = scopes.negotiate(requested, allowed, resources.scope_names(resource), openid)
     scope = admin_scope.withhold(ctx, app, resource.identifier, scope, requested=requested)
     prompt = parse_prompt(params.get("prompt"))
     return AuthorizationRequest(
@@ -207,11 +220,15 @@ def _validate_rest(
         code_challenge=challenge,
         code_challenge_method="S256" if challenge is not None else None,
         prompt=prompt,
+        nonce=id_tokens.check_nonce(params.get("nonce")),
+        max_age=id_tokens.parse_max_age(params.get("max_age")),
+        login_hint=id_tokens.check_login_hint(params.get("login_hint")),
     )
 
 
-def issue_code(ctx: Context, request: AuthorizationRequest, user: User, auth_time: datetime) -> str:
-    """Store a single-use code bound to the request and the user; returns the redirect URL."""
+def issue_code(ctx: Context, request: AuthorizationRequest, session: Session) -> str:
+    """Store a single-use code bound to the request and the user of ``session`` (and how they
+    signed in, for the ID token); returns the redirect URL."""
     now = ctx.clock.now()
     code = secrets.generate(CODE_KIND)
     ctx.store.create_code(
@@ -220,7 +237,7 @@ def issue_code(ctx: Context, request: AuthorizationRequest, user: User, auth_tim
             prefix=code.prefix,
             code_hash=code.hash,
             app_id=request.app.id,
-            user_id=user.id,
+            user_id=session.user_id,
             redirect_uri=request.redirect_uri,
             redirect_uri_provided=request.redirect_uri_provided,
             code_challenge=request.code_challenge,
@@ -228,10 +245,13 @@ def issue_code(ctx: Context, request: AuthorizationRequest, user: User, auth_tim
             scope=request.scope,
             resource=request.resource.identifier,
             state_hash=secrets.sha256_hex(request.state) if request.state else None,
-            auth_time=auth_time,
+            auth_time=session.created_at,
             created_at=now,
             expires_at=now + ctx.policy.code_ttl,
             flow_id=flows.current_flow_id(),
+            amr=session.amr,
+            idp=session.idp,
+            nonce=request.nonce,
         )
     )
     flows.step("code_issued", code_prefix=code.prefix)

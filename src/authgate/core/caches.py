@@ -133,15 +133,8 @@ class _Lease:
 
 
 class Leases:
-    """A node's blocks of rate-limit hit numbers (see ``rate_limits.hit``), and the keys it has
-    seen over their limit.
-
-    A count only grows within its window, so once a node has been given a number over a key's
-    limit, every later hit of that window is over it too, on every node: the node answers those
-    from memory (a number past the first refused one) until the window ends or the limit
-    changes. A flood of refused requests (a source over its limit, a fresh metadata-document
-    URL per request) then writes nothing, where each refusal was one durable write, queued with
-    everyone's writes on SQLite's one writer."""
+    """A node's blocks of rate-limit hit numbers, and the keys it has seen over their limit
+    in a window (see ``rate_limits.hit``)."""
 
     def __init__(self) -> None:
         self._leases: dict[str, _Lease] = {}
@@ -149,36 +142,37 @@ class Leases:
         self._over: dict[str, tuple[datetime, int]] = {}
         self._lock = threading.Lock()
 
-    def take(
-        self, key: str, size: int, max_hits: int, start: datetime, claim: Callable[[], int]
-    ) -> int:
-        """The next number of ``key`` in the window that begins at ``start``: from memory when
-        the key is already over ``max_hits`` in it, from this node's block, else from a new
-        block of ``size`` that ``claim`` reserves in the store (it returns the block's last
-        number)."""
+    def take(self, key: str, size: int, start: datetime, claim: Callable[[], int]) -> int:
+        """The next number of ``key`` in the window that begins at ``start``: from this node's
+        block, else from a new block of ``size`` that ``claim`` reserves in the store (it
+        returns the block's last number)."""
         with self._lock:
-            if self._over.get(key) == (start, max_hits):
-                return max_hits + 2  # over, and not the first refused hit
             lease = self._leases.get(key)
             if lease is not None and lease.window_start == start and lease.next <= lease.end:
                 lease.next += 1
                 return lease.next - 1
         end = claim()
-        number = end - size + 1
         with self._lock:
-            _forget_past(self._leases, start, lambda lease: lease.window_start)
-            _forget_past(self._over, start, lambda over: over[0])
+            if len(self._leases) >= MAX_LEASES:
+                _forget_past(self._leases, start, lambda lease: lease.window_start)
             if size > 1:
                 self._leases[key] = _Lease(start, end - size + 2, end)
-            if number > max_hits:
-                self._over[key] = (start, max_hits)
-        return number
+        return end - size + 1
+
+    def over(self, key: str, start: datetime, max_hits: int) -> bool:
+        """Whether ``key`` was seen over ``max_hits`` in the window that begins at ``start``."""
+        with self._lock:
+            return self._over.get(key) == (start, max_hits)
+
+    def remember_over(self, key: str, start: datetime, max_hits: int) -> None:
+        with self._lock:
+            if len(self._over) >= MAX_LEASES:
+                _forget_past(self._over, start, lambda seen: seen[0])
+            self._over[key] = (start, max_hits)
 
 
 def _forget_past(known: dict[str, T], start: datetime, window: Callable[[T], datetime]) -> None:
-    """At the bound, forget the entries of past windows (and, if that is not enough, all)."""
-    if len(known) < MAX_LEASES:
-        return
+    """Forget the entries of windows before ``start`` (and, if that is not enough, all)."""
     stale = [k for k, v in known.items() if window(v) < start]
     for k in stale if len(stale) >= len(known) // 2 else list(known):
         del known[k]

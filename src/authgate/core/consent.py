@@ -197,7 +197,7 @@ def decide(
             **details,
         )
         return authorize.deny_url(ctx, request)
-    url = authorize.issue_code(ctx, request, user, signed_in.session.created_at)
+    url = authorize.issue_code(ctx, request, signed_in.session)
     audit.record(
         ctx,
         actor,

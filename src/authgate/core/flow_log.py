@@ -87,8 +87,8 @@ def client_label(ctx: Context, client_id: str | None) -> str:
 
 def tie_refused_token_request(ctx: Context, params: Params) -> None:
     """A token request refused before core read its code or refresh token (the client failed
-    to authenticate, say) still belongs to that code's or token's flow: find it, reading the
-    row only when a flow is being recorded and only for a refusal (never on the hot path)."""
+    to authenticate) still belongs to that code's or token's flow: find it, reading the row
+    only when a flow is being recorded and only for such a refusal (never on the hot path)."""
     trace = flows.current()
     if trace is None or trace.flow_id is not None:
         return

@@ -26,6 +26,13 @@ class User:
     disabled: bool
     created_at: datetime
     updated_at: datetime
+    # OIDC Core §5.1 ``email_verified``: true only when an operator (or a provider that proved
+    # it) said the address reaches the person; an address typed by an operator is not.
+    email_verified: bool = False
+
+
+#: RFC 8176 §2 "pwd": authgate's own password form.
+PASSWORD_AMR = "pwd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +46,11 @@ class Session:
     expires_at: datetime
     ip: str | None = None
     user_agent: str | None = None
+    # How the person signed in: RFC 8176 method references (space-separated) and the name of
+    # the upstream provider that authenticated them (None: authgate's own password form).
+    # Carried to the code and the grant, so an ID token can say it (``amr``, ``acr``, ``idp``).
+    amr: str = PASSWORD_AMR
+    idp: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +156,10 @@ class AuthorizationCode:
     grant_id: str | None = None
     #: The flow of the authorization request it answers (core/flows.py).
     flow_id: str | None = None
+    # How the person signed in (``Session``), and the OIDC ``nonce`` of the request.
+    amr: str = PASSWORD_AMR
+    idp: str | None = None
+    nonce: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +176,9 @@ class Grant:
     revoked_at: datetime | None = None
     #: The flow that started the family; its refreshes continue it (core/flows.py).
     flow_id: str | None = None
+    # How the person signed in (``Session``): a refresh's ID token says it again.
+    amr: str = PASSWORD_AMR
+    idp: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

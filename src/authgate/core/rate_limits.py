@@ -92,19 +92,31 @@ def hit(ctx: Context, limit: Limit) -> Hit:
     overlap across nodes and every hit still gets a unique number in its window: a limit is
     never exceeded, and exactly one hit is the first refused. What a node claimed and did not
     use only makes the others refuse a little early (at most one block per node per window).
+
+    A count only grows within its window, so once a node has been given a number over a
+    key's limit, every later hit of that window is over it too, on every node: the node
+    answers those from memory (a number past the first refused one) until the window ends
+    or the limit changes. A flood of refused requests (a source over its limit, a fresh
+    metadata-document URL per request) then writes nothing, where each refusal was one
+    durable write, queued with everyone's writes on SQLite's one writer.
     """
     now = ctx.clock.now()
     start = window_start(now, limit.window)
     count = 1
     if limit.max_hits > 0:
-        size = block_size(limit)
-        count = ctx.caches.rate_leases.take(
-            limit.key,
-            size,
-            limit.max_hits,
-            start,
-            lambda: ctx.store.hit_rate_limit(limit.key, start, now, size),
-        )
+        leases = ctx.caches.rate_leases
+        if leases.over(limit.key, start, limit.max_hits):
+            count = limit.max_hits + 2  # over, and not the first refused hit
+        else:
+            size = block_size(limit)
+            count = leases.take(
+                limit.key,
+                size,
+                start,
+                lambda: ctx.store.hit_rate_limit(limit.key, start, now, size),
+            )
+            if count > limit.max_hits:
+                leases.remember_over(limit.key, start, limit.max_hits)
     remaining = (start + limit.window - now).total_seconds()
     return Hit(count, start, max(1, math.ceil(remaining)))
 

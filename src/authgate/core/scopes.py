@@ -17,8 +17,8 @@ MAX_SCOPE_LENGTH = 1024
 #: Asked for by clients, never defined by a resource: a refresh token is issued without it
 #: (DESIGN.md §5), so it is accepted and left out of the token's scope.
 OFFLINE_ACCESS = "offline_access"
-#: OpenID Connect scopes (OIDC Core §5.4): accepted, left out of the token's scope unless the
-#: resource defines them (authgate issues no ID token).
+#: OpenID Connect scopes (OIDC Core §5.4): accepted; those authgate honours with ``openid``
+#: (core/id_tokens.py) are issued, the others left out unless the resource defines them.
 OPENID_SCOPES = frozenset({"openid", "profile", "email", "address", "phone"})
 #: What a client may send beside the scopes of a resource without being refused.
 ACCEPTED_EXTRAS = frozenset({OFFLINE_ACCESS}) | OPENID_SCOPES
@@ -59,7 +59,10 @@ def allow_list(app_scope: str | None, defined: Sequence[str]) -> tuple[str, ...]
 
 
 def negotiate(
-    requested: str | None, allowed: tuple[str, ...] | None, known: tuple[str, ...]
+    requested: str | None,
+    allowed: tuple[str, ...] | None,
+    known: tuple[str, ...],
+    honoured: frozenset[str] = frozenset(),
 ) -> str:
     """The scope to grant (RFC 6749 §3.3: "The authorization server MAY fully or partially
     ignore the scope requested by the client, based on the authorization server policy").
@@ -70,7 +73,8 @@ def negotiate(
     an empty scope. ``invalid_scope`` only when the client asked for scopes of this resource
     (beside ``ACCEPTED_EXTRAS``) and may have none of them: a token without any of them is not
     what it wanted. Without a request, the app's allow-list limited to what the resource
-    defines (or nothing)."""
+    defines (or nothing). ``honoured``: names granted beside the resource's (the OpenID scopes
+    of ``id_tokens.openid_scopes``), kept in the order they were asked for."""
     wanted = parse_scope(requested)
     if not wanted:
         return format_scope([t for t in allowed or () if t in known])
@@ -78,7 +82,7 @@ def negotiate(
     substantive = [t for t in wanted if t not in ACCEPTED_EXTRAS or t in known]
     if not granted and substantive and all(t in known for t in substantive):
         raise InvalidScopeError(f"The app may not request the scope {substantive[0]!r}")
-    return format_scope(granted)
+    return format_scope([t for t in wanted if t in granted or t in honoured])
 
 
 def narrow(requested: str | None, granted: str, known: tuple[str, ...] = ()) -> str:

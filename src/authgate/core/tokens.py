@@ -33,6 +33,8 @@ class TokenResponse:
     scope: str
     refresh_token: str | None = None
     token_type: str = "Bearer"
+    # OIDC Core §3.1.3.3: with the ``openid`` scope (core/id_tokens.py).
+    id_token: str | None = None
     # A refresh that handed the family's current refresh token out again (a retry, or another
     # process of the same client: core/grants/refresh_token.py); not part of the body.
     continued: bool = False
@@ -49,6 +51,8 @@ class TokenResponse:
         # so MCP clients see exactly what they hold.
         if self.scope:
             body["scope"] = self.scope
+        if self.id_token is not None:
+            body["id_token"] = self.id_token
         return body
 
 
@@ -59,13 +63,16 @@ class Minted:
     refresh: RefreshToken | None
     refresh_value: str | None
 
-    def response(self, now: datetime, *, continued: bool = False) -> TokenResponse:
+    def response(
+        self, now: datetime, *, continued: bool = False, id_token: str | None = None
+    ) -> TokenResponse:
         return TokenResponse(
             access_token=self.access_value,
             expires_in=max(0, int((self.access.expires_at - now).total_seconds())),
             scope=self.access.scope,
             refresh_token=self.refresh_value,
             continued=continued,
+            id_token=id_token,
         )
 
 

@@ -71,11 +71,9 @@ class _Gate:
     def run(self, call: Callable[[], T], *, refuse: bool) -> T:
         """``call()`` on a hashing thread, awaited; with ``refuse``, ``HashingBusyError`` at
         once when ``concurrency + queue`` calls are admitted already."""
-        global refusals
         with self._lock:
-            if refuse and self.admitted >= self.concurrency + self.queue:
-                refusals += 1
-                raise HashingBusyError("too many password checks are waiting")
+            if refuse:
+                self._refuse_if_full()
             self.admitted += 1
             if not self._threads:  # started on first use, in the process that hashes
                 self._threads = [
@@ -91,6 +89,17 @@ class _Gate:
         finally:
             with self._lock:
                 self.admitted -= 1
+
+    def refuse_if_full(self) -> None:
+        """``HashingBusyError`` (a refusal, counted) if a check asked now would be one."""
+        with self._lock:
+            self._refuse_if_full()
+
+    def _refuse_if_full(self) -> None:
+        global refusals
+        if self.admitted >= self.concurrency + self.queue:
+            refusals += 1
+            raise HashingBusyError("too many password checks are waiting")
 
     def _work(self) -> None:
         _lower_priority()
@@ -131,6 +140,13 @@ def configure(concurrency: int, queue: int) -> None:
 
 def hash_password(password: str) -> str:
     return str(_GATE.run(lambda: _HASHER.hash(password), refuse=False))
+
+
+def refuse_if_full() -> None:
+    """``HashingBusyError`` now if every password-check place of this process is taken, as
+    ``verify_password`` would raise it: a caller can refuse before doing anything else. (A
+    place may still go before its own check; that check is refused then.)"""
+    _GATE.refuse_if_full()
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:

@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from authgate.core.authorize import AuthorizationRedirect, error_redirect_url
 from authgate.core.errors import (
     Forbidden,
+    InsufficientScopeError,
     InvalidClientError,
     InvalidRequestError,
     ManagementError,
@@ -32,6 +33,7 @@ from authgate.core.errors import (
 )
 from authgate.core.ports import StoreUnavailableError
 from authgate.core.rate_limits import RateLimitedError
+from authgate.resource_server.challenge import bearer_challenge
 from authgate.web import deps, explanations, health
 from authgate.web.templating import render
 
@@ -50,6 +52,25 @@ def oauth_json(exc: OAuthError) -> JSONResponse:
     if isinstance(exc, RateLimitedError):
         headers["Retry-After"] = str(exc.retry_after)  # RFC 6585 §4
     body = {"error": exc.error, "error_description": exc.description}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+def bearer_error(request: Request, exc: OAuthError | None) -> Response:
+    """An error of a protected resource of authgate's own (RFC 6750 §3): 401 without an error
+    code when no token was sent ("the resource server SHOULD NOT include an error code or
+    other error information"), else the error's status and JSON body, with the challenge that
+    names it (``insufficient_scope`` names the scope needed: ``openid``, at UserInfo)."""
+    realm = deps.ctx_of(request).policy.issuer
+    if exc is None:
+        challenge = f'Bearer realm="{realm}"'
+        return Response(status_code=401, headers={**NO_STORE, "WWW-Authenticate": challenge})
+    if exc.debug:
+        log.info("bearer error %s: %s (%s)", exc.error, exc.description, exc.debug)
+    scopes = ("openid",) if isinstance(exc, InsufficientScopeError) else ()
+    challenge = bearer_challenge(error=exc.error, description=exc.description, scopes=scopes)
+    challenge = challenge.replace("Bearer ", f'Bearer realm="{realm}", ', 1)
+    body = {"error": exc.error, "error_description": exc.description}
+    headers = {**NO_STORE, "WWW-Authenticate": challenge}
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 

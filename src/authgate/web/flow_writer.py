@@ -7,13 +7,20 @@ ends after a while without any, so an idle app holds no thread. What is pending 
 beyond ``max_pending`` steps new ones are dropped and counted (a database that cannot keep up
 must not take the process's memory with it). Steps are diagnostics, not state: a process
 killed before its next write loses at most ``interval`` seconds of them.
+
+A flood of refusals that belong to no earlier flow (a client retrying in a loop, an attacker)
+would write a flow per request: beyond ``burst`` such refusals per second for one client and
+reason, they are counted in the metrics but not written, and the next one written says how
+many were left out (``detail.suppressed``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 from authgate.core.flows import FlowStep
@@ -33,6 +40,8 @@ class FlowWriter:
         interval: float = 0.2,
         max_pending: int = 50_000,
         on_written: Callable[[Sequence[FlowStep]], None] | None = None,
+        burst: int = 10,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         # Called in the writing thread with each batch written (the refusal metrics: reading
@@ -46,12 +55,24 @@ class FlowWriter:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._closed = False
+        self._burst = burst
+        self._monotonic = monotonic
+        # (client, reason) → (second, refusals recorded in it, refusals left out since).
+        self._floods: dict[tuple[str | None, str | None], tuple[int, int, int]] = {}
+        # Left out of the store, still counted by ``on_written``.
+        self._uncounted: list[FlowStep] = []
         #: Steps dropped because too many were pending or the database refused them.
         self.dropped = 0
         self.written = 0
 
-    def submit(self, steps: Sequence[FlowStep]) -> None:
+    def submit(self, steps: Sequence[FlowStep], *, untied_refusal: bool = False) -> None:
+        """Queue one request's steps; ``untied_refusal``: they are one refusal that starts a
+        flow of its own (subject to the flood bound)."""
         with self._lock:
+            if untied_refusal and steps:
+                steps = self._bounded(steps)
+                if not steps:
+                    return
             room = self._max_pending - len(self._pending)
             if room < len(steps):
                 self.dropped += len(steps) - max(room, 0)
@@ -63,11 +84,35 @@ class FlowWriter:
                 )
                 self._thread.start()
 
+    def _bounded(self, steps: Sequence[FlowStep]) -> Sequence[FlowStep]:
+        """``steps``, or nothing when their client and reason are flooding (lock held)."""
+        last = steps[-1]
+        key = (last.client_id, last.reason)
+        second = int(self._monotonic())
+        start, recorded, left_out = self._floods.get(key, (second, 0, 0))
+        if start != second:
+            start, recorded = second, 0
+        if recorded >= self._burst:
+            self._floods[key] = (start, recorded, left_out + 1)
+            if len(self._uncounted) < self._max_pending:
+                self._uncounted.extend(steps)
+            return ()
+        if len(self._floods) >= 10_000:
+            self._floods.clear()  # bounded memory; the bound restarts
+        self._floods[key] = (start, recorded + 1, 0)
+        if left_out:
+            detail = {**last.detail, "suppressed": left_out}
+            steps = [*steps[:-1], dataclasses.replace(last, detail=detail)]
+        return steps
+
     def flush(self) -> None:
         """Write everything pending now (tests; shutdown)."""
         with self._write_lock:
             with self._lock:
                 batch, self._pending = self._pending, []
+                uncounted, self._uncounted = self._uncounted, []
+            if uncounted and self._on_written is not None:
+                self._on_written(uncounted)
             if not batch:
                 return
             try:

@@ -122,4 +122,5 @@ def submit(conn: HTTPConnection, writer: FlowWriter, trace: Trace) -> None:
         )
         for index, pending in enumerate(trace.steps)
     ]
-    writer.submit(steps)
+    untied = trace.flow_id is None and all(s.outcome == "refused" for s in steps)
+    writer.submit(steps, untied_refusal=untied)

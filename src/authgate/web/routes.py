@@ -37,6 +37,7 @@ from authgate.web.protocol import (
     registration,
     token,
     user_tokens,
+    userinfo,
 )
 from authgate.web.templating import Branding, environment
 
@@ -47,6 +48,9 @@ def hot_routes(issuer: str) -> list[Route]:
     routes = [
         Route(path, with_cors(metadata.authorization_server), methods=["GET", "OPTIONS"])
         for path in core_metadata.well_known_paths(issuer)
+    ] + [
+        Route(path, with_cors(metadata.openid_configuration), methods=["GET", "OPTIONS"])
+        for path in core_metadata.openid_paths(issuer)
     ]
     return [
         *routes,
@@ -71,6 +75,12 @@ def protocol_routes(issuer: str) -> list[Route]:
         Route("/oauth2/authorize", authorize.authorize_get, methods=["GET"]),
         Route("/oauth2/authorize", authorize.authorize_post, methods=["POST"]),
         Route("/oauth2/tokens", user_tokens.withdraw_app_tokens, methods=["DELETE"]),
+        # OIDC Core §5.3: CORS (without credentials), so a browser-based client can read it.
+        Route(
+            "/oauth2/userinfo",
+            with_cors(userinfo.userinfo_endpoint),
+            methods=["GET", "POST", "OPTIONS"],
+        ),
         Route("/oauth2/register", with_cors(registration.register), methods=["POST", "OPTIONS"]),
         Route(
             "/oauth2/clients/{client_id}",

@@ -9,7 +9,7 @@ consumed, so a failed request never burns it; the consumption itself is atomic.
 
 from __future__ import annotations
 
-from authgate.core import audit, flows, pkce, resources
+from authgate.core import audit, flows, id_tokens, pkce, resources
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidGrantError, InvalidTargetError
@@ -51,6 +51,8 @@ class AuthorizationCodeGrant:
             auth_time=code.auth_time,
             created_at=now,
             flow_id=flows.current_flow_id(),
+            amr=code.amr,
+            idp=code.idp,
         )
         secret_id = client.secret.id if client.secret else None
         with_refresh = "refresh_token" in client.app.grant_types
@@ -58,11 +60,15 @@ class AuthorizationCodeGrant:
         minted = mint(
             ctx, grant, resource, secret_id=secret_id, with_refresh=with_refresh, scope=grant.scope
         )
+        # Signed before the code is consumed: nothing can fail between redemption and response.
+        id_token = id_tokens.for_grant(
+            ctx, grant, minted.access_value, grant.scope, nonce=code.nonce
+        )
         if not ctx.store.redeem_code(code.id, now, grant, minted.access, minted.refresh):
             # Lost a race with another redemption of the same code: that is a replay too.
             _revoke_replayed(ctx, ctx.store.get_code_by_prefix(code.prefix) or code, actor)
             raise InvalidGrantError(INVALID_CODE, debug="authorization code redeemed concurrently")
-        return minted.response(now)
+        return minted.response(now, id_token=id_token)
 
 
 def _find_code(ctx: Context, value: str) -> AuthorizationCode:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Literal, NoReturn
 
-from authgate.core import admin_scope, audit, resources, scopes
+from authgate.core import admin_scope, audit, id_tokens, resources, scopes
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidGrantError
@@ -124,7 +124,8 @@ def continue_or_refuse(
     )
     now = ctx.clock.now()
     handed = Minted(minted.access, minted.access_value, None, head_value)
-    return handed.response(now, continued=True)
+    id_token = id_tokens.for_grant(ctx, grant, minted.access_value, scope)
+    return handed.response(now, continued=True, id_token=id_token)
 
 
 def _head(ctx: Context, grant: Grant, presented: str) -> tuple[RefreshToken, str] | None:

@@ -9,7 +9,7 @@ sibling process, or a theft) is decided in ``refresh_reuse.py``.
 
 from __future__ import annotations
 
-from authgate.core import admin_scope, flows, resources, scopes
+from authgate.core import admin_scope, flows, id_tokens, resources, scopes
 from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.errors import InvalidGrantError, InvalidTargetError
@@ -67,8 +67,9 @@ class RefreshTokenGrant:
                 predecessor=presented,
             )
             assert minted.refresh is not None
+            id_token = id_tokens.for_grant(ctx, grant, minted.access_value, scope)
             if ctx.store.rotate_refresh_token(token.id, now, minted.access, minted.refresh):
-                return minted.response(now)
+                return minted.response(now, id_token=id_token)
         # Already used (or lost a race to another request rotating it): reuse handling.
         current = ctx.store.get_refresh_token_by_prefix(token.prefix) or token
         return refresh_reuse.continue_or_refuse(

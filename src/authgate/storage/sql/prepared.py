@@ -16,7 +16,7 @@ either path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Dialect
@@ -132,6 +132,13 @@ class Runner:
         """Run a statement; the number of rows it changed."""
         prepared = self._statements(statement)
         return self._execute(prepared.sql, prepared.parameters(params)).rowcount
+
+    def execute_each(self, statement: ReturnsRows, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Run a statement once per row (a batch: the statement looked up once)."""
+        prepared = self._statements(statement)
+        execute, sql, parameters = self._execute, prepared.sql, prepared.parameters
+        for params in rows:
+            execute(sql, parameters(params))
 
     def first(self, statement: ReturnsRows, params: Mapping[str, Any]) -> Row | None:
         prepared = self._statements(statement)

@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, Insert, Row, delete, func, insert, or_, se
 from sqlalchemy.dialects import postgresql, sqlite
 
 from authgate.core.flows import Flow, FlowQuery, FlowStep
-from authgate.storage.sql.base import Intent, SqlBase, values_of
+from authgate.storage.sql.base import Intent, SqlBase
 from authgate.storage.sql.tables import flow_steps, flows
 
 _INSERT_STEP = insert(flow_steps)
@@ -92,6 +92,14 @@ def _upsert_flow(dialect: str) -> Insert:
 _UPSERT_FLOW = {"postgresql": _upsert_flow("postgresql"), "sqlite": _upsert_flow("sqlite")}
 
 
+_STEP_COLUMNS = tuple(flow_steps.columns.keys())
+
+
+def _step_values(step: FlowStep) -> dict[str, Any]:
+    """``values_of(step)`` without reading the dataclass's fields for every row of a batch."""
+    return {name: getattr(step, name) for name in _STEP_COLUMNS}
+
+
 def _filters(query: FlowQuery) -> list[ColumnElement[bool]]:
     filters: list[ColumnElement[bool]] = []
     if query.client_id is not None:
@@ -130,10 +138,8 @@ class FlowQueries(SqlBase):
         rows = [summary.row(flow_id) for flow_id, summary in _summaries(steps).items()]
         upsert = _UPSERT_FLOW["sqlite" if self._sqlite else "postgresql"]
         with self._raw_transaction(Intent.WRITE) as db:
-            for step in steps:
-                db.execute(_INSERT_STEP, values_of(step))
-            for row in rows:
-                db.execute(upsert, row)
+            db.execute_each(_INSERT_STEP, map(_step_values, steps))
+            db.execute_each(upsert, rows)
 
     def list_flows(self, query: FlowQuery) -> tuple[Sequence[Flow], int]:
         filters = _filters(query)

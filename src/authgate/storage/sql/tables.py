@@ -51,6 +51,8 @@ users = Table(
     Column("disabled", Boolean, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # OpenID Connect (0008): whether the address is proven to reach the person.
+    Column("email_verified", Boolean, nullable=False, server_default=false()),
     Index("ix_users_username", "username", unique=True),
 )
 
@@ -64,6 +66,9 @@ sessions = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("ip", String, nullable=True),
     Column("user_agent", Text, nullable=True),
+    # How the person signed in (0008): RFC 8176 method references, the upstream provider.
+    Column("amr", String, nullable=False, server_default="pwd"),
+    Column("idp", String, nullable=True),
     Index("ix_sessions_token_hash", "token_hash", unique=True),
     Index("ix_sessions_user_id", "user_id"),
     Index("ix_sessions_expires_at", "expires_at"),
@@ -158,6 +163,10 @@ authorization_codes = Table(
     Column("consumed_at", UTCDateTime, nullable=True),
     Column("grant_id", String, nullable=True),
     Column("flow_id", String, nullable=True),
+    # OpenID Connect (0008): how the person signed in, and the request's nonce.
+    Column("amr", String, nullable=False, server_default="pwd"),
+    Column("idp", String, nullable=True),
+    Column("nonce", Text, nullable=True),
     Index("ix_authorization_codes_prefix", "prefix", unique=True),
     Index("ix_authorization_codes_app_id", "app_id"),
     Index("ix_authorization_codes_user_id", "user_id"),
@@ -177,6 +186,9 @@ grants = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("flow_id", String, nullable=True),
+    # How the person signed in (0008), for the ID tokens a refresh issues.
+    Column("amr", String, nullable=False, server_default="pwd"),
+    Column("idp", String, nullable=True),
     Index("ix_grants_app_id", "app_id"),
     Index("ix_grants_user_id", "user_id"),
 )

@@ -67,6 +67,7 @@ def create_user(ctx: Ctx, who: Admin, request: Request, body: UserCreate) -> Use
         username=body.username,
         password=body.password,
         email=body.email,
+        email_verified=body.email_verified,
         name=body.name,
         is_admin=body.is_admin,
     )
@@ -90,6 +91,7 @@ def update_user(ctx: Ctx, who: Admin, request: Request, user: str, body: UserPat
         is_admin=body.is_admin,
         disabled=body.disabled,
         email=body.email,
+        email_verified=body.email_verified,
         name=body.name,
     )
     return UserOut.of(updated)

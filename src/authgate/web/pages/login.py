@@ -121,6 +121,7 @@ async def _login_post(request: Request, form: FormData, return_to: str) -> Respo
         wrong = "Incorrect username or password."
         return _login_page(request, return_to, error=wrong, status=401, refused="sign_in_failed")
     try:
+        accounts.refuse_sign_in_if_busy()  # before any counting, lookup or thread
         user = await run_in_threadpool(_sign_in, request, actor, username, password)
     except RateLimitedError as exc:
         return _slowed_down(request, return_to, exc)

@@ -38,6 +38,7 @@ class Rendered:
 
 
 _metadata = Rendered()
+_openid = Rendered()
 _jwks = Rendered()
 
 
@@ -45,10 +46,12 @@ def _own_scopes(ctx: Context) -> list[str]:
     return list(resources.scope_names(resources.lookup(ctx, ctx.policy.audience)))
 
 
-def _authorization_server(request: Request, cached: bool = False) -> bytes | None:
-    """The RFC 8414 document, encoded; with ``cached``, None unless every part is in this
-    node's caches (so it can be answered on the event loop, without a trip to a worker
-    thread)."""
+def _authorization_server(
+    request: Request, cached: bool = False, openid: bool = False
+) -> bytes | None:
+    """The RFC 8414 document (or with ``openid`` the OpenID Provider document), encoded; with
+    ``cached``, None unless every part is in this node's caches (so it can be answered on the
+    event loop, without a trip to a worker thread)."""
     ctx = deps.ctx_of(request)
     if cached:
         scopes = resources.cached_all_scope_names(ctx)
@@ -61,10 +64,14 @@ def _authorization_server(request: Request, cached: bool = False) -> bytes | Non
     policy, enabled = ctx.policy, registration.enabled
     # Advertised while the fetcher exists (the hard switch) and the operator's switch is on.
     cimd = ctx.fetcher is not None and registration.documents_enabled
-    return _metadata.body(
+    return (_openid if openid else _metadata).body(
         (policy, tuple(scopes), cimd, enabled),
         lambda: metadata.authorization_server(
-            policy, scopes, client_id_metadata_documents=cimd, registration_endpoint=enabled
+            policy,
+            scopes,
+            client_id_metadata_documents=cimd,
+            registration_endpoint=enabled,
+            openid=openid,
         ),
     )
 
@@ -74,6 +81,14 @@ async def authorization_server(request: Request) -> Response:
     body = _authorization_server(request, cached=True)
     if body is None:
         body = await threads.run(request, _authorization_server, request)
+    return Response(body, media_type="application/json", headers=CACHE)
+
+
+async def openid_configuration(request: Request) -> Response:
+    """OIDC Discovery §4: the same builder as RFC 8414's, with the OpenID fields."""
+    body = _authorization_server(request, cached=True, openid=True)
+    if body is None:
+        body = await threads.run(request, _authorization_server, request, openid=True)
     return Response(body, media_type="application/json", headers=CACHE)
 
 

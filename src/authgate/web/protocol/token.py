@@ -30,7 +30,10 @@ def _exchange(
     try:
         rate_limits.enforce_per_client(ctx, actor, "token", client_id, per_minute)
         return core_token.exchange(ctx, params, authorization, actor)
-    except OAuthError:
+    except InvalidClientError:
+        # Refused before the grant read its code or token: find the flow they belong to. Only
+        # here: a refused grant read them already, and a flood of rate-limited requests must
+        # not cost a read each.
         flow_log.tie_refused_token_request(ctx, params)
         raise
 
