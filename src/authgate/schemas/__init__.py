@@ -3,7 +3,8 @@
 Response models are built from core models by their ``of`` constructors, the one place where a
 domain value becomes JSON; the CLI's ``--json`` output reuses them so both speak the same shape.
 That is why they live here, beside ``web`` and not in it: the CLI prints them without loading
-the web framework (pydantic only; an import contract keeps it so).
+the web framework (pydantic only; an import contract keeps it so). The flow timeline's shapes
+are in ``flows.py``.
 No response model carries a secret except the one-time ``client_secret_full`` and ``token``.
 """
 
