@@ -24,6 +24,7 @@ T = TypeVar("T")
 MAX_LEASES = 10_000
 MAX_FAILURES_KEPT = 1024
 MAX_CACHED_CLIENTS = 1024
+MAX_KNOWN_DOCUMENTS = 4096
 
 
 def fresh(loaded_at: datetime | None, now: datetime, ttl: timedelta) -> bool:
@@ -242,6 +243,26 @@ class ClientKeys:
             self._entries[client_id] = entry
 
 
+class KnownDocuments:
+    """Metadata-document client ids this node has served a client from (bounded; the oldest
+    is forgotten first). Membership is read without the lock: a dict lookup is atomic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._urls: dict[str, None] = {}
+
+    def add(self, url: str) -> None:
+        if url in self._urls:
+            return
+        with self._lock:
+            while len(self._urls) >= MAX_KNOWN_DOCUMENTS:
+                del self._urls[next(iter(self._urls))]
+            self._urls[url] = None
+
+    def __contains__(self, url: str) -> bool:
+        return url in self._urls
+
+
 @dataclass(frozen=True, slots=True)
 class Caches:
     """Every cache of one node; ``services.py`` builds one per process."""
@@ -251,4 +272,5 @@ class Caches:
     rate_leases: Leases = field(default_factory=Leases)
     client_documents: DocumentFailures = field(default_factory=DocumentFailures)
     client_keys: ClientKeys = field(default_factory=ClientKeys)
+    known_documents: KnownDocuments = field(default_factory=KnownDocuments)
     registration_settings: TimedValue[RegistrationSettings] = field(default_factory=TimedValue)

@@ -71,6 +71,19 @@ def is_document_url(client_id: str) -> bool:
     return client_id.startswith("https://")
 
 
+def names_new_document(ctx: Context, client_id: str | None) -> bool:
+    """Whether a request naming ``client_id`` may have to fetch a metadata document: an https
+    URL this node has not served a client from yet (a stranger, or a new client). The web
+    layer runs such requests on threads of their own (``web/threads.py``), so that a flood of
+    them, fetching or refused, never queues in front of the clients already known."""
+    return (
+        ctx.fetcher is not None
+        and client_id is not None
+        and is_document_url(client_id)
+        and client_id not in ctx.caches.known_documents
+    )
+
+
 def document_host(app: App) -> str | None:
     """The host that vouches for a metadata-document client (shown on the consent page)."""
     if not app.metadata_document:
@@ -136,6 +149,7 @@ def load_document_client(ctx: Context, url: str, actor: Actor | None = None) -> 
     except OAuthError as exc:
         _fetch_refused(url, "rate_limited" if exc.status_code == 429 else "client_document_refused")
         raise
+    ctx.caches.known_documents.add(url)
     return app
 
 

@@ -8,6 +8,15 @@ latency (``bench/README.md``). The size is ``AUTHGATE_PROTOCOL_THREADS``; every 
 process with that size shares the pool. Each call runs in a copy of the caller's context, so
 log lines keep their request id.
 
+Requests that name a metadata-document client this node has not served yet
+(``client_metadata.names_new_document``) run apart, on the threads of ``run_apart``: such a
+request may wait seconds for a fetch, and a stranger can send them by the thousand with a
+fresh URL each, fetching or refused. Queued with everyone else, they took the threads and
+the interpreter lock from the known clients' token requests; apart, they wait for each
+other, and a known client is never behind them. There are as many as the fetch pool has
+threads (the most that can wait on fetches at once), plus a quarter of the protocol pool
+(at least one) that keeps answering the ones the fetch pool refuses at once.
+
 The pool hands a call over on one queue and its outcome back with one
 ``call_soon_threadsafe`` straight into the awaiting event loop's future. The executor route
 (``run_in_executor``) goes through a ``concurrent.futures.Future`` with its condition lock and
@@ -90,23 +99,42 @@ def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
     future.set_exception(exc)
 
 
-_pools: dict[int, Workers] = {}
+PROTOCOL = "authgate-protocol"
+APART = "authgate-apart"
+_pools: dict[tuple[str, int], Workers] = {}
 _lock = threading.Lock()
 
 
-def _pool(size: int) -> Workers:
-    pool = _pools.get(size)
+def _pool(size: int, name: str = PROTOCOL) -> Workers:
+    pool = _pools.get((name, size))
     if pool is None:
         with _lock:
-            pool = _pools.get(size)
+            pool = _pools.get((name, size))
             if pool is None:
-                pool = Workers(size)
-                _pools[size] = pool
+                pool = Workers(size, name)
+                _pools[(name, size)] = pool
     return pool
+
+
+def apart_size(protocol_threads: int, fetch_threads: int) -> int:
+    """Threads for the requests run apart: one per fetch that can be in flight, and a quarter
+    of the protocol pool (at least one) for the rest."""
+    return fetch_threads + max(1, protocol_threads // 4)
 
 
 async def run(conn: HTTPConnection, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """``fn(*args, **kwargs)`` in the protocol pool, awaited."""
     pool = _pool(deps.settings_of(conn).protocol_threads)
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    return await pool.submit(asyncio.get_running_loop(), call)
+
+
+async def run_apart(
+    conn: HTTPConnection, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """``fn(*args, **kwargs)`` on the threads for requests that name a metadata document not
+    served yet (module doc), awaited."""
+    settings = deps.settings_of(conn)
+    pool = _pool(apart_size(settings.protocol_threads, settings.fetch_threads), APART)
     call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
     return await pool.submit(asyncio.get_running_loop(), call)

@@ -16,13 +16,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from authgate.core import authorize, client_identity, consent, redirect_uris, scopes
+from authgate.core import (
+    authorize,
+    client_identity,
+    client_metadata,
+    consent,
+    redirect_uris,
+    scopes,
+)
 from authgate.core import flows as core_flows
 from authgate.core.accounts import SignedIn
+from authgate.core.context import Context
 from authgate.core.errors import AccessDeniedError, InvalidRequestError, OAuthError
 from authgate.core.models import ScopeInfo
 from authgate.core.params import Params
-from authgate.web import deps, errors, flows
+from authgate.web import deps, errors, flows, threads
 from authgate.web.middleware import note
 from authgate.web.templating import render
 
@@ -114,6 +122,15 @@ def _described(req: authorize.AuthorizationRequest) -> list[ScopeInfo]:
     return [known.get(name, ScopeInfo(name, "")) for name in scopes.parse_scope(req.scope)]
 
 
+async def _validate(request: Request, ctx: Context) -> authorize.AuthorizationRequest:
+    """``authorize.validate``; apart (web/threads.py) when it names a new metadata document."""
+    params = _params(request)
+    if client_metadata.names_new_document(ctx, params.get("client_id")):
+        actor = deps.actor_of(request)
+        return await threads.run_apart(request, authorize.validate, ctx, params, actor)
+    return await run_in_threadpool(authorize.validate, ctx, params, deps.actor_of(request))
+
+
 def _tracing(request: Request) -> contextlib.AbstractContextManager[object]:
     """This request's steps, in the flow of the authorization request its query describes."""
     flow_id = flows.authorization_flow(request, request.query_params.multi_items())
@@ -149,9 +166,7 @@ async def _authorize_get(request: Request) -> Response:
     who = await run_in_threadpool(deps.signed_in, request)
     note(request, user_id=who.user.id if who else None)
     try:
-        req = await run_in_threadpool(
-            authorize.validate, ctx, _params(request), deps.actor_of(request)
-        )
+        req = await _validate(request, ctx)
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
         return await _error(request, exc, who)
     note(request, client_id=req.app.id)
@@ -200,9 +215,7 @@ async def _authorize_post(request: Request) -> Response:
     ctx = deps.ctx_of(request)
     who = await run_in_threadpool(deps.signed_in, request)
     try:
-        req = await run_in_threadpool(
-            authorize.validate, ctx, _params(request), deps.actor_of(request)
-        )
+        req = await _validate(request, ctx)
     except (OAuthError, authorize.AuthorizationRedirect) as exc:
         return await _error(request, exc, who)
     note(request, client_id=req.app.id)

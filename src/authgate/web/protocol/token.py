@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from authgate.core import flow_log, rate_limits
+from authgate.core import client_metadata, flow_log, rate_limits
 from authgate.core import flows as core_flows
 from authgate.core import token_endpoint as core_token
 from authgate.core.context import Actor, Context
@@ -61,10 +61,13 @@ async def _token(request: Request) -> Response:
         client_id = rate_limits.named_client(authorization, params)
         note(request, client_id=client_id)
         core_flows.note(client_id=client_id)
-        result = await threads.run(
+        ctx = deps.ctx_of(request)
+        # A new metadata-document client waits for its fetch (or refusal) apart.
+        new = client_metadata.names_new_document(ctx, client_id)
+        result = await (threads.run_apart if new else threads.run)(
             request,
             _exchange,
-            deps.ctx_of(request),
+            ctx,
             params,
             authorization,
             deps.actor_of(request),
