@@ -1,156 +1,40 @@
-"""Composition root: the only place where settings, storage, core and web meet."""
+"""Composition root: the only place where settings, storage, core and web meet (the services
+come from ``services.py``, the ASGI app from ``web.routes``)."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
-
 from fastapi import FastAPI
 
-from authgate import storage
 from authgate.config import Settings
-from authgate.core import keys, resources
-from authgate.core.caches import Caches
-from authgate.core.context import Context
-from authgate.core.policy import Policy, SystemClock
-from authgate.core.ports import Clock
-from authgate.core.resources import canonical_resource
-from authgate.crypto import passwords
-from authgate.fetch import AllowList, FetchPool, HttpsFetcher
-from authgate.storage import SqlStore
+from authgate.services import (
+    ConfigurationError,
+    Services,
+    build_services,
+    check_schema,
+    dev_secret_key,
+    fetcher_from,
+    migrate_for_dev,
+    policy_from,
+    schema_status,
+    secret_key_bytes,
+    warm_up,
+)
 from authgate.web.routes import build_app
 
-
-class ConfigurationError(Exception):
-    """authgate cannot start with these settings; the message says what to change."""
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    settings: Settings
-    store: SqlStore
-    ctx: Context
-
-
-def policy_from(settings: Settings) -> Policy:
-    return Policy(
-        issuer=settings.issuer,
-        code_ttl=timedelta(seconds=settings.code_ttl_seconds),
-        access_token_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
-        refresh_token_ttl=timedelta(seconds=settings.refresh_token_ttl_seconds),
-        refresh_reuse_grace=timedelta(seconds=settings.refresh_reuse_grace_seconds),
-        session_ttl=timedelta(seconds=settings.session_ttl_seconds),
-        default_audience=canonical_resource(settings.issuer),
-        signing_alg=settings.signing_alg,
-        key_rotation_interval=timedelta(days=settings.key_rotation_days),
-        document_loads_per_ip=settings.registration_rate_per_ip,
-        document_loads_overall=settings.registration_rate_global,
-    )
-
-
-def fetcher_from(settings: Settings) -> FetchPool | None:
-    """The SSRF-safe fetcher for metadata documents and jwks_uri, or None when switched off."""
-    if not settings.client_metadata_documents:
-        return None
-    if settings.fetch_ca_bundle and not Path(settings.fetch_ca_bundle).is_file():
-        raise ConfigurationError(
-            f"AUTHGATE_FETCH_CA_BUNDLE names no file: {settings.fetch_ca_bundle}"
-        )
-    try:
-        allow = AllowList.parse(settings.fetch_allow_hosts.split(","))
-    except ValueError as exc:
-        raise ConfigurationError(f"AUTHGATE_FETCH_ALLOW_HOSTS: {exc}") from exc
-    fetcher = HttpsFetcher(
-        allow=allow,
-        ca_bundle=settings.fetch_ca_bundle or None,
-        connect_timeout=settings.fetch_connect_timeout_seconds,
-        total_timeout=settings.fetch_timeout_seconds,
-        max_bytes=settings.fetch_max_bytes,
-    )
-    return FetchPool(
-        fetcher,
-        threads=settings.fetch_threads,
-        per_host=settings.fetch_per_host,
-        per_source=settings.fetch_per_source,
-    )
-
-
-def dev_secret_key(settings: Settings) -> str:
-    """Read, or create once, the development secret key kept in the data directory."""
-    path = settings.data_dir / "secret.key"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
-
-def secret_key_bytes(settings: Settings, *, dev: bool) -> bytes:
-    key = settings.secret_key or (dev_secret_key(settings) if dev else "")
-    if len(key) < 32:
-        raise ConfigurationError(
-            "AUTHGATE_SECRET_KEY must be set to at least 32 characters "
-            "(or run `authgate serve --dev`, which generates one in the data directory)"
-        )
-    return hashlib.sha256(b"authgate-secret-key:" + key.encode()).digest()
-
-
-def _schema_status(settings: Settings) -> storage.SchemaStatus:
-    try:
-        return storage.schema_status(settings.resolved_database_url)
-    except ValueError as exc:
-        raise ConfigurationError(f"AUTHGATE_DATABASE_URL is not usable: {exc}") from exc
-
-
-def migrate_for_dev(settings: Settings) -> None:
-    """Development mode migrates by itself, but never touches a schema newer than the code."""
-    if _schema_status(settings).state in ("uninitialised", "behind"):
-        storage.upgrade(settings.resolved_database_url)
-
-
-def check_schema(settings: Settings) -> None:
-    status = _schema_status(settings)
-    if status.state == "uninitialised":
-        raise ConfigurationError("The database is not migrated: run `authgate db upgrade` first")
-    if status.state == "behind":
-        raise ConfigurationError(
-            f"The database schema is at {status.current}, this authgate needs {status.head}: "
-            "run `authgate db upgrade`"
-        )
-    if status.state == "ahead":
-        raise ConfigurationError(
-            f"The database schema ({status.current}) is newer than this authgate "
-            f"({status.head}): upgrade authgate or point it at another database"
-        )
-
-
-def build_services(
-    settings: Settings, *, dev: bool = False, clock: Clock | None = None
-) -> Services:
-    key = secret_key_bytes(settings, dev=dev)
-    passwords.configure(settings.password_hash_concurrency, settings.password_hash_queue)
-    store = storage.open_store(
-        settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
-    )
-    ctx = Context(
-        store=store,
-        clock=clock or SystemClock(),
-        policy=policy_from(settings),
-        secret_key=key,
-        fetcher=fetcher_from(settings),
-        caches=Caches(),
-    )
-    resources.ensure_own_api(ctx)
-    return Services(settings=settings, store=store, ctx=ctx)
-
-
-def warm_up(services: Services) -> None:
-    """Load (on a new database, create) the signing keys before the first request. Only the
-    server does this: it holds the AUTHGATE_SECRET_KEY the private keys are encrypted with."""
-    keys.current_keys(services.ctx)
+# What tests and scripts import from here: the services and the app in one place.
+__all__ = [
+    "ConfigurationError",
+    "Services",
+    "build_services",
+    "check_schema",
+    "create_app",
+    "dev_secret_key",
+    "fetcher_from",
+    "migrate_for_dev",
+    "policy_from",
+    "secret_key_bytes",
+    "warm_up",
+]
 
 
 def create_app(
@@ -164,5 +48,5 @@ def create_app(
     services = services or build_services(settings, dev=dev)
     app = build_app(services.ctx, settings, background=background)
     # /readyz asks this (web may not import storage): is the schema the one this code needs?
-    app.state.schema_current = lambda: _schema_status(settings).state == "up_to_date"
+    app.state.schema_current = lambda: schema_status(settings).state == "up_to_date"
     return app

@@ -30,7 +30,7 @@ from authgate.app import Services
 from authgate.config import Settings
 from authgate.core import client_metadata, clients, registration_metadata
 from authgate.core.models import ApplicationType
-from authgate.web.admin.schemas import AppOut
+from authgate.schemas import AppOut
 from tests.cli.conftest import Cli
 from tests.conftest import Account
 from tests.fetch.server import DocumentServer, Route, serve

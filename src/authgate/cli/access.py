@@ -14,7 +14,7 @@ from authgate.cli.common import emit, json_option, open_context, table
 from authgate.core import clients, service_access
 from authgate.core.context import SYSTEM
 from authgate.core.models import App, ServiceAccess
-from authgate.web.admin.schemas import service_access_of
+from authgate.schemas import service_access_of
 
 
 @click.group()

@@ -11,7 +11,7 @@ import click
 from authgate.cli.common import emit, fields, json_option, open_context, table
 from authgate.core import clients
 from authgate.core.context import SYSTEM
-from authgate.web.admin.schemas import AppOut, SecretCreated, SecretOut
+from authgate.schemas import AppOut, SecretCreated, SecretOut
 
 ADMIN_ACCESS_HELP = (
     "Let the app be granted authgate's own admin scope (the management API, with an "

@@ -8,7 +8,7 @@ import click
 
 from authgate.cli.common import emit, json_option, open_context, table
 from authgate.core.models import AuditQuery
-from authgate.web.admin.schemas import AuditEventOut
+from authgate.schemas import AuditEventOut
 
 
 @click.group()

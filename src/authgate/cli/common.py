@@ -16,11 +16,11 @@ import click
 import pydantic
 from sqlalchemy.engine import make_url
 
-from authgate.app import ConfigurationError, Services, build_services, check_schema
 from authgate.config import Settings
 from authgate.core.context import Context
 from authgate.core.errors import ManagementError, OAuthError
 from authgate.core.ports import StoreUnavailableError
+from authgate.services import ConfigurationError, Services, build_services, check_schema
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of text."

@@ -17,7 +17,7 @@ import click
 from authgate.cli.common import emit, fields, json_option, open_context, table
 from authgate.core import flow_log, flow_reasons
 from authgate.core.flows import FlowQuery
-from authgate.web.admin.flow_schemas import FlowOut, FlowStepOut, FlowTimelineOut
+from authgate.schemas.flows import FlowOut, FlowStepOut, FlowTimelineOut
 
 #: Seconds between two looks at the database with ``tail --follow``.
 FOLLOW_INTERVAL = 2.0

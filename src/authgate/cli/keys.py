@@ -15,7 +15,7 @@ from authgate.cli.common import emit, json_option, open_context, table
 from authgate.core import keys as core
 from authgate.core.context import SYSTEM, Context
 from authgate.crypto.encryption import DecryptionError
-from authgate.web.admin.schemas import SigningKeyOut
+from authgate.schemas import SigningKeyOut
 
 
 @click.group()

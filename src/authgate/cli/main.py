@@ -7,6 +7,8 @@ is audited the same way. Errors print a message on stderr and exit 1; usage erro
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
 from authgate import __version__
@@ -20,7 +22,6 @@ from authgate.cli import (
     profiles,
     registration,
     resources,
-    serve,
     settings,
     tokens,
     users,
@@ -28,13 +29,26 @@ from authgate.cli import (
 from authgate.cli.common import AuthgateGroup
 
 
-@click.group(cls=AuthgateGroup, context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(AuthgateGroup):
+    """``serve`` is loaded only when it runs: it needs the web framework and the HTTP server,
+    which no other command does (an app list prints without them)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "serve"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "serve" and cmd_name not in self.commands:
+            command: click.Command = importlib.import_module("authgate.cli.serve").serve
+            self.add_command(command)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="authgate")
 def cli() -> None:
     """authgate: an OAuth 2.1 authorization server for MCP clients and servers."""
 
 
-cli.add_command(serve.serve)
 cli.add_command(db.db)
 cli.add_command(apps.apps)
 apps.apps.add_command(registration.purge)  # `apps purge`: dynamically registered apps

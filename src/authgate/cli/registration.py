@@ -21,7 +21,7 @@ from authgate.core import registration_settings as runtime_settings
 from authgate.core.context import SYSTEM
 from authgate.core.models import RegistrationSettings
 from authgate.core.registration_settings import SettingsChange
-from authgate.web.admin.settings import (
+from authgate.schemas import (
     InitialAccessTokenCreated,
     InitialAccessTokenOut,
     RegistrationSettingsOut,

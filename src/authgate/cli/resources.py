@@ -13,8 +13,7 @@ from authgate.cli.common import emit, fields, json_option, open_context, table
 from authgate.core import resources as core
 from authgate.core.context import SYSTEM
 from authgate.core.models import ScopeInfo
-from authgate.web.admin.resources import reference
-from authgate.web.admin.schemas import ResourceOut
+from authgate.schemas import ResourceOut
 
 
 @click.group()
@@ -151,7 +150,7 @@ def list_resources(as_json: bool) -> None:
 @json_option
 def show(resource: str, as_json: bool) -> None:
     """Show one resource (by id or identifier)."""
-    _emit(as_json, ResourceOut.of(core.get_resource(open_context(), reference(resource))))
+    _emit(as_json, ResourceOut.of(core.get_resource(open_context(), core.reference(resource))))
 
 
 @resources.command()
@@ -180,7 +179,7 @@ def update(
     updated = core.update_resource(
         open_context(),
         SYSTEM,
-        reference(resource),
+        core.reference(resource),
         core.ResourceFields(
             name=name,
             scopes=_scopes(scopes, no_scopes),
@@ -198,7 +197,7 @@ def update(
 def delete(resource: str, as_json: bool) -> None:
     """Delete a resource: no new tokens for it (authgate's own API cannot be deleted)."""
     ctx = open_context()
-    found = core.get_resource(ctx, reference(resource))
+    found = core.get_resource(ctx, core.reference(resource))
     core.delete_resource(ctx, SYSTEM, found.id)
     emit(
         as_json,

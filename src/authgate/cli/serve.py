@@ -16,19 +16,13 @@ import click
 import uvicorn
 from fastapi import FastAPI
 
-from authgate.app import (
-    Services,
-    build_services,
-    check_schema,
-    create_app,
-    migrate_for_dev,
-    warm_up,
-)
+from authgate.app import create_app
 from authgate.cli.common import emit, fields, json_option, load_settings
 from authgate.config import Settings
 from authgate.core import accounts, clients
 from authgate.core.context import SYSTEM, Context
 from authgate.logs import configure_logging
+from authgate.services import Services, build_services, check_schema, migrate_for_dev, warm_up
 from authgate.web.connections import ServerLimits, protocol_factory
 
 DEV_ADMIN = "admin"

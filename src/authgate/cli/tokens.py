@@ -10,7 +10,7 @@ from authgate.cli.common import emit, fields, json_option, open_context
 from authgate.core import accounts
 from authgate.core.context import SYSTEM
 from authgate.core.errors import NotFound
-from authgate.web.admin.schemas import ApiTokenCreated
+from authgate.schemas import ApiTokenCreated
 
 
 @click.group()

@@ -10,8 +10,7 @@ import click
 from authgate.cli.common import emit, fields, json_option, open_context, table
 from authgate.core import accounts
 from authgate.core.context import SYSTEM
-from authgate.web.admin.schemas import UserOut
-from authgate.web.admin.users import find_user
+from authgate.schemas import UserOut
 
 
 @click.group()
@@ -82,7 +81,7 @@ def list_users(as_json: bool) -> None:
 
 def _set_disabled(user: str, disabled: bool, as_json: bool) -> None:
     ctx = open_context()
-    updated = accounts.update_user(ctx, SYSTEM, find_user(ctx, user).id, disabled=disabled)
+    updated = accounts.update_user(ctx, SYSTEM, accounts.find_user(ctx, user).id, disabled=disabled)
     out = UserOut.of(updated)
     word = "Disabled" if disabled else "Enabled"
     emit(as_json, out.model_dump(mode="json"), f"{word} user {out.username}.")
@@ -112,6 +111,6 @@ def delete(user: str, as_json: bool) -> None:
     """Delete a user (id or username) with their sessions, API tokens and their apps' grants;
     JWT access tokens already issued stay valid until they expire."""
     ctx = open_context()
-    target = find_user(ctx, user)
+    target = accounts.find_user(ctx, user)
     accounts.delete_user(ctx, SYSTEM, target.id)
     emit(as_json, {"id": target.id, "deleted": True}, f"Deleted user {target.username}.")

@@ -394,3 +394,13 @@ def resolve_api_token(ctx: Context, value: str) -> User:
 
 def is_api_token(value: str) -> bool:
     return value.startswith(f"ag{API_TOKEN_KIND}_")
+
+
+def find_user(ctx: Context, user: str) -> User:
+    """A user by id or by username."""
+    found = ctx.store.get_user(user) if len(user) <= 64 else None
+    if found is None and len(user) <= 64:
+        found = ctx.store.get_user_by_username(user.strip().lower())
+    if found is None:
+        raise NotFound("No such user")
+    return found

@@ -4,7 +4,7 @@ The store is the truth. Each class here holds one kind of copy and its lock, not
 rules that fill a cache, and how long its copy is trusted, live in the module that owns the data
 (``keys.py``, ``resources.py``, ``settings.py``, ``rate_limits.py``, ``client_metadata.py``,
 ``client_assertion.py``). That is why nothing here takes a ``Context``: the context holds the
-caches, so the caches cannot know the context. ``app.py`` builds one ``Caches`` per process; a
+caches, so the caches cannot know the context. ``services.py`` builds one ``Caches`` per process; a
 test that plays a second node gives it a fresh one.
 """
 
@@ -265,7 +265,7 @@ class KnownDocuments:
 
 @dataclass(frozen=True, slots=True)
 class Caches:
-    """Every cache of one node; ``app.py`` builds one per process."""
+    """Every cache of one node; ``services.py`` builds one per process."""
 
     keyring: Keyring = field(default_factory=Keyring)
     resources: ResourceCache = field(default_factory=ResourceCache)

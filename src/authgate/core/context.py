@@ -15,12 +15,12 @@ class Context:
     store: Store
     clock: Clock
     policy: Policy
-    # Key material for HMACs (CSRF tokens); derived from AUTHGATE_SECRET_KEY by app.py.
+    # Key material for HMACs (CSRF tokens); derived from AUTHGATE_SECRET_KEY by services.py.
     secret_key: bytes
     # Fetches client-supplied URLs (metadata documents, jwks_uri) without SSRF; None turns
     # Client ID Metadata Documents off (and with them jwks_uri).
     fetcher: DocumentFetcher | None = None
-    # This process's caches (core/caches.py), built by app.py; a test's second node gets its own.
+    # This process's caches (core/caches.py), built by services.py; a second node has its own.
     caches: Caches = field(default_factory=Caches)
 
 

@@ -209,6 +209,15 @@ def create_resource(ctx: Context, actor: Actor, fields: ResourceFields) -> Resou
     return resource
 
 
+def reference(value: str) -> str:
+    """What ``get_resource`` looks up: an id as given, an identifier in its
+    canonical form (so a trailing slash or an upper-case host still finds it)."""
+    try:
+        return canonical_resource(value)
+    except InvalidTargetError:
+        return value
+
+
 def get_resource(ctx: Context, resource_id: str) -> Resource:
     resource = ctx.store.get_resource(resource_id) if len(resource_id) <= 255 else None
     if resource is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from authgate.schemas import PROBLEM_RESPONSES
 from authgate.web.admin import (
     apps,
     audit,
@@ -21,7 +22,6 @@ from authgate.web.admin import (
     tokens,
     users,
 )
-from authgate.web.admin.schemas import PROBLEM_RESPONSES
 
 router = APIRouter(responses=PROBLEM_RESPONSES)
 router.include_router(apps.router)

@@ -14,9 +14,7 @@ from authgate.core import client_profiles, clients, service_access
 from authgate.core.context import Context
 from authgate.core.errors import Forbidden, NotFound, ValidationFailed
 from authgate.core.models import App
-from authgate.web import deps
-from authgate.web.admin.auth import Admin, Ctx, CurrentPrincipal, actor, no_store
-from authgate.web.admin.schemas import (
+from authgate.schemas import (
     AppIn,
     AppOut,
     SecretCreated,
@@ -24,6 +22,8 @@ from authgate.web.admin.schemas import (
     ServiceAccessEntry,
     service_access_of,
 )
+from authgate.web import deps
+from authgate.web.admin.auth import Admin, Ctx, CurrentPrincipal, actor, no_store
 
 router = APIRouter(prefix="/oauth2-provider/apps", tags=["apps"])
 

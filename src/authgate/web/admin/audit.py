@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from authgate.core.models import AuditQuery
+from authgate.schemas import AuditEventOut, AuditPage
 from authgate.web.admin.auth import Admin, Ctx
-from authgate.web.admin.schemas import AuditEventOut, AuditPage
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 

@@ -11,15 +11,15 @@ from fastapi import APIRouter, Query
 
 from authgate.core import flow_log, flow_reasons
 from authgate.core.flows import FlowQuery
-from authgate.web.admin.audit import MAX_LIMIT, MAX_OFFSET, _aware
-from authgate.web.admin.auth import Admin, Ctx
-from authgate.web.admin.flow_schemas import (
+from authgate.schemas.flows import (
     FailingClientOut,
     FlowOut,
     FlowPage,
     FlowTimelineOut,
     ReasonOut,
 )
+from authgate.web.admin.audit import MAX_LIMIT, MAX_OFFSET, _aware
+from authgate.web.admin.auth import Admin, Ctx
 
 router = APIRouter(prefix="/flows", tags=["flows"])
 

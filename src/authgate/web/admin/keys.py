@@ -10,8 +10,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from authgate.core import keys
+from authgate.schemas import SigningKeyOut
 from authgate.web.admin.auth import Admin, Ctx, actor
-from authgate.web.admin.schemas import SigningKeyOut
 
 router = APIRouter(prefix="/keys", tags=["keys"])
 

@@ -10,30 +10,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from authgate.core import resources
-from authgate.core.errors import InvalidTargetError, ValidationFailed
+from authgate.core.errors import ValidationFailed
 from authgate.core.models import ScopeInfo
-from authgate.web.admin.auth import Admin, Ctx, actor
-from authgate.web.admin.schemas import (
+from authgate.schemas import (
     CONFLICT_RESPONSE,
     ResourceCreate,
     ResourceOut,
     ResourceScope,
     ResourceUpdate,
 )
+from authgate.web.admin.auth import Admin, Ctx, actor
 
 router = APIRouter(prefix="/resources", tags=["resources"])
 
 # `:path`: a URL-encoded identifier arrives decoded, slashes included.
 ONE = "/{resource:path}"
-
-
-def reference(value: str) -> str:
-    """What ``core.resources.get_resource`` looks up: an id as given, an identifier in its
-    canonical form (so a trailing slash or an upper-case host still finds it)."""
-    try:
-        return resources.canonical_resource(value)
-    except InvalidTargetError:
-        return value
 
 
 def scopes_of(scopes: list[ResourceScope] | None) -> tuple[ScopeInfo, ...] | None:
@@ -62,14 +53,14 @@ def create_resource(ctx: Ctx, who: Admin, request: Request, body: ResourceCreate
 
 @router.get(ONE, response_model=ResourceOut)
 def get_resource(ctx: Ctx, who: Admin, resource: str) -> ResourceOut:
-    return ResourceOut.of(resources.get_resource(ctx, reference(resource)))
+    return ResourceOut.of(resources.get_resource(ctx, resources.reference(resource)))
 
 
 @router.put(ONE, response_model=ResourceOut)
 def update_resource(
     ctx: Ctx, who: Admin, request: Request, resource: str, body: ResourceUpdate
 ) -> ResourceOut:
-    ref = reference(resource)
+    ref = resources.reference(resource)
     # core keeps the stored value for None: refuse an explicit reset rather than ignore it.
     resets_ttl = "access_token_ttl" in body.model_fields_set and body.access_token_ttl is None
     if resets_ttl and resources.get_resource(ctx, ref).access_token_ttl is not None:
@@ -91,4 +82,4 @@ def update_resource(
 @router.delete(ONE, status_code=204, response_class=Response)
 def delete_resource(ctx: Ctx, who: Admin, request: Request, resource: str) -> None:
     """Delete a resource; authgate's own API resource cannot be deleted (400)."""
-    resources.delete_resource(ctx, actor(request, who), reference(resource))
+    resources.delete_resource(ctx, actor(request, who), resources.reference(resource))

@@ -12,9 +12,9 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response
 
 from authgate.core import accounts
+from authgate.schemas import ApiTokenCreate, ApiTokenCreated, ApiTokenOut
 from authgate.web.admin.auth import AccountHolder as Owner
 from authgate.web.admin.auth import Ctx, actor, no_store
-from authgate.web.admin.schemas import ApiTokenCreate, ApiTokenCreated, ApiTokenOut
 
 router = APIRouter(prefix="/users/me/tokens", tags=["tokens"])
 

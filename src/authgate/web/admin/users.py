@@ -10,25 +10,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from authgate.core import accounts, clients, consent
-from authgate.core.context import Context
-from authgate.core.errors import NotFound, ValidationFailed
+from authgate.core.errors import ValidationFailed
 from authgate.core.models import User
+from authgate.schemas import AppOut, UserCreate, UserOut, UserPatch
 from authgate.web.admin.apps import authorized_apps
 from authgate.web.admin.auth import AccountHolder, Admin, Ctx, CurrentPrincipal, actor
-from authgate.web.admin.schemas import AppOut, UserCreate, UserOut, UserPatch
 from authgate.web.deps import Principal
 
 router = APIRouter(prefix="/users", tags=["users"])
-
-
-def find_user(ctx: Context, user: str) -> User:
-    """A user by id or by username."""
-    found = ctx.store.get_user(user) if len(user) <= 64 else None
-    if found is None and len(user) <= 64:
-        found = ctx.store.get_user_by_username(user.strip().lower())
-    if found is None:
-        raise NotFound("No such user")
-    return found
 
 
 def check_not_self_lockout(who: Principal, target: User, body: UserPatch) -> None:
@@ -87,12 +76,12 @@ def create_user(ctx: Ctx, who: Admin, request: Request, body: UserCreate) -> Use
 
 @router.get("/{user}", response_model=UserOut)
 def get_user(ctx: Ctx, who: Admin, user: str) -> UserOut:
-    return UserOut.of(find_user(ctx, user))
+    return UserOut.of(accounts.find_user(ctx, user))
 
 
 @router.patch("/{user}", response_model=UserOut)
 def update_user(ctx: Ctx, who: Admin, request: Request, user: str, body: UserPatch) -> UserOut:
-    target = find_user(ctx, user)
+    target = accounts.find_user(ctx, user)
     check_not_self_lockout(who, target, body)
     updated = accounts.update_user(
         ctx,
@@ -113,7 +102,7 @@ def delete_user(ctx: Ctx, who: Admin, request: Request, user: str) -> None:
     """Delete a user with their sessions, API tokens, codes, grants and tokens: their apps'
     refresh tokens and codes stop working and introspection says inactive at once (JWT access
     tokens already issued stay valid until they expire)."""
-    target = find_user(ctx, user)
+    target = accounts.find_user(ctx, user)
     if target.id == who.user.id:
         raise ValidationFailed(
             "An administrator cannot delete themself",

@@ -18,8 +18,8 @@ from authgate.core.accounts import SignedIn
 from authgate.core.context import Context
 from authgate.core.errors import InvalidRequestError, ManagementError, ValidationFailed
 from authgate.core.models import AuditQuery, Resource, ScopeInfo
+from authgate.schemas import key_state
 from authgate.web import deps
-from authgate.web.admin.schemas import key_state
 from authgate.web.pages import common
 
 AUDIT_PAGE = 50

@@ -2,6 +2,9 @@
 
 Response models are built from core models by their ``of`` constructors, the one place where a
 domain value becomes JSON; the CLI's ``--json`` output reuses them so both speak the same shape.
+That is why they live here, beside ``web`` and not in it: the CLI prints them without loading
+the web framework (pydantic only; an import contract keeps it so). The flow timeline's shapes
+are in ``flows.py``.
 No response model carries a secret except the one-time ``client_secret_full`` and ``token``.
 """
 
@@ -10,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from authgate.core import client_credentials
 from authgate.core.models import (
@@ -20,11 +23,13 @@ from authgate.core.models import (
     AppSecret,
     AuditEvent,
     AuthMethod,
+    RegistrationSettings,
     Resource,
     ServiceAccess,
     SigningKey,
     User,
 )
+from authgate.core.registration_settings import InitialAccessToken
 from authgate.core.resources import MAX_TTL, MIN_TTL
 
 ClientTypeName = Literal["confidential", "public"]
@@ -495,3 +500,117 @@ class AuditEventOut(BaseModel):
 class AuditPage(BaseModel):
     events: list[AuditEventOut]
     count: int = Field(description="How many events match the filters, across all pages")
+
+
+# The runtime settings of self-registered clients (core/registration_settings.py).
+
+
+class RegistrationSettingsOut(BaseModel):
+    dynamic_client_registration_enabled: bool = Field(
+        description="Whether `POST /oauth2/register` (RFC 7591) accepts new clients"
+    )
+    registration_initial_access_token_required: bool = Field(
+        description="Whether registering needs `Authorization: Bearer <initial access token>`"
+    )
+    registration_redirect_hosts: list[str] = Field(
+        description="Hosts (`example.com`, `*.example.com`) and private-use schemes (`myapp:`) "
+        "registered redirect URIs may use; empty = any"
+    )
+    registration_max_clients: int = Field(
+        description="Most dynamically registered clients at once; 0 = no limit"
+    )
+    registration_client_ttl_days: int = Field(
+        description="Days after which an unused self-registered client (dynamically registered "
+        "or metadata-document) is deleted; 0 = never"
+    )
+    client_metadata_documents_enabled: bool = Field(
+        description="Whether an https URL is accepted as `client_id` (Client ID Metadata "
+        "Documents); `AUTHGATE_CLIENT_METADATA_DOCUMENTS=false` switches them off harder"
+    )
+    client_metadata_document_hosts: list[str] = Field(
+        description="Hosts (`example.com`, `*.example.com`) metadata documents are accepted "
+        "from; empty = any (but none while an initial access token is required)"
+    )
+    client_metadata_document_denied_hosts: list[str] = Field(
+        description="Hosts metadata documents are never accepted from"
+    )
+    client_metadata_max_clients: int = Field(
+        description="Most metadata-document clients stored at once; 0 = no limit"
+    )
+
+    @classmethod
+    def of(cls, value: RegistrationSettings) -> RegistrationSettingsOut:
+        return cls(
+            dynamic_client_registration_enabled=value.enabled,
+            registration_initial_access_token_required=value.initial_access_token_required,
+            registration_redirect_hosts=list(value.redirect_hosts),
+            registration_max_clients=value.max_clients,
+            registration_client_ttl_days=value.client_ttl_days,
+            client_metadata_documents_enabled=value.documents_enabled,
+            client_metadata_document_hosts=list(value.document_hosts),
+            client_metadata_document_denied_hosts=list(value.document_denied_hosts),
+            client_metadata_max_clients=value.document_max_clients,
+        )
+
+
+class RegistrationSettingsIn(BaseModel):
+    """A partial update: an omitted (or null) field keeps its value."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    dynamic_client_registration_enabled: bool | None = None
+    registration_initial_access_token_required: bool | None = None
+    registration_redirect_hosts: list[str] | None = None
+    registration_max_clients: int | None = Field(None, ge=0)
+    registration_client_ttl_days: int | None = Field(None, ge=0)
+    client_metadata_documents_enabled: bool | None = None
+    client_metadata_document_hosts: list[str] | None = None
+    client_metadata_document_denied_hosts: list[str] | None = None
+    client_metadata_max_clients: int | None = Field(None, ge=0)
+
+
+class InitialAccessTokenOut(BaseModel):
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    max_uses: int | None = Field(description="null = no limit")
+    uses: int
+    service_access: list[ServiceAccessEntry] = Field(
+        description="What a client registered with the token may reach with client_credentials"
+    )
+
+    @classmethod
+    def of(cls, token: InitialAccessToken) -> InitialAccessTokenOut:
+        return cls(
+            id=token.id,
+            name=token.name,
+            prefix=token.prefix,
+            created_at=token.created_at,
+            expires_at=token.expires_at,
+            max_uses=token.max_uses,
+            uses=token.uses,
+            service_access=[ServiceAccessEntry.of(e) for e in token.service_access],
+        )
+
+
+class InitialAccessTokenCreated(InitialAccessTokenOut):
+    token: str = Field(description="The whole token (`agiat_…`); shown this once only")
+
+
+class InitialAccessTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    lifetime_seconds: int | None = Field(
+        None, ge=60, le=MAX_TOKEN_LIFETIME, description="Omit for a token that does not expire"
+    )
+    max_uses: int | None = Field(None, ge=1, description="Omit for no limit")
+    service_access: list[ServiceAccessEntry] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Resources and scopes a client registered with this token may reach with "
+        "client_credentials (it must register that grant); empty = none until an operator "
+        "grants it",
+    )
