@@ -30,6 +30,7 @@ from starlette.testclient import TestClient
 from authgate.app import Services
 from authgate.core import accounts, registration_settings
 from authgate.core.context import SYSTEM
+from authgate.core.flows import Flow, FlowQuery
 from tests.conftest import ISSUER, PASSWORD, Account, Client
 from tests.fuzz.conftest import budget, refused_for_nul
 from tests.http_types import Response
@@ -79,6 +80,10 @@ OPERATIONS = (
     "POST /api/v2/client-profiles/{profile_id}/pin",
     "DELETE /api/v2/client-profiles/{profile_id}",
     "POST /api/v2/client-check",
+    "GET /api/v2/flows",
+    "GET /api/v2/flows/failing",
+    "GET /api/v2/flows/reasons",
+    "GET /api/v2/flows/{flow}",
 )
 CHECKS = [
     not_a_server_error,
@@ -109,12 +114,34 @@ def operations(schema: Any) -> dict[str, Any]:
     return found
 
 
+def real_flow(client: TestClient, services: Services, confidential: Client) -> Flow:
+    """A flow that exists: a refused token request (a wrong secret) starts one of its own."""
+    resp = client.post(
+        "/oauth2/tokens",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": confidential.id,
+            "client_secret": "not-the-secret",
+        },
+    )
+    assert resp.status_code == 401, resp.text
+    client.app.state.flow_writer.flush()  # type: ignore[attr-defined]
+    [flow] = services.store.list_flows(FlowQuery(client_id=confidential.id, limit=1))[0]
+    return flow
+
+
 def real_path_values(
-    services: Services, admin: Account, alice: Account, confidential: Client, public: Client
+    client: TestClient,
+    services: Services,
+    admin: Account,
+    alice: Account,
+    confidential: Client,
+    public: Client,
 ) -> dict[str, list[str]]:
     """Ids of objects that exist, for path parameters (the admin's own token is not among
     them: deleting it would end the run's authentication)."""
     ctx = services.ctx
+    flow = real_flow(client, services, confidential)
     spare, _ = accounts.create_api_token(ctx, SYSTEM, admin.user, "spare", None)
     initial, _ = registration_settings.create_initial_access_token(ctx, SYSTEM, "fuzz")
     [secret] = services.store.list_secrets(confidential.id)
@@ -126,6 +153,7 @@ def real_path_values(
         "user": [alice.user.id, alice.user.username],
         "resource": [r.id for r in resources] + [r.identifier for r in resources],
         "profile_id": ["cursor", "claude-ai"],
+        "flow": [flow.id],
     }
 
 
@@ -227,7 +255,7 @@ def test_operation(
     public: Client,
 ) -> None:
     operation = operations(load_schema(client))[label]
-    real = real_path_values(services, admin, alice, confidential, public)
+    real = real_path_values(client, services, admin, alice, confidential, public)
     assert confidential.secret is not None
     secrets = {"client secret": confidential.secret, "API token": alice.api_token}
     secrets["password"] = PASSWORD
