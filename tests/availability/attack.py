@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import httpx
 
@@ -30,6 +31,36 @@ class Attack:
     def record(self, answer: Answer) -> None:
         with self._lock:
             self.answers.append(answer)
+
+
+class ThreadClients:
+    """An ``httpx.Client`` per attacking thread, all closed when the block ends: one client
+    shared by dozens of threads lost a socket to its own pool under load (``ReadError: Bad
+    file descriptor``), an error of the attacker, not of the server."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._local = threading.local()
+        self._all: list[httpx.Client] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> httpx.Client:
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = httpx.Client(**self._options)
+            self._local.client = client
+            with self._lock:
+                self._all.append(client)
+        return client
+
+    def __enter__(self) -> ThreadClients:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            clients, self._all = self._all, []
+        for client in clients:
+            client.close()
 
 
 def timed(call: Callable[[], httpx.Response]) -> tuple[float, httpx.Response]:

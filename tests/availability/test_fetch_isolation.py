@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.availability.attack import Answer, running, timed
+from tests.availability.attack import Answer, ThreadClients, running, timed
 from tests.fetch.server import DocumentServer, Route, serve
 from tests.procs import REDIRECT_URI, Deployment, Node, Processes, provision, token
 
@@ -163,7 +163,7 @@ def test_fresh_document_urls_on_a_stalled_host_do_not_slow_a_known_client(
     )
     assert answer.status_code == 200, answer.text
 
-    attacker = httpx.Client(base_url=server.url, timeout=60, follow_redirects=False)
+    attacker = ThreadClients(base_url=server.url, timeout=60, follow_redirects=False)
 
     def attack(n: int) -> httpx.Response:
         client_id = f"https://127.0.0.1:{stall}/clients/{n}.json"
@@ -175,7 +175,7 @@ def test_fresh_document_urls_on_a_stalled_host_do_not_slow_a_known_client(
                 "redirect_uri": REDIRECT_URI,
                 "code_verifier": "v" * 43,
             }
-            return attacker.post("/oauth2/tokens", data=form)
+            return attacker.get().post("/oauth2/tokens", data=form)
         query = {
             "client_id": client_id,
             "response_type": "code",
@@ -184,7 +184,7 @@ def test_fresh_document_urls_on_a_stalled_host_do_not_slow_a_known_client(
             "code_challenge": "c" * 43,
             "code_challenge_method": "S256",
         }
-        return attacker.get("/oauth2/authorize", params=query)
+        return attacker.get().get("/oauth2/authorize", params=query)
 
     well_behaved: list[tuple[str, float, int]] = []
     with (

@@ -33,7 +33,7 @@ from authgate.app import Services, build_services
 from authgate.config import Settings
 from authgate.core.models import AuditQuery
 from authgate.crypto import passwords
-from tests.availability.attack import running, timed
+from tests.availability.attack import ThreadClients, running, timed
 from tests.conftest import Account
 from tests.procs import (
     ROOT,
@@ -199,11 +199,11 @@ def test_wrong_sign_ins_saturating_the_queue_delay_nothing_else(
         csrf_cookie = dict(form_page.cookies)
     csrf = match.group(1)
 
-    attacker = httpx.Client(base_url=server.url, timeout=60, cookies=csrf_cookie)
+    attacker = ThreadClients(base_url=server.url, timeout=60, cookies=csrf_cookie)
 
     def wrong_sign_in(n: int) -> httpx.Response:
         form = {"username": "admin", "password": f"wrong guess {n}", "csrf_token": csrf}
-        return attacker.post("/login", data=form)
+        return attacker.get().post("/login", data=form)
 
     well_behaved: list[tuple[str, float]] = []
     with (
