@@ -473,6 +473,41 @@ def test_runner_all_matches_sqlalchemy(store: SqlStore) -> None:
     assert fast == slow and len(fast) == 3
 
 
+@sql_backends
+def test_a_batch_stores_what_sqlalchemy_stores_and_processes_each_time_once(
+    store: SqlStore,
+) -> None:
+    """``execute_each`` (one ``executemany``, a datetime processed once per batch): the rows
+    are byte for byte those of ``Connection.execute``, equal instants in other zones alike."""
+    _, app_id = parents(store)
+    first = values_of(b.access(None, app_id, expires_at=b.at(60)))
+    same_instant = values_of(b.access(None, app_id, expires_at=b.at(60).astimezone(b.PLUS_TWO)))
+    later = values_of(b.access(None, app_id, expires_at=b.at(61)))
+    rows = [first | {"id": "f1", "prefix": "p1"}, same_instant | {"id": "f2", "prefix": "p2"}]
+    rows.append(later | {"id": "f3", "prefix": "p3"})
+    with fast_path_only(store), store._raw_transaction(Intent.WRITE) as db:
+        db.execute_each(insert(access_tokens), rows)
+    with store.engine.begin() as conn:
+        for row in rows:
+            copy = {"id": "s" + row["id"], "prefix": "s" + row["prefix"]}
+            conn.execute(insert(access_tokens), row | copy | {"token_hash": row["id"] + "-copy"})
+    for row in rows:
+        fast, slow = (
+            stored_text(store, access_tokens, row["id"]),
+            stored_text(store, access_tokens, "s" + row["id"]),
+        )
+        assert fast[2:] == slow[2:]  # all but the prefix and the hash, which are unique
+        assert read_back(store, access_tokens, row["id"])["expires_at"] == row["expires_at"]
+    expiries = [stored_text(store, access_tokens, f"f{n}")[-2] for n in (1, 2, 3)]
+    assert expiries[0] == expiries[1] != expiries[2]
+    naive = later | {"id": "f4", "prefix": "p4", "expires_at": b.at(62).replace(tzinfo=None)}
+    with pytest.raises(ValueError, match="naive"), store._raw_transaction(Intent.WRITE) as db:
+        db.execute_each(insert(access_tokens), [later | {"id": "f5", "prefix": "p5"}, naive])
+    with store.engine.connect() as conn:
+        left = conn.execute(select(access_tokens.c.id).where(access_tokens.c.id.in_(["f4", "f5"])))
+        assert left.all() == []  # the batch before the naive row rolled back with it
+
+
 @pytest.mark.parametrize(
     "dialect",
     [sqlite.dialect(), psycopg.dialect()],  # type: ignore[no-untyped-call]  # untyped in SQLAlchemy

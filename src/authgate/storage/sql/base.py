@@ -235,7 +235,7 @@ class SqlBase:
         events = self._engine.dispatch
         if events.before_cursor_execute or events.after_cursor_execute:
             with self._transaction(write=write) as conn:
-                yield Runner(conn.exec_driver_sql, self._statements)
+                yield Runner(conn.exec_driver_sql, self._statements, conn.exec_driver_sql)
             return
         if write and isinstance(self._writer, WriterLock):
             with self._grouped_write(self._writer) as runner:
@@ -257,7 +257,7 @@ class SqlBase:
                 if self._sqlite and intent is not Intent.READ_ONE:
                     # As engine._on_sqlite_begin: a writer takes the write lock up front.
                     cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
-                yield Runner(_executor(cursor), self._statements)
+                yield Runner(_executor(cursor), self._statements, cursor.executemany)
                 if not (intent is Intent.READ_ONE or autocommit):
                     dbapi_conn.commit()
             except dbapi.Error as error:
@@ -283,7 +283,7 @@ class SqlBase:
             try:
                 if joined:
                     cursor.execute("SAVEPOINT member")
-                yield Runner(_executor(cursor), self._statements)
+                yield Runner(_executor(cursor), self._statements, cursor.executemany)
                 if joined:
                     cursor.execute("RELEASE member")
             except BaseException as error:
