@@ -662,3 +662,42 @@ def test_a_flood_of_untied_refusals_is_counted_but_bounded(clock: MovableClock) 
         assert store.written[-1].detail["suppressed"] == 2
     finally:
         writer.close()
+
+
+def test_a_flood_naming_a_new_client_each_time_is_bounded_by_its_reason(
+    clock: MovableClock,
+) -> None:
+    """A fresh metadata-document URL per request passes the bound per client; the bound per
+    reason over every client stops it."""
+    store = _FlakyStore()
+    store.down = False
+    counted: list[FlowStep] = []
+    now = [100.0]
+    writer = FlowWriter(
+        store,  # type: ignore[arg-type]
+        interval=60,
+        burst=3,
+        burst_overall=4,
+        on_written=counted.extend,
+        monotonic=lambda: now[0],
+    )
+
+    def refusal(client: str, reason: str = "client_document_fetch_failed") -> list[FlowStep]:
+        step = FlowStep(**{**asdict(_step(f"f-{client}", 0, clock.now())), "client_id": client})
+        return [dataclasses.replace(step, outcome="refused", reason=reason)]
+
+    try:
+        for n in range(10):
+            writer.submit(refusal(f"https://c.example/{n}.json"), untied_refusal=True)
+        writer.submit(refusal("other", reason="client_secret_wrong"), untied_refusal=True)
+        writer.flush()
+        written = [s.flow_id for s in store.written]
+        assert written == [f"f-https://c.example/{n}.json" for n in range(4)] + ["f-other"]
+        assert len(counted) == 11  # every refusal is still counted in the metrics
+        now[0] += 1
+        writer.submit(refusal("https://c.example/new.json"), untied_refusal=True)
+        writer.flush()
+        assert store.written[-1].detail == {**store.written[0].detail, "suppressed_overall": 6}
+        assert "suppressed" not in store.written[-1].detail
+    finally:
+        writer.close()

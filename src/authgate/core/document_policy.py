@@ -73,18 +73,24 @@ def check_redirect_uris(app: App, settings: RegistrationSettings) -> None:
             )
 
 
+_WHAT = "new client documents"
+
+
 def admit_new(ctx: Context, actor: Actor | None, settings: RegistrationSettings) -> None:
     """Before a document not stored yet is fetched: the cap (a refusal counts against no
-    limit), then the rate limits per source network and overall."""
-    _check_cap(ctx, settings)
+    limit), then the rate limits per source network and overall. A limit this node already
+    knows to be spent refuses first, from memory: a flood of fresh document URLs then costs
+    no store query per request (the cap's count among them)."""
+    limits = [(Limit("documents:global", ctx.policy.document_loads_overall), "documents_global")]
     if actor is not None and actor.ip:
         network = rate_limits.source_key(actor)
         per_ip = Limit(f"documents:ip:{network}", ctx.policy.document_loads_per_ip)
-        rate_limits.enforce(ctx, actor, per_ip, scope="documents_ip", what="new client documents")
-    overall = Limit("documents:global", ctx.policy.document_loads_overall)
-    rate_limits.enforce(
-        ctx, actor or SYSTEM, overall, scope="documents_global", what="new client documents"
-    )
+        limits.insert(0, (per_ip, "documents_ip"))
+    for limit, scope in limits:
+        rate_limits.refuse_when_known_over(ctx, limit, scope=scope, what=_WHAT)
+    _check_cap(ctx, settings)
+    for limit, scope in limits:
+        rate_limits.enforce(ctx, actor or SYSTEM, limit, scope=scope, what=_WHAT)
 
 
 def _check_cap(ctx: Context, settings: RegistrationSettings) -> None:

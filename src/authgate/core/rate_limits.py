@@ -176,9 +176,26 @@ def enforce(ctx: Context, actor: Actor, limit: Limit, *, scope: str, what: str) 
             window_seconds=int(limit.window.total_seconds()),
             window_start=counted.window_start.isoformat(),
         )
-    raise RateLimitedError(
-        f"Too many {what}; try again in {counted.retry_after} seconds",
-        retry_after=counted.retry_after,
+    raise _refusal(limit, counted.retry_after, scope=scope, what=what)
+
+
+def refuse_when_known_over(ctx: Context, limit: Limit, *, scope: str, what: str) -> None:
+    """Raise the refusal ``enforce`` would raise when this node already knows that ``limit``
+    is spent for the current window (see ``hit``): nothing is counted, read or written, so a
+    caller can answer a flood before any other work (a store query per refused request)."""
+    if limit.max_hits <= 0:
+        return
+    now = ctx.clock.now()
+    start = window_start(now, limit.window)
+    if ctx.caches.rate_leases.over(limit.key, start, limit.max_hits):
+        remaining = (start + limit.window - now).total_seconds()
+        raise _refusal(limit, max(1, math.ceil(remaining)), scope=scope, what=what)
+
+
+def _refusal(limit: Limit, retry_after: int, *, scope: str, what: str) -> RateLimitedError:
+    return RateLimitedError(
+        f"Too many {what}; try again in {retry_after} seconds",
+        retry_after=retry_after,
         debug=f"rate limit {scope} ({limit.max_hits} per {limit.window})",
     )
 

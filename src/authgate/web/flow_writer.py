@@ -11,7 +11,10 @@ killed before its next write loses at most ``interval`` seconds of them.
 A flood of refusals that belong to no earlier flow (a client retrying in a loop, an attacker)
 would write a flow per request: beyond ``burst`` such refusals per second for one client and
 reason, they are counted in the metrics but not written, and the next one written says how
-many were left out (``detail.suppressed``).
+many were left out (``detail.suppressed``). A flood that names a new client in every request
+(a fresh metadata-document URL each time) passes that bound, so the refusals of one reason
+are bounded over all clients too: beyond ``burst_overall`` a second, the next one written
+says how many of that reason were left out for any client (``detail.suppressed_overall``).
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from authgate.core.flows import FlowStep
 from authgate.core.ports import Store, StoreUnavailableError
 
 log = logging.getLogger("authgate.flows")
+
+K = TypeVar("K")
 
 #: Idle rounds after which the writing thread ends (a new step starts another).
 _IDLE_ROUNDS = 25
@@ -41,6 +47,7 @@ class FlowWriter:
         max_pending: int = 50_000,
         on_written: Callable[[Sequence[FlowStep]], None] | None = None,
         burst: int = 10,
+        burst_overall: int = 50,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
@@ -56,9 +63,11 @@ class FlowWriter:
         self._wake = threading.Event()
         self._closed = False
         self._burst = burst
+        self._burst_overall = burst_overall
         self._monotonic = monotonic
-        # (client, reason) → (second, refusals recorded in it, refusals left out since).
-        self._floods: dict[tuple[str | None, str | None], tuple[int, int, int]] = {}
+        # (client, reason), and reason over every client → their _Window.
+        self._floods: dict[tuple[str | None, str | None], _Window] = {}
+        self._reason_floods: dict[str | None, _Window] = {}
         # Left out of the store, still counted by ``on_written``.
         self._uncounted: list[FlowStep] = []
         #: Steps dropped because too many were pending or the database refused them.
@@ -85,23 +94,25 @@ class FlowWriter:
                 self._thread.start()
 
     def _bounded(self, steps: Sequence[FlowStep]) -> Sequence[FlowStep]:
-        """``steps``, or nothing when their client and reason are flooding (lock held)."""
+        """``steps``, or nothing when their client and reason, or their reason over every
+        client, are flooding (lock held)."""
         last = steps[-1]
-        key = (last.client_id, last.reason)
         second = int(self._monotonic())
-        start, recorded, left_out = self._floods.get(key, (second, 0, 0))
-        if start != second:
-            start, recorded = second, 0
-        if recorded >= self._burst:
-            self._floods[key] = (start, recorded, left_out + 1)
+        key = (last.client_id, last.reason)
+        mine = _window(self._floods.get(key), second)
+        overall = _window(self._reason_floods.get(last.reason), second)
+        if mine[1] >= self._burst or overall[1] >= self._burst_overall:
+            _remember(self._floods, key, (mine[0], mine[1], mine[2] + 1))
+            _remember(self._reason_floods, last.reason, (overall[0], overall[1], overall[2] + 1))
             if len(self._uncounted) < self._max_pending:
                 self._uncounted.extend(steps)
             return ()
-        if len(self._floods) >= 10_000:
-            self._floods.clear()  # bounded memory; the bound restarts
-        self._floods[key] = (start, recorded + 1, 0)
-        if left_out:
-            detail = {**last.detail, "suppressed": left_out}
+        _remember(self._floods, key, (mine[0], mine[1] + 1, 0))
+        _remember(self._reason_floods, last.reason, (overall[0], overall[1] + 1, 0))
+        suppressed = {"suppressed": mine[2], "suppressed_overall": overall[2]}
+        suppressed = {name: n for name, n in suppressed.items() if n}
+        if suppressed:
+            detail = {**last.detail, **suppressed}
             steps = [*steps[:-1], dataclasses.replace(last, detail=detail)]
         return steps
 
@@ -156,3 +167,19 @@ class FlowWriter:
                 if idle >= _IDLE_ROUNDS:
                     self._thread = None  # a later submit starts a new one
                     return
+
+
+#: (the second, refusals recorded in it, refusals left out since the last one recorded)
+_Window = tuple[int, int, int]
+
+
+def _window(entry: _Window | None, second: int) -> _Window:
+    """``entry`` in ``second``: its count starts again in a new second."""
+    start, recorded, left_out = entry or (second, 0, 0)
+    return (start, recorded, left_out) if start == second else (second, 0, left_out)
+
+
+def _remember(floods: dict[K, _Window], key: K, window: _Window) -> None:
+    if len(floods) >= 10_000 and key not in floods:
+        floods.clear()  # bounded memory; the bound restarts
+    floods[key] = window
