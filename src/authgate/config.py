@@ -332,7 +332,8 @@ class Settings(BaseSettings):
         "",
         description="Directory of Jinja2 templates that override the built-in pages by file "
         "name (`login.html`, `consent.html`, `base.html`, …; the built-in ones stay reachable "
-        'as `authgate/<name>`, e.g. `{% extends "authgate/base.html" %}`). Empty = built-in.',
+        'as `authgate/<name>`, e.g. `{% extends "authgate/base.html" %}`). Each is read once '
+        "per server process: restart after editing them. Empty = built-in.",
     )
 
     @field_validator("brand_accent_color")

@@ -72,6 +72,9 @@ def environment(template_dir: str | Path | None = None) -> Environment:
         autoescape=select_autoescape(default=True, default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        # Each template is read once per process: with reloading on, every page (and every
+        # refused sign-in of a flood) asked the file system whether each file had changed.
+        auto_reload=False,
     )
     # One path segment: an app id may be an https URL (a metadata-document client).
     env.filters["segment"] = lambda value: quote(str(value), safe="")
