@@ -122,5 +122,7 @@ def submit(conn: HTTPConnection, writer: FlowWriter, trace: Trace) -> None:
         )
         for index, pending in enumerate(trace.steps)
     ]
-    untied = trace.flow_id is None and all(s.outcome == "refused" for s in steps)
+    # A request that ends in a refusal and belongs to no earlier flow starts one of its own:
+    # flood-bounded, whatever steps (a client authentication) went well before the refusal.
+    untied = trace.flow_id is None and steps[-1].outcome == "refused"
     writer.submit(steps, untied_refusal=untied)
