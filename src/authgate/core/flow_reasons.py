@@ -477,6 +477,13 @@ def markdown() -> str:
         "`authgate_flow_refusals_total` is labelled with them). Generated from "
         "`src/authgate/core/flow_reasons.py` by `authgate flows reasons --markdown`.",
         "",
+        "Steps are recorded for dynamic registration, the authorization request, sign-in, "
+        "consent, the code, the token and refresh requests (each with the client's "
+        "authentication and its method, and whether an ID token was issued), revocation and "
+        "metadata-document fetches; introspection and UserInfo record their refusals only. "
+        "Discovery requests (metadata, JWKS) are not recorded: nothing in them ties them to a "
+        'client ([decisions.md](decisions.md), "The flow timeline").',
+        "",
         "| Code | What happened (for the operator) | What the client's developer should change |",
         "|---|---|---|",
     ]
