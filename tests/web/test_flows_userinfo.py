@@ -99,6 +99,28 @@ def test_expired_and_revoked_tokens(
     assert_no_secret(services, first, second)
 
 
+def test_a_client_polling_with_a_dead_token_is_flood_bounded(
+    signed_in: TestClient, services: Services, alice: Account, clock: MovableClock
+) -> None:
+    """Nothing rate-limits UserInfo: tied refusals fall under the writer's burst per second
+    too, or a loop would write a step per call into the grant's flow."""
+    app = make_client(services)
+    access = tokens(signed_in, app, "openid")["access_token"]
+    clock.advance(hours=2)
+    writer = signed_in.app.state.flow_writer  # type: ignore[attr-defined]
+    second = [1000.0]
+    writer._monotonic = lambda: second[0]
+    for _ in range(12):
+        resp = signed_in.get(USERINFO, headers=bearer(access))
+        assert_bearer_error(resp, 401, "invalid_token")
+    steps = only_flow(signed_in, services, app.id)
+    assert [s.reason for s in steps if s.kind == "userinfo"] == ["token_expired"] * 10
+    second[0] += 1
+    assert_bearer_error(signed_in.get(USERINFO, headers=bearer(access)), 401, "invalid_token")
+    last = only_flow(signed_in, services, app.id)[-1]
+    assert (last.kind, last.detail["suppressed"]) == ("userinfo", 2)
+
+
 def test_a_client_credentials_token_is_refused_in_a_flow_of_its_own(
     client: TestClient, services: Services
 ) -> None:

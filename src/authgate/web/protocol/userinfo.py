@@ -57,7 +57,9 @@ async def _record_refusal(request: Request, exc: OAuthError | None, presented: s
     """A refusal is a step of the flow of the token's grant when the token is one authgate
     issued (read again only for a refusal, so an answer that succeeds pays nothing), else of
     a flow of its own; ``exc`` None: no token was sent."""
-    with flows.tracing(request) as trace:
+    # Bounded even when tied: nothing rate-limits UserInfo, and a client polling it with a
+    # dead token would write a step per call into the grant's flow.
+    with flows.tracing(request, bounded=True) as trace:
         if trace is None:
             return
         if exc is None:
