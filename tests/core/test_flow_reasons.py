@@ -9,11 +9,15 @@ import pytest
 from authgate.core import flow_reasons, flows
 from authgate.core.errors import (
     AccessDeniedError,
+    InsufficientScopeError,
     InvalidClientError,
+    InvalidClientMetadataError,
     InvalidGrantError,
+    InvalidRedirectUriError,
     InvalidRequestError,
     InvalidScopeError,
     InvalidTargetError,
+    InvalidTokenError,
     OAuthError,
     RedirectUriMismatchError,
     ServerError,
@@ -21,6 +25,13 @@ from authgate.core.errors import (
 )
 from authgate.core.grants.refresh_reuse import REFUSED_DEBUG
 from authgate.core.rate_limits import RateLimitedError
+from authgate.core.registration import DISABLED
+from authgate.core.registration_metadata import UnapprovedSoftwareStatementError
+from authgate.core.registration_settings import (
+    INITIAL_ACCESS_TOKEN_INVALID,
+    INITIAL_ACCESS_TOKEN_MISSING,
+)
+from authgate.core.tokens import ACCESS_TOKEN_EXPIRED, ACCESS_TOKEN_REVOKED
 
 WINDOW_PASSED = REFUSED_DEBUG + "window_passed"
 
@@ -47,6 +58,24 @@ WINDOW_PASSED = REFUSED_DEBUG + "window_passed"
         (RateLimitedError("x", retry_after=1), "rate_limited"),
         (ServerError("x"), "server_error"),
         (InvalidRequestError("anything else"), "request_invalid"),
+        (InvalidRequestError("The nonce parameter must be 1 to 512 characters"), "nonce_invalid"),
+        # RFC 7591 §3.2.2 and the abuse controls of registration
+        (AccessDeniedError(DISABLED), "registration_disabled"),
+        (AccessDeniedError("x", debug="registration_max_clients=5"), "registration_limit_reached"),
+        (InvalidTokenError("x", debug=INITIAL_ACCESS_TOKEN_MISSING), "registration_token_missing"),
+        (InvalidTokenError("x", debug=INITIAL_ACCESS_TOKEN_INVALID), "registration_token_invalid"),
+        (InvalidClientMetadataError("x"), "registration_metadata_invalid"),
+        (InvalidRedirectUriError("x"), "redirect_uri_invalid"),
+        (UnapprovedSoftwareStatementError("x"), "software_statement_unapproved"),
+        # RFC 6750 §3.1 at UserInfo
+        (InvalidTokenError("The access token is invalid"), "token_invalid"),
+        (InvalidTokenError("x", debug=ACCESS_TOKEN_EXPIRED), "token_expired"),
+        (InvalidTokenError("x", debug=ACCESS_TOKEN_REVOKED), "token_revoked"),
+        (InvalidTokenError("The access token was not issued for this audience"),
+         "token_audience_mismatch"),
+        (InvalidTokenError("The access token does not act for a person"), "token_not_for_person"),
+        (InvalidTokenError("The access token does not act for an active person"), "user_disabled"),
+        (InsufficientScopeError("x"), "scope_insufficient"),
     ],
 )  # fmt: skip
 def test_classify(error: OAuthError, code: str) -> None:

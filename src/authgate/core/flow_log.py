@@ -109,3 +109,22 @@ def _tie(ctx: Context, params: Params) -> None:
             token, grant, _ = found
             flow_id = grant.flow_id if grant else None
             flows.note(flow_id=flow_id, user_id=token.user_id, resource=token.audience)
+
+
+def tie_refused_bearer(ctx: Context, value: str) -> None:
+    """A refused access token (at UserInfo) that authgate issued, whatever its state, belongs
+    to its grant's flow, client, person and resource; a value that names no token of ours
+    leaves the refusal untied. Read only for a refusal, and only while a flow is recorded."""
+    if flows.current() is None:
+        return
+    with contextlib.suppress(StoreUnavailableError):  # the refusal stands
+        token = tokens.find_access_token(ctx, value)
+        if token is None:
+            return
+        grant = ctx.store.get_grant(token.grant_id) if token.grant_id else None
+        flows.note(
+            flow_id=grant.flow_id if grant else None,
+            client_id=token.app_id,
+            user_id=token.user_id,
+            resource=token.audience,
+        )

@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from authgate.core.errors import (
     AccessDeniedError,
     InvalidClientError,
+    InvalidClientMetadataError,
     InvalidGrantError,
+    InvalidRedirectUriError,
     InvalidRequestError,
     InvalidScopeError,
     InvalidTargetError,
+    InvalidTokenError,
     OAuthError,
     RedirectUriMismatchError,
     ServerError,
@@ -30,6 +33,12 @@ from authgate.core.errors import (
 )
 from authgate.core.grants.refresh_reuse import REFUSED_DEBUG
 from authgate.core.rate_limits import RateLimitedError
+from authgate.core.registration import DISABLED, MAX_CLIENTS_DEBUG
+from authgate.core.registration_settings import (
+    INITIAL_ACCESS_TOKEN_INVALID,
+    INITIAL_ACCESS_TOKEN_MISSING,
+)
+from authgate.core.tokens import ACCESS_TOKEN_EXPIRED, ACCESS_TOKEN_REVOKED
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +269,90 @@ REASONS: tuple[Reason, ...] = (
         "Send response_type=code.",
     ),
     Reason(
+        "nonce_invalid",
+        "The OpenID Connect nonce of the authorization request is empty or longer than 512 "
+        "characters.",
+        "Send a nonce of 1 to 512 characters (a random value per request), or none.",
+    ),
+    Reason(
+        "registration_disabled",
+        "Dynamic client registration (POST /oauth2/register) is switched off on this server.",
+        "Ask the operator to register the client, or use a client metadata document (an "
+        "https client_id) if the server accepts them.",
+    ),
+    Reason(
+        "registration_token_missing",
+        "Registration requires an initial access token and the request had none, or one that "
+        "is not an initial access token at all.",
+        "Send the initial access token the operator gave you as Authorization: Bearer.",
+    ),
+    Reason(
+        "registration_token_invalid",
+        "The initial access token is unknown, expired or used up.",
+        "Ask the operator for a new initial access token.",
+    ),
+    Reason(
+        "registration_metadata_invalid",
+        "The client metadata of a registration is not valid (not a JSON object, a field of "
+        "the wrong type or value, an auth method without the keys it needs); the step's "
+        "detail names the field.",
+        "Fix the field the error_description names (RFC 7591 §2).",
+    ),
+    Reason(
+        "redirect_uri_invalid",
+        "A redirect URI of the client metadata is refused (not https, loopback http or a "
+        "private-use scheme; a fragment; a host the operator does not allow).",
+        "Register https redirect URIs (or loopback http for a native app) on a host the "
+        "server allows.",
+    ),
+    Reason(
+        "software_statement_unapproved",
+        "The registration carried a software statement; authgate approves no software "
+        "statement issuer.",
+        "Register without software_statement.",
+    ),
+    Reason(
+        "registration_limit_reached",
+        "The server holds as many self-registered clients as the operator allows.",
+        None,
+    ),
+    Reason(
+        "token_missing",
+        "The request carried no access token (UserInfo).",
+        "Send the access token as Authorization: Bearer.",
+    ),
+    Reason(
+        "token_expired",
+        "The access token presented has expired.",
+        "Refresh the access token, then retry with the new one.",
+    ),
+    Reason(
+        "token_revoked",
+        "The access token presented was revoked (by the client, the person, the operator, or "
+        "with its grant after a replay).",
+        "Start a new authorization, or refresh if the grant is still live.",
+    ),
+    Reason(
+        "token_audience_mismatch",
+        "The access token was issued for another audience than the endpoint it was presented "
+        "to: at UserInfo, a token for an MCP server (requested with resource) instead of one "
+        "for authgate itself.",
+        "Request a token without resource for UserInfo; send each token only to its resource.",
+    ),
+    Reason(
+        "token_not_for_person",
+        "The access token acts for no person (a client_credentials token) where a person's "
+        "token is needed (UserInfo).",
+        "Use a token from the authorization code flow.",
+    ),
+    Reason(
+        "scope_insufficient",
+        "The access token's scope lacks the one the endpoint needs (openid at UserInfo).",
+        "Request the openid scope at authorize.",
+    ),
+    Reason(
         "token_invalid",
-        "The token presented is unknown, expired or revoked.",
+        "The token presented is unknown or malformed (or already purged).",
         None,
     ),
     Reason(
@@ -310,6 +401,7 @@ _RULES: tuple[tuple[type[OAuthError], str, str], ...] = (
     (InvalidRequestError, "code_challenge", "pkce_invalid"),
     (InvalidRequestError, "Invalid code_challenge_method", "pkce_invalid"),
     (InvalidRequestError, "code_verifier must be", "pkce_invalid"),
+    (InvalidRequestError, "The nonce parameter", "nonce_invalid"),
     (InvalidRequestError, "", "request_invalid"),
     (InvalidGrantError, "verifier missing", "pkce_missing"),
     (InvalidGrantError, "The PKCE code verifier is invalid", "pkce_verifier_mismatch"),
@@ -337,9 +429,29 @@ _RULES: tuple[tuple[type[OAuthError], str, str], ...] = (
     (UnauthorizedClientError, "", "grant_not_allowed"),
     (UnsupportedResponseTypeError, "", "response_type_unsupported"),
     (AccessDeniedError, "The resource owner denied", "user_denied"),
+    (AccessDeniedError, DISABLED, "registration_disabled"),
+    (AccessDeniedError, MAX_CLIENTS_DEBUG, "registration_limit_reached"),
     (AccessDeniedError, "", "access_denied"),
+    (InvalidTokenError, INITIAL_ACCESS_TOKEN_MISSING, "registration_token_missing"),
+    (InvalidTokenError, INITIAL_ACCESS_TOKEN_INVALID, "registration_token_invalid"),
+    (InvalidTokenError, ACCESS_TOKEN_EXPIRED, "token_expired"),
+    (InvalidTokenError, ACCESS_TOKEN_REVOKED, "token_revoked"),
+    (InvalidTokenError, "The access token was not issued for this", "token_audience_mismatch"),
+    (InvalidTokenError, "The access token does not act for a person", "token_not_for_person"),
+    (InvalidTokenError, "The access token does not act for an active person", "user_disabled"),
+    (InvalidTokenError, "", "token_invalid"),
+    (InvalidClientMetadataError, "", "registration_metadata_invalid"),
+    (InvalidRedirectUriError, "", "redirect_uri_invalid"),
     (ServerError, "", "server_error"),
 )
+
+#: Errors without a class of their own in core/errors.py, by their RFC error code.
+_BY_ERROR: dict[str, str] = {
+    "login_required": "login_required",
+    "consent_required": "consent_required",
+    "insufficient_scope": "scope_insufficient",
+    "unapproved_software_statement": "software_statement_unapproved",
+}
 
 
 def classify(exc: OAuthError) -> str:
@@ -348,12 +460,9 @@ def classify(exc: OAuthError) -> str:
     for kind, start, code in _RULES:
         if isinstance(exc, kind) and any(text.startswith(start) for text in texts):
             return code
-    if exc.error == "login_required":
-        return "login_required"
-    if exc.error == "consent_required":
-        return "consent_required"
-    if exc.error == "invalid_token":
-        return "token_invalid"
+    by_error = _BY_ERROR.get(exc.error)
+    if by_error is not None:
+        return by_error
     return "request_invalid" if exc.status_code < 500 else "server_error"
 
 
@@ -367,6 +476,13 @@ def markdown() -> str:
         "stable: dashboards and alerts may key on them (the metric "
         "`authgate_flow_refusals_total` is labelled with them). Generated from "
         "`src/authgate/core/flow_reasons.py` by `authgate flows reasons --markdown`.",
+        "",
+        "Steps are recorded for dynamic registration, the authorization request, sign-in, "
+        "consent, the code, the token and refresh requests (each with the client's "
+        "authentication and its method, and whether an ID token was issued), revocation and "
+        "metadata-document fetches; introspection and UserInfo record their refusals only. "
+        "Discovery requests (metadata, JWKS) are not recorded: nothing in them ties them to a "
+        'client ([decisions.md](decisions.md), "The flow timeline").',
         "",
         "| Code | What happened (for the operator) | What the client's developer should change |",
         "|---|---|---|",

@@ -1,13 +1,16 @@
 """The flow timeline: every step of one authorization, for operators (docs/flow-reasons.md).
 
-A *flow* is what happens for one authorization: the authorization request, sign-in, consent,
-the code, its redemption, each refresh and revocation, and the metadata-document fetches and
-client authentications on the way. Its id travels with the authorization: the authorization
-request's id is derived from the request itself (``authorization_flow_id``, the same on every
-node and on every page of the request), the code carries it (``AuthorizationCode.flow_id``)
-and the grant family it starts too (``Grant.flow_id``), so a refresh on another node continues
-the same flow. A ``client_credentials`` or refresh request that cannot be tied to one starts
-its own.
+A *flow* is what happens for one authorization: the client's registration, the authorization
+request, sign-in, consent, the code, its redemption (with the ID token it carries), each
+refresh and revocation, UserInfo's refusals, and the metadata-document fetches and client
+authentications on the way. Discovery requests (metadata, JWKS) are not recorded: they carry
+nothing that ties them to a client (docs/decisions.md).
+
+Its id travels with the authorization: the authorization request's id is derived from the
+request itself (``authorization_flow_id``, the same on every node and on every page of the
+request), the code carries it (``AuthorizationCode.flow_id``) and the grant family it starts
+too (``Grant.flow_id``), so a refresh on another node continues the same flow. A
+``client_credentials`` or refresh request that cannot be tied to one starts its own.
 
 Steps are collected per request in a ``Trace`` that the protocol edge opens (``web/flows.py``)
 and core functions add to through ``note`` and ``step``; the edge hands them to a background
@@ -41,6 +44,8 @@ StepKind = Literal[
     "introspection",
     "client_auth",
     "document_fetch",
+    "registration",
+    "userinfo",
     "error_page",
 ]
 

@@ -46,6 +46,8 @@ from authgate.crypto import secrets
 SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post"})
 PURGE_KEY = "registration:purge"
 DISABLED = "Dynamic client registration is disabled on this server"
+#: The start of the cap's ``debug``, which the flow timeline reads (core/flow_reasons.py).
+MAX_CLIENTS_DEBUG = "registration_max_clients="
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,7 @@ def _check_cap(ctx: Context, settings: RegistrationSettings) -> None:
         raise AccessDeniedError(
             "This server has reached its limit of dynamically registered clients; "
             "ask its operator to register the client",
-            debug=f"registration_max_clients={settings.max_clients}",
+            debug=f"{MAX_CLIENTS_DEBUG}{settings.max_clients}",
         )
 
 

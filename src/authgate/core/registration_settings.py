@@ -351,13 +351,18 @@ def delete_initial_access_token(ctx: Context, actor: Actor, token_id: str) -> No
     )
 
 
+#: The ``debug`` of each refusal of an initial access token (read by core/flow_reasons.py).
+INITIAL_ACCESS_TOKEN_MISSING = "missing or malformed initial access token"
+INITIAL_ACCESS_TOKEN_INVALID = "unknown, expired or used-up initial access token"
+
+
 def check_initial_access_token(ctx: Context, value: str | None) -> InitialAccessToken:
     """The live token ``value`` names, or 401 ``invalid_token`` (RFC 6750 §3.1)."""
     parsed = secrets.parse(value, INITIAL_ACCESS_TOKEN_KIND) if value else None
     if parsed is None:
         raise InvalidTokenError(
             "A valid initial access token is required to register a client",
-            debug="missing or malformed initial access token",
+            debug=INITIAL_ACCESS_TOKEN_MISSING,
         )
     now = ctx.clock.now()
     for token in list_initial_access_tokens(ctx):
@@ -369,7 +374,7 @@ def check_initial_access_token(ctx: Context, value: str | None) -> InitialAccess
             break
     raise InvalidTokenError(
         "A valid initial access token is required to register a client",
-        debug="unknown, expired or used-up initial access token",
+        debug=INITIAL_ACCESS_TOKEN_INVALID,
     )
 
 

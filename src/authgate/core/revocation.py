@@ -10,6 +10,7 @@ Revoking a refresh token ends its whole grant family, access tokens included (§
 from __future__ import annotations
 
 from authgate.core import audit, client_auth, client_credentials, flows, tokens
+from authgate.core.client_auth import AuthenticatedClient
 from authgate.core.context import Actor, Context
 from authgate.core.models import AccessToken, AuditEvent, RefreshToken
 from authgate.core.params import Params
@@ -25,7 +26,7 @@ def revoke(ctx: Context, params: Params, authorization: str | None, actor: Actor
     if hint == "access_token":
         finders.reverse()
     for finder in finders:
-        if finder(ctx, client.app.id, value, actor):
+        if finder(ctx, client, value, actor):
             return
 
 
@@ -62,32 +63,36 @@ def _revoked(
     )
 
 
-def _revoke_refresh(ctx: Context, client_id: str, value: str, actor: Actor) -> bool:
+def _revoke_refresh(ctx: Context, client: AuthenticatedClient, value: str, actor: Actor) -> bool:
     token = tokens.find_refresh_token(ctx, value)
     if token is None:
         return False
-    if token.app_id != client_id:
+    if token.app_id != client.app.id:
         return _refused(ctx, actor, "refresh_token", token.app_id, token.id)
-    _note_flow(ctx, token)
+    _note_flow(ctx, client, token)
     event = _revoked(ctx, actor, "grant", token.grant_id, "refresh_token", token)
     ctx.store.revoke_grant(token.grant_id, event.at, event)  # the event only if it revoked
     return True
 
 
-def _revoke_access(ctx: Context, client_id: str, value: str, actor: Actor) -> bool:
+def _revoke_access(ctx: Context, client: AuthenticatedClient, value: str, actor: Actor) -> bool:
     token = tokens.find_access_token(ctx, value)
     if token is None:
         return False
-    if token.app_id != client_id:
+    if token.app_id != client.app.id:
         return _refused(ctx, actor, "access_token", token.app_id, token.id)
-    _note_flow(ctx, token)
+    _note_flow(ctx, client, token)
     event = _revoked(ctx, actor, "access_token", token.id, "access_token", token)
     ctx.store.revoke_access_token(token.id, event.at, event)  # the event only if it revoked
     return True
 
 
-def _note_flow(ctx: Context, token: AccessToken | RefreshToken) -> None:
-    """Tie the revocation to the flow of the token's grant (only while a flow is recorded)."""
+def _note_flow(
+    ctx: Context, client: AuthenticatedClient, token: AccessToken | RefreshToken
+) -> None:
+    """Tie the revocation, and the client authentication before it, to the flow of the
+    token's grant (only while a flow is recorded). A revocation that revokes nothing records
+    nothing: it would be a flow of one step per call."""
     if flows.current() is None or token.grant_id is None:
         return
     grant = ctx.store.get_grant(token.grant_id)
@@ -96,4 +101,5 @@ def _note_flow(ctx: Context, token: AccessToken | RefreshToken) -> None:
         user_id=token.user_id,
         resource=token.audience,
     )
+    flows.step("client_auth", method=client.method)
     flows.step("revocation", token_prefix=token.prefix)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from datetime import timedelta
 
-from authgate.core import client_auth, client_credentials
+from authgate.core import client_auth, client_credentials, flows
 from authgate.core.context import Actor, Context
 from authgate.core.errors import UnauthorizedClientError, UnsupportedGrantTypeError
 from authgate.core.grants.authorization_code import AuthorizationCodeGrant
@@ -35,6 +35,8 @@ def exchange(
         raise UnsupportedGrantTypeError("The grant type is missing or unsupported")
     creds = client_credentials.parse_credentials(authorization, params)
     client = client_auth.authenticate(ctx, creds, actor)
+    # A step of its own, in the batch the request submits anyway: the method, never a value.
+    flows.step("client_auth", method=client.method)
     if grant_type not in client.app.grant_types:
         raise UnauthorizedClientError(f"The client may not use the {grant_type} grant")
     response = handler.handle(ctx, client, params, actor.as_client(client.app.id))

@@ -218,13 +218,19 @@ def is_live(ctx: Context, token: AccessToken) -> bool:
     return token.revoked_at is None and token.expires_at > ctx.clock.now()
 
 
+#: The operator-only ``debug`` of a token that is not live (read by core/flow_reasons.py).
+ACCESS_TOKEN_EXPIRED = "access token expired"
+ACCESS_TOKEN_REVOKED = "access token revoked"
+
+
 def check_access_token(ctx: Context, value: str, *, audience: str) -> AccessToken:
     """Validate a presented access token for ``audience`` (RFC 6750 §3.1 errors)."""
     token = find_access_token(ctx, value)
     if token is None:
         raise InvalidTokenError("The access token is invalid")
     if not is_live(ctx, token):
-        raise InvalidTokenError("The access token is expired or revoked")
+        why = ACCESS_TOKEN_REVOKED if token.revoked_at is not None else ACCESS_TOKEN_EXPIRED
+        raise InvalidTokenError("The access token is expired or revoked", debug=why)
     if token.audience != audience:
         raise InvalidTokenError("The access token was not issued for this audience")
     return token

@@ -75,8 +75,8 @@ class FlowWriter:
         self.written = 0
 
     def submit(self, steps: Sequence[FlowStep], *, untied_refusal: bool = False) -> None:
-        """Queue one request's steps; ``untied_refusal``: they are one refusal that starts a
-        flow of its own (subject to the flood bound)."""
+        """Queue one request's steps; ``untied_refusal``: they end in a refusal and start a
+        flow of their own (subject to the flood bound, keyed on the refusal: the last step)."""
         with self._lock:
             if untied_refusal and steps:
                 steps = self._bounded(steps)

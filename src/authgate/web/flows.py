@@ -52,9 +52,15 @@ def flow_of_return_to(conn: HTTPConnection, return_to: str | None) -> str | None
 
 @contextlib.contextmanager
 def tracing(
-    conn: HTTPConnection, *, flow_id: str | None = None, client_id: str | None = None
+    conn: HTTPConnection,
+    *,
+    flow_id: str | None = None,
+    client_id: str | None = None,
+    bounded: bool = False,
 ) -> Iterator[Trace | None]:
-    """Record this request's steps (when flows are on); on the way out, submit them."""
+    """Record this request's steps (when flows are on); on the way out, submit them.
+    ``bounded``: a refusal is subject to the writer's flood bound even when tied to a flow
+    (an endpoint without a rate limit, that a client may call in a loop)."""
     writer = writer_of(conn)
     if writer is None:
         yield None
@@ -68,7 +74,7 @@ def tracing(
         raise
     finally:
         flows.end(token)
-        submit(conn, writer, trace)
+        submit(conn, writer, trace, bounded=bounded)
 
 
 def refused(kind: StepKind, exc: OAuthError, **detail: Any) -> str | None:
@@ -96,7 +102,9 @@ def record_refusal(
         refused(kind, exc)
 
 
-def submit(conn: HTTPConnection, writer: FlowWriter, trace: Trace) -> None:
+def submit(
+    conn: HTTPConnection, writer: FlowWriter, trace: Trace, *, bounded: bool = False
+) -> None:
     if not trace.steps:
         return
     ctx = deps.ctx_of(conn)
@@ -122,5 +130,7 @@ def submit(conn: HTTPConnection, writer: FlowWriter, trace: Trace) -> None:
         )
         for index, pending in enumerate(trace.steps)
     ]
-    untied = trace.flow_id is None and all(s.outcome == "refused" for s in steps)
+    # A request that ends in a refusal and belongs to no earlier flow starts one of its own:
+    # flood-bounded, whatever steps (a client authentication) went well before the refusal.
+    untied = (trace.flow_id is None or bounded) and steps[-1].outcome == "refused"
     writer.submit(steps, untied_refusal=untied)

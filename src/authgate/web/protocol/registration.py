@@ -15,6 +15,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
 from authgate.core import client_configuration as configuration
+from authgate.core import flows as core_flows
 from authgate.core import registration
 from authgate.core import registration_settings as runtime_settings
 from authgate.core.context import Context
@@ -26,7 +27,7 @@ from authgate.core.errors import (
 )
 from authgate.core.models import RegistrationSettings
 from authgate.core.rate_limits import RateLimitedError
-from authgate.web import deps, errors
+from authgate.web import deps, errors, flows
 from authgate.web.cors import CORS_HEADERS, PREFLIGHT_HEADERS
 
 MAX_BODY = 64 * 1024
@@ -110,14 +111,30 @@ def _register(ctx: Context, request: Request, raw: bytes) -> registration.Regist
 
 
 async def register(request: Request) -> Response:
-    """RFC 7591 §3.1; 201 with the client information (§3.2.1)."""
+    """RFC 7591 §3.1; 201 with the client information (§3.2.1). A flow step either way: a
+    registration starts the new client's first flow; a refusal, before any client exists,
+    one of its own (flood-bounded, web/flow_writer.py)."""
+    with flows.tracing(request):
+        return await _register_request(request)
+
+
+async def _register_request(request: Request) -> Response:
     ctx = deps.ctx_of(request)
     try:
         _no_query_token(request)
         raw = await request.body()
         registered = await run_in_threadpool(_register, ctx, request, raw)
     except OAuthError as exc:
+        flows.refused("registration", exc)
         return _error(exc)
+    app = registered.app
+    core_flows.note(client_id=app.id)
+    core_flows.step(
+        "registration",
+        token_endpoint_auth_method=app.token_endpoint_auth_method,
+        grant_types=list(app.grant_types),
+        initial_access_token=_bearer(request) is not None,
+    )
     return _json(registration.registration_response(ctx, registered), 201)
 
 

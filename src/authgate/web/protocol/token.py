@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -83,5 +85,8 @@ async def _token(request: Request) -> Response:
         observed.token_issued(params.get("grant_type"))
         if result.continued:
             observed.token_continued()
-    core_flows.step(_STEPS.get(grant_type, "token"), scope=result.scope, continued=result.continued)
+    detail: dict[str, Any] = {"scope": result.scope, "continued": result.continued}
+    if result.id_token is not None:  # that one came (OIDC Core §3.1.3.3), never its value
+        detail["id_token"] = "issued"
+    core_flows.step(_STEPS.get(grant_type, "token"), "ok", None, **detail)
     return JSONResponse(result.as_dict(), headers=errors.NO_STORE)
