@@ -134,24 +134,23 @@ def test_one_flow_from_authorization_request_to_revocation(
         ("authorize", "ok", None),
         ("consent", "ok", None),
         ("code_issued", "ok", None),
-        ("client_auth", "ok", None),
         ("token", "ok", None),
-        ("client_auth", "ok", None),
         ("refresh", "ok", None),
-        ("client_auth", "ok", None),
         ("revocation", "ok", None),
     ]
-    # A public client authenticates with "none": the method, never a credential.
-    assert [s.detail for s in steps if s.kind == "client_auth"] == [{"method": "none"}] * 3
+    # A public client authenticates with "none": the method, never a credential, said by the
+    # step it authenticated for.
+    assert [s.detail["client_auth"] for s in steps[-3:]] == ["none"] * 3
+    assert all("client_auth" not in s.detail for s in steps[:-3])
     flow = services.store.get_flow(steps[0].flow_id)
     assert flow is not None
     assert (flow.client_id, flow.user_id, flow.resource) == (public.id, alice.user.id, RESOURCE)
-    assert (flow.steps, flow.refusals, flow.last_outcome) == (11, 0, "ok")
+    assert (flow.steps, flow.refusals, flow.last_outcome) == (8, 0, "ok")
     # Each step names the request it was part of, and its short reference.
     assert all(s.request_id and s.reference == s.request_id[:8] for s in steps)
     assert steps[4].detail["code_prefix"] == code.split("_")[1]
-    # The client authentication and the exchange are one request, hence one reference.
-    assert steps[5].request_id == steps[6].request_id
+    # Each request its own reference: the code's, the exchange's, the refresh's.
+    assert len({s.request_id for s in steps[4:]}) == 4
     assert_no_secret(
         services,
         code,
@@ -311,11 +310,11 @@ def test_wrong_verifier_then_right_one_is_one_flow(
     tokens = assert_token_response(good)
     steps = only_flow(signed_in, services, confidential.id)
     assert [k for k in kinds(steps) if k[0] in ("token", "client_auth")] == [
-        ("client_auth", "ok", None),
         ("token", "refused", "pkce_verifier_mismatch"),
-        ("client_auth", "ok", None),
         ("token", "ok", None),
     ]
+    exchanges = [s for s in steps if s.kind == "token"]
+    assert [s.detail["client_auth"] for s in exchanges] == ["client_secret_post"] * 2
     assert confidential.secret is not None
     assert_no_secret(services, code, wrong, verifier, confidential.secret, tokens["access_token"])
 
@@ -452,9 +451,9 @@ def test_client_credentials_starts_its_own_flow_each_time(
     assert len(found) == 2
     for flow in found:
         steps = services.store.list_flow_steps(flow.id)
-        assert kinds(steps) == [("client_auth", "ok", None), ("client_credentials", "ok", None)]
-        assert steps[0].detail == {"method": "client_secret_basic"}
-        assert steps[1].resource == RESOURCE and steps[1].user_id is None
+        assert kinds(steps) == [("client_credentials", "ok", None)]
+        assert steps[0].detail["client_auth"] == "client_secret_basic"
+        assert steps[0].resource == RESOURCE and steps[0].user_id is None
     assert_no_secret(services, service.secret)
 
 
@@ -589,7 +588,7 @@ def test_background_cleanup_purges_old_flows_and_counts_them(
     value = metrics.registry.get_sample_value(
         "authgate_cleanup_deleted_rows_total", {"kind": "flows"}
     )
-    assert value == 3.0  # the two steps (client authentication, the grant) and their flow
+    assert value == 2.0  # the step (the grant, saying how the client authenticated), its flow
 
 
 def test_refusals_are_counted_by_reason_and_bounded_client_label(

@@ -65,10 +65,9 @@ def test_api_lists_filters_and_shows_a_flow(
         "authorize",
         "consent",
         "code_issued",
-        "client_auth",
         "token",
     ]
-    assert timeline["steps"][3]["detail"] == {"method": "client_secret_post"}
+    assert timeline["steps"][3]["detail"]["client_auth"] == "client_secret_post"
     refused = timeline["steps"][-1]
     assert refused["reason"] == "pkce_verifier_mismatch"
     reason = flow_reasons.BY_CODE["pkce_verifier_mismatch"]

@@ -1,7 +1,8 @@
 """Client authentication and ID tokens in the flow timeline: a successful client
-authentication (RFC 6749 §2.3, RFC 7523 §2.2) is a step of its own, with its method and never
-a credential, in the batch the token or revocation request submits anyway; the token step
-says whether an ID token came with it (OIDC Core §3.1.3.3), never the token itself."""
+authentication (RFC 6749 §2.3, RFC 7523 §2.2) is said by the step it authenticated for (its
+method as ``client_auth`` in the detail, never a credential; a failed one is a step of its
+own); the token step says whether an ID token came with it (OIDC Core §3.1.3.3), never the
+token itself."""
 
 from __future__ import annotations
 
@@ -49,11 +50,10 @@ def test_a_secret_is_recorded_by_its_method_only(
         )
     )
     steps = only_flow(signed_in, services, confidential.id)
-    assert kinds(steps)[-2:] == [("client_auth", "ok", None), ("token", "ok", None)]
-    auth, token = steps[-2:]
-    assert auth.detail == {"method": method}
-    # One request: one reference; the authentication comes first.
-    assert auth.request_id == token.request_id and auth.seq < token.seq
+    # The exchange says how the client authenticated: no step of its own.
+    assert kinds(steps)[-2:] == [("code_issued", "ok", None), ("token", "ok", None)]
+    assert steps[-1].detail["client_auth"] == method
+    assert all("client_auth" not in s.detail for s in steps[:-1])
     assert confidential.secret is not None
     assert_no_secret(services, confidential.secret, code, body["access_token"])
 
@@ -64,8 +64,8 @@ def test_private_key_jwt(signed_in: TestClient, services: Services, clock: Movab
     assertion = sign(key, claims_for(app.id, clock), "ES256")
     body = assert_token_response(code_request(signed_in, app.id, assertion))
     steps = only_flow(signed_in, services, app.id)
-    assert kinds(steps)[-2:] == [("client_auth", "ok", None), ("token", "ok", None)]
-    assert steps[-2].detail == {"method": "private_key_jwt"}
+    assert kinds(steps)[-1] == ("token", "ok", None)
+    assert steps[-1].detail["client_auth"] == "private_key_jwt"
     assert_no_secret(services, assertion, body["access_token"])
 
 
@@ -90,7 +90,8 @@ def test_a_refusal_after_authentication_is_still_flood_bounded(
     assert len(found) == 10  # the burst
     for flow in found:
         steps = services.store.list_flow_steps(flow.id)
-        assert kinds(steps) == [("client_auth", "ok", None), ("token", "refused", "code_unknown")]
+        assert kinds(steps) == [("token", "refused", "code_unknown")]
+        assert steps[0].detail["client_auth"] == "client_secret_post"
 
 
 def test_a_revocation_that_revokes_nothing_records_nothing(

@@ -72,7 +72,6 @@ def test_a_fetched_document_is_a_step_of_the_flow(
         "authorize",
         "consent",
         "code_issued",
-        "client_auth",
         "token",
     ]
     assert found[0].refusals == 0

@@ -59,11 +59,7 @@ def test_refusals_of_a_known_token_are_steps_of_its_flow(
     resp = signed_in.get(USERINFO, headers=bearer(body["access_token"]))
     assert_bearer_error(resp, status, error)
     steps = only_flow(signed_in, services, app.id)
-    assert kinds(steps)[-3:] == [
-        ("client_auth", "ok", None),
-        ("token", "ok", None),
-        ("userinfo", "refused", reason),
-    ]
+    assert kinds(steps)[-2:] == [("token", "ok", None), ("userinfo", "refused", reason)]
     refused = steps[-1]
     # Without resource the token is for authgate itself (core/userinfo.py).
     own = services.ctx.policy.audience
@@ -90,11 +86,7 @@ def test_expired_and_revoked_tokens(
     assert total == 2
     by_reason = {f.last_reason: services.store.list_flow_steps(f.id) for f in found}
     assert set(by_reason) == {"token_revoked", "token_expired"}
-    assert [k[0] for k in kinds(by_reason["token_revoked"])][-3:] == [
-        "client_auth",
-        "revocation",
-        "userinfo",
-    ]
+    assert [k[0] for k in kinds(by_reason["token_revoked"])][-2:] == ["revocation", "userinfo"]
     assert kinds(by_reason["token_expired"])[-1] == ("userinfo", "refused", "token_expired")
     assert_no_secret(services, first, second)
 

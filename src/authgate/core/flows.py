@@ -138,6 +138,8 @@ class Trace:
     user_id: str | None = None
     resource: str | None = None
     steps: list[PendingStep] = field(default_factory=list)
+    #: How the client authenticated, told by ``authenticated()``: the next step says it.
+    client_auth: str | None = None
     #: The id a flow this request starts gets (when nothing ties it to an earlier one).
     new_id: str | None = None
     #: The reason a core step already gave for the refusal the edge is about to record
@@ -194,9 +196,22 @@ def step(
     trace = _CURRENT.get()
     if trace is None:
         return
+    if trace.client_auth is not None:
+        detail = {"client_auth": trace.client_auth, **detail}
+        trace.client_auth = None
     trace.steps.append(PendingStep(kind, outcome, reason, detail))
     if outcome == "refused" and reason is not None:
         trace.reason_hint = reason
+
+
+def authenticated(method: str) -> None:
+    """The client authenticated with ``method`` (never a credential): the step that follows
+    (the grant, the revocation, or its refusal) says so in its detail (``client_auth``),
+    rather than a step of its own, a second row per token request. A failed authentication
+    is a step of its own (``client_auth``, refused with its reason)."""
+    trace = _CURRENT.get()
+    if trace is not None:
+        trace.client_auth = method
 
 
 def current_flow_id() -> str | None:

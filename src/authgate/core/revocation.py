@@ -90,7 +90,7 @@ def _revoke_access(ctx: Context, client: AuthenticatedClient, value: str, actor:
 def _note_flow(
     ctx: Context, client: AuthenticatedClient, token: AccessToken | RefreshToken
 ) -> None:
-    """Tie the revocation, and the client authentication before it, to the flow of the
+    """Tie the revocation (which says how the client authenticated) to the flow of the
     token's grant (only while a flow is recorded). A revocation that revokes nothing records
     nothing: it would be a flow of one step per call."""
     if flows.current() is None or token.grant_id is None:
@@ -101,5 +101,5 @@ def _note_flow(
         user_id=token.user_id,
         resource=token.audience,
     )
-    flows.step("client_auth", method=client.method)
+    flows.authenticated(client.method)
     flows.step("revocation", token_prefix=token.prefix)

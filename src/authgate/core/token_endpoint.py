@@ -35,8 +35,8 @@ def exchange(
         raise UnsupportedGrantTypeError("The grant type is missing or unsupported")
     creds = client_credentials.parse_credentials(authorization, params)
     client = client_auth.authenticate(ctx, creds, actor)
-    # A step of its own, in the batch the request submits anyway: the method, never a value.
-    flows.step("client_auth", method=client.method)
+    # Said by the step that follows (flows.authenticated): the method, never a value.
+    flows.authenticated(client.method)
     if grant_type not in client.app.grant_types:
         raise UnauthorizedClientError(f"The client may not use the {grant_type} grant")
     response = handler.handle(ctx, client, params, actor.as_client(client.app.id))
