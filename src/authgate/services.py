@@ -85,17 +85,19 @@ def fetcher_from(settings: Settings) -> FetchPool | None:
     )
 
 
+#: At least this many back-channel requests to upstream providers at once per process.
+UPSTREAM_THREADS = 8
+
+
 def upstream_client_from(settings: Settings) -> UpstreamClient:
     """The back channel to upstream OpenID Providers: the same SSRF-safe fetcher and address
     rules (AUTHGATE_FETCH_*), on a bounded pool of its own, so that a provider that is down
     never takes the threads of client documents, nor the reverse."""
     fetcher = _https_fetcher(settings)
-    pool = FetchPool(
-        fetcher,
-        threads=settings.fetch_threads,
-        per_host=settings.fetch_per_host,
-        per_source=settings.fetch_per_source,
-    )
+    # Everyone signing in talks to the same few providers: no cap per host below the pool's
+    # own size (a client document's host is a stranger's choice; a provider is the operator's).
+    threads = max(settings.fetch_threads, UPSTREAM_THREADS)
+    pool = FetchPool(fetcher, threads=threads, per_host=threads, per_source=threads)
     return UpstreamClient(fetcher, pool)
 
 

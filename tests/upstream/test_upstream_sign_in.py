@@ -17,10 +17,12 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from starlette.testclient import TestClient
 
+from authgate.app import create_app
 from authgate.core import accounts
 from authgate.core.context import SYSTEM
 from authgate.core.id_tokens import ACR_UPSTREAM
 from authgate.core.models import AuditEvent, AuditQuery, User
+from authgate.core.upstream import providers
 from authgate.services import Services
 from tests.conftest import make_client
 from tests.e2e.test_mcp_sdk import free_port
@@ -226,8 +228,6 @@ def test_link_by_verified_email_only_when_the_provider_allows_it(
     assert services.store.get_upstream_identity("corp", "alice-sub") is None
     assert audit(services, "upstream.sign_in_refused")[0].details["reason"] == "account_not_linked"
 
-    from authgate.core.upstream import providers
-
     providers.update_provider(services.ctx, SYSTEM, "corp", {"link_by_verified_email": True})
     assert sign_in(client, op, "corp", "alice-sub").status_code == 303
     identity = services.store.get_upstream_identity("corp", "alice-sub")
@@ -395,7 +395,6 @@ def test_secrets_never_reach_the_audit_trail_or_the_logs(
 def test_the_password_form_can_be_switched_off(
     services: Services, op: provider.OpenIdProvider, settings: Any
 ) -> None:
-    from authgate.app import create_app
 
     add_provider(services, "corp", op.issuer, jit_create=True)
     off = settings.model_copy(update={"password_sign_in": False})

@@ -102,5 +102,6 @@ def check_claims(
     if not isinstance(sent, str) or not constant_time_equal(sent, nonce):
         raise _invalid("nonce does not match the request's")
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not 1 <= len(sub) <= 255:
-        raise _invalid("sub is missing or longer than 255 characters")
+    # §2: "It MUST NOT exceed 255 ASCII characters in length."
+    if not isinstance(sub, str) or not 1 <= len(sub) <= 255 or not sub.isprintable():
+        raise _invalid("sub is missing, longer than 255 characters or not printable")

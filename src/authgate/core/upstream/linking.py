@@ -42,12 +42,20 @@ def claim_holds(claims: dict[str, Any], claim: str, values: tuple[str, ...]) -> 
     return any(isinstance(v, str) and v in values for v in held)
 
 
+def _text(claims: dict[str, Any], name: str, limit: int) -> str:
+    """A claim as stored on a user: a printable string within ``limit``, else empty."""
+    value = claims.get(name)
+    if not isinstance(value, str) or not value.isprintable() or len(value) > limit:
+        return ""
+    return value.strip()
+
+
 def verified_email(claims: dict[str, Any]) -> str | None:
     """The address, when the provider says it is verified (a JSON true; some providers send
     the string "true")."""
-    email = claims.get("email")
+    email = _text(claims, "email", 256)
     verified = claims.get("email_verified") in (True, "true")
-    return email.strip() if isinstance(email, str) and email.strip() and verified else None
+    return email if email and verified else None
 
 
 def _link(
@@ -71,10 +79,10 @@ def _link(
 
 
 def _by_email(ctx: Context, provider: UpstreamProvider, claims: dict[str, Any]) -> User | None:
-    email = claims.get("email")
-    if not provider.link_by_verified_email or not isinstance(email, str) or not email.strip():
+    email = _text(claims, "email", 256)
+    if not provider.link_by_verified_email or not email:
         return None
-    found = ctx.store.find_users_by_email(email.strip())
+    found = ctx.store.find_users_by_email(email)
     if not found:
         return None
     if verified_email(claims) is None:
@@ -117,8 +125,7 @@ def _is_admin(provider: UpstreamProvider, claims: dict[str, Any]) -> bool | None
 
 def _create(ctx: Context, actor: Actor, provider: UpstreamProvider, claims: dict[str, Any]) -> User:
     base = _username_base(claims)
-    email = claims.get("email") if isinstance(claims.get("email"), str) else ""
-    name = claims.get("name") if isinstance(claims.get("name"), str) else ""
+    email, name = _text(claims, "email", 256), _text(claims, "name", 128)
     for attempt in range(4):
         username = base if attempt == 0 else f"{base}-{secrets.random_string(6).lower()}"
         try:
@@ -127,9 +134,9 @@ def _create(ctx: Context, actor: Actor, provider: UpstreamProvider, claims: dict
                 actor,
                 username=username,
                 password=None,
-                email=str(email)[:256],
+                email=email,
                 email_verified=verified_email(claims) is not None,
-                name=str(name)[:128],
+                name=name,
                 is_admin=bool(_is_admin(provider, claims)),
             )
         except Conflict:

@@ -198,8 +198,20 @@ def spec_of(provider: UpstreamProvider) -> ProviderSpec:
     return ProviderSpec(id=provider.id, **values)
 
 
+def is_id(value: str) -> bool:
+    """Whether ``value`` can be a provider's id (a path segment may be anything)."""
+    return _SLUG.fullmatch(value) is not None
+
+
+def find(ctx: Context, provider_id: str) -> UpstreamProvider | None:
+    """The provider, or None; a name that cannot be an id is not looked up."""
+    if not is_id(provider_id):
+        return None
+    return ctx.store.get_upstream_provider(provider_id)
+
+
 def get_provider(ctx: Context, provider_id: str) -> UpstreamProvider:
-    provider = ctx.store.get_upstream_provider(provider_id)
+    provider = find(ctx, provider_id)
     if provider is None:
         raise NotFound("No such upstream provider")
     return provider
@@ -232,7 +244,7 @@ def update_provider(
 
 
 def delete_provider(ctx: Context, actor: Actor, provider_id: str) -> None:
-    if not ctx.store.delete_upstream_provider(provider_id):
+    if find(ctx, provider_id) is None or not ctx.store.delete_upstream_provider(provider_id):
         raise NotFound("No such upstream provider")
     ctx.caches.upstream_documents.forget(provider_id)
     audit.record(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from authgate.core import accounts, audit, flows
 from authgate.core.context import Actor, Context
 from authgate.core.models import FEDERATED_AMR, Session, User
-from authgate.core.upstream import callback, linking, transactions
+from authgate.core.upstream import callback, linking, providers, transactions
 from authgate.core.upstream.errors import UpstreamRefusedError, UpstreamUnavailableError
 
 
@@ -47,7 +47,7 @@ def _refused(
         actor,
         "upstream.sign_in_refused",
         target_type="upstream_provider",
-        target_id=provider_id,
+        target_id=provider_id if providers.is_id(provider_id) else None,
         reason=exc.reason,
     )
     flows.step("sign_in", "refused", "sign_in_failed")

@@ -14,7 +14,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from authgate.core.context import Context
 from authgate.core.models import UpstreamProvider, UpstreamTransaction
-from authgate.core.upstream import discovery
+from authgate.core.upstream import discovery, providers
 from authgate.core.upstream.errors import UpstreamInvalidError, UpstreamRefusedError
 from authgate.crypto import pkce, secrets
 
@@ -36,7 +36,7 @@ def redirect_uri(ctx: Context, provider_id: str) -> str:
 
 
 def usable_provider(ctx: Context, provider_id: str) -> UpstreamProvider:
-    provider = ctx.store.get_upstream_provider(provider_id)
+    provider = providers.find(ctx, provider_id)
     if provider is None or not provider.enabled:
         raise UpstreamRefusedError(
             "This way of signing in is not available.", reason="provider_unknown"
