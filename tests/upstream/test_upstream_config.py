@@ -135,7 +135,7 @@ def test_the_environment_is_applied_once_and_again_changes_nothing(services: Ser
             apply_upstream_configuration(Services(bad, services.store, services.ctx))
 
 
-@pytest.mark.parametrize("name", ["%00", "x" * 300, "No%20Such", "corp"])
+@pytest.mark.parametrize("name", ["%E2%80%AEcorp", "x" * 300, "No%20Such", "corp"])
 def test_an_unknown_or_hostile_provider_name_is_a_page(
     client: TestClient, services: Services, name: str
 ) -> None:
