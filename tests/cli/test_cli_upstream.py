@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from authgate.core.models import AuditQuery
 from authgate.storage import SqlStore
 from tests.cli.conftest import Cli
@@ -51,3 +53,17 @@ def test_add_list_update_remove(migrated: Cli, store: SqlStore) -> None:
         "upstream_provider.created"
     ]
     assert SECRET not in json.dumps([e.details for e in events])
+
+
+def test_settings_never_print_an_upstream_client_secret(
+    env: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configured = [{"id": "corp", "issuer": ISSUER, "client_secret": SECRET}]
+    monkeypatch.setenv("AUTHGATE_UPSTREAM_PROVIDERS", json.dumps(configured))
+    shown = env.json("settings")["upstream_providers"]
+    assert json.loads(shown) == [
+        {"id": "corp", "issuer": ISSUER, "client_secret": "(set, redacted)"}
+    ]
+    assert SECRET not in env.ok("settings").stdout
+    monkeypatch.setenv("AUTHGATE_UPSTREAM_PROVIDERS", '[{"client_secret": "' + SECRET + '"')
+    assert env.json("settings")["upstream_providers"] == "(set, not valid JSON)"
