@@ -249,3 +249,15 @@ def test_a_discovery_document_naming_another_issuer_is_refused(
     )
     assert resp.status_code == 400 and "location" not in resp.headers
     assert refusal_reasons(services) == ["issuer_mismatch"]
+
+
+def test_a_token_endpoint_that_fails_is_a_503_page(
+    client: TestClient, services: Services, standin_provider: standin.StandIn
+) -> None:
+    standin_provider.token_status = 503
+    resp, _ = callback(client, standin_provider)
+    assert resp.status_code == 503, resp.text
+    assert "The identity provider is not answering" in resp.text
+    assert 'id="error-reference"' in resp.text
+    assert "authgate_session" not in client.cookies
+    assert refusal_reasons(services) == ["provider_unavailable"]
