@@ -30,8 +30,10 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 export AUTHGATE_REQUIRE_BROWSER=1
 
-# The MCP conformance suite runs on a Node release from npm (tests/conformance/package.json,
-# installed there by the test with `npm ci`); Debian's npm is only the installer.
+# The MCP conformance suite and the upstream OpenID Provider of the sign-in tests
+# (node-oidc-provider) run on a Node release from npm (tests/conformance/package.json,
+# tests/upstream/provider/package.json, installed there by the tests with `npm ci`); Debian's
+# npm is only the installer.
 if ! command -v npm >/dev/null 2>&1; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "test.sh: npm is missing and this is not root: apt-get install npm" >&2
@@ -41,6 +43,7 @@ if ! command -v npm >/dev/null 2>&1; then
     apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y npm
 fi
 export AUTHGATE_REQUIRE_CONFORMANCE=1
+export AUTHGATE_REQUIRE_UPSTREAM_PROVIDER=1
 
 PGDIR="$(mktemp -d /tmp/authgate-pg.XXXXXX)"
 PGPORT="${AUTHGATE_TEST_PG_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"

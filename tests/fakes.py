@@ -30,6 +30,9 @@ from authgate.core.models import (
     Resource,
     Session,
     SigningKey,
+    UpstreamIdentity,
+    UpstreamProvider,
+    UpstreamTransaction,
     User,
 )
 from authgate.core.ports import DuplicateKeyError, ExpiredKind
@@ -104,6 +107,9 @@ class InMemoryStore:
         self.rate_limits: dict[tuple[str, datetime], int] = {}  # (key, window_start) → hits
         self.flows: dict[str, Flow] = {}
         self.flow_steps: dict[str, FlowStep] = {}
+        self.upstream_providers: dict[str, UpstreamProvider] = {}
+        self.upstream_identities: dict[tuple[str, str], UpstreamIdentity] = {}
+        self.upstream_transactions: dict[str, UpstreamTransaction] = {}
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -200,6 +206,8 @@ class InMemoryStore:
             ):
                 for row in [r for r in table.values() if match(r)]:
                     del table[row.id]
+            for key in [k for k, i in self.upstream_identities.items() if i.user_id == user_id]:
+                del self.upstream_identities[key]
             return True
 
     def create_session(self, session: Session) -> None:
@@ -665,6 +673,11 @@ class InMemoryStore:
     def purge_expired(self, kind: ExpiredKind, before: datetime, limit: int) -> int:
         before = _aware(before)
         with self._lock:
+            if kind == "upstream_transactions":
+                gone = [h for h, t in self.upstream_transactions.items() if t.expires_at < before]
+                for state_hash in gone[:limit]:
+                    del self.upstream_transactions[state_hash]
+                return min(len(gone), limit)
             if kind == "grants":
                 referenced = {
                     row.grant_id
@@ -688,6 +701,84 @@ class InMemoryStore:
             for row_id in doomed[:limit]:
                 del table[row_id]
             return min(len(doomed), limit)
+
+    # -- upstream sign-in -------------------------------------------------------------------
+
+    def create_upstream_provider(self, provider: UpstreamProvider) -> None:
+        with self._lock:
+            if provider.id in self.upstream_providers:
+                raise DuplicateKeyError(f"duplicate id {provider.id!r}")
+            self.upstream_providers[provider.id] = _utc(provider)
+
+    def get_upstream_provider(self, provider_id: str) -> UpstreamProvider | None:
+        with self._lock:
+            return self.upstream_providers.get(provider_id)
+
+    def list_upstream_providers(self) -> Sequence[UpstreamProvider]:
+        with self._lock:
+            return [self.upstream_providers[k] for k in sorted(self.upstream_providers)]
+
+    def update_upstream_provider(self, provider: UpstreamProvider) -> None:
+        with self._lock:
+            old = self.upstream_providers.get(provider.id)
+            if old is not None:
+                kept = dataclasses.replace(provider, created_at=old.created_at)
+                self.upstream_providers[provider.id] = _utc(kept)
+
+    def delete_upstream_provider(self, provider_id: str) -> bool:
+        with self._lock:
+            for key in [k for k in self.upstream_identities if k[0] == provider_id]:
+                del self.upstream_identities[key]
+            for state_hash in [
+                h for h, t in self.upstream_transactions.items() if t.provider_id == provider_id
+            ]:
+                del self.upstream_transactions[state_hash]
+            return self.upstream_providers.pop(provider_id, None) is not None
+
+    def get_upstream_identity(self, provider_id: str, subject: str) -> UpstreamIdentity | None:
+        with self._lock:
+            return self.upstream_identities.get((provider_id, subject))
+
+    def list_upstream_identities(self, user_id: str) -> Sequence[UpstreamIdentity]:
+        with self._lock:
+            found = [i for i in self.upstream_identities.values() if i.user_id == user_id]
+            return sorted(found, key=lambda i: (i.provider_id, i.subject))
+
+    def create_upstream_identity(self, identity: UpstreamIdentity) -> None:
+        with self._lock:
+            key = (identity.provider_id, identity.subject)
+            if key in self.upstream_identities:
+                raise DuplicateKeyError("duplicate upstream identity")
+            if identity.user_id not in self.users:
+                raise ValueError(f"user {identity.user_id!r} does not exist")
+            self.upstream_identities[key] = _utc(identity)
+
+    def touch_upstream_identity(self, provider_id: str, subject: str, at: datetime) -> None:
+        with self._lock:
+            found = self.upstream_identities.get((provider_id, subject))
+            if found is not None:
+                touched = dataclasses.replace(found, last_sign_in_at=at)
+                self.upstream_identities[(provider_id, subject)] = _utc(touched)
+
+    def find_users_by_email(self, email: str) -> Sequence[User]:
+        with self._lock:
+            return [u for u in self.users.values() if u.email.lower() == email.lower()][:2]
+
+    def create_upstream_transaction(self, transaction: UpstreamTransaction) -> None:
+        with self._lock:
+            if transaction.state_hash in self.upstream_transactions:
+                raise DuplicateKeyError("duplicate state")
+            self.upstream_transactions[transaction.state_hash] = _utc(transaction)
+
+    def consume_upstream_transaction(
+        self, state_hash: str, now: datetime
+    ) -> UpstreamTransaction | None:
+        with self._lock:
+            found = self.upstream_transactions.get(state_hash)
+            if found is None or found.expires_at <= _aware(now):
+                return None
+            del self.upstream_transactions[state_hash]
+            return found
 
     # -- audit and settings ----------------------------------------------------------------
 

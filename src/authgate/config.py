@@ -140,6 +140,21 @@ class Settings(BaseSettings):
         description="Fetches in flight at once per server process asked by one source network "
         "(an IPv4 address, an IPv6 /64), so that one source cannot take every fetch thread.",
     )
+    upstream_providers: str = Field(
+        "",
+        description="Upstream OpenID Providers people may sign in through, as a JSON list of "
+        "objects (`id`, `display_name`, `issuer`, `client_id`, `client_secret`, `scopes`, "
+        "`allowed_domains`, `link_by_verified_email`, `jit_create`, `required_claim`, "
+        "`required_values`, `admin_claim`, `admin_values`, `enabled`; docs/upstream-sign-in.md). "
+        "Applied when `authgate serve` starts: missing providers are created and differing ones "
+        "updated (audited); providers not named are left as the API or CLI set them. Their "
+        "back-channel requests use the fetcher's rules (`AUTHGATE_FETCH_*`). Empty: none.",
+    )
+    password_sign_in: bool = Field(
+        True,
+        description="Show the username and password form on the sign-in page and accept it. "
+        "Switch it off when everyone signs in through an upstream provider.",
+    )
 
     registration_rate_per_ip: int = Field(
         10,

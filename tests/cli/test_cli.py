@@ -483,6 +483,7 @@ def test_db_cleanup_deletes_what_expired_before_the_retention(
             "access_tokens": 0,
             "refresh_tokens": 0,
             "grants": 0,
+            "upstream_transactions": 0,
             "clients": 0,
             "flows": 0,
         },

@@ -31,6 +31,7 @@ from authgate.app import Services
 from authgate.core import accounts, registration_settings
 from authgate.core.context import SYSTEM
 from authgate.core.flows import Flow, FlowQuery
+from authgate.core.upstream import providers
 from tests.conftest import ISSUER, PASSWORD, Account, Client
 from tests.fuzz.conftest import budget, refused_for_nul
 from tests.http_types import Response
@@ -84,7 +85,14 @@ OPERATIONS = (
     "GET /api/v2/flows/failing",
     "GET /api/v2/flows/reasons",
     "GET /api/v2/flows/{flow}",
+    "GET /api/v2/upstream-providers",
+    "POST /api/v2/upstream-providers",
+    "GET /api/v2/upstream-providers/{provider}",
+    "PATCH /api/v2/upstream-providers/{provider}",
+    "DELETE /api/v2/upstream-providers/{provider}",
 )
+#: The client secret of the upstream provider that exists during the run: never answered.
+UPSTREAM_SECRET = "upstream-secret-of-the-fuzzed-provider"
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -146,6 +154,14 @@ def real_path_values(
     initial, _ = registration_settings.create_initial_access_token(ctx, SYSTEM, "fuzz")
     [secret] = services.store.list_secrets(confidential.id)
     resources = services.store.list_resources()
+    upstream = providers.ProviderSpec(
+        id="corp",
+        display_name="Corp",
+        issuer="https://idp.example.com",
+        client_id="authgate",
+        client_secret=UPSTREAM_SECRET,
+    )
+    providers.create_provider(ctx, SYSTEM, upstream)
     return {
         "app": [confidential.id, public.id],
         "secret_id": [secret.id],
@@ -154,6 +170,7 @@ def real_path_values(
         "resource": [r.id for r in resources] + [r.identifier for r in resources],
         "profile_id": ["cursor", "claude-ai"],
         "flow": [flow.id],
+        "provider": ["corp"],
     }
 
 
@@ -259,6 +276,7 @@ def test_operation(
     assert confidential.secret is not None
     secrets = {"client secret": confidential.secret, "API token": alice.api_token}
     secrets["password"] = PASSWORD
+    secrets["upstream client secret"] = UPSTREAM_SECRET
     run_operation(client, operation, real, admin.api_token, secrets, budget(database_url))
     # The run authenticated throughout: the admin's token still works.
     me = client.get(f"{API}/users/me", headers={"Authorization": f"Bearer {admin.api_token}"})

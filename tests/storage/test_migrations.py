@@ -43,13 +43,17 @@ TABLES = {
     "client_changes",
     "flows",
     "flow_steps",
+    "upstream_providers",
+    "upstream_identities",
+    "upstream_transactions",
 }
-TABLES_0006 = TABLES - {"flows", "flow_steps"}
+TABLES_0008 = TABLES - {"upstream_providers", "upstream_identities", "upstream_transactions"}
+TABLES_0006 = TABLES_0008 - {"flows", "flow_steps"}
 TABLES_0004 = TABLES_0006 - {"client_changes"}
 TABLES_0002 = TABLES_0004 - {"client_assertion_jtis", "rate_limits"}
 TABLES_0001 = TABLES_0002 - {"resources", "signing_keys"}
-HEAD = "0008"
-NEXT = "0009"
+HEAD = "0009"
+NEXT = "0010"
 
 every_sql_backend = pytest.mark.parametrize("empty_database_url", SQL_BACKENDS, indirect=True)
 
@@ -246,8 +250,8 @@ def test_schema_status(empty_database_url: str) -> None:
 
 
 NEXT_REVISION = """
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -96,6 +96,7 @@ def test_expired_rows_go_live_ones_stay_and_work(
         "access_tokens": 2,
         "refresh_tokens": 0,
         "grants": 0,  # the user's lives on through its refresh token
+        "upstream_transactions": 0,
         "clients": 0,
     }
     assert report.complete

@@ -24,6 +24,7 @@ from authgate.cli import (
     resources,
     settings,
     tokens,
+    upstream,
     users,
 )
 from authgate.cli.common import AuthgateGroup
@@ -63,6 +64,7 @@ cli.add_command(audit.audit)
 cli.add_command(flows.flows)
 cli.add_command(profiles.profiles)
 cli.add_command(profiles.test_client)
+cli.add_command(upstream.upstream)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -19,7 +20,23 @@ def effective(settings: Settings) -> dict[str, Any]:
     if settings.database_url:
         values["database_url"] = redacted_url(settings.database_url)
     values["resolved_database_url"] = redacted_url(settings.resolved_database_url)
+    if settings.upstream_providers.strip():
+        values["upstream_providers"] = _redacted_providers(settings.upstream_providers)
     return values
+
+
+def _redacted_providers(raw: str) -> str:
+    """AUTHGATE_UPSTREAM_PROVIDERS with every client secret hidden (unparsable: all of it)."""
+    try:
+        entries = json.loads(raw)
+    except ValueError:
+        return "(set, not valid JSON)"
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return "(set, not a JSON list of objects)"
+    for entry in entries:
+        if entry.get("client_secret"):
+            entry["client_secret"] = REDACTED
+    return json.dumps(entries)
 
 
 @click.command(name="settings")

@@ -15,7 +15,7 @@ from typing import Literal
 from authgate.core import audit, flows, rate_limits
 from authgate.core.context import Actor, Context
 from authgate.core.errors import Conflict, InvalidTokenError, NotFound, ValidationFailed
-from authgate.core.models import ApiToken, Session, User
+from authgate.core.models import PASSWORD_AMR, ApiToken, Session, User
 from authgate.core.ports import DuplicateKeyError
 from authgate.crypto import ids, passwords, secrets
 
@@ -294,8 +294,11 @@ class SignedIn:
     user: User
 
 
-def start_session(ctx: Context, actor: Actor, user: User) -> tuple[Session, str]:
-    """Create a session; returns it and the cookie value (shown once, stored hashed)."""
+def start_session(
+    ctx: Context, actor: Actor, user: User, *, amr: str = PASSWORD_AMR, idp: str | None = None
+) -> tuple[Session, str]:
+    """Create a session; returns it and the cookie value (shown once, stored hashed).
+    ``amr`` and ``idp``: how the person signed in (``models.Session``)."""
     now = ctx.clock.now()
     value = secrets.generate(SESSION_KIND)
     session = Session(
@@ -306,6 +309,8 @@ def start_session(ctx: Context, actor: Actor, user: User) -> tuple[Session, str]
         expires_at=now + ctx.policy.session_ttl,
         ip=actor.ip,
         user_agent=actor.user_agent[:256] if actor.user_agent else None,
+        amr=amr,
+        idp=idp,
     )
     ctx.store.create_session(session)
     return session, value.value

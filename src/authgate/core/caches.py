@@ -263,6 +263,31 @@ class KnownDocuments:
         return url in self._urls
 
 
+class UpstreamDocuments:
+    """Each upstream provider's discovery document and JWKS, as loaded (``upstream/discovery.py``
+    decides how long they are trusted and when to load them again)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[datetime, dict[str, Any]]] = {}
+
+    def get(self, key: tuple[str, str], now: datetime, ttl: timedelta) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+        return entry[1] if entry is not None and fresh(entry[0], now, ttl) else None
+
+    def put(self, key: tuple[str, str], now: datetime, document: dict[str, Any]) -> None:
+        with self._lock:
+            if len(self._entries) >= MAX_CACHED_CLIENTS:
+                self._entries.clear()
+            self._entries[key] = (now, document)
+
+    def forget(self, provider_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == provider_id]:
+                del self._entries[key]
+
+
 @dataclass(frozen=True, slots=True)
 class Caches:
     """Every cache of one node; ``services.py`` builds one per process."""
@@ -274,3 +299,4 @@ class Caches:
     client_keys: ClientKeys = field(default_factory=ClientKeys)
     known_documents: KnownDocuments = field(default_factory=KnownDocuments)
     registration_settings: TimedValue[RegistrationSettings] = field(default_factory=TimedValue)
+    upstream_documents: UpstreamDocuments = field(default_factory=UpstreamDocuments)

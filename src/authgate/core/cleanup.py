@@ -1,4 +1,5 @@
-"""Housekeeping: expired sessions, codes, tokens and spent grants go, in small batches.
+"""Housekeeping: expired sessions, codes, tokens, spent grants and upstream sign-ins in
+progress go, in small batches.
 
 Nothing here changes what any request sees: a row is deleted only ``retention`` after it
 expired (a grant once nothing refers to it any more), and every lookup already treats an

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from authgate.core.caches import Caches
 from authgate.core.models import ActorType
 from authgate.core.policy import Policy
-from authgate.core.ports import Clock, DocumentFetcher, Store
+from authgate.core.ports import Clock, DocumentFetcher, Store, UpstreamHttp
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,9 @@ class Context:
     fetcher: DocumentFetcher | None = None
     # This process's caches (core/caches.py), built by services.py; a second node has its own.
     caches: Caches = field(default_factory=Caches)
+    # Back-channel requests to upstream OpenID Providers (sign-in through them); None: no
+    # upstream sign-in on this node.
+    upstream: UpstreamHttp | None = None
 
 
 @dataclass(frozen=True, slots=True)

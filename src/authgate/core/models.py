@@ -314,3 +314,66 @@ class RegistrationSettings:
     document_hosts: tuple[str, ...] = ()
     document_denied_hosts: tuple[str, ...] = ()
     document_max_clients: int = 1000
+
+
+#: RFC 8176 §2 "fed"-style reference for a sign-in through an upstream OpenID Provider (the
+#: session's ``amr``; ``idp`` names the provider).
+FEDERATED_AMR = "fed"
+UpstreamKind = Literal["oidc"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamProvider:
+    """An upstream OpenID Provider people may sign in through (``core/upstream/``).
+
+    ``id`` is the slug in ``/login/upstream/{id}``. ``client_secret`` is sealed at rest like
+    a signing key's private half (``core/upstream/providers.py``); None for a public client.
+    ``allowed_domains``: email domains just-in-time creation accepts (empty: any);
+    ``required_claim``/``required_values``: a claim (a string or a list of strings) that must
+    hold one of the values for a new account; ``admin_claim``/``admin_values`` the same for
+    the administrator role."""
+
+    id: str
+    display_name: str
+    kind: UpstreamKind
+    issuer: str
+    client_id: str
+    client_secret: str | None
+    scopes: str
+    created_at: datetime
+    updated_at: datetime
+    allowed_domains: tuple[str, ...] = ()
+    link_by_verified_email: bool = False
+    jit_create: bool = False
+    required_claim: str | None = None
+    required_values: tuple[str, ...] = ()
+    admin_claim: str | None = None
+    admin_values: tuple[str, ...] = ()
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamIdentity:
+    """A person at an upstream provider (its ``iss`` via the provider, its ``sub``) linked to
+    a local user: the only key a sign-in is matched by."""
+
+    provider_id: str
+    subject: str
+    user_id: str
+    created_at: datetime
+    last_sign_in_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTransaction:
+    """One upstream sign-in in progress, kept where any node can finish the callback.
+    ``state_hash`` is the SHA-256 of the ``state`` sent to the provider (the value itself is
+    never stored); single use, consumed atomically, gone after ``expires_at``."""
+
+    state_hash: str
+    provider_id: str
+    nonce: str
+    code_verifier: str
+    return_to: str
+    created_at: datetime
+    expires_at: datetime

@@ -27,6 +27,9 @@ from authgate.core.models import (
     Resource,
     Session,
     SigningKey,
+    UpstreamIdentity,
+    UpstreamProvider,
+    UpstreamTransaction,
     User,
 )
 
@@ -62,6 +65,32 @@ class FetchBusyError(FetchError):
     """Not fetched because this node's fetches are at a limit (all fetch threads, or the
     fetches of that host or of that source network, are in flight): nothing was tried, so it
     says nothing about the document and is not remembered as its failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    """An upstream provider's answer to a back-channel request (token endpoint, UserInfo):
+    any status, since an OAuth error answer carries a JSON body too."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
+class UpstreamHttp(Protocol):
+    """Back-channel requests to an upstream OpenID Provider, on the same SSRF-safe, bounded
+    fetcher as client documents (https only, no redirects, a deadline, a size cap)."""
+
+    def get_json(self, url: str) -> FetchedDocument:
+        """GET a JSON document (discovery, JWKS): 200 and JSON, or FetchError."""
+        ...
+
+    def send(
+        self, method: str, url: str, *, headers: dict[str, str], form: dict[str, str] | None
+    ) -> HttpAnswer:
+        """One request (a form POST to the token endpoint, a GET of UserInfo with a bearer
+        token); the answer whatever its status, or FetchError when there is none."""
+        ...
 
 
 class DocumentFetcher(Protocol):
@@ -285,13 +314,16 @@ class RateLimitStore(Protocol):
 
 
 #: What the background cleanup deletes (``core/cleanup.py``), in the order it deletes them.
-ExpiredKind = Literal["sessions", "codes", "access_tokens", "refresh_tokens", "grants"]
+ExpiredKind = Literal[
+    "sessions", "codes", "access_tokens", "refresh_tokens", "grants", "upstream_transactions"
+]
 EXPIRED_KINDS: tuple[ExpiredKind, ...] = (
     "sessions",
     "codes",
     "access_tokens",
     "refresh_tokens",
     "grants",
+    "upstream_transactions",
 )
 
 
@@ -347,6 +379,41 @@ class FlowStore(Protocol):
         ...
 
 
+class UpstreamStore(Protocol):
+    """Sign-in through upstream OpenID Providers (core/upstream/)."""
+
+    def create_upstream_provider(self, provider: UpstreamProvider) -> None: ...
+    def get_upstream_provider(self, provider_id: str) -> UpstreamProvider | None: ...
+    def list_upstream_providers(self) -> Sequence[UpstreamProvider]:
+        """Every provider, by id."""
+        ...
+
+    def update_upstream_provider(self, provider: UpstreamProvider) -> None: ...
+    def delete_upstream_provider(self, provider_id: str) -> bool:
+        """Delete the provider with its identities and transactions."""
+        ...
+
+    def get_upstream_identity(self, provider_id: str, subject: str) -> UpstreamIdentity | None: ...
+    def list_upstream_identities(self, user_id: str) -> Sequence[UpstreamIdentity]: ...
+    def create_upstream_identity(self, identity: UpstreamIdentity) -> None:
+        """DuplicateKeyError if (provider, subject) is linked already."""
+        ...
+
+    def touch_upstream_identity(self, provider_id: str, subject: str, at: datetime) -> None: ...
+    def find_users_by_email(self, email: str) -> Sequence[User]:
+        """At most two users whose address is ``email`` (case-insensitive): enough to tell
+        one from several."""
+        ...
+
+    def create_upstream_transaction(self, transaction: UpstreamTransaction) -> None: ...
+    def consume_upstream_transaction(
+        self, state_hash: str, now: datetime
+    ) -> UpstreamTransaction | None:
+        """Atomically delete and return the unexpired transaction with ``state_hash``; None
+        if there is none (never made, expired, or consumed already, on any node)."""
+        ...
+
+
 class SettingsStore(Protocol):
     def get_setting(self, key: str) -> Any | None: ...
     def set_setting(self, key: str, value: Any) -> None: ...
@@ -366,6 +433,7 @@ class Store(
     CleanupStore,
     AuditStore,
     FlowStore,
+    UpstreamStore,
     SettingsStore,
     Protocol,
 ):

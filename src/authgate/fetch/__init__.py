@@ -9,5 +9,6 @@ it fetches on its own bounded threads (``pool.FetchPool``), never on a request's
 from authgate.fetch.addresses import AllowList, is_public
 from authgate.fetch.fetcher import HttpsFetcher
 from authgate.fetch.pool import FetchPool
+from authgate.fetch.upstream import UpstreamClient
 
-__all__ = ["AllowList", "FetchPool", "HttpsFetcher", "is_public"]
+__all__ = ["AllowList", "FetchPool", "HttpsFetcher", "UpstreamClient", "is_public"]

@@ -18,16 +18,17 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from authgate.core.ports import FetchedDocument, FetchError
+from authgate.core.ports import FetchedDocument, FetchError, HttpAnswer
 from authgate.fetch.addresses import AllowList, IPAddress, permitted
 from authgate.fetch.transport import PinnedTransport
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 USER_AGENT = "authgate (client metadata fetcher)"
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
@@ -90,6 +91,25 @@ class HttpsFetcher:
 
     def fetch(self, url: str, source: str | None = None) -> FetchedDocument:
         """``source`` is for the pool in front of this fetcher (``pool.FetchPool``)."""
+        headers = {"Accept": "application/json"}
+        return self._exchange("GET", url, headers, None, lambda r: self._read(url, r))
+
+    def send(
+        self, method: str, url: str, *, headers: dict[str, str], form: dict[str, str] | None
+    ) -> HttpAnswer:
+        """One back-channel request to an upstream OpenID Provider (a form POST to its token
+        endpoint, a GET of UserInfo) under the same rules; the answer whatever its status
+        (an OAuth error is a JSON body too), the body capped at ``max_bytes``."""
+        return self._exchange(method, url, headers, form, self._answer)
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        form: dict[str, str] | None,
+        read: Callable[[httpx.Response], T],
+    ) -> T:
         deadline = time.monotonic() + self.total_timeout
         try:
             parsed = httpx.URL(url)
@@ -106,19 +126,15 @@ class HttpsFetcher:
             raise FetchError("the server did not answer in time")
         timeout = httpx.Timeout(self.total_timeout, connect=self.connect_timeout)
         transport = PinnedTransport(host, addresses, self._ssl, deadline)
-        headers = {
-            "Accept": "application/json",
-            "Accept-Encoding": "identity",
-            "User-Agent": USER_AGENT,
-        }
+        sent = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **headers}
         try:
             with (
                 httpx.Client(
                     transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
                 ) as client,
-                client.stream("GET", url, headers=headers) as response,
+                client.stream(method, url, headers=sent, data=form) as response,
             ):
-                return self._read(url, response)
+                return read(response)
         except httpx.TimeoutException as exc:
             raise FetchError("the server did not answer in time") from exc
         except httpx.HTTPError as exc:
@@ -147,14 +163,7 @@ class HttpsFetcher:
                 raise FetchError("the host resolves to an address that may not be fetched")
         return [str(ip) for ip in dict.fromkeys(addresses)]
 
-    def _read(self, url: str, response: httpx.Response) -> FetchedDocument:
-        if 300 <= response.status_code < 400:
-            raise FetchError(f"the server answered with a redirect ({response.status_code})")
-        if response.status_code != 200:
-            raise FetchError(f"the server answered HTTP {response.status_code}")
-        content_type = response.headers.get("content-type", "")
-        if not is_json(content_type):
-            raise FetchError("the document is not served as application/json")
+    def _body(self, response: httpx.Response) -> bytes:
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise FetchError("the document must not be compressed")
@@ -166,9 +175,28 @@ class HttpsFetcher:
             body += chunk
             if len(body) > self.max_bytes:
                 raise FetchError(f"the document is larger than {self.max_bytes} bytes")
+        return bytes(body)
+
+    def _answer(self, response: httpx.Response) -> HttpAnswer:
+        if 300 <= response.status_code < 400:
+            raise FetchError(f"the server answered with a redirect ({response.status_code})")
+        return HttpAnswer(
+            status=response.status_code,
+            body=self._body(response),
+            content_type=response.headers.get("content-type", ""),
+        )
+
+    def _read(self, url: str, response: httpx.Response) -> FetchedDocument:
+        if 300 <= response.status_code < 400:
+            raise FetchError(f"the server answered with a redirect ({response.status_code})")
+        if response.status_code != 200:
+            raise FetchError(f"the server answered HTTP {response.status_code}")
+        content_type = response.headers.get("content-type", "")
+        if not is_json(content_type):
+            raise FetchError("the document is not served as application/json")
         return FetchedDocument(
             url=url,
-            body=bytes(body),
+            body=self._body(response),
             content_type=content_type,
             max_age=max_age(response.headers.get("cache-control")),
         )

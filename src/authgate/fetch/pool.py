@@ -26,8 +26,9 @@ import concurrent.futures
 import contextlib
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from authgate.core.ports import FetchBusyError, FetchedDocument, FetchError
@@ -37,6 +38,7 @@ REFUSALS: tuple[Refusal, ...] = ("threads", "host", "source")
 #: How much longer than the fetch deadline a caller waits for the fetcher's own answer (its
 #: timeout error names the cause better than ours).
 GRACE_SECONDS = 0.5
+T = TypeVar("T")
 BUSY = "the document could not be fetched now (too many fetches in progress); try again later"
 
 
@@ -48,12 +50,10 @@ class Fetcher(Protocol):
 
 @dataclass(slots=True)
 class _Job:
-    url: str
     host: str
     source: str | None
-    future: concurrent.futures.Future[FetchedDocument] = field(
-        default_factory=concurrent.futures.Future
-    )
+    call: Callable[[], Any]
+    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
 
 
 class FetchPool:
@@ -81,15 +81,22 @@ class FetchPool:
         return self._busy
 
     def fetch(self, url: str, source: str | None = None) -> FetchedDocument:
+        return self.run(url, source, lambda: self.fetcher.fetch(url, source))
+
+    def run(self, url: str, source: str | None, call: Callable[[], T]) -> T:
+        """Run ``call`` (one exchange with ``url``'s host, under the fetcher's deadline) on
+        the pool's threads, under the same caps as a document fetch: the back-channel
+        requests to an upstream OpenID Provider (``fetch/upstream.py``) go through here."""
         host = (urlsplit(url).hostname or "").lower()
         self._admit(host, source)
-        job = _Job(url, host, source)
+        job = _Job(host, source, call)
         self._start_threads()
         self._jobs.put(job)
         try:
-            return job.future.result(timeout=self.fetcher.total_timeout + GRACE_SECONDS)
+            result: T = job.future.result(timeout=self.fetcher.total_timeout + GRACE_SECONDS)
         except concurrent.futures.TimeoutError:
             raise FetchError("the server did not answer in time") from None
+        return result
 
     def _admit(self, host: str, source: str | None) -> None:
         with self._lock:
@@ -132,10 +139,10 @@ class FetchPool:
     def _work(self) -> None:
         while True:
             job = self._jobs.get()
-            document: FetchedDocument | None = None
+            document: Any = None
             error: BaseException | None = None
             try:
-                document = self.fetcher.fetch(job.url, job.source)
+                document = job.call()
             except BaseException as exc:  # handed to the caller, as an executor does
                 error = exc
             # Free the place first: a caller that fetches again once answered finds it free.
@@ -144,7 +151,7 @@ class FetchPool:
                 if error is not None:
                     job.future.set_exception(error)
                 else:
-                    job.future.set_result(document)  # type: ignore[arg-type]
+                    job.future.set_result(document)
             del job, document, error
 
 

@@ -15,9 +15,11 @@ from authgate.config import Settings
 
 SESSION = "authgate_session"
 LOGIN_CSRF = "authgate_login_csrf"
+# The ``state`` of this browser's upstream sign-in (core/upstream/transactions.py ``consume``).
+UPSTREAM_STATE = "authgate_upstream_state"
 HOST_PREFIX = "__Host-"
 # Over http a cookie may be narrower than the whole site; a __Host- cookie must have Path=/.
-_HTTP_PATHS = {LOGIN_CSRF: "/login"}
+_HTTP_PATHS = {LOGIN_CSRF: "/login", UPSTREAM_STATE: "/login/upstream"}
 
 
 def name(settings: Settings, base: str) -> str:

@@ -20,6 +20,11 @@ from authgate.core.errors import (
     TemporarilyUnavailableError,
 )
 from authgate.core.rate_limits import RateLimitedError
+from authgate.core.upstream.errors import (
+    UpstreamInvalidError,
+    UpstreamRefusedError,
+    UpstreamUnavailableError,
+)
 
 #: How many characters of the request id a person is asked to pass on (enough to find the
 #: request in the logs and its flow, short enough to read out).
@@ -37,7 +42,38 @@ _APP_PROBLEM = (
     "Go back to the app you came from and try connecting again. If it happens again, the app "
     "needs fixing: tell its developer, and give them the reference below."
 )
+_UPSTREAM_TODO = (
+    "Go back to the sign-in page and try again. If it happens again, contact the operator of "
+    "this service and give them the reference below."
+)
 _BY_KIND: tuple[tuple[type[OAuthError], Explanation], ...] = (
+    (
+        UpstreamUnavailableError,
+        Explanation(
+            "The identity provider is not answering",
+            "Signing you in needs the identity provider, and it could not be reached or did "
+            "not answer in time. Nothing was changed.",
+            "Try again in a minute. " + _UPSTREAM_TODO,
+        ),
+    ),
+    (
+        UpstreamInvalidError,
+        Explanation(
+            "The sign-in could not be verified",
+            "The answer from the identity provider could not be verified (it may have expired, "
+            "been used already, or not come from the provider), so you were not signed in.",
+            _UPSTREAM_TODO,
+        ),
+    ),
+    (
+        UpstreamRefusedError,
+        Explanation(
+            "You could not be signed in",
+            "The identity provider did not sign you in, or the account it vouched for may not "
+            "sign in to this service.",
+            _UPSTREAM_TODO,
+        ),
+    ),
     (
         InvalidClientError,
         Explanation(

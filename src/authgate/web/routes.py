@@ -29,6 +29,7 @@ from authgate.web.pages import (
     branding,
     connected,
     login,
+    upstream,
 )
 from authgate.web.protocol import (
     authorize,
@@ -95,6 +96,8 @@ def page_routes() -> list[Route]:
         Route("/", login.home, methods=["GET"]),
         Route("/login", login.login_get, methods=["GET"]),
         Route("/login", login.login_post, methods=["POST"]),
+        Route("/login/upstream/{provider}", upstream.start, methods=["POST"]),
+        Route("/login/upstream/{provider}/callback", upstream.callback, methods=["GET"]),
         Route("/logout", login.logout_get, methods=["GET"]),
         Route("/logout", login.logout_post, methods=["POST"]),
         Route("/branding.css", branding.stylesheet, methods=["GET"]),

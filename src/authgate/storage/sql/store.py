@@ -13,6 +13,7 @@ from authgate.storage.sql.store_keys import KeyQueries
 from authgate.storage.sql.store_limits import RateLimitQueries, ReplayQueries
 from authgate.storage.sql.store_resources import ResourceQueries
 from authgate.storage.sql.store_tokens import CodeQueries, TokenQueries
+from authgate.storage.sql.store_upstream import UpstreamQueries
 from authgate.storage.sql.store_users import ApiTokenQueries, SessionQueries, UserQueries
 
 
@@ -31,6 +32,7 @@ class SqlStore(
     CleanupQueries,
     AuditQueries,
     FlowQueries,
+    UpstreamQueries,
     SettingQueries,
 ):
     """Every method is one transaction; see ``SqlBase`` for the exceptions it may raise."""

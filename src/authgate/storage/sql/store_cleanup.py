@@ -19,6 +19,7 @@ from authgate.storage.sql.tables import (
     grants,
     refresh_tokens,
     sessions,
+    upstream_transactions,
 )
 
 _EXPIRING: dict[str, Table] = {
@@ -26,6 +27,7 @@ _EXPIRING: dict[str, Table] = {
     "codes": authorization_codes,
     "access_tokens": access_tokens,
     "refresh_tokens": refresh_tokens,
+    "upstream_transactions": upstream_transactions,
 }
 
 

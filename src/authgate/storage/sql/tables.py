@@ -352,3 +352,55 @@ client_changes = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("generation", BigInteger, nullable=False),
 )
+
+# Upstream OpenID Providers people sign in through (0009). ``client_secret`` is sealed with a
+# key derived from AUTHGATE_SECRET_KEY (core/upstream/providers.py), never stored in clear.
+upstream_providers = Table(
+    "upstream_providers",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("display_name", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("issuer", String, nullable=False),
+    Column("client_id", String, nullable=False),
+    Column("client_secret", Text, nullable=True),
+    Column("scopes", String, nullable=False),
+    Column("allowed_domains", PortableJSON, nullable=False),
+    Column("link_by_verified_email", Boolean, nullable=False),
+    Column("jit_create", Boolean, nullable=False),
+    Column("required_claim", String, nullable=True),
+    Column("required_values", PortableJSON, nullable=False),
+    Column("admin_claim", String, nullable=True),
+    Column("admin_values", PortableJSON, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# A person at an upstream provider linked to a local user: matched by (provider, subject) only.
+upstream_identities = Table(
+    "upstream_identities",
+    metadata,
+    Column("provider_id", String, _fk("upstream_providers.id"), nullable=False),
+    Column("subject", String, nullable=False),
+    Column("user_id", String, _fk("users.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_sign_in_at", UTCDateTime, nullable=True),
+    PrimaryKeyConstraint("provider_id", "subject"),
+    Index("ix_upstream_identities_user_id", "user_id"),
+)
+
+# Upstream sign-ins in progress: single use (deleted when the callback consumes them), and
+# purged by the background cleanup once expired. Only a SHA-256 of ``state`` is stored.
+upstream_transactions = Table(
+    "upstream_transactions",
+    metadata,
+    Column("state_hash", String, primary_key=True),
+    Column("provider_id", String, _fk("upstream_providers.id"), nullable=False),
+    Column("nonce", String, nullable=False),
+    Column("code_verifier", String, nullable=False),
+    Column("return_to", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_upstream_transactions_expires_at", "expires_at"),
+)

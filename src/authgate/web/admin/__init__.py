@@ -20,6 +20,7 @@ from authgate.web.admin import (
     resources,
     settings,
     tokens,
+    upstream,
     users,
 )
 
@@ -34,5 +35,6 @@ router.include_router(audit.router)
 router.include_router(flows.router)
 router.include_router(settings.router)
 router.include_router(client_profiles.router)
+router.include_router(upstream.router)
 
 __all__ = ["router"]

@@ -10,11 +10,12 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from authgate.core import accounts, consent, id_tokens, rate_limits
+from authgate.core import accounts, consent, id_tokens, rate_limits, redirect_uris
 from authgate.core import flows as core_flows
 from authgate.core.context import Actor
 from authgate.core.models import User
 from authgate.core.rate_limits import RateLimitedError
+from authgate.core.upstream import providers as upstream_providers
 from authgate.crypto.secrets import constant_time_equal
 from authgate.web import cookies, deps, explanations, flows
 from authgate.web.middleware import note
@@ -36,7 +37,7 @@ def safe_return_to(value: str | None) -> str:
     return value
 
 
-def _login_page(
+async def _login_page(
     request: Request,
     return_to: str,
     *,
@@ -48,18 +49,26 @@ def _login_page(
     """The sign-in form; ``refused``: the reason code of a refusal core did not record;
     ``username``: the name the form is filled with (the OIDC ``login_hint``)."""
     token = secrets.token_urlsafe(32)
+    buttons = await run_in_threadpool(upstream_providers.enabled_providers, deps.ctx_of(request))
     context: dict[str, object] = {
         "return_to": return_to,
         "csrf_token": token,
         "error": error,
         "username": username,
+        # One button per enabled upstream provider; the form unless the operator switched it off.
+        "providers": [(p.id, p.display_name) for p in buttons],
+        "password_form": deps.settings_of(request).password_sign_in,
     }
     if error is not None:
         # The reference that finds this attempt in the flow of the authorization it serves.
         context["reference"] = explanations.reference(deps.request_id(request))
     if refused is not None:
         core_flows.step("sign_in", "refused", refused)
-    response = render(request, "login.html", context, status=status)
+    # CSP form-action must allow the redirect that follows a provider's button: its issuer's
+    # origin (where the authorization endpoints of the providers in the field live).
+    origins = [redirect_uris.ascii_origin(p.issuer) for p in buttons]
+    form_action = " ".join(["'self'", *dict.fromkeys(o for o in origins if o)])
+    response = render(request, "login.html", context, status=status, form_action=form_action)
     cookies.put(response, deps.settings_of(request), cookies.LOGIN_CSRF, token)
     return response
 
@@ -79,7 +88,7 @@ def _sign_in(request: Request, actor: Actor, username: str, password: str) -> Us
     )
 
 
-def _slowed_down(request: Request, return_to: str, exc: RateLimitedError) -> Response:
+async def _slowed_down(request: Request, return_to: str, exc: RateLimitedError) -> Response:
     minutes = max(1, -(-exc.retry_after // 60))
     if isinstance(exc, accounts.SignInBusyError):
         error = "Too many sign-ins are being checked right now. Please try again in a moment."
@@ -88,7 +97,9 @@ def _slowed_down(request: Request, return_to: str, exc: RateLimitedError) -> Res
             "Too many sign-in attempts. Please wait "
             f"{'a minute' if minutes == 1 else f'{minutes} minutes'} and try again."
         )
-    response = _login_page(request, return_to, error=error, status=429, refused="rate_limited")
+    response = await _login_page(
+        request, return_to, error=error, status=429, refused="rate_limited"
+    )
     response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
@@ -100,7 +111,7 @@ async def login_get(request: Request) -> Response:
     if who is not None and request.query_params.get("prompt") != "login":
         return RedirectResponse(return_to, status_code=302)
     hint = id_tokens.check_login_hint(request.query_params.get("login_hint"))
-    return _login_page(request, return_to, error=None, status=200, username=hint or "")
+    return await _login_page(request, return_to, error=None, status=200, username=hint or "")
 
 
 async def login_post(request: Request) -> Response:
@@ -119,7 +130,14 @@ async def _login_post(request: Request, form: FormData, return_to: str) -> Respo
     sent = str(form.get("csrf_token") or "")
     if not cookie or not constant_time_equal(cookie, sent):
         expired = "Your sign-in form expired. Please try again."
-        return _login_page(request, return_to, error=expired, status=403, refused="sign_in_failed")
+        return await _login_page(
+            request, return_to, error=expired, status=403, refused="sign_in_failed"
+        )
+    if not deps.settings_of(request).password_sign_in:
+        off = "Signing in with a password is switched off here."
+        return await _login_page(
+            request, return_to, error=off, status=403, refused="sign_in_failed"
+        )
     ctx = deps.ctx_of(request)
     actor = deps.actor_of(request)
     username = str(form.get("username") or "")
@@ -127,15 +145,18 @@ async def _login_post(request: Request, form: FormData, return_to: str) -> Respo
     if "\x00" in username or "\x00" in password:
         # No account has one, and PostgreSQL refuses NUL in text: fail like a wrong password.
         wrong = "Incorrect username or password."
-        return _login_page(request, return_to, error=wrong, status=401, refused="sign_in_failed")
+        return await _login_page(
+            request, return_to, error=wrong, status=401, refused="sign_in_failed"
+        )
     try:
         accounts.refuse_sign_in_if_busy()  # before any counting, lookup or thread
         user = await run_in_threadpool(_sign_in, request, actor, username, password)
     except RateLimitedError as exc:
-        return _slowed_down(request, return_to, exc)
+        return await _slowed_down(request, return_to, exc)
     if user is None:
         # The same words whether the account exists or not.
-        return _login_page(request, return_to, error="Incorrect username or password.", status=401)
+        wrong = "Incorrect username or password."
+        return await _login_page(request, return_to, error=wrong, status=401)
     note(request, user_id=user.id)
     _, value = await run_in_threadpool(accounts.start_session, ctx, actor.as_user(user.id), user)
     response = RedirectResponse(return_to, status_code=303)

@@ -1,0 +1,144 @@
+"""``authgate upstream``: list, add, change and remove the upstream OpenID Providers people
+sign in through.
+
+The same ``core.upstream.providers`` functions as ``/api/v2/upstream-providers``, acting as
+``system``; ``--json`` prints the API's JSON shapes. The client secret is read from standard
+input (``--client-secret-stdin``), never from an argument that process lists would show, and
+is never printed.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from authgate.cli.common import emit, fields, json_option, open_context, table
+from authgate.core.context import SYSTEM
+from authgate.core.upstream import providers as core
+from authgate.schemas.upstream import UpstreamProviderOut
+
+
+@click.group()
+def upstream() -> None:
+    """Upstream OpenID Providers: sign-in through the organisation's identity provider."""
+
+
+def _describe(out: UpstreamProviderOut) -> str:
+    return fields(
+        [
+            ("ID", out.id),
+            ("Button", out.display_name),
+            ("Issuer", out.issuer),
+            ("Client ID", out.client_id),
+            ("Client secret", "(stored)" if out.has_client_secret else "(none: public client)"),
+            ("Scopes", out.scopes),
+            ("Redirect path", out.redirect_path),
+            ("Allowed domains", ", ".join(out.allowed_domains) or "(any)"),
+            ("Link by verified email", out.link_by_verified_email),
+            ("Create users", out.jit_create),
+            ("Required claim", _claim(out.required_claim, out.required_values)),
+            ("Admin claim", _claim(out.admin_claim, out.admin_values)),
+            ("Enabled", out.enabled),
+        ]
+    )
+
+
+def _claim(claim: str | None, values: list[str]) -> str:
+    return f"{claim} in {', '.join(values)}" if claim else "(none)"
+
+
+def _emit(as_json: bool, out: UpstreamProviderOut, heading: str = "") -> None:
+    emit(as_json, out.model_dump(mode="json"), lambda: heading + _describe(out))
+
+
+def _secret(from_stdin: bool) -> str | None:
+    return sys.stdin.readline().strip() if from_stdin else None
+
+
+def _rules(**options: Any) -> dict[str, Any]:
+    """The options given (None and empty tuples are "not given")."""
+    return {k: v for k, v in options.items() if v is not None and v != ()}
+
+
+_OPTIONS = [
+    click.option("--display-name", default=None, help="What the sign-in button says."),
+    click.option("--issuer", default=None, help="The provider's issuer (https URL)."),
+    click.option("--client-id", default=None, help="authgate's client id at the provider."),
+    click.option("--client-secret-stdin", is_flag=True, help="Read the client secret from stdin."),
+    click.option("--scopes", default=None, help='Space-separated, with "openid".'),
+    click.option("--allowed-domain", "allowed_domains", multiple=True, help="Repeat for several."),
+    click.option("--link-by-verified-email/--no-link-by-verified-email", default=None),
+    click.option("--create-users/--no-create-users", "jit_create", default=None),
+    click.option("--required-claim", default=None, help="A claim a new user must have."),
+    click.option("--required-value", "required_values", multiple=True),
+    click.option("--admin-claim", default=None, help="The claim that makes an administrator."),
+    click.option("--admin-value", "admin_values", multiple=True),
+    click.option("--enabled/--disabled", default=None),
+]
+
+
+def _with_options(command: Any) -> Any:
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return command
+
+
+@upstream.command(name="list")
+@json_option
+def list_providers(as_json: bool) -> None:
+    """List the upstream providers."""
+    out = [UpstreamProviderOut.of(p) for p in open_context().store.list_upstream_providers()]
+    rows = [[p.id, p.display_name, p.issuer, "yes" if p.enabled else "no"] for p in out]
+    emit(
+        as_json,
+        [p.model_dump(mode="json") for p in out],
+        lambda: table(["ID", "BUTTON", "ISSUER", "ENABLED"], rows),
+    )
+
+
+@upstream.command()
+@click.argument("provider_id")
+@_with_options
+@json_option
+def add(provider_id: str, client_secret_stdin: bool, as_json: bool, **options: Any) -> None:
+    """Add a provider PROVIDER_ID (--display-name, --issuer and --client-id are required)."""
+    given = _rules(**options)
+    missing = [n for n in ("display_name", "issuer", "client_id") if n not in given]
+    if missing:
+        raise click.UsageError(f"missing --{missing[0].replace('_', '-')}")
+    spec = core.ProviderSpec(id=provider_id, client_secret=_secret(client_secret_stdin), **given)
+    provider = core.create_provider(open_context(), SYSTEM, spec)
+    _emit(as_json, UpstreamProviderOut.of(provider), "Added upstream provider.\n")
+
+
+@upstream.command()
+@click.argument("provider_id")
+@_with_options
+@click.option("--no-client-secret", is_flag=True, help="Remove the stored client secret.")
+@json_option
+def update(
+    provider_id: str,
+    client_secret_stdin: bool,
+    no_client_secret: bool,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Change a provider: only the options given change."""
+    changes = _rules(**options)
+    if client_secret_stdin and no_client_secret:
+        raise click.UsageError("--no-client-secret cannot be combined with --client-secret-stdin")
+    if client_secret_stdin or no_client_secret:
+        changes["client_secret"] = _secret(client_secret_stdin) or ""
+    provider = core.update_provider(open_context(), SYSTEM, provider_id, changes)
+    _emit(as_json, UpstreamProviderOut.of(provider), "Updated upstream provider.\n")
+
+
+@upstream.command()
+@click.argument("provider_id")
+@json_option
+def remove(provider_id: str, as_json: bool) -> None:
+    """Remove a provider and the identities linked through it (the users stay)."""
+    core.delete_provider(open_context(), SYSTEM, provider_id)
+    emit(as_json, {"id": provider_id, "deleted": True}, f"Removed upstream provider {provider_id}.")

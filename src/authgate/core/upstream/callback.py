@@ -1,0 +1,175 @@
+"""The authorization response from an upstream provider, the code exchange and UserInfo
+(OpenID Connect Core 1.0 §3.1.2.5-§3.1.3, §5.3; RFC 9207).
+
+Order matters: the transaction is consumed first (a replayed or forged callback stops there,
+before any request leaves authgate), then the response's ``iss`` (mix-up defence), then the
+provider's own error, then the exchange and the ID token.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from authgate.core.context import Context
+from authgate.core.models import UpstreamProvider
+from authgate.core.ports import FetchError, HttpAnswer
+from authgate.core.upstream import discovery, id_token, providers, transactions
+from authgate.core.upstream.errors import (
+    UpstreamInvalidError,
+    UpstreamRefusedError,
+    UpstreamUnavailableError,
+)
+from authgate.crypto.encryption import DecryptionError
+
+_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
+#: Claims UserInfo is asked for when the ID token lacks them.
+PROFILE_CLAIMS = ("email", "name")
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """Who the provider vouched for: the verified ID token's claims, completed by UserInfo."""
+
+    provider: UpstreamProvider
+    claims: dict[str, Any]
+    return_to: str
+
+
+def _check_issuer(provider: UpstreamProvider, meta: dict[str, Any], sent: str | None) -> None:
+    # RFC 9207 §2.4: "Clients that support this specification MUST extract the value of the iss
+    # parameter from authorization responses they receive if the parameter is present. Clients
+    # MUST then decode the value ... and compare the result to the issuer identifier of the
+    # authorization server where the authorization request was sent to."  And when the metadata
+    # says authorization_response_iss_parameter_supported, a response without it is refused.
+    required = meta.get("authorization_response_iss_parameter_supported") is True
+    if sent is None and not required:
+        return
+    if sent != provider.issuer:
+        raise UpstreamInvalidError(
+            "The answer did not come from the identity provider you were sent to.",
+            reason="issuer_mismatch",
+            debug="iss missing" if sent is None else f"iss {sent[:200]!r}",
+        )
+
+
+def _provider_error(params: Mapping[str, str]) -> UpstreamRefusedError:
+    code = params.get("error", "")
+    shown = code if _ERROR_CODE.fullmatch(code) else "error"
+    return UpstreamRefusedError(
+        f"The identity provider did not sign you in ({shown}).",
+        reason="provider_error",
+        debug=f"error_description {params.get('error_description', '')[:200]!r}",
+    )
+
+
+def _client_auth(
+    ctx: Context, provider: UpstreamProvider, meta: dict[str, Any]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(headers, form fields) that authenticate authgate at the token endpoint."""
+    try:
+        secret = providers.client_secret(ctx, provider)
+    except DecryptionError as exc:  # AUTHGATE_SECRET_KEY changed since it was sealed
+        raise UpstreamUnavailableError(discovery.DOWN, debug="client secret unreadable") from exc
+    if secret is None:
+        return {}, {"client_id": provider.client_id}
+    methods = meta.get("token_endpoint_auth_methods_supported", ["client_secret_basic"])
+    if isinstance(methods, list) and "client_secret_basic" not in methods:
+        return {}, {"client_id": provider.client_id, "client_secret": secret}
+    # RFC 6749 §2.3.1: both parts form-encoded before they are joined and base64-encoded.
+    pair = f"{quote(provider.client_id, safe='')}:{quote(secret, safe='')}"
+    return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}, {}
+
+
+def _json(answer: HttpAnswer) -> dict[str, Any]:
+    try:
+        value = json.loads(answer.body)
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _send(
+    ctx: Context, method: str, url: str, headers: dict[str, str], form: dict[str, str] | None
+) -> HttpAnswer:
+    if ctx.upstream is None:
+        raise UpstreamUnavailableError(discovery.DOWN, debug="no upstream HTTP client")
+    try:
+        return ctx.upstream.send(method, url, headers=headers, form=form)
+    except FetchError as exc:
+        raise UpstreamUnavailableError(discovery.DOWN, debug=f"{url}: {exc}") from exc
+
+
+def exchange(
+    ctx: Context, provider: UpstreamProvider, meta: dict[str, Any], code: str, verifier: str
+) -> dict[str, Any]:
+    """§3.1.3.1-§3.1.3.3: the token response, with an ``id_token`` and ``token_type`` Bearer."""
+    headers, form = _client_auth(ctx, provider, meta)
+    form |= {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": transactions.redirect_uri(ctx, provider.id),
+        "code_verifier": verifier,
+    }
+    headers |= {"Accept": "application/json"}
+    answer = _send(ctx, "POST", str(meta["token_endpoint"]), headers, form)
+    body = _json(answer)
+    if answer.status >= 500:
+        raise UpstreamUnavailableError(discovery.DOWN, debug=f"token endpoint {answer.status}")
+    if answer.status != 200 or not isinstance(body.get("id_token"), str):
+        error = body.get("error")
+        raise UpstreamRefusedError(
+            "The identity provider did not complete the sign-in.",
+            reason="token_exchange_failed",
+            debug=f"HTTP {answer.status}, error {str(error)[:64]!r}",
+        )
+    return body
+
+
+def _userinfo(
+    ctx: Context, meta: dict[str, Any], tokens: dict[str, Any], claims: dict[str, Any]
+) -> dict[str, Any]:
+    """§5.3.2: "The sub Claim in the UserInfo Response MUST be verified to exactly match the
+    sub Claim in the ID Token; if they do not match, the UserInfo Response values MUST NOT be
+    used." Fetched only when the ID token lacks a profile claim and the provider has UserInfo."""
+    endpoint = meta.get("userinfo_endpoint")
+    access = tokens.get("access_token")
+    if all(name in claims for name in PROFILE_CLAIMS) or not isinstance(access, str):
+        return {}
+    if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
+        return {}
+    headers = {"Authorization": f"Bearer {access}", "Accept": "application/json"}
+    answer = _send(ctx, "GET", endpoint, headers, None)
+    info = _json(answer)
+    if answer.status != 200 or info.get("sub") != claims["sub"]:
+        raise UpstreamInvalidError(
+            id_token.BAD, reason="userinfo_invalid", debug=f"UserInfo HTTP {answer.status}"
+        )
+    return info
+
+
+def handle(
+    ctx: Context, provider_id: str, params: Mapping[str, str], browser_state: str | None
+) -> Authenticated:
+    """The callback's query, checked in order (module doc); who the provider vouched for."""
+    transaction = transactions.consume(ctx, provider_id, params.get("state"), browser_state)
+    provider = transactions.usable_provider(ctx, provider_id)
+    meta = discovery.metadata(ctx, provider)
+    _check_issuer(provider, meta, params.get("iss"))
+    if "error" in params:
+        raise _provider_error(params)
+    code = params.get("code")
+    if not code or len(code) > 4096:
+        raise UpstreamInvalidError(
+            id_token.BAD, reason="token_exchange_failed", debug="no code in the response"
+        )
+    tokens = exchange(ctx, provider, meta, code, transaction.code_verifier)
+    claims = id_token.verify(ctx, provider, tokens["id_token"], transaction.nonce)
+    info = _userinfo(ctx, meta, tokens, claims)
+    merged = {**{k: v for k, v in info.items() if k not in claims}, **claims}
+    return Authenticated(provider, merged, transaction.return_to)

@@ -1,0 +1,116 @@
+"""JSON shapes of the upstream providers (``/api/v2/upstream-providers``), shared with
+``authgate upstream``. The client secret is write-only: sent in, never sent back
+(``has_client_secret`` says whether one is stored)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from authgate.core.models import UpstreamProvider
+from authgate.core.upstream.discovery import discovery_url
+from authgate.core.upstream.transactions import callback_path
+
+
+class UpstreamProviderOut(BaseModel):
+    id: str = Field(description="The slug in `/login/upstream/{id}`")
+    display_name: str = Field(description="What the sign-in page's button says")
+    kind: Literal["oidc"]
+    issuer: str = Field(description="The provider's issuer, byte for byte as its metadata says")
+    client_id: str
+    has_client_secret: bool = Field(description="A client secret is stored (never shown)")
+    scopes: str
+    allowed_domains: list[str]
+    link_by_verified_email: bool
+    jit_create: bool
+    required_claim: str | None
+    required_values: list[str]
+    admin_claim: str | None
+    admin_values: list[str]
+    enabled: bool
+    redirect_path: str = Field(
+        description="The path of the redirect URI to register at the provider (after the issuer)"
+    )
+    discovery_url: str
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, provider: UpstreamProvider) -> UpstreamProviderOut:
+        return cls(
+            id=provider.id,
+            display_name=provider.display_name,
+            kind=provider.kind,
+            issuer=provider.issuer,
+            client_id=provider.client_id,
+            has_client_secret=provider.client_secret is not None,
+            scopes=provider.scopes,
+            allowed_domains=list(provider.allowed_domains),
+            link_by_verified_email=provider.link_by_verified_email,
+            jit_create=provider.jit_create,
+            required_claim=provider.required_claim,
+            required_values=list(provider.required_values),
+            admin_claim=provider.admin_claim,
+            admin_values=list(provider.admin_values),
+            enabled=provider.enabled,
+            redirect_path=callback_path(provider.id),
+            discovery_url=discovery_url(provider.issuer),
+            created_at=provider.created_at,
+            updated_at=provider.updated_at,
+        )
+
+
+class UpstreamProviderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="1-40 of a-z, 0-9 and '-'")
+    display_name: str
+    kind: Literal["oidc"] = "oidc"
+    issuer: str = Field(description="An https URL without query or fragment")
+    client_id: str
+    client_secret: str | None = Field(None, description="Write-only; omit for a public client")
+    scopes: str = Field("openid email profile", description="Must include `openid`")
+    allowed_domains: list[str] = Field(default_factory=list)
+    link_by_verified_email: bool = False
+    jit_create: bool = False
+    required_claim: str | None = None
+    required_values: list[str] = Field(default_factory=list)
+    admin_claim: str | None = None
+    admin_values: list[str] = Field(default_factory=list)
+    enabled: bool = True
+
+    def spec_values(self) -> dict[str, Any]:
+        return _tuples(self.model_dump())
+
+
+class UpstreamProviderUpdate(BaseModel):
+    """Change a provider: an omitted field keeps its stored value; `client_secret` "" removes
+    the stored secret."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: str | None = None
+    issuer: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    scopes: str | None = None
+    allowed_domains: list[str] | None = None
+    link_by_verified_email: bool | None = None
+    jit_create: bool | None = None
+    required_claim: str | None = None
+    required_values: list[str] | None = None
+    admin_claim: str | None = None
+    admin_values: list[str] | None = None
+    enabled: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        """The fields sent; null claims (``required_claim``, ``admin_claim``) clear them."""
+        sent = self.model_dump(include=self.model_fields_set)
+        clearable = {"required_claim", "admin_claim"}
+        return _tuples({k: v for k, v in sent.items() if v is not None or k in clearable})
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}

@@ -1,0 +1,69 @@
+"""``authgate upstream``, run in-process on a temporary data directory: what it prints (text
+and ``--json``, the API's shapes), the secret read from stdin, sealed, never printed, and the
+audit events it leaves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from authgate.core.models import AuditQuery
+from authgate.storage import SqlStore
+from tests.cli.conftest import Cli
+
+SECRET = "cli-upstream-secret-value"
+ISSUER = "https://login.example.com/tenant"
+
+
+def test_add_list_update_remove(migrated: Cli, store: SqlStore) -> None:
+    added = migrated.json(
+        "upstream", "add", "corp", "--display-name", "Corp SSO", "--issuer", ISSUER,
+        "--client-id", "authgate", "--client-secret-stdin", "--create-users",
+        "--allowed-domain", "Example.COM", "--admin-claim", "groups", "--admin-value", "admins",
+        input=SECRET + "\n",
+    )  # fmt: skip
+    assert added["id"] == "corp" and added["has_client_secret"] is True
+    assert added["allowed_domains"] == ["example.com"] and added["jit_create"] is True
+    assert added["redirect_path"] == "/login/upstream/corp/callback"
+    assert added["discovery_url"] == ISSUER + "/.well-known/openid-configuration"
+    assert SECRET not in json.dumps(added)
+    stored = store.get_upstream_provider("corp")
+    assert stored is not None and stored.client_secret and SECRET not in stored.client_secret
+
+    listed = migrated.ok("upstream", "list").stdout
+    assert "corp" in listed and "Corp SSO" in listed and SECRET not in listed
+
+    changed = migrated.json("upstream", "update", "corp", "--disabled", "--no-client-secret")
+    assert changed["enabled"] is False and changed["has_client_secret"] is False
+    text = migrated.ok("upstream", "update", "corp", "--scopes", "openid email").stdout
+    assert "Updated upstream provider." in text and "openid email" in text
+
+    bad = migrated.fails("upstream", "update", "corp", "--scopes", "email")
+    assert "openid" in bad.stderr
+    missing = migrated.fails("upstream", "add", "x", "--issuer", ISSUER, code=2)
+    assert "--display-name" in missing.stderr
+
+    assert migrated.json("upstream", "remove", "corp") == {"id": "corp", "deleted": True}
+    assert store.get_upstream_provider("corp") is None
+    migrated.fails("upstream", "remove", "corp")
+    events, _ = store.list_audit(AuditQuery(limit=50))
+    actions = [e.action for e in events if e.action.startswith("upstream_provider.")]
+    assert actions == ["upstream_provider.deleted"] + ["upstream_provider.updated"] * 2 + [
+        "upstream_provider.created"
+    ]
+    assert SECRET not in json.dumps([e.details for e in events])
+
+
+def test_settings_never_print_an_upstream_client_secret(
+    env: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configured = [{"id": "corp", "issuer": ISSUER, "client_secret": SECRET}]
+    monkeypatch.setenv("AUTHGATE_UPSTREAM_PROVIDERS", json.dumps(configured))
+    shown = env.json("settings")["upstream_providers"]
+    assert json.loads(shown) == [
+        {"id": "corp", "issuer": ISSUER, "client_secret": "(set, redacted)"}
+    ]
+    assert SECRET not in env.ok("settings").stdout
+    monkeypatch.setenv("AUTHGATE_UPSTREAM_PROVIDERS", '[{"client_secret": "' + SECRET + '"')
+    assert env.json("settings")["upstream_providers"] == "(set, not valid JSON)"
