@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from authgate.crypto import ids
 
@@ -238,6 +239,28 @@ def authorization_flow_id(key: bytes, pairs: Iterable[tuple[str, str]]) -> str:
     canonical = "&".join(f"{k}={v}" for k, v in sorted(pairs))
     digest = hmac.new(key, b"authgate-flow:" + canonical.encode(), hashlib.sha256).hexdigest()
     return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
+#: Added to an authorization request's query by the sign-in step (``web/protocol/authorize.py``);
+#: not part of the request, so not part of its flow id.
+LOGIN_MARKER = "authgate_login"
+
+
+def authorization_flow_of(key: bytes, pairs: Iterable[tuple[str, str]]) -> str:
+    """The flow id of the authorization request with these query parameters (the sign-in
+    marker left out)."""
+    return authorization_flow_id(key, [(k, v) for k, v in pairs if k != LOGIN_MARKER])
+
+
+def flow_of_return_to(key: bytes, return_to: str | None) -> str | None:
+    """The authorization flow a sign-in returns to (a local ``/oauth2/authorize`` URL), if it
+    returns to one: the password form's and an upstream provider's sign-ins alike."""
+    if not return_to:
+        return None
+    parts = urlsplit(return_to)
+    if parts.path != "/oauth2/authorize" or parts.netloc:
+        return None
+    return authorization_flow_of(key, parse_qsl(parts.query, keep_blank_values=True))
 
 
 def reference_of(request_id: str | None) -> str | None:

@@ -13,7 +13,6 @@ import contextlib
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from starlette.requests import HTTPConnection
 
@@ -24,9 +23,7 @@ from authgate.crypto import ids
 from authgate.web import deps
 from authgate.web.flow_writer import FlowWriter
 
-#: Added to an authorization request's query by the sign-in step (``protocol/authorize.py``);
-#: not part of the request, so not part of its flow id.
-LOGIN_MARKER = "authgate_login"
+LOGIN_MARKER = flows.LOGIN_MARKER
 
 
 def writer_of(conn: HTTPConnection) -> FlowWriter | None:
@@ -36,18 +33,12 @@ def writer_of(conn: HTTPConnection) -> FlowWriter | None:
 
 def authorization_flow(conn: HTTPConnection, pairs: Iterable[tuple[str, str]]) -> str:
     """The flow id of the authorization request with these query parameters."""
-    own = [(k, v) for k, v in pairs if k != LOGIN_MARKER]
-    return flows.authorization_flow_id(deps.ctx_of(conn).secret_key, own)
+    return flows.authorization_flow_of(deps.ctx_of(conn).secret_key, pairs)
 
 
 def flow_of_return_to(conn: HTTPConnection, return_to: str | None) -> str | None:
     """The authorization flow a sign-in page returns to, if it returns to one."""
-    if not return_to:
-        return None
-    parts = urlsplit(return_to)
-    if parts.path != "/oauth2/authorize" or parts.netloc:
-        return None
-    return authorization_flow(conn, parse_qsl(parts.query, keep_blank_values=True))
+    return flows.flow_of_return_to(deps.ctx_of(conn).secret_key, return_to)
 
 
 @contextlib.contextmanager
@@ -57,10 +48,13 @@ def tracing(
     flow_id: str | None = None,
     client_id: str | None = None,
     bounded: bool = False,
+    tied_only: bool = False,
 ) -> Iterator[Trace | None]:
     """Record this request's steps (when flows are on); on the way out, submit them.
     ``bounded``: a refusal is subject to the writer's flood bound even when tied to a flow
-    (an endpoint without a rate limit, that a client may call in a loop)."""
+    (an endpoint without a rate limit, that a client may call in a loop). ``tied_only``: the
+    steps are kept only if the request was tied to a flow on the way (an upstream provider's
+    callback, whose authorization request is known only once its transaction is)."""
     writer = writer_of(conn)
     if writer is None:
         yield None
@@ -74,7 +68,8 @@ def tracing(
         raise
     finally:
         flows.end(token)
-        submit(conn, writer, trace, bounded=bounded)
+        if trace.flow_id is not None or not tied_only:
+            submit(conn, writer, trace, bounded=bounded)
 
 
 def refused(kind: StepKind, exc: OAuthError, **detail: Any) -> str | None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from authgate.core import flows
 from authgate.core.context import Context
 from authgate.core.models import UpstreamProvider
 from authgate.core.ports import FetchError, HttpAnswer
@@ -158,6 +159,8 @@ def handle(
 ) -> Authenticated:
     """The callback's query, checked in order (module doc); who the provider vouched for."""
     transaction = transactions.consume(ctx, provider_id, params.get("state"), browser_state)
+    # From here on, the sign-in is a step of the authorization it returns to (if any).
+    flows.note(flow_id=flows.flow_of_return_to(ctx.secret_key, transaction.return_to))
     provider = transactions.usable_provider(ctx, provider_id)
     meta = discovery.metadata(ctx, provider)
     _check_issuer(provider, meta, params.get("iss"))

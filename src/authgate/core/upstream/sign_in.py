@@ -50,7 +50,7 @@ def _refused(
         target_id=provider_id if providers.is_id(provider_id) else None,
         reason=exc.reason,
     )
-    flows.step("sign_in", "refused", "sign_in_failed")
+    flows.step("sign_in", "refused", "sign_in_failed", provider=provider_id, why=exc.reason)
 
 
 def finish(
@@ -80,5 +80,5 @@ def finish(
         idp=issuer,
     )
     flows.note(user_id=user.id)
-    flows.step("sign_in")
+    flows.step("sign_in", provider=provider_id, idp=issuer)
     return SignedIn(user, session, cookie, done.return_to)

@@ -15,7 +15,7 @@ from authgate.core.errors import OAuthError
 from authgate.core.upstream import sign_in
 from authgate.core.upstream.transactions import TTL
 from authgate.crypto.secrets import constant_time_equal
-from authgate.web import cookies, deps
+from authgate.web import cookies, deps, flows
 from authgate.web.errors import error_page
 from authgate.web.middleware import note
 from authgate.web.pages.login import safe_return_to
@@ -41,10 +41,14 @@ async def start(request: Request) -> Response:
         return RedirectResponse(_back(return_to)[0], status_code=303)
     provider_id = request.path_params["provider"]
     ctx, actor = deps.ctx_of(request), deps.actor_of(request)
-    try:
-        started = await run_in_threadpool(sign_in.begin, ctx, actor, provider_id, return_to)
-    except OAuthError as exc:
-        return error_page(request, exc, back=_back(return_to))
+    # A sign-in on the way of an authorization request is a step of its flow (as the form's).
+    with flows.tracing(
+        request, flow_id=flows.flow_of_return_to(request, return_to), tied_only=True
+    ):
+        try:
+            started = await run_in_threadpool(sign_in.begin, ctx, actor, provider_id, return_to)
+        except OAuthError as exc:
+            return error_page(request, exc, back=_back(return_to))
     response = RedirectResponse(started.url, status_code=303)
     ttl = int(TTL.total_seconds())
     cookies.put(response, settings, cookies.UPSTREAM_STATE, started.state, max_age=ttl)
@@ -58,14 +62,16 @@ async def callback(request: Request) -> Response:
     params = {k: v for k, v in request.query_params.items() if len(v) <= MAX_QUERY}
     provider_id = request.path_params["provider"]
     ctx, actor = deps.ctx_of(request), deps.actor_of(request)
-    try:
-        done = await run_in_threadpool(
-            sign_in.finish, ctx, actor, provider_id, params, browser_state
-        )
-    except OAuthError as exc:
-        response = error_page(request, exc, back=_back("/"))
-        cookies.clear(response, settings, cookies.UPSTREAM_STATE)
-        return response
+    # Tied to the authorization the transaction returns to, once it is known (callback.py).
+    with flows.tracing(request, tied_only=True):
+        try:
+            done = await run_in_threadpool(
+                sign_in.finish, ctx, actor, provider_id, params, browser_state
+            )
+        except OAuthError as exc:
+            response = error_page(request, exc, back=_back("/"))
+            cookies.clear(response, settings, cookies.UPSTREAM_STATE)
+            return response
     note(request, user_id=done.user.id)
     response = RedirectResponse(safe_return_to(done.return_to), status_code=303)
     cookies.put(
