@@ -632,6 +632,14 @@ class InMemoryStore:
             self.signing_keys.update(retired)
             return True
 
+    def delete_next_signing_key(self, kid: str) -> bool:
+        with self._lock:
+            key = self.signing_keys.get(kid)
+            if key is None or key.activated_at is not None or key.retired_at is not None:
+                return False
+            del self.signing_keys[kid]
+            return True
+
     def delete_expired_signing_keys(self, now: datetime) -> int:
         with self._lock:
             expired = [

@@ -1152,6 +1152,20 @@ def test_concurrent_activation_of_different_keys_leaves_one_active(store: Store)
     )
 
 
+def test_delete_next_signing_key_deletes_only_a_next_key(store: Store) -> None:
+    active = b.signing_key(activated_at=b.at(2))
+    retiring = b.signing_key(activated_at=b.at(0), retired_at=b.at(1), expires_at=b.at(21))
+    waiting = b.signing_key()
+    for key in (active, retiring, waiting):
+        store.create_signing_key(key)
+    assert store.delete_next_signing_key(active.kid) is False
+    assert store.delete_next_signing_key(retiring.kid) is False
+    assert store.delete_next_signing_key("no-such-kid") is False
+    assert store.delete_next_signing_key(waiting.kid) is True
+    assert store.delete_next_signing_key(waiting.kid) is False
+    assert set(_keys(store)) == {active.kid, retiring.kid}
+
+
 def test_delete_expired_signing_keys(store: Store) -> None:
     gone = b.signing_key(activated_at=b.at(0), retired_at=b.at(1), expires_at=b.at(10))
     boundary = b.signing_key(

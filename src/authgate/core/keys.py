@@ -52,7 +52,21 @@ def active(keys: list[SigningKey]) -> SigningKey | None:
 
 def upcoming(keys: list[SigningKey]) -> SigningKey | None:
     pending = [k for k in keys if k.activated_at is None and k.retired_at is None]
-    return min(pending, key=lambda k: k.created_at, default=None)
+    return min(pending, key=lambda k: (k.created_at, k.kid), default=None)
+
+
+def _new_next_key(ctx: Context) -> SigningKey:
+    """A new next key, unless another node made one at the same time: nodes that start
+    together on an empty database (or rotate together) each create one, and a surplus next
+    key would stay published and keep the following rotation from publishing a fresh one.
+    The oldest next key (by creation time, then kid) stays; a node whose key is not that one
+    deletes its own (never activated, so nothing was signed with it) and uses the other."""
+    mine = new_key(ctx, ctx.policy.signing_alg)
+    oldest = upcoming(list(ctx.store.list_signing_keys()))
+    if oldest is None or oldest.kid == mine.kid:
+        return mine
+    ctx.store.delete_next_signing_key(mine.kid)
+    return oldest
 
 
 def max_token_ttl(ctx: Context) -> timedelta:
@@ -71,7 +85,7 @@ def rotate(ctx: Context, actor: Actor) -> SigningKey:
     now = ctx.clock.now()
     keys = list(ctx.store.list_signing_keys())
     previous = active(keys)
-    candidate = upcoming(keys) or new_key(ctx, ctx.policy.signing_alg)
+    candidate = upcoming(keys) or _new_next_key(ctx)
     retire_until = now + max_token_ttl(ctx) + LEEWAY
     if not ctx.store.activate_signing_key(candidate.kid, now, retire_until):
         # Another node rotated first: its result stands.
@@ -79,7 +93,7 @@ def rotate(ctx: Context, actor: Actor) -> SigningKey:
         assert current is not None
         return current
     if upcoming(list(ctx.store.list_signing_keys())) is None:
-        new_key(ctx, ctx.policy.signing_alg)
+        _new_next_key(ctx)
     removed = ctx.store.delete_expired_signing_keys(now)
     audit.record(
         ctx,
@@ -112,7 +126,7 @@ def _refreshed(ctx: Context) -> list[SigningKey]:
         rotate(ctx, SYSTEM)
         keys = list(ctx.store.list_signing_keys())
     if upcoming(keys) is None:
-        new_key(ctx, ctx.policy.signing_alg)
+        _new_next_key(ctx)
         keys = list(ctx.store.list_signing_keys())
     return keys
 

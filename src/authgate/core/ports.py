@@ -294,6 +294,9 @@ class KeyStore(Protocol):
         ...
 
     def delete_expired_signing_keys(self, now: datetime) -> int: ...
+    def delete_next_signing_key(self, kid: str) -> bool:
+        """Delete ``kid`` if it is a next key (never activated nor retired)."""
+        ...
 
 
 class ReplayStore(Protocol):

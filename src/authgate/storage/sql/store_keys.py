@@ -72,6 +72,15 @@ class KeyQueries(SqlBase):
             conn.execute(retire)
         return True
 
+    def delete_next_signing_key(self, kid: str) -> bool:
+        query = delete(signing_keys).where(
+            signing_keys.c.kid == kid,
+            signing_keys.c.activated_at.is_(None),
+            signing_keys.c.retired_at.is_(None),
+        )
+        with self._transaction(write=True) as conn:
+            return conn.execute(query).rowcount == 1
+
     def delete_expired_signing_keys(self, now: datetime) -> int:
         query = delete(signing_keys).where(signing_keys.c.expires_at <= now)
         with self._transaction(write=True) as conn:
