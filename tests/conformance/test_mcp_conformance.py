@@ -24,7 +24,6 @@ import html
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -45,6 +44,7 @@ from tests.e2e.test_mcp_sdk import (
     free_port,
     wait_until,
 )
+from tests.npm import npm_ci
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,6 @@ HERE = Path(__file__).resolve().parent
 NODE = HERE / "node_modules" / ".bin" / "node"
 SUITE = HERE / "node_modules" / "@modelcontextprotocol" / "conformance"
 DOC = ROOT / "docs" / "conformance.md"
-REQUIRE = os.environ.get("AUTHGATE_REQUIRE_CONFORMANCE") == "1"
 WRITE_DOCS = os.environ.get("AUTHGATE_CONFORMANCE_WRITE_DOCS") == "1"
 RUN_SECONDS = 60.0
 
@@ -126,32 +125,9 @@ class Authgate:
         ]
 
 
-def unavailable(reason: str) -> None:
-    if REQUIRE:
-        pytest.fail(f"AUTHGATE_REQUIRE_CONFORMANCE=1 but {reason}")
-    pytest.skip(reason)
-
-
 def install_suite() -> None:
     """`npm ci` in tests/conformance when node_modules is missing or older than the lock."""
-    lock = HERE / "package-lock.json"
-    installed = HERE / "node_modules" / ".package-lock.json"
-    if NODE.exists() and installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        unavailable("npm is missing (Debian: apt-get install npm)")
-        return
-    result = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        unavailable(f"npm ci failed in tests/conformance: {result.stderr.strip()[-2000:]}")
+    npm_ci(HERE, "AUTHGATE_REQUIRE_CONFORMANCE")
 
 
 @pytest.fixture(scope="module")

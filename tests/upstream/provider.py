@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -20,43 +19,19 @@ from typing import Any
 from urllib.parse import urljoin
 
 import httpx
-import pytest
 
 from tests.e2e.test_mcp_sdk import free_port, wait_until
+from tests.npm import npm_ci
 
 HERE = Path(__file__).parent / "provider"
 NODE = HERE / "node_modules" / ".bin" / "node"
 CLIENT_ID = "authgate"
 CLIENT_SECRET = "upstream-client-secret-for-tests-only"
-REQUIRE = os.environ.get("AUTHGATE_REQUIRE_UPSTREAM_PROVIDER") == "1"
 
 
 def install() -> None:
     """`npm ci` in tests/upstream/provider when node_modules is missing or older than the lock."""
-    lock = HERE / "package-lock.json"
-    installed = HERE / "node_modules" / ".package-lock.json"
-    if NODE.exists() and installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        _unavailable("npm is missing (Debian: apt-get install npm)")
-        return
-    result = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        _unavailable(f"npm ci failed in tests/upstream/provider: {result.stderr[-2000:]}")
-
-
-def _unavailable(reason: str) -> None:
-    if REQUIRE:
-        pytest.fail(f"AUTHGATE_REQUIRE_UPSTREAM_PROVIDER=1 but {reason}")
-    pytest.skip(reason)
+    npm_ci(HERE, "AUTHGATE_REQUIRE_UPSTREAM_PROVIDER")
 
 
 @dataclass
