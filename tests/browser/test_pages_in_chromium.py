@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import PASSWORD, Callback, Server, authorize_url, pkce
 
@@ -22,8 +23,10 @@ def sign_in(page: Any, username: str, password: str) -> None:
     """With the keyboard only: the username field has focus, Tab to the password, Enter.
 
     The browser applies ``autofocus`` at its next rendering step after the page has loaded, so
-    the focus is waited for (at most 5 s), not read at once."""
-    page.wait_for_function("document.activeElement?.id === 'username'", timeout=5000)
+    the focus is waited for (at most 5 s), not read at once. Playwright's ``expect`` polls
+    with its own injected script: a string given to ``wait_for_function`` is evaluated with
+    ``eval`` once the first check fails, which the pages' CSP (no 'unsafe-eval') refuses."""
+    expect(page.locator("#username")).to_be_focused(timeout=5000)
     assert page.evaluate("document.activeElement.id") == "username"
     page.keyboard.type(username)
     page.keyboard.press("Tab")
@@ -166,9 +169,7 @@ def test_admin_creates_an_app_and_a_secret_and_uses_them(
         secret = page.input_value("#client-secret")
         assert secret.startswith("agcs_") or secret.startswith("ag")
         page.click("button.copy")
-        page.wait_for_function(
-            "document.querySelector('[data-copy-status]').textContent.length > 0"
-        )
+        expect(page.locator("[data-copy-status]")).not_to_have_text("")
         assert page.evaluate("navigator.clipboard.readText()") == secret
         shot(page, tmp_path, "admin-secret")
         page.goto(f"/admin/apps/{client_id}")
