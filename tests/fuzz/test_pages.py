@@ -22,6 +22,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from authgate.app import Services
+from authgate.core.context import SYSTEM
+from authgate.core.upstream import providers
 from authgate.web import routes
 from tests.conftest import PASSWORD, Account, Client
 from tests.flows import csrf_from, login
@@ -56,8 +58,23 @@ def page_operations() -> list[tuple[str, str]]:
 
 
 def real_values(services: Services, alice: Account, app: Client) -> dict[str, list[str]]:
-    """Ids of objects that exist (never the fuzzing admin's own user)."""
+    """Ids of objects that exist (never the fuzzing admin's own user); an upstream provider is
+    made for it, with a sealed secret, so its pages reach the edit, disable and delete forms."""
+    providers.create_provider(
+        services.ctx,
+        SYSTEM,
+        providers.ProviderSpec(
+            id="fuzzed",
+            display_name="Fuzzed",
+            issuer="https://idp.example.com",
+            client_id="authgate",
+            client_secret="fuzzing-secret",
+            required_claim="groups",
+            required_values=("staff",),
+        ),
+    )
     return {
+        "provider_id": ["fuzzed"],
         "app_id": [app.id],
         "secret_id": [s.id for s in services.store.list_secrets(app.id)],
         "user_id": [alice.user.id],

@@ -24,6 +24,7 @@ from authgate.web.pages import (
     admin_flows,
     admin_profiles,
     admin_system,
+    admin_upstream,
     admin_users,
     api_reference,
     branding,
@@ -110,6 +111,20 @@ def page_routes() -> list[Route]:
     ]
 
 
+def upstream_admin_routes() -> list[Route]:
+    """The console's upstream identity providers."""
+    one = "/admin/upstream/{provider_id}"
+    return [
+        Route("/admin/upstream", admin_upstream.list_providers, methods=["GET"]),
+        Route("/admin/upstream", admin_upstream.create_provider, methods=["POST"]),
+        Route(one, admin_upstream.show_provider, methods=["GET"]),
+        Route(one, admin_upstream.update_provider, methods=["POST"]),
+        Route(f"{one}/enable", admin_upstream.enable_provider, methods=["POST"]),
+        Route(f"{one}/disable", admin_upstream.disable_provider, methods=["POST"]),
+        Route(f"{one}/delete", admin_upstream.delete_provider, methods=["POST"]),
+    ]
+
+
 def admin_routes() -> list[Route]:
     """The admin console (pages for administrators; every POST carries the CSRF token)."""
     app = "/admin/apps/{app_id:path}"
@@ -145,6 +160,7 @@ def admin_routes() -> list[Route]:
         Route("/admin/settings", admin_system.show_settings, methods=["GET"]),
         Route("/admin/settings", admin_system.update_settings, methods=["POST"]),
         Route("/admin/audit", admin_system.audit_log, methods=["GET"]),
+        *upstream_admin_routes(),
         Route("/admin/flows", admin_flows.list_flows, methods=["GET"]),
         Route("/admin/flows/{flow_id}", admin_flows.show_flow, methods=["GET"]),
         Route("/admin/profiles", admin_profiles.list_profiles, methods=["GET"]),

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, cast, get_args
 from urllib.parse import urlsplit
 
 from authgate.core import audit
 from authgate.core.context import Actor, Context
 from authgate.core.errors import Conflict, NotFound, ValidationFailed
-from authgate.core.models import UpstreamProvider
+from authgate.core.models import UpstreamKind, UpstreamProvider
 from authgate.core.ports import DuplicateKeyError
 from authgate.crypto import encryption
 
@@ -28,6 +28,8 @@ _DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-
 _CLAIM = re.compile(r"[A-Za-z0-9_:./-]{1,64}")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 MAX_VALUES = 64
+#: The kinds of provider core knows, in the order forms offer them (from ``UpstreamKind``).
+KINDS: tuple[UpstreamKind, ...] = get_args(UpstreamKind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +94,8 @@ def check(spec: ProviderSpec) -> ProviderSpec:
     """The spec as stored (normalised), or ``ValidationFailed`` naming the field."""
     if not _SLUG.fullmatch(spec.id):
         raise _problem("id", "1-40 characters: a-z, 0-9 and '-', starting with a letter or digit")
-    if spec.kind != "oidc":
-        raise _problem("kind", "only 'oidc' is supported")
+    if spec.kind not in KINDS:
+        raise _problem("kind", "one of: " + ", ".join(KINDS))
     name = spec.display_name.strip()
     if not 1 <= len(name) <= 64:
         raise _problem("display_name", "1-64 characters")
@@ -156,7 +158,7 @@ def _model(
     return UpstreamProvider(
         id=spec.id,
         display_name=spec.display_name,
-        kind="oidc",
+        kind=cast(UpstreamKind, spec.kind),
         issuer=spec.issuer,
         client_id=spec.client_id,
         client_secret=sealed,

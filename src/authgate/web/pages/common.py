@@ -57,6 +57,14 @@ NOTICES = {
     "profile-saved": "The client profile was saved.",
     "profile-pinned": "The document was pinned.",
     "profile-deleted": "The operator's profile was removed.",
+    "provider-created": "The identity provider was added: its button is on the sign-in page "
+    "while it is enabled.",
+    "provider-saved": "The identity provider was saved.",
+    "provider-enabled": "The identity provider was enabled: its button is on the sign-in page.",
+    "provider-disabled": "The identity provider was disabled: its button is gone from the "
+    "sign-in page and sign-ins through it are refused.",
+    "provider-deleted": "The identity provider was deleted with the identities linked through "
+    "it; the users stay.",
     "disconnected": "The app was disconnected: its access and refresh tokens no longer work.",
 }
 
