@@ -126,6 +126,52 @@ def test_users_create_errors(migrated: Cli, store: SqlStore) -> None:
     assert [u.username for u in store.list_users()] == ["bob"]
 
 
+def test_users_email_verified_on_create_and_update(migrated: Cli, store: SqlStore) -> None:
+    made = migrated.json(
+        "users", "create", "--username", "ada", "--password", "long enough",
+        "--email", "ada@example.com", "--email-verified",
+    )  # fmt: skip
+    assert (made["email"], made["email_verified"]) == ("ada@example.com", True)
+    stored = store.get_user_by_username("ada")
+    assert stored is not None and stored.email_verified
+    text = migrated.ok("users", "update", "ada", "--email-unverified").stdout
+    assert "Updated user" in text and "ada@example.com (unverified)" in text
+    stored = store.get_user_by_username("ada")
+    assert stored is not None and not stored.email_verified
+    [event] = events(store, "user.updated")
+    assert event.details["fields"] == ["email_verified"] and event.actor_type == "system"
+    # A new address is unverified unless said otherwise in the same change.
+    both = migrated.json(
+        "users", "update", made["id"], "--email", " new@example.com ", "--email-verified",
+        "--name", "Ada L",
+    )  # fmt: skip
+    assert (both["email"], both["email_verified"], both["name"]) == (
+        "new@example.com",
+        True,
+        "Ada L",
+    )
+    moved = migrated.json("users", "update", "ada", "--email", "other@example.com")
+    assert moved["email_verified"] is False
+
+
+def test_users_email_verified_needs_an_address(migrated: Cli, store: SqlStore) -> None:
+    refused = migrated.fails(
+        "users", "create", "--username", "bob", "--password", "long enough", "--email-verified"
+    )
+    assert "no email address to verify" in refused.stderr
+    assert store.list_users() == []
+    migrated.ok("users", "create", "--username", "bob", "--password", "long enough")
+    again = migrated.fails("users", "update", "bob", "--email-verified")
+    assert "no email address to verify" in again.stderr
+    nothing = migrated.fails("users", "update", "bob", code=2)
+    assert "Nothing to change" in nothing.stderr
+    unknown = migrated.fails("users", "update", "nobody", "--name", "X")
+    assert "No such user" in unknown.stderr
+    stored = store.get_user_by_username("bob")
+    assert stored is not None and not stored.email_verified and stored.name == ""
+    assert events(store, "user.updated") == []
+
+
 def test_tokens_create_prints_a_working_token_once(migrated: Cli, store: SqlStore) -> None:
     migrated.ok("users", "create", "--username", "bob", "--password", "long enough")
     services = build_services(migrated.settings(), dev=True)

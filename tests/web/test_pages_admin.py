@@ -18,6 +18,7 @@ GET_PAGES = [
     "/admin/apps",
     "/admin/apps/new",
     "/admin/users",
+    "/admin/upstream",
     "/admin/resources",
     "/admin/keys",
     "/admin/settings",
@@ -55,6 +56,8 @@ def post_paths(services: Services, app: Client, alice: Account) -> list[str]:
         f"/admin/users/{alice.user.id}/disable",
         f"/admin/users/{alice.user.id}/enable",
         f"/admin/users/{alice.user.id}/password",
+        f"/admin/users/{alice.user.id}/email",
+        "/admin/upstream",
         "/admin/resources",
         f"/admin/resources/{resource}",
         f"/admin/resources/{resource}/delete",
@@ -240,6 +243,79 @@ def test_an_admin_cannot_disable_themself(
     assert resp.status_code == 400 and "cannot disable themself" in resp.text
     found = services.store.get_user(admin.user.id)
     assert found is not None and not found.disabled
+
+
+def test_users_email_verified_on_create_and_by_the_row_button(
+    admin_in: TestClient, services: Services
+) -> None:
+    form = {"username": "dora", "email": "dora@example.com", "password": "long enough pw"}
+    made = admin_in.post(
+        "/admin/users",
+        data=form | {"csrf_token": token(admin_in), "email_verified": "on"},
+        follow_redirects=False,
+    )
+    assert made.status_code == 303, made.text
+    dora = services.store.get_user_by_username("dora")
+    assert dora is not None and dora.email_verified
+    row = admin_in.get("/admin/users").text.split('id="user-dora"')[1].split("</tr>")[0]
+    assert '<span class="badge">verified</span>' in row and "Mark unverified" in row
+    # The row's button posts without the field: unverified; with it ("on"): verified.
+    off = admin_in.post(f"/admin/users/{dora.id}/email", data={"csrf_token": token(admin_in)})
+    assert off.status_code == 200 and "marked unverified" in off.text
+    found = services.store.get_user(dora.id)
+    assert found is not None and not found.email_verified
+    row = off.text.split('id="user-dora"')[1].split("</tr>")[0]
+    assert '<span class="badge">unverified</span>' in row
+    assert 'name="email_verified" value="on"' in row
+    on = admin_in.post(
+        f"/admin/users/{dora.id}/email",
+        data={"csrf_token": token(admin_in), "email_verified": "on"},
+    )
+    assert on.status_code == 200 and "marked verified" in on.text
+    found = services.store.get_user(dora.id)
+    assert found is not None and found.email_verified
+    fields = [e.details["fields"] for e in events(services, "user.updated")]
+    assert fields == [["email_verified"], ["email_verified"]]
+
+
+@pytest.mark.parametrize("value", ["yes", "true", "1", ""])
+def test_email_verified_is_a_box_ticked_or_not(
+    admin_in: TestClient, services: Services, alice: Account, value: str
+) -> None:
+    refused = admin_in.post(
+        "/admin/users",
+        data={"csrf_token": token(admin_in), "username": "eve", "email": "e@example.com"}
+        | {"email_verified": value},
+    )
+    assert refused.status_code == 400 and "a box is ticked or not" in refused.text
+    assert 'value="e@example.com"' in refused.text
+    assert services.store.get_user_by_username("eve") is None
+    row = admin_in.post(
+        f"/admin/users/{alice.user.id}/email",
+        data={"csrf_token": token(admin_in), "email_verified": value},
+    )
+    assert row.status_code == 400 and "a box is ticked or not" in row.text
+    assert events(services, "user.updated") == []
+
+
+def test_an_address_is_needed_to_be_verified(
+    admin_in: TestClient, services: Services, alice: Account
+) -> None:
+    refused = admin_in.post(
+        "/admin/users",
+        data={"csrf_token": token(admin_in), "username": "fay", "email_verified": "on"},
+    )
+    assert refused.status_code == 400 and "no email address to verify" in refused.text
+    assert services.store.get_user_by_username("fay") is None
+    assert alice.user.email == ""
+    row = admin_in.post(
+        f"/admin/users/{alice.user.id}/email",
+        data={"csrf_token": token(admin_in), "email_verified": "on"},
+    )
+    assert row.status_code == 400 and "no email address to verify" in row.text
+    found = services.store.get_user(alice.user.id)
+    assert found is not None and not found.email_verified
+    assert 'action="/admin/users/' + alice.user.id + '/email"' not in row.text
 
 
 def test_user_form_errors_are_shown(admin_in: TestClient) -> None:

@@ -1,5 +1,5 @@
-"""``authgate users``: create, list, disable, enable and delete local users (as ``system``,
-through ``core.accounts``)."""
+"""``authgate users``: create, list, update, disable, enable and delete local users (as
+``system``, through ``core.accounts``)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,11 @@ def read_password(password: str | None, from_stdin: bool) -> str:
 @click.option("--password", default=None, help="Visible in the process list: prefer the prompt.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--email", default="")
+@click.option(
+    "--email-verified",
+    is_flag=True,
+    help="The address reaches this person (ID tokens say email_verified true).",
+)
 @click.option("--name", default="", help="The display name.")
 @json_option
 def create(
@@ -44,6 +49,7 @@ def create(
     password: str | None,
     password_stdin: bool,
     email: str,
+    email_verified: bool,
     name: str,
     as_json: bool,
 ) -> None:
@@ -55,12 +61,57 @@ def create(
         username=username,
         password=secret,
         email=email,
+        email_verified=email_verified,
         name=name,
         is_admin=is_admin,
     )
     out = UserOut.of(user)
-    text = fields([("ID", out.id), ("Username", out.username), ("Admin", out.is_admin)])
-    emit(as_json, out.model_dump(mode="json"), f"Created user.\n{text}")
+    emit(as_json, out.model_dump(mode="json"), f"Created user.\n{_describe(out)}")
+
+
+def _describe(out: UserOut) -> str:
+    email = f"{out.email} ({'verified' if out.email_verified else 'unverified'})"
+    return fields(
+        [
+            ("ID", out.id),
+            ("Username", out.username),
+            ("Name", out.name or "(none)"),
+            ("Email", email if out.email else "(none)"),
+            ("Admin", out.is_admin),
+        ]
+    )
+
+
+@users.command()
+@click.argument("user")
+@click.option("--email", default=None, help="A new address (unverified unless said otherwise).")
+@click.option(
+    "--email-verified/--email-unverified",
+    default=None,
+    help="Whether the address reaches this person (ID tokens' email_verified).",
+)
+@click.option("--name", default=None, help="A new display name.")
+@json_option
+def update(
+    user: str, email: str | None, email_verified: bool | None, name: str | None, as_json: bool
+) -> None:
+    """Change a user's (id or username) email address, its verification or display name."""
+    if email is None and email_verified is None and name is None:
+        raise click.UsageError(
+            "Nothing to change: give --email, --email-verified/--email-unverified or --name"
+        )
+    ctx = open_context()
+    target = accounts.find_user(ctx, user)
+    updated = accounts.update_user(
+        ctx,
+        SYSTEM,
+        target.id,
+        email=None if email is None else email.strip(),
+        email_verified=email_verified,
+        name=name,
+    )
+    out = UserOut.of(updated)
+    emit(as_json, out.model_dump(mode="json"), f"Updated user.\n{_describe(out)}")
 
 
 @users.command(name="list")

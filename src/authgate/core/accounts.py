@@ -59,6 +59,14 @@ def _check_password(password: str) -> None:
         )
 
 
+def _check_verified(email: str, email_verified: bool) -> None:
+    """Only an address can be verified: a user without one is never ``email_verified``."""
+    if email_verified and not email.strip():
+        raise ValidationFailed(
+            "Invalid user", validations={"email_verified": "there is no email address to verify"}
+        )
+
+
 def create_user(
     ctx: Context,
     actor: Actor,
@@ -73,6 +81,7 @@ def create_user(
     """``email_verified``: the operator says the address reaches the person (OpenID Connect
     ``email_verified``); an address merely typed is not."""
     username = _check_username(username)
+    _check_verified(email, email_verified)
     if password is not None:
         _check_password(password)
     if len(email) > 256 or len(name) > 128:
@@ -88,7 +97,7 @@ def create_user(
         disabled=False,
         created_at=now,
         updated_at=now,
-        email_verified=email_verified and bool(email.strip()),
+        email_verified=email_verified,
     )
     try:
         ctx.store.create_user(user)
@@ -136,6 +145,7 @@ def update_user(
         if value is not None:
             changes[field] = value
     if email_verified is not None:
+        _check_verified(user.email if email is None else email, email_verified)
         changes["email_verified"] = email_verified
     elif email is not None and email.strip() != user.email:
         changes["email_verified"] = False

@@ -145,6 +145,7 @@ def admin_routes() -> list[Route]:
         Route("/admin/users/{user_id}/disable", admin_users.disable_user, methods=["POST"]),
         Route("/admin/users/{user_id}/enable", admin_users.enable_user, methods=["POST"]),
         Route("/admin/users/{user_id}/password", admin_users.reset_password, methods=["POST"]),
+        Route("/admin/users/{user_id}/email", admin_users.set_email_verified, methods=["POST"]),
         Route("/admin/users/{user_id}/delete", admin_users.delete_user, methods=["POST"]),
         Route("/admin/resources", admin_system.list_resources, methods=["GET"]),
         Route("/admin/resources", admin_system.create_resource, methods=["POST"]),

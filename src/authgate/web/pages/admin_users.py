@@ -10,12 +10,13 @@ from __future__ import annotations
 import secrets
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
 from authgate.core import accounts
 from authgate.core.accounts import SignedIn
-from authgate.core.errors import InvalidRequestError, ManagementError
+from authgate.core.errors import InvalidRequestError, ManagementError, ValidationFailed
 from authgate.core.models import User
 from authgate.web import deps
 from authgate.web.pages import common
@@ -65,11 +66,25 @@ def _password_page(
     )
 
 
+def email_verified(form: FormData) -> bool:
+    """The "email verified" box: unticked (absent) or "on"; anything else is refused."""
+    values = form.getlist("email_verified")
+    if values and values != ["on"]:
+        raise ValidationFailed(
+            "Invalid email_verified", validations={"email_verified": "a box is ticked or not"}
+        )
+    return bool(values)
+
+
 async def create_user(request: Request) -> Response:
     checked = await common.admin_form(request)
     if isinstance(checked, Response):
         return checked
     who, form = checked
+    try:
+        verified = email_verified(form)
+    except ValidationFailed as exc:
+        return await _users_page(request, who, failure=exc, values=_typed(form))
     typed = form.get("password")
     password = typed if isinstance(typed, str) and typed else generated_password()
     made = await common.attempt(
@@ -79,15 +94,20 @@ async def create_user(request: Request) -> Response:
         username=common.text(form, "username"),
         password=password,
         email=common.text(form, "email"),
+        email_verified=verified,
         name=common.text(form, "name"),
         is_admin=form.get("is_admin") == "on",
     )
     if isinstance(made, ManagementError):
-        values = {k: common.text(form, k) for k in ("username", "email", "name")}
-        return await _users_page(request, who, failure=made, values=values)
+        return await _users_page(request, who, failure=made, values=_typed(form))
     if typed:
         return common.done("/admin/users", "user-created")
     return _password_page(request, who, made, password, new=True)
+
+
+def _typed(form: FormData) -> dict[str, str]:
+    """The new-user form sent back after a refusal (never the password)."""
+    return {k: common.text(form, k) for k in ("username", "email", "name")}
 
 
 async def _target(request: Request) -> User | Response:
@@ -122,6 +142,29 @@ async def disable_user(request: Request) -> Response:
 
 async def enable_user(request: Request) -> Response:
     return await _set_disabled(request, False)
+
+
+async def set_email_verified(request: Request) -> Response:
+    """Mark the user's address verified (``email_verified=on``) or not (absent): what
+    authgate's ID tokens and UserInfo say of it."""
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, form = checked
+    target = await _target(request)
+    if not isinstance(target, User):
+        return target
+    try:
+        verified = email_verified(form)
+    except ValidationFailed as exc:
+        return await _users_page(request, who, failure=exc)
+    ctx = deps.ctx_of(request)
+    updated = await common.attempt(
+        accounts.update_user, ctx, common.actor(request, who), target.id, email_verified=verified
+    )
+    if isinstance(updated, ManagementError):
+        return await _users_page(request, who, failure=updated)
+    return common.done("/admin/users", "email-verified" if verified else "email-unverified")
 
 
 async def reset_password(request: Request) -> Response:

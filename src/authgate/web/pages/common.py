@@ -49,6 +49,8 @@ NOTICES = {
         "until they expire."
     ),
     "user-enabled": "The user was enabled.",
+    "email-verified": "The email address is marked verified: ID tokens say email_verified true.",
+    "email-unverified": "The email address is marked unverified.",
     "resource-created": "The resource was registered.",
     "resource-saved": "The resource was saved.",
     "resource-deleted": "The resource was deleted.",
