@@ -457,6 +457,34 @@ def test_users_me(client: TestClient, alice: Account) -> None:
     assert "password" not in resp.text
 
 
+def test_only_an_address_can_be_verified(
+    client: TestClient, admin: Account, alice: Account, services: Services
+) -> None:
+    body = {"username": "nomail", "password": "hunter2hunter2", "email_verified": True}
+    made = client.post(f"{API}/users", json=body, headers=bearer(admin))
+    assert_problem(made, 400)
+    assert "email_verified" in made.json()["validations"]
+    assert services.store.get_user_by_username("nomail") is None
+    patched = client.patch(
+        f"{API}/users/{alice.user.id}", json={"email_verified": True}, headers=bearer(admin)
+    )
+    assert_problem(patched, 400)
+    cleared = client.patch(
+        f"{API}/users/{alice.user.id}",
+        json={"email": "", "email_verified": True},
+        headers=bearer(admin),
+    )
+    assert_problem(cleared, 400)
+    found = services.store.get_user(alice.user.id)
+    assert found is not None and not found.email_verified
+    both = client.patch(
+        f"{API}/users/{alice.user.id}",
+        json={"email": "alice@example.com", "email_verified": True},
+        headers=bearer(admin),
+    )
+    assert both.status_code == 200 and both.json()["email_verified"] is True
+
+
 def test_admin_creates_lists_and_reads_users(
     client: TestClient, admin: Account, services: Services
 ) -> None:
