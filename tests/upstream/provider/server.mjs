@@ -2,8 +2,8 @@
 //
 // One confidential client (authgate, client_secret_basic, PKCE), RS256 ID tokens, HTTPS on a
 // loopback port with the test suite's throwaway CA. Its interactions are answered by the test:
-// the login prompt of /interaction/<uid> signs in the account named by `?account=`, a consent
-// prompt is granted. The accounts and their claims are set by the test with
+// the login prompt of /interaction/<uid> signs in the account named by `?account=` (without it,
+// a small HTML form asks for one), a consent prompt is granted. The accounts and their claims are set by the test with
 // `PUT /test/accounts/<id>` (a JSON object of claims); the scope `groups` releases `groups`.
 //
 // Configuration from the environment (tests/upstream/provider.py sets every variable):
@@ -69,13 +69,27 @@ function json(res, status, body) {
   res.end(JSON.stringify(body));
 }
 
+// The login prompt as a person sees it (the browser tests fill it in): a form that comes back
+// to the same interaction with `?account=`.
+function signInPage(res, uid) {
+  res.statusCode = 200;
+  res.setHeader('Content-Type', 'text/html; charset=utf-8');
+  res.end(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Test identity provider</title></head>
+<body><h1>Test identity provider</h1>
+<form method="get" action="/interaction/${encodeURIComponent(uid)}" id="idp-form">
+<label for="account">Account</label> <input id="account" name="account" required>
+<button type="submit" id="idp-sign-in">Sign in</button>
+</form></body></html>`);
+}
+
 async function interaction(req, res) {
   const details = await provider.interactionDetails(req, res);
   const { prompt, params, session } = details;
   if (prompt.name === 'login') {
     const account = new URL(req.url, ISSUER).searchParams.get('account');
     if (!account) {
-      json(res, 400, { prompt: 'login', uid: details.uid });
+      signInPage(res, details.uid);
       return;
     }
     if (account === 'refuse') {
