@@ -130,10 +130,21 @@ def test_a_refused_form_says_why_in_plain_words_and_changes_nothing(
     assert events(services, "upstream_provider.created") == []
 
 
-def test_a_repeated_field_is_refused(admin_in: TestClient, services: Services) -> None:
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("issuer", "https://a.example.com"),
+        ("allowed_domains", "example.com"),
+        ("client_secret", "s3cret-value"),
+        ("id", "other"),
+    ],
+)
+def test_a_repeated_field_is_refused(
+    admin_in: TestClient, services: Services, field: str, value: str
+) -> None:
     data = form(admin_in)
-    body = "&".join(f"{k}={v}" for k, v in data.items() if k != "issuer")
-    body += "&issuer=https://a.example.com&issuer=https://b.example.com"
+    body = "&".join(f"{k}={v}" for k, v in data.items() if k != field)
+    body += f"&{field}={value}&{field}={value}"
     resp = admin_in.post(
         "/admin/upstream",
         content=body.replace("\n", "%0A"),

@@ -107,7 +107,7 @@ def settings_from(form: FormData, *, creating: bool) -> dict[str, Any]:
     for claim in ("required_claim", "admin_claim"):
         values[claim] = values[claim] or None
     for name in LINES:
-        values[name] = tuple(common.lines(form, name))
+        values[name] = tuple(line.strip() for line in _one(form, name).splitlines() if line.strip())
     for name in BOXES:
         values[name] = _box(form, name)
     values["client_secret"] = _secret(form, creating=creating)
