@@ -88,10 +88,13 @@ def _one(form: FormData, name: str) -> str:
 def _secret(form: FormData, *, creating: bool) -> str | None:
     """None keeps the stored secret (or, when creating, means a public client); "" removes."""
     typed = form.getlist("client_secret")
-    if len(typed) > 1 or not all(isinstance(v, str) for v in typed):
+    if len(typed) > 1:
         raise _refused("client_secret", "sent more than once")
+    if not all(isinstance(v, str) for v in typed):
+        raise _refused("client_secret", "text, not a file")
     secret = str(typed[0]) if typed else ""
-    if secret != secret.strip() or any(ord(c) < 0x20 for c in secret):
+    padded = secret[:1].isspace() or secret[-1:].isspace()
+    if padded or any(ord(c) < 0x20 for c in secret):
         raise _refused("client_secret", "no spaces around it and no control characters")
     remove = _box(form, "remove_client_secret")
     if remove and (secret or creating):
