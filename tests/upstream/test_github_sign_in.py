@@ -424,7 +424,8 @@ def test_a_renamed_login_is_the_same_person_and_a_reused_login_is_not(
     assert sign_in(client, gh, 999).status_code == 303
     squatter = services.store.get_upstream_identity("github", "999")
     assert squatter is not None and squatter.user_id != user.id
-    assert services.store.get_upstream_identity("github", "583231").user_id == user.id  # type: ignore[union-attr]
+    renamed = services.store.get_upstream_identity("github", "583231")
+    assert renamed is not None and renamed.user_id == user.id
 
 
 def test_link_by_verified_email_only_when_the_operator_allows_it(
