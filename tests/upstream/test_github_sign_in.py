@@ -8,11 +8,12 @@ Each asserts the page, the audit trail and the database; each runs on SQLite and
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from joserfc import jwt
@@ -460,3 +461,32 @@ def test_a_disabled_user_stays_out(client: TestClient, services: Services, gh: G
     assert "This account is disabled." in resp.text
     assert "authgate_session" not in client.cookies
     assert reasons(services) == ["user_disabled"]
+
+
+def test_githubs_code_token_and_secret_never_reach_the_audit_trail_or_the_logs(
+    client: TestClient, services: Services, gh: GitHub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="authgate")
+    gh.add(octocat(orgs={"acme": "active"}))
+    add_github(services, gh.base, jit_create=True, required_claim="orgs", required_values=("acme",))
+    url = start(client, "github")
+    assert urlsplit(gh.base).netloc in client.get("/login").headers["content-security-policy"]
+    back = gh.authorize(url, 583231, back_to=CALLBACK)
+    assert finish(client, back).status_code == 303
+    [token_request] = [r for r in gh.requests if r.path == "/login/oauth/access_token"]
+    [api_call, *_] = [r for r in gh.requests if r.path.startswith("/api/v3/")]
+    secrets = [
+        github_standin.CLIENT_SECRET,
+        query_of(back)["code"],
+        query_of(url)["state"],
+        token_request.form["code_verifier"],
+        api_call.headers["authorization"].removeprefix("Bearer "),
+        client.cookies["authgate_session"],
+    ]
+    events, _ = services.store.list_audit(AuditQuery(limit=500))
+    trail = repr([(e.action, e.details) for e in events])
+    logs = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("authgate"))
+    assert "/login/upstream/github/callback" in logs and "upstream.logged_in" in trail
+    for secret in secrets:
+        assert secret not in trail
+        assert secret not in logs
