@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from authgate.core.flows import Flow, FlowQuery, FlowStep
+from authgate.core.flows import Flow, FlowQuery, FlowStep, StepPosition
 from authgate.core.models import (
     AccessToken,
     ApiToken,
@@ -840,7 +840,10 @@ class InMemoryStore:
             and (query.user_id is None or flow.user_id == query.user_id)
             and (query.resource is None or flow.resource == query.resource)
             and (query.reason is None or any(s.reason == query.reason for s in steps))
-            and (query.reference is None or any(s.reference == query.reference for s in steps))
+            and (
+                query.reference is None
+                or any(s.reference == query.reference and s.reason for s in steps)
+            )
             and (query.refused is None or (flow.refusals > 0) == query.refused)
             and (query.since is None or flow.last_at >= query.since)
             and (query.until is None or flow.last_at < query.until)
@@ -863,17 +866,17 @@ class InMemoryStore:
                     counts[s.client_id] = counts.get(s.client_id, 0) + 1
         return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
-    def flow_step_cutoff(self, cap: int) -> int | None:
+    def flow_step_cutoff(self, cap: int) -> StepPosition | None:
         with self._lock:
-            seqs = sorted((s.seq for s in self.flow_steps.values()), reverse=True)
-        return seqs[cap] if len(seqs) > cap else None
+            positions = sorted(((s.at, s.seq) for s in self.flow_steps.values()), reverse=True)
+        return positions[cap] if len(positions) > cap else None
 
-    def purge_flow_steps(self, before: datetime, up_to_seq: int | None, limit: int) -> int:
+    def purge_flow_steps(self, before: datetime, up_to: StepPosition | None, limit: int) -> int:
         with self._lock:
             doomed = [
                 s.id
                 for s in self.flow_steps.values()
-                if s.at < before or (up_to_seq is not None and s.seq <= up_to_seq)
+                if s.at < before or (up_to is not None and (s.at, s.seq) <= up_to)
             ][:limit]
             for step_id in doomed:
                 del self.flow_steps[step_id]

@@ -142,8 +142,9 @@ class Settings(BaseSettings):
     )
     upstream_providers: str = Field(
         "",
-        description="Upstream OpenID Providers people may sign in through, as a JSON list of "
-        "objects (`id`, `display_name`, `issuer`, `client_id`, `client_secret`, `scopes`, "
+        description="Upstream providers people may sign in through (OpenID Providers, and "
+        "GitHub with `kind` `github`), as a JSON list of objects (`id`, `display_name`, `kind`, "
+        "`issuer`, `client_id`, `client_secret`, `scopes`, "
         "`allowed_domains`, `link_by_verified_email`, `jit_create`, `required_claim`, "
         "`required_values`, `admin_claim`, `admin_values`, `enabled`; docs/upstream-sign-in.md). "
         "Applied when `authgate serve` starts: missing providers are created and differing ones "

@@ -67,3 +67,24 @@ def test_settings_never_print_an_upstream_client_secret(
     assert SECRET not in env.ok("settings").stdout
     monkeypatch.setenv("AUTHGATE_UPSTREAM_PROVIDERS", '[{"client_secret": "' + SECRET + '"')
     assert env.json("settings")["upstream_providers"] == "(set, not valid JSON)"
+
+
+def test_the_cli_adds_a_github_provider(migrated: Cli, store: SqlStore) -> None:
+    added = migrated.json(
+        "upstream", "add", "github", "--kind", "github", "--display-name", "GitHub",
+        "--issuer", "https://github.com", "--client-id", "Iv1.abc", "--client-secret-stdin",
+        "--create-users", "--required-claim", "teams", "--required-value", "acme/mcp-users",
+        input="github-oauth-app-secret" + "\n",
+    )  # fmt: skip
+    assert added["kind"] == "github" and added["scopes"] == "read:user user:email read:org"
+    assert added["discovery_url"] is None and "github-oauth-app-secret" not in json.dumps(added)
+    text = migrated.ok("upstream", "update", "github", "--enabled").stdout
+    assert "Kind" in text and "github" in text
+    bad = migrated.fails(
+        "upstream", "add", "gh2", "--kind", "github", "--display-name", "GitHub",
+        "--issuer", "https://github.com", "--client-id", "Iv1.abc",
+    )  # fmt: skip
+    assert "client_secret" in bad.stderr
+    stored = store.get_upstream_provider("github")
+    assert stored is not None and stored.kind == "github"
+    assert store.get_upstream_provider("gh2") is None

@@ -52,8 +52,8 @@ TABLES_0006 = TABLES_0008 - {"flows", "flow_steps"}
 TABLES_0004 = TABLES_0006 - {"client_changes"}
 TABLES_0002 = TABLES_0004 - {"client_assertion_jtis", "rate_limits"}
 TABLES_0001 = TABLES_0002 - {"resources", "signing_keys"}
-HEAD = "0009"
-NEXT = "0010"
+HEAD = "0010"
+NEXT = f"{int(HEAD) + 1:04d}"  # a revision newer code would add
 
 every_sql_backend = pytest.mark.parametrize("empty_database_url", SQL_BACKENDS, indirect=True)
 
@@ -249,9 +249,9 @@ def test_schema_status(empty_database_url: str) -> None:
     assert schema_status(url) == SchemaStatus(current="9999", head=HEAD, state="ahead")
 
 
-NEXT_REVISION = """
-revision = "0010"
-down_revision = "0009"
+NEXT_REVISION = f"""
+revision = "{NEXT}"
+down_revision = "{HEAD}"
 branch_labels = None
 depends_on = None
 
@@ -272,7 +272,7 @@ def test_schema_status_behind_after_downgrade(
     """Code with a newer head sees a downgraded database as behind, older code as ahead."""
     newer = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "versions" / "0009_next.py").write_text(NEXT_REVISION)
+    (newer / "versions" / f"{NEXT}_next.py").write_text(NEXT_REVISION)
     url = empty_database_url
 
     def run_as(migrations: Path) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from authgate.core.flows import FlowQuery
 from authgate.core.ports import StoreUnavailableError
 from authgate.storage import open_store, schema_status, upgrade
 from authgate.storage.sql.engine import make_engine, parse_url
@@ -179,3 +182,49 @@ def test_only_idle_connections_are_pinged(
         assert len(pings) == 1
     finally:
         store.close()
+
+
+def _plans(store_url: str, search: FlowQuery) -> list[str]:
+    """SQLite's plan of every statement ``list_flows(search)`` runs."""
+    store = open_store(store_url)
+    statements: list[tuple[str, Sequence[Any]]] = []
+
+    def capture(
+        conn: object, cursor: object, sql: str, params: Sequence[Any], *rest: object
+    ) -> None:
+        if sql.lstrip().upper().startswith("SELECT"):
+            statements.append((sql, params))
+
+    event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        store.list_flows(search)
+        with store.engine.connect() as conn:
+            return [
+                " | ".join(
+                    str(row[-1])
+                    for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
+                )
+                for sql, params in statements
+            ]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("search", "index"),
+    [
+        (FlowQuery(reference="abcd1234"), "ix_flow_steps_reference"),
+        (FlowQuery(reason="code_expired"), "ix_flow_steps_reason"),
+        (FlowQuery(user_id="u1"), "ix_flows_user_id"),
+        (FlowQuery(client_id="c1"), "ix_flows_client_id"),
+    ],
+)
+def test_flow_searches_use_their_partial_indexes(
+    tmp_path: Path, search: FlowQuery, index: str
+) -> None:
+    """The indexes of reasons, references and users hold only the rows that have one (migration
+    0010): a search must carry the condition that lets SQLite use them, or it reads the table."""
+    url = f"sqlite:///{tmp_path / 'plans.db'}"
+    upgrade(url)
+    plans = _plans(url, search)
+    assert plans and all(index in plan for plan in plans), plans

@@ -1,5 +1,5 @@
-"""``authgate upstream``: list, add, change and remove the upstream OpenID Providers people
-sign in through.
+"""``authgate upstream``: list, add, change and remove the upstream providers people sign in
+through (OpenID Providers, and GitHub with ``--kind github``).
 
 The same ``core.upstream.providers`` functions as ``/api/v2/upstream-providers``, acting as
 ``system``; ``--json`` prints the API's JSON shapes. The client secret is read from standard
@@ -22,7 +22,7 @@ from authgate.schemas.upstream import UpstreamProviderOut
 
 @click.group()
 def upstream() -> None:
-    """Upstream OpenID Providers: sign-in through the organisation's identity provider."""
+    """Upstream providers: sign-in through the organisation's identity provider or GitHub."""
 
 
 def _describe(out: UpstreamProviderOut) -> str:
@@ -30,6 +30,7 @@ def _describe(out: UpstreamProviderOut) -> str:
         [
             ("ID", out.id),
             ("Button", out.display_name),
+            ("Kind", out.kind),
             ("Issuer", out.issuer),
             ("Client ID", out.client_id),
             ("Client secret", "(stored)" if out.has_client_secret else "(none: public client)"),
@@ -64,10 +65,14 @@ def _rules(**options: Any) -> dict[str, Any]:
 
 _OPTIONS = [
     click.option("--display-name", default=None, help="What the sign-in button says."),
-    click.option("--issuer", default=None, help="The provider's issuer (https URL)."),
+    click.option(
+        "--issuer", default=None, help="The provider's issuer (https URL); GitHub's base URL."
+    ),
     click.option("--client-id", default=None, help="authgate's client id at the provider."),
     click.option("--client-secret-stdin", is_flag=True, help="Read the client secret from stdin."),
-    click.option("--scopes", default=None, help='Space-separated, with "openid".'),
+    click.option(
+        "--scopes", default=None, help='Space-separated ("openid" for OIDC); default per kind.'
+    ),
     click.option("--allowed-domain", "allowed_domains", multiple=True, help="Repeat for several."),
     click.option("--link-by-verified-email/--no-link-by-verified-email", default=None),
     click.option("--create-users/--no-create-users", "jit_create", default=None),
@@ -100,6 +105,13 @@ def list_providers(as_json: bool) -> None:
 
 @upstream.command()
 @click.argument("provider_id")
+@click.option(
+    "--kind",
+    type=click.Choice(["oidc", "github"]),
+    default="oidc",
+    show_default=True,
+    help="An OpenID Provider, or GitHub (an OAuth app).",
+)
 @_with_options
 @json_option
 def add(provider_id: str, client_secret_stdin: bool, as_json: bool, **options: Any) -> None:

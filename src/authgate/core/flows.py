@@ -88,6 +88,10 @@ class FlowStep:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+#: Where a step stands in timeline order: its ``at``, then its ``seq``.
+StepPosition = tuple[datetime, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Flow:
     """One row of ``flows``: the summary the searches and the console list."""
@@ -107,7 +111,8 @@ class Flow:
 @dataclass(frozen=True, slots=True)
 class FlowQuery:
     """Filters of a flow search; ``since`` inclusive and ``until`` exclusive (on ``last_at``);
-    ``reason``: a step of the flow refused with it; ``reference``: a step's request reference."""
+    ``reason``: a step of the flow refused with it; ``reference``: the request reference of a
+    step that has a reason (an error page shows it: a refusal)."""
 
     client_id: str | None = None
     user_id: str | None = None

@@ -319,12 +319,14 @@ class RegistrationSettings:
 #: RFC 8176 §2 "fed"-style reference for a sign-in through an upstream OpenID Provider (the
 #: session's ``amr``; ``idp`` names the provider).
 FEDERATED_AMR = "fed"
-UpstreamKind = Literal["oidc"]
+UpstreamKind = Literal["oidc", "github"]
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamProvider:
-    """An upstream OpenID Provider people may sign in through (``core/upstream/``).
+    """An upstream provider people may sign in through (``core/upstream/``): an OpenID
+    Provider (``kind`` "oidc") or GitHub, an OAuth app (``kind`` "github", ``issuer`` its web
+    base URL).
 
     ``id`` is the slug in ``/login/upstream/{id}``. ``client_secret`` is sealed at rest like
     a signing key's private half (``core/upstream/providers.py``); None for a public client.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from authgate.core.flows import Flow, FlowQuery, FlowStep
+from authgate.core.flows import Flow, FlowQuery, FlowStep, StepPosition
 from authgate.core.models import (
     AccessToken,
     ApiToken,
@@ -367,14 +367,15 @@ class FlowStore(Protocol):
         """The clients with the most refused steps since ``since``: (client_id, count)."""
         ...
 
-    def flow_step_cutoff(self, cap: int) -> int | None:
-        """The ``seq`` of the newest step beyond the newest ``cap`` (None when there are no
-        more than ``cap``): every step up to it must go to keep the cap."""
+    def flow_step_cutoff(self, cap: int) -> StepPosition | None:
+        """The position (``at``, ``seq``) of the newest step beyond the newest ``cap`` in
+        timeline order (None when there are no more than ``cap``): every step up to it must go
+        to keep the cap."""
         ...
 
-    def purge_flow_steps(self, before: datetime, up_to_seq: int | None, limit: int) -> int:
-        """Delete at most ``limit`` steps recorded before ``before`` or with ``seq`` at most
-        ``up_to_seq``; how many went."""
+    def purge_flow_steps(self, before: datetime, up_to: StepPosition | None, limit: int) -> int:
+        """Delete at most ``limit`` steps recorded before ``before`` or positioned at or before
+        ``up_to``; how many went."""
         ...
 
     def purge_flows(self, before: datetime, limit: int) -> int:

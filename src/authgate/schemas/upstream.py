@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from authgate.core.models import UpstreamProvider
+from authgate.core.models import UpstreamKind, UpstreamProvider
 from authgate.core.upstream.discovery import discovery_url
 from authgate.core.upstream.transactions import callback_path
 
@@ -17,8 +17,11 @@ from authgate.core.upstream.transactions import callback_path
 class UpstreamProviderOut(BaseModel):
     id: str = Field(description="The slug in `/login/upstream/{id}`")
     display_name: str = Field(description="What the sign-in page's button says")
-    kind: Literal["oidc"]
-    issuer: str = Field(description="The provider's issuer, byte for byte as its metadata says")
+    kind: UpstreamKind = Field(description="`oidc`, or `github` (an OAuth app)")
+    issuer: str = Field(
+        description="The provider's issuer, byte for byte as its metadata says; for `github` "
+        "GitHub's web base URL"
+    )
     client_id: str
     has_client_secret: bool = Field(description="A client secret is stored (never shown)")
     scopes: str
@@ -33,7 +36,7 @@ class UpstreamProviderOut(BaseModel):
     redirect_path: str = Field(
         description="The path of the redirect URI to register at the provider (after the issuer)"
     )
-    discovery_url: str
+    discovery_url: str | None = Field(description="Where its metadata is read; none for `github`")
     created_at: datetime
     updated_at: datetime
 
@@ -56,7 +59,7 @@ class UpstreamProviderOut(BaseModel):
             admin_values=list(provider.admin_values),
             enabled=provider.enabled,
             redirect_path=callback_path(provider.id),
-            discovery_url=discovery_url(provider.issuer),
+            discovery_url=discovery_url(provider.issuer) if provider.kind == "oidc" else None,
             created_at=provider.created_at,
             updated_at=provider.updated_at,
         )
@@ -67,11 +70,18 @@ class UpstreamProviderCreate(BaseModel):
 
     id: str = Field(description="1-40 of a-z, 0-9 and '-'")
     display_name: str
-    kind: Literal["oidc"] = "oidc"
-    issuer: str = Field(description="An https URL without query or fragment")
+    kind: Literal["oidc", "github"] = "oidc"
+    issuer: str = Field(
+        description="An https URL without query or fragment; for `github` GitHub's base URL "
+        "(`https://github.com` or a GitHub Enterprise Server's)"
+    )
     client_id: str
     client_secret: str | None = Field(None, description="Write-only; omit for a public client")
-    scopes: str = Field("openid email profile", description="Must include `openid`")
+    scopes: str = Field(
+        "",
+        description="Space-separated; empty: the kind's default (`openid email profile`; for "
+        "`github` `read:user user:email`, with `read:org` when conditions name orgs or teams)",
+    )
     allowed_domains: list[str] = Field(default_factory=list)
     link_by_verified_email: bool = False
     jit_create: bool = False

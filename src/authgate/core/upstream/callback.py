@@ -3,13 +3,16 @@
 
 Order matters: the transaction is consumed first (a replayed or forged callback stops there,
 before any request leaves authgate), then the response's ``iss`` (mix-up defence), then the
-provider's own error, then the exchange and the ID token.
+provider's own error, then the exchange and the ID token. GitHub (``kind`` "github") has no
+discovery, ``iss`` or ID token: after its error and the code, ``github_api`` exchanges the
+code and asks its REST API who signed in; its callback path names the provider, and the
+transaction must have been begun with that provider (the mix-up defence of distinct redirect
+URIs, RFC 9700 §4.4.2).
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,10 +21,17 @@ from urllib.parse import quote
 
 from authgate.core import flows
 from authgate.core.context import Context
-from authgate.core.models import UpstreamProvider
-from authgate.core.ports import FetchError, HttpAnswer
-from authgate.core.upstream import discovery, id_token, providers, transactions
+from authgate.core.models import UpstreamProvider, UpstreamTransaction
+from authgate.core.upstream import (
+    backchannel,
+    discovery,
+    github_api,
+    id_token,
+    providers,
+    transactions,
+)
 from authgate.core.upstream.errors import (
+    DOWN,
     UpstreamInvalidError,
     UpstreamRefusedError,
     UpstreamUnavailableError,
@@ -69,14 +79,18 @@ def _provider_error(params: Mapping[str, str]) -> UpstreamRefusedError:
     )
 
 
+def _secret(ctx: Context, provider: UpstreamProvider) -> str | None:
+    try:
+        return providers.client_secret(ctx, provider)
+    except DecryptionError as exc:  # AUTHGATE_SECRET_KEY changed since it was sealed
+        raise UpstreamUnavailableError(DOWN, debug="client secret unreadable") from exc
+
+
 def _client_auth(
     ctx: Context, provider: UpstreamProvider, meta: dict[str, Any]
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(headers, form fields) that authenticate authgate at the token endpoint."""
-    try:
-        secret = providers.client_secret(ctx, provider)
-    except DecryptionError as exc:  # AUTHGATE_SECRET_KEY changed since it was sealed
-        raise UpstreamUnavailableError(discovery.DOWN, debug="client secret unreadable") from exc
+    secret = _secret(ctx, provider)
     if secret is None:
         return {}, {"client_id": provider.client_id}
     methods = meta.get("token_endpoint_auth_methods_supported", ["client_secret_basic"])
@@ -85,25 +99,6 @@ def _client_auth(
     # RFC 6749 §2.3.1: both parts form-encoded before they are joined and base64-encoded.
     pair = f"{quote(provider.client_id, safe='')}:{quote(secret, safe='')}"
     return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}, {}
-
-
-def _json(answer: HttpAnswer) -> dict[str, Any]:
-    try:
-        value = json.loads(answer.body)
-    except (ValueError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _send(
-    ctx: Context, method: str, url: str, headers: dict[str, str], form: dict[str, str] | None
-) -> HttpAnswer:
-    if ctx.upstream is None:
-        raise UpstreamUnavailableError(discovery.DOWN, debug="no upstream HTTP client")
-    try:
-        return ctx.upstream.send(method, url, headers=headers, form=form)
-    except FetchError as exc:
-        raise UpstreamUnavailableError(discovery.DOWN, debug=f"{url}: {exc}") from exc
 
 
 def exchange(
@@ -118,10 +113,10 @@ def exchange(
         "code_verifier": verifier,
     }
     headers |= {"Accept": "application/json"}
-    answer = _send(ctx, "POST", str(meta["token_endpoint"]), headers, form)
-    body = _json(answer)
+    answer = backchannel.send(ctx, "POST", str(meta["token_endpoint"]), headers, form)
+    body = backchannel.json_object(answer)
     if answer.status >= 500:
-        raise UpstreamUnavailableError(discovery.DOWN, debug=f"token endpoint {answer.status}")
+        raise UpstreamUnavailableError(DOWN, debug=f"token endpoint {answer.status}")
     if answer.status != 200 or not isinstance(body.get("id_token"), str):
         error = body.get("error")
         raise UpstreamRefusedError(
@@ -145,13 +140,54 @@ def _userinfo(
     if not isinstance(endpoint, str) or not endpoint.startswith("https://"):
         return {}
     headers = {"Authorization": f"Bearer {access}", "Accept": "application/json"}
-    answer = _send(ctx, "GET", endpoint, headers, None)
-    info = _json(answer)
+    answer = backchannel.send(ctx, "GET", endpoint, headers, None)
+    info = backchannel.json_object(answer)
     if answer.status != 200 or info.get("sub") != claims["sub"]:
         raise UpstreamInvalidError(
             id_token.BAD, reason="userinfo_invalid", debug=f"UserInfo HTTP {answer.status}"
         )
     return info
+
+
+def _code(params: Mapping[str, str]) -> str:
+    """The provider's own error, else the code it sent."""
+    if "error" in params:
+        raise _provider_error(params)
+    code = params.get("code")
+    if not code or len(code) > 4096:
+        raise UpstreamInvalidError(
+            id_token.BAD, reason="token_exchange_failed", debug="no code in the response"
+        )
+    return code
+
+
+def _oidc(
+    ctx: Context,
+    provider: UpstreamProvider,
+    params: Mapping[str, str],
+    transaction: UpstreamTransaction,
+) -> dict[str, Any]:
+    meta = discovery.metadata(ctx, provider)
+    _check_issuer(provider, meta, params.get("iss"))
+    code = _code(params)
+    tokens = exchange(ctx, provider, meta, code, transaction.code_verifier)
+    claims = id_token.verify(ctx, provider, tokens["id_token"], transaction.nonce)
+    info = _userinfo(ctx, meta, tokens, claims)
+    return {**{k: v for k, v in info.items() if k not in claims}, **claims}
+
+
+def _github(
+    ctx: Context,
+    provider: UpstreamProvider,
+    params: Mapping[str, str],
+    transaction: UpstreamTransaction,
+) -> dict[str, Any]:
+    code = _code(params)
+    secret = _secret(ctx, provider)
+    if secret is None:  # refused when stored (providers.py); a row edited by hand
+        raise UpstreamUnavailableError(DOWN, debug="a GitHub provider without a client secret")
+    redirect = transactions.redirect_uri(ctx, provider.id)
+    return github_api.claims(ctx, provider, code, transaction.code_verifier, redirect, secret)
 
 
 def handle(
@@ -162,17 +198,7 @@ def handle(
     # From here on, the sign-in is a step of the authorization it returns to (if any).
     flows.note(flow_id=flows.flow_of_return_to(ctx.secret_key, transaction.return_to))
     provider = transactions.usable_provider(ctx, provider_id)
-    meta = discovery.metadata(ctx, provider)
-    _check_issuer(provider, meta, params.get("iss"))
-    if "error" in params:
-        raise _provider_error(params)
-    code = params.get("code")
-    if not code or len(code) > 4096:
-        raise UpstreamInvalidError(
-            id_token.BAD, reason="token_exchange_failed", debug="no code in the response"
-        )
-    tokens = exchange(ctx, provider, meta, code, transaction.code_verifier)
-    claims = id_token.verify(ctx, provider, tokens["id_token"], transaction.nonce)
-    info = _userinfo(ctx, meta, tokens, claims)
-    merged = {**{k: v for k, v in info.items() if k not in claims}, **claims}
-    return Authenticated(provider, merged, transaction.return_to)
+    vouched = _github if provider.kind == "github" else _oidc
+    return Authenticated(
+        provider, vouched(ctx, provider, params, transaction), transaction.return_to
+    )

@@ -13,12 +13,11 @@ from urllib.parse import urlsplit
 from authgate.core.context import Context
 from authgate.core.models import UpstreamProvider
 from authgate.core.ports import FetchError
-from authgate.core.upstream.errors import UpstreamInvalidError, UpstreamUnavailableError
+from authgate.core.upstream.errors import DOWN, UpstreamInvalidError, UpstreamUnavailableError
 
 TTL = timedelta(minutes=15)
 #: The metadata members authgate uses, each an https URL.
 ENDPOINTS = ("authorization_endpoint", "token_endpoint", "jwks_uri")
-DOWN = "The identity provider could not be reached. Try again in a moment."
 
 
 def _get_json(ctx: Context, url: str) -> dict[str, Any]:

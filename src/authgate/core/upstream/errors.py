@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from authgate.core.errors import AccessDeniedError, TemporarilyUnavailableError
+from authgate.core.errors import AccessDeniedError, TemporarilyUnavailableError, ValidationFailed
+
+#: What a person reads when the provider could not be reached or did not answer in time.
+DOWN = "The identity provider could not be reached. Try again in a moment."
 
 Reason = Literal[
     "provider_unknown",
@@ -18,6 +21,7 @@ Reason = Literal[
     "token_exchange_failed",
     "id_token_invalid",
     "userinfo_invalid",
+    "scope_not_granted",
     "provider_unavailable",
     "account_not_linked",
     "email_not_verified",
@@ -48,3 +52,8 @@ class UpstreamUnavailableError(TemporarilyUnavailableError):
     def __init__(self, description: str, *, debug: str | None = None) -> None:
         super().__init__(description, debug=debug)
         self.reason: Reason = "provider_unavailable"
+
+
+def invalid_setting(field: str, message: str) -> ValidationFailed:
+    """A provider setting that cannot be stored, named for the operator (RFC 9457 problem)."""
+    return ValidationFailed("Invalid upstream provider", validations={field: message})

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
-from typing import Any, cast, get_args
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from authgate.core import audit
@@ -20,6 +20,8 @@ from authgate.core.context import Actor, Context
 from authgate.core.errors import Conflict, NotFound, ValidationFailed
 from authgate.core.models import UpstreamKind, UpstreamProvider
 from authgate.core.ports import DuplicateKeyError
+from authgate.core.upstream import github
+from authgate.core.upstream.errors import invalid_setting
 from authgate.crypto import encryption
 
 PURPOSE = "authgate upstream client secrets v1"
@@ -30,19 +32,23 @@ _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 MAX_VALUES = 64
 #: The kinds of provider core knows, in the order forms offer them (from ``UpstreamKind``).
 KINDS: tuple[UpstreamKind, ...] = get_args(UpstreamKind)
+#: The scopes of an OpenID Provider when the operator names none.
+OIDC_SCOPES = ("openid", "email", "profile")
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """What an operator sets. ``client_secret``: None keeps the stored one on an update (and
-    means a public client on creation); "" removes it."""
+    means a public client on creation); "" removes it. ``scopes`` "" is the kind's default
+    (``OIDC_SCOPES``, ``github.DEFAULT_SCOPES``). ``kind`` "github": ``issuer`` is GitHub's
+    web base URL (``github.py``)."""
 
     id: str
     display_name: str
     issuer: str
     client_id: str
     client_secret: str | None = None
-    scopes: str = "openid email profile"
+    scopes: str = ""
     allowed_domains: tuple[str, ...] = ()
     link_by_verified_email: bool = False
     jit_create: bool = False
@@ -59,7 +65,7 @@ SPEC_FIELDS = tuple(f.name for f in fields(ProviderSpec) if f.name != "id")
 
 
 def _problem(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed("Invalid upstream provider", validations={field: message})
+    return invalid_setting(field, message)
 
 
 def _check_issuer(issuer: str) -> str:
@@ -90,29 +96,55 @@ def _check_claim(field: str, claim: str | None, values: tuple[str, ...]) -> None
         raise _problem(field, "values of 1-256 characters")
 
 
+def _check_scopes(spec: ProviderSpec) -> str:
+    scopes = spec.scopes.split()
+    if not all(_SCOPE_TOKEN.fullmatch(s) for s in scopes):
+        raise _problem("scopes", "space-separated scope tokens")
+    if spec.kind == "github":
+        scopes = github.check_scopes(scopes, any(github.memberships(spec)))
+    else:
+        scopes = scopes or list(OIDC_SCOPES)
+        if "openid" not in scopes:
+            raise _problem("scopes", "space-separated scope tokens that include 'openid'")
+    return " ".join(dict.fromkeys(scopes))
+
+
+def _check_kind(spec: ProviderSpec) -> str:
+    """The rules of the kind; the issuer as stored."""
+    if spec.kind not in KINDS:
+        raise _problem("kind", "one of: " + ", ".join(KINDS))
+    if spec.kind == "oidc":
+        return _check_issuer(spec.issuer)
+    if spec.client_secret == "":
+        raise _problem("client_secret", "a GitHub OAuth app needs its client secret")
+    github.check_claim("required_claim", spec.required_claim, spec.required_values)
+    github.check_claim("admin_claim", spec.admin_claim, spec.admin_values)
+    github.check_memberships(spec)
+    return github.check_issuer(spec.issuer)
+
+
 def check(spec: ProviderSpec) -> ProviderSpec:
     """The spec as stored (normalised), or ``ValidationFailed`` naming the field."""
     if not _SLUG.fullmatch(spec.id):
         raise _problem("id", "1-40 characters: a-z, 0-9 and '-', starting with a letter or digit")
-    if spec.kind not in KINDS:
-        raise _problem("kind", "one of: " + ", ".join(KINDS))
     name = spec.display_name.strip()
     if not 1 <= len(name) <= 64:
         raise _problem("display_name", "1-64 characters")
-    _check_issuer(spec.issuer)
     if not 1 <= len(spec.client_id) <= 256 or any(ord(c) < 0x20 for c in spec.client_id):
         raise _problem("client_id", "1-256 printable characters")
     if spec.client_secret is not None and len(spec.client_secret) > 512:
         raise _problem("client_secret", "at most 512 characters")
-    scopes = spec.scopes.split()
-    if "openid" not in scopes or not all(_SCOPE_TOKEN.fullmatch(s) for s in scopes):
-        raise _problem("scopes", "space-separated scope tokens that include 'openid'")
     domains = tuple(d.strip().lower().rstrip(".") for d in spec.allowed_domains)
     _check_values("allowed_domains", domains, _DOMAIN)
     _check_claim("required_claim", spec.required_claim, spec.required_values)
     _check_claim("admin_claim", spec.admin_claim, spec.admin_values)
+    issuer = _check_kind(spec)
     return replace(
-        spec, display_name=name, scopes=" ".join(dict.fromkeys(scopes)), allowed_domains=domains
+        spec,
+        display_name=name,
+        issuer=issuer,
+        scopes=_check_scopes(spec),
+        allowed_domains=domains,
     )
 
 
@@ -138,6 +170,7 @@ def _described(provider: UpstreamProvider) -> dict[str, Any]:
     """What an audit event says of a provider: every setting, never the secret."""
     return {
         "display_name": provider.display_name,
+        "kind": provider.kind,
         "issuer": provider.issuer,
         "client_id": provider.client_id,
         "has_client_secret": provider.client_secret is not None,
@@ -155,10 +188,11 @@ def _model(
     ctx: Context, spec: ProviderSpec, sealed: str | None, created: UpstreamProvider | None
 ) -> UpstreamProvider:
     now = ctx.clock.now()
+    kind: UpstreamKind = "github" if spec.kind == "github" else "oidc"
     return UpstreamProvider(
         id=spec.id,
         display_name=spec.display_name,
-        kind=cast(UpstreamKind, spec.kind),
+        kind=kind,
         issuer=spec.issuer,
         client_id=spec.client_id,
         client_secret=sealed,
@@ -178,6 +212,8 @@ def _model(
 
 def create_provider(ctx: Context, actor: Actor, spec: ProviderSpec) -> UpstreamProvider:
     spec = check(spec)
+    if spec.kind == "github" and not spec.client_secret:
+        raise _problem("client_secret", "a GitHub OAuth app needs its client secret")
     provider = _model(ctx, spec, _seal(ctx, spec.id, spec.client_secret), None)
     try:
         ctx.store.create_upstream_provider(provider)

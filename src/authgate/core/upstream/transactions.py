@@ -4,6 +4,11 @@ the transaction that remembers it: code flow, PKCE S256 (RFC 7636), ``state``, `
 The transaction is stored, not kept in a cookie, so any node can finish the callback; only a
 SHA-256 of ``state`` is stored (the value travels only through the browser), and the callback
 consumes it at most once (``ports.UpstreamStore.consume_upstream_transaction``).
+
+GitHub (``kind`` "github") takes the same request at ``{issuer}/login/oauth/authorize``
+("Authorizing OAuth apps": ``client_id``, ``redirect_uri``, ``scope``, ``state``, and PKCE
+S256, which GitHub verifies when it is sent) without ``nonce``: it issues no ID token that
+could carry one, so the transaction stores none.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from authgate.core.context import Context
 from authgate.core.models import UpstreamProvider, UpstreamTransaction
-from authgate.core.upstream import discovery, providers
+from authgate.core.upstream import discovery, github, providers
 from authgate.core.upstream.errors import UpstreamInvalidError, UpstreamRefusedError
 from authgate.crypto import pkce, secrets
 
@@ -65,9 +70,13 @@ def _with_query(url: str, params: dict[str, str]) -> str:
 def start(ctx: Context, provider_id: str, return_to: str) -> Started:
     """Store a transaction and build the authorization request for it."""
     provider = usable_provider(ctx, provider_id)
-    meta = discovery.metadata(ctx, provider)
+    oidc = provider.kind == "oidc"
+    if oidc:
+        endpoint = str(discovery.metadata(ctx, provider)["authorization_endpoint"])
+    else:
+        endpoint = github.authorization_endpoint(provider)
     state = secrets.random_string(STATE_LENGTH)
-    nonce = secrets.random_string(NONCE_LENGTH)
+    nonce = secrets.random_string(NONCE_LENGTH) if oidc else ""
     verifier = secrets.random_string(VERIFIER_LENGTH)
     now = ctx.clock.now()
     ctx.store.create_upstream_transaction(
@@ -91,7 +100,9 @@ def start(ctx: Context, provider_id: str, return_to: str) -> Started:
         "code_challenge": pkce.s256(verifier),
         "code_challenge_method": "S256",
     }
-    return Started(provider, _with_query(str(meta["authorization_endpoint"]), params), state)
+    if not oidc:
+        del params["response_type"], params["nonce"]
+    return Started(provider, _with_query(endpoint, params), state)
 
 
 def consume(

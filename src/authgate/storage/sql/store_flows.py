@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Insert, Row, delete, func, insert, or_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 
-from authgate.core.flows import Flow, FlowQuery, FlowStep
+from authgate.core.flows import Flow, FlowQuery, FlowStep, StepPosition
 from authgate.storage.sql.base import Intent, SqlBase
 from authgate.storage.sql.tables import flow_steps, flows
 
@@ -92,14 +92,6 @@ def _upsert_flow(dialect: str) -> Insert:
 _UPSERT_FLOW = {"postgresql": _upsert_flow("postgresql"), "sqlite": _upsert_flow("sqlite")}
 
 
-_STEP_COLUMNS = tuple(flow_steps.columns.keys())
-
-
-def _step_values(step: FlowStep) -> dict[str, Any]:
-    """``values_of(step)`` without reading the dataclass's fields for every row of a batch."""
-    return {name: getattr(step, name) for name in _STEP_COLUMNS}
-
-
 def _filters(query: FlowQuery) -> list[ColumnElement[bool]]:
     filters: list[ColumnElement[bool]] = []
     if query.client_id is not None:
@@ -112,7 +104,11 @@ def _filters(query: FlowQuery) -> list[ColumnElement[bool]]:
         having = select(flow_steps.c.flow_id).where(flow_steps.c.reason == query.reason)
         filters.append(flows.c.id.in_(having))
     if query.reference is not None:
-        named = select(flow_steps.c.flow_id).where(flow_steps.c.reference == query.reference)
+        # A reference is read off an error page: a refusal, which has a reason (the condition
+        # lets the partial index on references answer).
+        named = select(flow_steps.c.flow_id).where(
+            flow_steps.c.reference == query.reference, flow_steps.c.reason.is_not(None)
+        )
         filters.append(flows.c.id.in_(named))
     if query.refused is not None:
         filters.append(flows.c.refusals > 0 if query.refused else flows.c.refusals == 0)
@@ -138,7 +134,7 @@ class FlowQueries(SqlBase):
         rows = [summary.row(flow_id) for flow_id, summary in _summaries(steps).items()]
         upsert = _UPSERT_FLOW["sqlite" if self._sqlite else "postgresql"]
         with self._raw_transaction(Intent.WRITE) as db:
-            db.execute_each(_INSERT_STEP, map(_step_values, steps))
+            db.execute_each(_INSERT_STEP, steps, attributes=True)
             db.execute_each(upsert, rows)
 
     def list_flows(self, query: FlowQuery) -> tuple[Sequence[Flow], int]:
@@ -186,16 +182,21 @@ class FlowQueries(SqlBase):
         with self._transaction() as conn:
             return [(str(row.client_id), int(row.refusals)) for row in conn.execute(query)]
 
-    def flow_step_cutoff(self, cap: int) -> int | None:
-        query = select(flow_steps.c.seq).order_by(flow_steps.c.seq.desc()).offset(cap).limit(1)
+    def flow_step_cutoff(self, cap: int) -> StepPosition | None:
+        query = (
+            select(flow_steps.c.at, flow_steps.c.seq)
+            .order_by(flow_steps.c.at.desc(), flow_steps.c.seq.desc())
+            .offset(cap)
+            .limit(1)
+        )
         with self._transaction() as conn:
             row = conn.execute(query).first()
-        return None if row is None else int(row.seq)
+        return None if row is None else (row.at, int(row.seq))
 
-    def purge_flow_steps(self, before: datetime, up_to_seq: int | None, limit: int) -> int:
+    def purge_flow_steps(self, before: datetime, up_to: StepPosition | None, limit: int) -> int:
         which: ColumnElement[bool] = flow_steps.c.at < before
-        if up_to_seq is not None:
-            which = or_(which, flow_steps.c.seq <= up_to_seq)
+        if up_to is not None:
+            which = or_(which, tuple_(flow_steps.c.at, flow_steps.c.seq) <= tuple_(*up_to))
         return self._purge_batch(flow_steps, which, limit)
 
     def purge_flows(self, before: datetime, limit: int) -> int:

@@ -8,6 +8,8 @@ that the two agree.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    text,
 )
 
 from authgate.storage.sql.types import NullablePortableJSON, PortableJSON, UTCDateTime
@@ -37,6 +40,12 @@ metadata = MetaData(
 
 def _fk(target: str, *, on_delete: str = "CASCADE") -> ForeignKey:
     return ForeignKey(target, ondelete=on_delete)
+
+
+def _where_set(column: str) -> dict[str, Any]:
+    """A partial index's condition, on both backends: the rows where ``column`` is set."""
+    where = text(f"{column} IS NOT NULL")
+    return {"sqlite_where": where, "postgresql_where": where}
 
 
 users = Table(
@@ -258,7 +267,8 @@ flows = Table(
     Column("last_reason", String, nullable=True),
     Index("ix_flows_last_at", "last_at"),
     Index("ix_flows_client_id", "client_id"),
-    Index("ix_flows_user_id", "user_id"),
+    # Partial (migration 0010): a client_credentials flow has no user.
+    Index("ix_flows_user_id", "user_id", **_where_set("user_id")),
 )
 
 flow_steps = Table(
@@ -278,10 +288,11 @@ flow_steps = Table(
     Column("reference", String, nullable=True),
     Column("detail", PortableJSON, nullable=False),
     Index("ix_flow_steps_flow_id", "flow_id"),
-    Index("ix_flow_steps_seq", "seq"),
-    Index("ix_flow_steps_at", "at"),
-    Index("ix_flow_steps_reason", "reason"),
-    Index("ix_flow_steps_reference", "reference"),
+    # Timeline order: the cap, the retention and the failing clients (migration 0010).
+    Index("ix_flow_steps_at_seq", "at", "seq"),
+    # Partial: searches by reason and by reference look for refusals, which have a reason.
+    Index("ix_flow_steps_reason", "reason", **_where_set("reason")),
+    Index("ix_flow_steps_reference", "reference", **_where_set("reason")),
 )
 
 settings = Table(

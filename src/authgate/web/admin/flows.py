@@ -86,5 +86,5 @@ def reasons(who: Admin) -> list[ReasonOut]:
 
 @router.get("/{flow}", response_model=FlowTimelineOut)
 def show_flow(ctx: Ctx, who: Admin, flow: str) -> FlowTimelineOut:
-    """One flow and its steps in order, by its id or by the reference of one of its requests."""
+    """One flow and its steps in order, by its id or by the reference an error page showed."""
     return FlowTimelineOut.of(flow_log.timeline(ctx, flow[:64]))
