@@ -98,6 +98,44 @@ def test_the_kinds_offered_are_the_kinds_core_knows(admin_in: TestClient) -> Non
     assert offered == list(providers.KINDS)
 
 
+def test_add_a_github_provider_with_a_team_condition(
+    admin_in: TestClient, services: Services
+) -> None:
+    resp = create(
+        admin_in,
+        id="github",
+        kind="github",
+        display_name="GitHub",
+        issuer="https://github.com/",
+        client_id="Iv1.0123456789abcdef",
+        scopes="",
+        allowed_domains="",
+        required_claim="teams",
+        required_values="acme/mcp-users",
+        admin_claim="teams",
+        admin_values="acme/authgate-admins",
+    )
+    assert resp.status_code == 303, resp.text
+    stored = services.store.get_upstream_provider("github")
+    assert stored is not None
+    assert (stored.kind, stored.issuer) == ("github", "https://github.com")
+    # GitHub's default scopes, with read:org because the conditions name teams.
+    assert set(stored.scopes.split()) == {"read:user", "user:email", "read:org"}
+    assert (stored.required_claim, stored.required_values) == ("teams", ("acme/mcp-users",))
+    [event] = events(services, "upstream_provider.created")
+    assert event.details["kind"] == "github" and SECRET not in str(event.details)
+    page = admin_in.get("/admin/upstream/github").text
+    assert "github" in page and SECRET not in page
+    # A GitHub provider is never given openid: refused on the form, nothing changed.
+    path = "/admin/upstream/github"
+    refused = admin_in.post(
+        path, data=form(admin_in, path, id=None, kind=None, scopes="openid user:email")
+    )
+    assert refused.status_code == 400 and "openid" in html.unescape(refused.text)
+    again = services.store.get_upstream_provider("github")
+    assert again is not None and again.scopes == stored.scopes
+
+
 @pytest.mark.parametrize(
     ("fields", "label", "words"),
     [
