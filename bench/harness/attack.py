@@ -42,6 +42,10 @@ from bench.harness.systems import Launcher, Paths, Server
 #: Hosts of the stalling document servers: loopback addresses other than the server's own,
 #: so per-host caps see eight hosts, as an attacker with eight names would.
 STALL_HOSTS = [f"127.0.0.{n}" for n in range(2, 10)]
+#: The address the attackers connect from: on the internet an attacker is not at the
+#: well-behaved client's address (127.0.0.1), and the server's per-source limits and fair
+#: shares (web/fairness.py) tell sources apart, as they would there.
+ATTACKER_ADDRESS = "127.0.0.20"
 #: The attacker process's nice value: it shares a core with the well-behaved client, whose
 #: requests should not wait for the attacker's own Python to be scheduled (on the internet
 #: the attacker is another machine).
@@ -116,6 +120,11 @@ def _workers(count: int, target: Callable[[], None]) -> Iterator[threading.Threa
         yield thread
 
 
+def attacker_client(**options: Any) -> httpx.Client:
+    """An HTTP client of the attacker: connecting from ``ATTACKER_ADDRESS``."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=ATTACKER_ADDRESS), **options)
+
+
 def _outcome(resp: httpx.Response) -> str:
     return str(resp.status_code)
 
@@ -133,12 +142,12 @@ def chunked_bodies(server: Target, stop: Stop, seen: Counter[str]) -> None:
     def worker() -> None:
         while not stop.is_set():
             try:
-                resp = httpx.post(
-                    server.url + server.paths.token,
-                    content=body(),
-                    headers={"content-type": "application/x-www-form-urlencoded"},
-                    timeout=30,
-                )
+                with attacker_client(timeout=30) as client:
+                    resp = client.post(
+                        server.url + server.paths.token,
+                        content=body(),
+                        headers={"content-type": "application/x-www-form-urlencoded"},
+                    )
                 seen[_outcome(resp)] += 1
             except httpx.HTTPError as exc:
                 seen[type(exc).__name__] += 1
@@ -187,7 +196,7 @@ def slow_documents(server: Target, stop: Stop, seen: Counter[str]) -> None:
     with stall_servers() as origins:
 
         def worker(index: int) -> None:
-            with httpx.Client(base_url=server.url, timeout=60) as client:
+            with attacker_client(base_url=server.url, timeout=60) as client:
                 n = 0
                 while not stop.is_set():
                     n += 1
@@ -223,7 +232,7 @@ def failed_sign_ins(server: Target, stop: Stop, seen: Counter[str]) -> None:
     """80 workers post wrong passwords for the benchmark user, each from its own session."""
 
     def worker() -> None:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
+        with attacker_client(base_url=server.url, timeout=60) as client:
             try:
                 match = CSRF.search(client.get("/login").text)
             except httpx.HTTPError:
@@ -258,7 +267,9 @@ def slow_connections(server: Target, stop: Stop, seen: Counter[str]) -> None:  #
 
     def open_one() -> socket.socket | None:
         try:
-            sock = socket.create_connection((host, int(port)), timeout=5)
+            sock = socket.create_connection(
+                (host, int(port)), timeout=5, source_address=(ATTACKER_ADDRESS, 0)
+            )
             sock.sendall(head)
             sock.settimeout(0)
             seen["held open"] += 1
@@ -287,7 +298,8 @@ def slow_connections(server: Target, stop: Stop, seen: Counter[str]) -> None:  #
         padding = "a" * (1 << 20)
         while not stop.is_set():
             try:
-                resp = httpx.get(server.url + "/readyz", headers={"x-pad": padding}, timeout=30)
+                with attacker_client(timeout=30) as client:
+                    resp = client.get(server.url + "/readyz", headers={"x-pad": padding})
                 seen[f"1 MiB head: {resp.status_code}"] += 1
             except httpx.HTTPError as exc:
                 seen[f"1 MiB head: {type(exc).__name__}"] += 1
@@ -308,7 +320,7 @@ def busy_clients(server: Target, stop: Stop, seen: Counter[str]) -> None:
     server's one core: the part of an attack's figure that is load, not the attack."""
 
     def worker() -> None:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
+        with attacker_client(base_url=server.url, timeout=60) as client:
             while not stop.is_set():
                 try:
                     seen[_outcome(client.get(server.paths.metadata))] += 1

@@ -317,6 +317,16 @@ class Settings(BaseSettings):
         "and closed. Per process (`AUTHGATE_WORKERS` multiplies it); keep it under the "
         "process's file-descriptor limit.",
     )
+    http_in_flight_per_source: int = Field(
+        4,
+        ge=0,
+        le=100_000,
+        description="Requests of one source (an IPv4 address, an IPv6 /64) in progress at once "
+        "in each server process while other sources are active too; its further requests wait "
+        "their turn, in order, without a thread, so one address's flood does not queue every "
+        "other client behind it. A source alone on the server is not held back. 0 turns this "
+        "off. Behind a proxy, set `AUTHGATE_TRUST_PROXY_HEADERS` or every request is one source.",
+    )
     metrics_enabled: bool = Field(
         True,
         description="Serve Prometheus metrics at `/metrics`. The endpoint is not authenticated: "

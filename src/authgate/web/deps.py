@@ -14,6 +14,7 @@ from authgate.core.context import Actor, Context
 from authgate.core.errors import Forbidden, OAuthError, Unauthenticated
 from authgate.core.models import User
 from authgate.web import cookies
+from authgate.web.fairness import client_address
 
 SESSION_COOKIE = cookies.SESSION  # the name over http; see web/cookies.py for https
 ADMIN_SCOPE = admin_scope.ADMIN_SCOPE
@@ -36,13 +37,8 @@ def request_id(conn: HTTPConnection) -> str:
 
 
 def client_ip(conn: HTTPConnection) -> str | None:
-    if settings_of(conn).trust_proxy_headers:
-        forwarded = conn.headers.get("x-forwarded-for")
-        if forwarded:
-            # The entry the trusted proxy appended (the last one): anything before it came
-            # from the client and can be forged.
-            return forwarded.split(",")[-1].strip()[:64]
-    return conn.client.host if conn.client else None
+    trust = settings_of(conn).trust_proxy_headers
+    return client_address(conn.scope, trust_proxy_headers=trust)
 
 
 def actor_of(conn: HTTPConnection) -> Actor:

@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authgate.web.errors import EXCEPTION_HANDLERS
+from authgate.web.fairness import FairShare, FairShares
 from authgate.web.middleware import RequestContext
 
 
@@ -66,14 +67,22 @@ class HotRoutes:
 
 
 class AuthgateApp(FastAPI):
-    """The framework's app, with ``HotRoutes`` in front of it once ``serve_hot`` is called."""
+    """The framework's app, with ``HotRoutes`` in front of it once ``serve_hot`` is called,
+    and every request admitted by a ``FairShare`` once ``share_fairly`` is."""
 
     _hot: HotRoutes | None = None
+    _fair: FairShares | None = None
 
     def serve_hot(self, routes: Iterable[Route]) -> None:
         self._hot = HotRoutes(super().__call__, routes)
 
+    def share_fairly(self, share: FairShare, *, trust_proxy_headers: bool) -> None:
+        self._fair = FairShares(self._dispatch, share, trust_proxy_headers=trust_proxy_headers)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await (self._fair or self._dispatch)(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._hot is None or self.root_path:
             await super().__call__(scope, receive, send)
             return

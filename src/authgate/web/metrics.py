@@ -49,6 +49,7 @@ class Metrics:
         self,
         pool_in_use: Callable[[], float] | None = None,
         fetch_refusals: Callable[[], Mapping[str, int]] | None = None,
+        turns_waited: Callable[[], int] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -125,7 +126,7 @@ class Metrics:
                 registry=registry,
             )
             gauge.set_function(pool_in_use)
-        registry.register(_Refusals(fetch_refusals))
+        registry.register(_Refusals(fetch_refusals, turns_waited))
 
     def observe_request(self, scope: Scope, status: int, seconds: float, error: str | None) -> None:
         route = route_template(scope)
@@ -189,11 +190,17 @@ class Metrics:
 
 
 class _Refusals(Collector):
-    """Work refused at once because its bounded pool was full (the counts live with the pools:
-    ``fetch/pool.py`` per app, ``crypto/passwords.py`` per process)."""
+    """Work refused at once because its bounded pool was full, or held back for its turn (the
+    counts live with the pools: ``fetch/pool.py`` per app, ``crypto/passwords.py`` per process,
+    ``web/fairness.py`` per app)."""
 
-    def __init__(self, fetch_refusals: Callable[[], Mapping[str, int]] | None) -> None:
+    def __init__(
+        self,
+        fetch_refusals: Callable[[], Mapping[str, int]] | None,
+        turns_waited: Callable[[], int] | None,
+    ) -> None:
         self._fetch = fetch_refusals
+        self._waited = turns_waited
 
     def collect(self) -> Iterator[Metric]:
         fetches = CounterMetricFamily(
@@ -211,6 +218,14 @@ class _Refusals(Collector):
             "place of the process was taken.",
             value=passwords.refusals,
         )
+        if self._waited is not None:
+            yield CounterMetricFamily(
+                "authgate_requests_waited_turn",
+                "Requests that waited for their turn because their source (an IPv4 address, "
+                "an IPv6 /64) had AUTHGATE_HTTP_IN_FLIGHT_PER_SOURCE in progress while other "
+                "sources were active.",
+                value=self._waited(),
+            )
 
 
 def fetch_refusals(fetcher: object) -> Callable[[], Mapping[str, int]] | None:

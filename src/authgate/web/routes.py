@@ -15,6 +15,7 @@ from authgate.web import admin, health, metrics
 from authgate.web.background import lifespan as background_lifespan
 from authgate.web.cors import with_cors
 from authgate.web.errors import EXCEPTION_HANDLERS
+from authgate.web.fairness import FairShare
 from authgate.web.flow_writer import FlowWriter
 from authgate.web.hot import AuthgateApp
 from authgate.web.middleware import RequestContext
@@ -206,10 +207,14 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
     app.state.branding = branding_of(settings)
     app.router.routes.extend(protocol_routes(settings.issuer))
     app.router.routes.extend(page_routes())
+    per_source = settings.http_in_flight_per_source
+    share = FairShare(per_source) if per_source else None
     if settings.metrics_enabled:
         # Not authenticated: operators keep /metrics off the public internet.
         app.state.metrics = metrics.Metrics(
-            metrics.pool_gauge(ctx.store), metrics.fetch_refusals(ctx.fetcher)
+            metrics.pool_gauge(ctx.store),
+            metrics.fetch_refusals(ctx.fetcher),
+            share.turns_waited if share else None,
         )
         app.router.routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     if settings.flows_enabled:
@@ -221,4 +226,7 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(RequestContext)  # the outermost of the app's own middleware
     app.serve_hot(hot_routes(settings.issuer))  # in front of all of it (web/hot.py)
+    if share is not None:  # in front of everything (web/fairness.py)
+        app.state.fair_share = share
+        app.share_fairly(share, trust_proxy_headers=settings.trust_proxy_headers)
     return app
