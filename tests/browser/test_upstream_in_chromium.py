@@ -25,7 +25,6 @@ import json
 import os
 import queue
 import re
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -63,12 +62,11 @@ from tests.e2e.test_mcp_sdk import (
     wait_until,
 )
 from tests.fetch.server import write_certificates
+from tests.procs import AUTHGATE, ROOT, run_cli
 from tests.upstream import provider
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-AUTHGATE = Path(sys.executable).with_name("authgate")
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 WAIT = 60.0
 
@@ -84,17 +82,7 @@ class Stack:
     mcp_url: str
 
     def cli(self, *args: str) -> Any:
-        done = subprocess.run(
-            [str(AUTHGATE), *args, "--json"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd=ROOT,
-        )
-        assert done.returncode == 0, f"authgate {' '.join(args)}: {done.stderr}"
-        return json.loads(done.stdout)
+        return run_cli(self.env, *args)
 
     def store(self) -> storage.SqlStore:
         return storage.open_store(f"sqlite:///{self.data_dir / 'authgate.db'}")

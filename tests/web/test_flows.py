@@ -287,6 +287,15 @@ def _code(client: TestClient, app: Client, **kwargs: Any) -> tuple[str, str]:
     return authorize(client, app.id, challenge=pkce.challenge, **kwargs), pkce.verifier
 
 
+def _tokens(client: TestClient, app: Client) -> tuple[str, dict[str, Any]]:
+    """A code of ``app`` (a confidential client) and the tokens it was exchanged for."""
+    code, verifier = _code(client, app)
+    answer = exchange_code(
+        client, code, client_id=app.id, client_secret=app.secret, verifier=verifier
+    )
+    return code, assert_token_response(answer)
+
+
 def test_wrong_verifier_then_right_one_is_one_flow(
     signed_in: TestClient, services: Services, confidential: Client
 ) -> None:
@@ -382,16 +391,7 @@ def test_expired_and_replayed_codes(
 def test_refresh_reused_after_rotation(
     signed_in: TestClient, services: Services, confidential: Client, clock: MovableClock
 ) -> None:
-    code, verifier = _code(signed_in, confidential)
-    tokens = assert_token_response(
-        exchange_code(
-            signed_in,
-            code,
-            client_id=confidential.id,
-            client_secret=confidential.secret,
-            verifier=verifier,
-        )
-    )
+    code, tokens = _tokens(signed_in, confidential)
     old = tokens["refresh_token"]
     rotated = refresh(signed_in, old, client_id=confidential.id, client_secret=confidential.secret)
     new = assert_token_response(rotated)["refresh_token"]
@@ -410,16 +410,7 @@ def test_refresh_reused_after_rotation(
 def test_user_disabled_at_refresh_is_its_reason(
     signed_in: TestClient, services: Services, confidential: Client, alice: Account
 ) -> None:
-    code, verifier = _code(signed_in, confidential)
-    tokens = assert_token_response(
-        exchange_code(
-            signed_in,
-            code,
-            client_id=confidential.id,
-            client_secret=confidential.secret,
-            verifier=verifier,
-        )
-    )
+    _, tokens = _tokens(signed_in, confidential)
     accounts.update_user(services.ctx, SYSTEM, alice.user.id, disabled=True)
     resp = refresh(
         signed_in,
