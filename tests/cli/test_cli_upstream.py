@@ -112,6 +112,9 @@ def test_private_key_jwt_from_the_cli_jwks_certificate_and_rotation(
     assert kid in text and "/login/upstream/entra/jwks" in text
     pem = migrated.ok("upstream", "certificate", "entra").stdout
     assert pem == stored.assertion_certificate
+    as_json = migrated.json("upstream", "certificate", "entra")
+    assert as_json["certificate"] == pem and as_json["kid"] == kid
+    assert as_json["x5t"] == added["assertion_key"]["x5t"]
     shown = migrated.ok("upstream", "update", "entra", "--display-name", "Entra ID").stdout
     assert kid in shown and "PRIVATE" not in shown and stored.assertion_key not in shown
 

@@ -222,10 +222,19 @@ def jwks(provider_id: str, as_json: bool) -> None:
 
 @upstream.command()
 @click.argument("provider_id")
-def certificate(provider_id: str) -> None:
-    """Print the certificate (PEM) of private_key_jwt, for Entra ID or Auth0."""
+@json_option
+def certificate(provider_id: str, as_json: bool) -> None:
+    """Print the certificate (PEM) of private_key_jwt, for Entra ID or Auth0 (--json: with its
+    kid and x5t)."""
     provider, _ = _key(open_context(), provider_id)
-    click.echo(provider.assertion_certificate or "", nl=False)
+    key = client_assertion.described(provider)
+    if key is None:  # _key found its JWK Set, so it has one
+        raise NotFound(f"The upstream provider {provider_id!r} does not use private_key_jwt")
+    data = {"id": provider.id, "kid": key.kid, "x5t": key.x5t, "certificate": key.certificate_pem}
+    if as_json:
+        emit(True, data, "")
+    else:
+        click.echo(key.certificate_pem, nl=False)
 
 
 @upstream.command(name="rotate-key")

@@ -42,8 +42,7 @@ def basic(client_id: str, client_secret: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
 
 
-def _with_secret(ctx: Context, provider: UpstreamProvider, method: str) -> Auth:
-    value = secret(ctx, provider)
+def _with_secret(provider: UpstreamProvider, method: str, value: str | None) -> Auth:
     if value is None:  # refused when stored (providers.py); a row edited by hand
         raise UpstreamUnavailableError(DOWN, debug=f"{method} without a client secret")
     if method == "client_secret_post":
@@ -78,19 +77,21 @@ def for_oidc(ctx: Context, provider: UpstreamProvider, meta: dict[str, Any]) -> 
             "client_assertion_type": client_assertion.ASSERTION_TYPE,
             "client_assertion": client_assertion.assertion(ctx, provider, audience),
         }
+    value = secret(ctx, provider)
     if method is not None:
-        return _with_secret(ctx, provider, method)
-    if secret(ctx, provider) is None:
+        return _with_secret(provider, method, value)
+    if value is None:
         return {}, {"client_id": provider.client_id}
     methods = meta.get("token_endpoint_auth_methods_supported", DEFAULT_METHODS)
     if isinstance(methods, list) and "client_secret_basic" not in methods:
-        return _with_secret(ctx, provider, "client_secret_post")
-    return _with_secret(ctx, provider, "client_secret_basic")
+        return _with_secret(provider, "client_secret_post", value)
+    return _with_secret(provider, "client_secret_basic", value)
 
 
 def for_github(ctx: Context, provider: UpstreamProvider) -> Auth:
     """GitHub's token endpoint ("Authorizing OAuth apps", step 2): the secret in the form
     unless the operator asked for Basic; ``client_id`` in the form either way (GitHub lists it
     as a parameter of the request, and RFC 6749 §3.2.1 allows it next to Basic)."""
-    headers, form = _with_secret(ctx, provider, provider.token_auth_method or "client_secret_post")
+    method = provider.token_auth_method or "client_secret_post"
+    headers, form = _with_secret(provider, method, secret(ctx, provider))
     return headers, {"client_id": provider.client_id, **form}
