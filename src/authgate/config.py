@@ -146,7 +146,8 @@ class Settings(BaseSettings):
         "GitHub with `kind` `github`), as a JSON list of objects (`id`, `display_name`, `kind`, "
         "`issuer`, `client_id`, `client_secret`, `scopes`, "
         "`allowed_domains`, `link_by_verified_email`, `jit_create`, `required_claim`, "
-        "`required_values`, `admin_claim`, `admin_values`, `enabled`; docs/upstream-sign-in.md). "
+        "`required_values`, `admin_claim`, `admin_values`, `enabled`, `token_auth_method`, "
+        "`assertion_audience`; docs/upstream-sign-in.md). "
         "Applied when `authgate serve` starts: missing providers are created and differing ones "
         "updated (audited); providers not named are left as the API or CLI set them. Their "
         "back-channel requests use the fetcher's rules (`AUTHGATE_FETCH_*`). Empty: none.",

@@ -88,3 +88,51 @@ def test_the_cli_adds_a_github_provider(migrated: Cli, store: SqlStore) -> None:
     stored = store.get_upstream_provider("github")
     assert stored is not None and stored.kind == "github"
     assert store.get_upstream_provider("gh2") is None
+
+
+def test_private_key_jwt_from_the_cli_jwks_certificate_and_rotation(
+    migrated: Cli, store: SqlStore
+) -> None:
+    added = migrated.json(
+        "upstream", "add", "entra", "--display-name", "Entra", "--issuer", ISSUER,
+        "--client-id", "app-id", "--token-auth-method", "private_key_jwt",
+        "--assertion-audience", "issuer",
+    )  # fmt: skip
+    assert added["token_auth_method"] == "private_key_jwt"
+    assert added["assertion_audience"] == "issuer" and added["has_client_secret"] is False
+    kid = added["assertion_key"]["kid"]
+    assert added["assertion_key"]["jwks_uri"].endswith("/login/upstream/entra/jwks")
+    stored = store.get_upstream_provider("entra")
+    assert stored is not None and stored.assertion_key and stored.assertion_certificate
+
+    document = migrated.json("upstream", "jwks", "entra")
+    [jwk] = document["keys"]
+    assert jwk["kid"] == kid and jwk["kty"] == "RSA" and "d" not in jwk
+    text = migrated.ok("upstream", "jwks", "entra").stdout
+    assert kid in text and "/login/upstream/entra/jwks" in text
+    pem = migrated.ok("upstream", "certificate", "entra").stdout
+    assert pem == stored.assertion_certificate
+    as_json = migrated.json("upstream", "certificate", "entra")
+    assert as_json["certificate"] == pem and as_json["kid"] == kid
+    assert as_json["x5t"] == added["assertion_key"]["x5t"]
+    shown = migrated.ok("upstream", "update", "entra", "--display-name", "Entra ID").stdout
+    assert kid in shown and "PRIVATE" not in shown and stored.assertion_key not in shown
+
+    rotated = migrated.json("upstream", "rotate-key", "entra")
+    assert rotated["assertion_key"]["kid"] != kid
+    events, _ = store.list_audit(AuditQuery(action="upstream_provider.key_rotated"))
+    assert [e.details["previous_kid"] for e in events] == [kid]
+
+    # Back to auto with a secret: the key goes, and nothing is left to print or rotate.
+    auto = migrated.json(
+        "upstream", "update", "entra", "--token-auth-method", "auto", "--client-secret-stdin",
+        input=SECRET + "\n",
+    )  # fmt: skip
+    assert auto["token_auth_method"] is None and auto["assertion_key"] is None
+    assert "private_key_jwt" in migrated.fails("upstream", "certificate", "entra").stderr
+    migrated.fails("upstream", "jwks", "entra")
+    migrated.fails("upstream", "rotate-key", "entra")
+    refused = migrated.fails(
+        "upstream", "update", "entra", "--token-auth-method", "private_key_jwt"
+    )
+    assert "client_secret" in refused.stderr

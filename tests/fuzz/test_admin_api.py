@@ -31,7 +31,8 @@ from authgate.app import Services
 from authgate.core import accounts, registration_settings
 from authgate.core.context import SYSTEM
 from authgate.core.flows import Flow, FlowQuery
-from authgate.core.upstream import providers
+from authgate.core.upstream import client_assertion, providers
+from authgate.crypto import encryption
 from tests.conftest import ISSUER, PASSWORD, Account, Client
 from tests.fuzz.conftest import budget, refused_for_nul
 from tests.http_types import Response
@@ -90,6 +91,8 @@ OPERATIONS = (
     "GET /api/v2/upstream-providers/{provider}",
     "PATCH /api/v2/upstream-providers/{provider}",
     "DELETE /api/v2/upstream-providers/{provider}",
+    "GET /api/v2/upstream-providers/{provider}/certificate",
+    "POST /api/v2/upstream-providers/{provider}/assertion-key",
 )
 #: The client secret of the upstream provider that exists during the run: never answered.
 UPSTREAM_SECRET = "upstream-secret-of-the-fuzzed-provider"
@@ -162,6 +165,14 @@ def real_path_values(
         client_secret=UPSTREAM_SECRET,
     )
     providers.create_provider(ctx, SYSTEM, upstream)
+    keyed = providers.ProviderSpec(
+        id="keyed",
+        display_name="Keyed",
+        issuer="https://idp.example.com",
+        client_id="authgate-keyed",
+        token_auth_method="private_key_jwt",
+    )
+    providers.create_provider(ctx, SYSTEM, keyed)
     return {
         "app": [confidential.id, public.id],
         "secret_id": [secret.id],
@@ -170,8 +181,18 @@ def real_path_values(
         "resource": [r.id for r in resources] + [r.identifier for r in resources],
         "profile_id": ["cursor", "claude-ai"],
         "flow": [flow.id],
-        "provider": ["corp"],
+        "provider": ["corp", "keyed"],
     }
+
+
+def private_key_parts(services: Services) -> dict[str, str]:
+    """The private key of the "keyed" provider, sealed and in clear (a line of its PEM):
+    neither may ever be answered."""
+    stored = services.store.get_upstream_provider("keyed")
+    assert stored is not None and stored.assertion_key is not None
+    key = encryption.derive_key(services.ctx.secret_key, client_assertion.PURPOSE)
+    pem = encryption.decrypt(key, stored.assertion_key, b"keyed").decode()
+    return {"sealed assertion key": stored.assertion_key, "assertion key": pem.splitlines()[5]}
 
 
 def strategy(operation: Any, real: dict[str, list[str]]) -> st.SearchStrategy[Any]:
@@ -277,6 +298,7 @@ def test_operation(
     secrets = {"client secret": confidential.secret, "API token": alice.api_token}
     secrets["password"] = PASSWORD
     secrets["upstream client secret"] = UPSTREAM_SECRET
+    secrets |= private_key_parts(services)
     run_operation(client, operation, real, admin.api_token, secrets, budget(database_url))
     # The run authenticated throughout: the admin's token still works.
     me = client.get(f"{API}/users/me", headers={"Authorization": f"Bearer {admin.api_token}"})

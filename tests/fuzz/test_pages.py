@@ -41,10 +41,18 @@ FIELDS = sorted(
 #: Pages that would end the fuzzing session itself (signing out); fuzzed elsewhere.
 SPARED = {("POST", "/logout"), ("GET", "/logout")}
 ODD = ["²", "٣", "1e3", "-1", "0x10", "9" * 40, " 7 ", "", "\u200b", "a\x00b", "%", "../"]
+#: The values of the drop-downs (a real choice reaches the rules behind the parsing).
+CHOICES = [*providers.AUTH_METHODS, *providers.AUDIENCES, *providers.KINDS]
 #: Odd values twice as often as random text: they are what a parser trips over.
 VALUES = st.one_of(
-    st.sampled_from(ODD), st.sampled_from(ODD), st.text(max_size=40), st.integers().map(str)
+    st.sampled_from(ODD),
+    st.sampled_from(ODD),
+    st.sampled_from(CHOICES),
+    st.text(max_size=40),
+    st.integers().map(str),
 )
+#: Responses that are neither a page nor JSON: the certificate download.
+DOWNLOADS = {"/admin/upstream/{provider_id}/certificate": "application/x-pem-file"}
 
 
 def page_operations() -> list[tuple[str, str]]:
@@ -58,8 +66,17 @@ def page_operations() -> list[tuple[str, str]]:
 
 
 def real_values(services: Services, alice: Account, app: Client) -> dict[str, list[str]]:
-    """Ids of objects that exist (never the fuzzing admin's own user); an upstream provider is
-    made for it, with a sealed secret, so its pages reach the edit, disable and delete forms."""
+    """Ids of objects that exist (never the fuzzing admin's own user); upstream providers are
+    made for it, one with a sealed secret, one with a private_key_jwt key, so their pages reach
+    the edit, disable, delete, rotate and certificate routes, and /login/upstream/{id}/jwks."""
+    keyed = providers.ProviderSpec(
+        id="keyed",
+        display_name="Keyed",
+        issuer="https://idp.example.com",
+        client_id="authgate-keyed",
+        token_auth_method="private_key_jwt",
+    )
+    providers.create_provider(services.ctx, SYSTEM, keyed)
     providers.create_provider(
         services.ctx,
         SYSTEM,
@@ -74,7 +91,8 @@ def real_values(services: Services, alice: Account, app: Client) -> dict[str, li
         ),
     )
     return {
-        "provider_id": ["fuzzed"],
+        "provider_id": ["fuzzed", "keyed"],
+        "provider": ["fuzzed", "keyed"],
         "app_id": [app.id],
         "secret_id": [s.id for s in services.store.list_secrets(app.id)],
         "user_id": [alice.user.id],
@@ -119,6 +137,8 @@ def test_page(
         assert resp.status_code < 500, (method, url, fields, resp.text[:500])
         if 300 <= resp.status_code < 400:
             assert resp.headers["location"].startswith(("/", services.ctx.policy.issuer))
+        elif resp.status_code == 200 and path in DOWNLOADS:
+            assert resp.headers["content-type"].startswith(DOWNLOADS[path])
         elif path != "/branding.css":
             assert resp.headers["content-type"].startswith(("text/html", "application/json"))
             assert "Traceback" not in resp.text

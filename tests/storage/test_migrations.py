@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from authgate.core.models import App
+from authgate.core.models import App, UpstreamIdentity, UpstreamProvider
 from authgate.storage import SchemaStatus, downgrade, open_store, schema_status, upgrade
 from authgate.storage.sql import migrate
 from authgate.storage.sql.engine import make_engine
@@ -52,7 +53,7 @@ TABLES_0006 = TABLES_0008 - {"flows", "flow_steps"}
 TABLES_0004 = TABLES_0006 - {"client_changes"}
 TABLES_0002 = TABLES_0004 - {"client_assertion_jtis", "rate_limits"}
 TABLES_0001 = TABLES_0002 - {"resources", "signing_keys"}
-HEAD = "0010"
+HEAD = "0011"
 NEXT = f"{int(HEAD) + 1:04d}"  # a revision newer code would add
 
 every_sql_backend = pytest.mark.parametrize("empty_database_url", SQL_BACKENDS, indirect=True)
@@ -341,3 +342,64 @@ def test_upgrade_creates_the_sqlite_folder(tmp_path: Path) -> None:
     upgrade(url)
     assert (folder / "authgate.db").is_file()
     assert schema_status(url).state == "up_to_date"
+
+
+def provider_columns(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {c["name"] for c in inspect(conn).get_columns("upstream_providers")}
+    finally:
+        engine.dispose()
+
+
+ASSERTION_COLUMNS = {
+    "token_auth_method",
+    "assertion_audience",
+    "assertion_key",
+    "assertion_certificate",
+}
+
+
+@every_sql_backend
+def test_0011_down_and_up_again_keeps_providers_and_their_identities(
+    empty_database_url: str,
+) -> None:
+    """0011 adds four columns in place (never a rebuild, which would cascade-delete the
+    identities); a provider written by 0010's code reads back as "auto"."""
+    url = empty_database_url
+    upgrade(url)
+    now = datetime.now(UTC)
+    provider = UpstreamProvider(
+        id="corp", display_name="Corp", kind="oidc", issuer="https://idp.example.com",
+        client_id="authgate", client_secret=None, scopes="openid", created_at=now,
+        updated_at=now, token_auth_method="private_key_jwt", assertion_audience="issuer",
+        assertion_key="sealed", assertion_certificate="-----BEGIN CERTIFICATE-----",
+    )  # fmt: skip
+    store = open_store(url)
+    try:
+        user = b.user()
+        store.create_user(user)
+        store.create_upstream_provider(provider)
+        store.create_upstream_identity(UpstreamIdentity("corp", "sub-1", user.id, now))
+        assert store.get_upstream_provider("corp") == provider
+    finally:
+        store.close()
+
+    downgrade(url, "0010")
+    assert provider_columns(url).isdisjoint(ASSERTION_COLUMNS)
+    assert row_counts(url, "upstream_providers", "upstream_identities") == {
+        "upstream_providers": 1,
+        "upstream_identities": 1,
+    }
+    upgrade(url)
+    assert provider_columns(url) >= ASSERTION_COLUMNS
+    store = open_store(url)
+    try:
+        found = store.get_upstream_provider("corp")
+        assert found is not None and found.client_id == "authgate"
+        assert (found.token_auth_method, found.assertion_audience) == (None, "token_endpoint")
+        assert found.assertion_key is None and found.assertion_certificate is None
+        assert store.get_upstream_identity("corp", "sub-1") is not None
+    finally:
+        store.close()

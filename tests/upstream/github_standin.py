@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urljoin
+from urllib.parse import parse_qs, unquote, urlencode, urljoin
 
 import httpx
 
@@ -52,6 +52,24 @@ CLIENT_SECRET = "github-standin-client-secret-for-tests-only"
 #: (status, content type, body, extra headers)
 Reply = tuple[int, str, str, dict[str, str]]
 _FORM = re.compile(r'<form method="post" action="([^"]+)">')
+
+
+def _credentials(form: dict[str, str], headers: dict[str, str]) -> tuple[str, str] | None:
+    """The client's id and secret: from HTTP Basic (RFC 6749 §2.3.1, each part form-encoded),
+    else from the form; sent both ways at once is no credential (§2.3: one method only)."""
+    auth = headers.get("authorization", "")
+    if not auth.startswith("Basic "):
+        return form.get("client_id", ""), form.get("client_secret", "")
+    if "client_secret" in form:
+        return None
+    try:
+        decoded = base64.b64decode(auth.removeprefix("Basic "), validate=True).decode()
+    except ValueError:
+        return None
+    client_id, _, secret = decoded.partition(":")
+    if form.get("client_id", client_id) != unquote(client_id):
+        return None
+    return unquote(client_id), unquote(secret)
 
 
 @dataclass
@@ -147,7 +165,7 @@ class GitHub:
         if path.startswith("/login/oauth/authorize/") and method == "POST":
             return self._decide(path.rsplit("/", 1)[1], form)
         if path == "/login/oauth/access_token" and method == "POST":
-            body = self.token_answer or self._token(form)
+            body = self.token_answer or self._token(form, headers)
             if "json" in headers.get("accept", ""):
                 return 200, "application/json", json.dumps(body), {}
             return 200, "application/x-www-form-urlencoded", urlencode(body), {}
@@ -195,8 +213,8 @@ class GitHub:
         back = urlencode({"code": code, **state})
         return 302, "text/html", "", {"Location": f"{self.redirect_uri}?{back}"}
 
-    def _token(self, form: dict[str, str]) -> dict[str, Any]:
-        if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
+    def _token(self, form: dict[str, str], headers: dict[str, str]) -> dict[str, Any]:
+        if _credentials(form, headers) != (CLIENT_ID, CLIENT_SECRET):
             return {"error": "incorrect_client_credentials"}
         issued = self._codes.pop(form.get("code", ""), None)  # single use
         if issued is None:

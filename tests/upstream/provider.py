@@ -47,6 +47,22 @@ class OpenIdProvider:
             resp = http.put(f"{self.issuer}/test/accounts/{account_id}", content=json.dumps(claims))
             assert resp.status_code == 200, resp.text
 
+    def set_client(
+        self,
+        client_id: str,
+        jwks: dict[str, Any],
+        redirect_uris: list[str],
+        *,
+        strict_audience: bool = False,
+    ) -> None:
+        """Register (or replace) a client that authenticates with private_key_jwt by the keys
+        of ``jwks`` (authgate's, as its JWKS URL serves them); ``strict_audience``: only the
+        token endpoint URL as ``aud``, and an ``x5t`` header, as Entra ID wants."""
+        body = {"jwks": jwks, "redirect_uris": redirect_uris, "strict_audience": strict_audience}
+        with self.http() as http:
+            resp = http.put(f"{self.issuer}/test/clients/{client_id}", content=json.dumps(body))
+            assert resp.status_code == 200, resp.text
+
     def drive(self, authorization_url: str, account: str, back_to: str) -> str:
         """Follow the provider from its authorization endpoint until it redirects to
         ``back_to`` (authgate's callback), signing ``account`` in; returns that URL."""

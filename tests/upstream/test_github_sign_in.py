@@ -8,6 +8,7 @@ Each asserts the page, the audit trail and the database; each runs on SQLite and
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Iterator
@@ -490,3 +491,18 @@ def test_githubs_code_token_and_secret_never_reach_the_audit_trail_or_the_logs(
     for secret in secrets:
         assert secret not in trail
         assert secret not in logs
+
+
+def test_an_explicit_client_secret_basic_is_an_http_basic_header(
+    client: TestClient, services: Services, gh: GitHub
+) -> None:
+    gh.add(octocat())
+    add_github(services, gh.base, jit_create=True, token_auth_method="client_secret_basic")
+    done = sign_in(client, gh, 583231)
+    assert done.status_code == 303, done.text
+    [token_request] = [r for r in gh.requests if r.path == "/login/oauth/access_token"]
+    pair = f"{github_standin.CLIENT_ID}:{github_standin.CLIENT_SECRET}".encode()
+    assert token_request.headers["authorization"] == "Basic " + base64.b64encode(pair).decode()
+    assert "client_secret" not in token_request.form
+    assert token_request.form["client_id"] == github_standin.CLIENT_ID
+    assert services.store.get_upstream_identity("github", "583231") is not None

@@ -152,3 +152,80 @@ def test_an_unknown_or_hostile_provider_name_is_a_page(
     events, _ = services.store.list_audit(AuditQuery(action="upstream.sign_in_refused"))
     assert [e.details["reason"] for e in events] == ["provider_unknown", "state_invalid"]
     assert all(e.target_id in (None, "corp") for e in events)
+
+
+KEYED = {key: value for key, value in BODY.items() if key != "client_secret"} | {
+    "token_auth_method": "private_key_jwt"
+}
+
+
+def test_the_api_shows_the_public_key_hands_out_the_certificate_and_rotates_it(
+    client: TestClient, services: Services, admin: Account, alice: Account
+) -> None:
+    created = client.post(API, json=KEYED, headers=bearer(admin))
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["token_auth_method"] == "private_key_jwt" and body["has_client_secret"] is False
+    assert body["assertion_audience"] == "token_endpoint"
+    key = body["assertion_key"]
+    assert set(key) == {"kid", "x5t", "not_after", "jwks_uri"}
+    assert key["jwks_uri"] == "http://testserver/login/upstream/corp/jwks"
+    stored = services.store.get_upstream_provider("corp")
+    assert stored is not None and stored.assertion_key and stored.assertion_certificate
+    assert stored.assertion_key not in created.text and "PRIVATE" not in created.text
+
+    cert = client.get(f"{API}/corp/certificate", headers=bearer(admin))
+    assert cert.status_code == 200
+    assert cert.headers["content-type"].startswith("application/x-pem-file")
+    assert cert.headers["content-disposition"] == 'attachment; filename="authgate-corp.pem"'
+    assert cert.text == stored.assertion_certificate
+    assert client.get(f"{API}/corp/certificate", headers=bearer(alice)).status_code == 403
+    assert client.post(f"{API}/corp/assertion-key", headers=bearer(alice)).status_code == 403
+
+    rotated = client.post(f"{API}/corp/assertion-key", headers=bearer(admin))
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["assertion_key"]["kid"] != key["kid"]
+    published = client.get("/login/upstream/corp/jwks").json()
+    assert [k["kid"] for k in published["keys"]] == [rotated.json()["assertion_key"]["kid"]]
+    assert client.get(f"{API}/corp/certificate", headers=bearer(admin)).text != cert.text
+
+    # Back to a client secret: no key, no certificate, nothing to rotate.
+    back = client.patch(
+        f"{API}/corp",
+        json={"token_auth_method": None, "client_secret": SECRET},
+        headers=bearer(admin),
+    )
+    assert back.status_code == 200, back.text
+    assert back.json()["token_auth_method"] is None and back.json()["assertion_key"] is None
+    missing = client.get(f"{API}/corp/certificate", headers=bearer(admin))
+    assert missing.status_code == 404
+    assert missing.headers["content-type"].startswith("application/problem+json")
+    conflict = client.post(f"{API}/corp/assertion-key", headers=bearer(admin))
+    assert conflict.status_code == 409
+    assert actions(services) == [
+        "upstream_provider.created",
+        "upstream_provider.key_rotated",
+        "upstream_provider.updated",
+    ]
+
+
+def test_a_secret_sent_with_private_key_jwt_is_a_problem(
+    client: TestClient, services: Services, admin: Account
+) -> None:
+    resp = client.post(API, json=KEYED | {"client_secret": SECRET}, headers=bearer(admin))
+    assert resp.status_code == 400, resp.text
+    assert "client_secret" in resp.json()["validations"]
+    assert services.store.list_upstream_providers() == []
+
+
+def test_the_environment_takes_private_key_jwt_and_keeps_the_key(services: Services) -> None:
+    keyed = KEYED | {"assertion_audience": "issuer"}
+    configured = services.settings.model_copy(update={"upstream_providers": json.dumps([keyed])})
+    startup = Services(configured, services.store, services.ctx)
+    assert apply_upstream_configuration(startup) == ["corp"]
+    first = services.store.get_upstream_provider("corp")
+    assert first is not None and first.assertion_key is not None
+    assert first.assertion_audience == "issuer"
+    assert apply_upstream_configuration(startup) == []  # the key stays: nothing changes
+    again = services.store.get_upstream_provider("corp")
+    assert again is not None and again.assertion_key == first.assertion_key

@@ -16,8 +16,10 @@ EVENTS = {
     "upstream_provider.created": {
         "display_name", "issuer", "client_id", "has_client_secret", "scopes", "allowed_domains",
         "link_by_verified_email", "jit_create", "required_claim", "admin_claim", "enabled",
+        "token_auth_method", "assertion_audience", "assertion_kid",
     },
     "upstream_provider.updated": {"fields"},
+    "upstream_provider.key_rotated": {"previous_kid", "kid", "not_after"},
     "upstream_provider.deleted": set(),
     "upstream.logged_in": {"provider", "idp"},
     "upstream.sign_in_refused": {"reason"},

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from authgate.app import Services
 from authgate.core.context import SYSTEM
 from authgate.core.models import AuditEvent, AuditQuery
-from authgate.core.upstream import providers
+from authgate.core.upstream import client_assertion, providers
 from tests.conftest import PASSWORD, Account
 from tests.flows import csrf_from, login
 
@@ -278,7 +278,7 @@ def test_delete_needs_the_box_ticked(admin_in: TestClient, services: Services) -
     assert [e.target_id for e in events(services, "upstream_provider.deleted")] == ["staff"]
 
 
-@pytest.mark.parametrize("verb", ["", "/enable", "/disable", "/delete"])
+@pytest.mark.parametrize("verb", ["", "/enable", "/disable", "/delete", "/rotate-key"])
 def test_an_unknown_provider_is_404(admin_in: TestClient, verb: str) -> None:
     csrf = csrf_from(admin_in.get("/admin/upstream"))
     for name in ("nope", "Not%20a%20slug"):
@@ -297,7 +297,8 @@ def test_csrf_and_admins_only(
         SYSTEM,
         providers.ProviderSpec(id="staff", display_name="S", issuer=ISSUER_URL, client_id="c"),
     )
-    paths = ["/admin/upstream", *(f"/admin/upstream/staff{v}" for v in ("", "/disable", "/delete"))]
+    verbs = ("", "/disable", "/delete", "/rotate-key")
+    paths = ["/admin/upstream", *(f"/admin/upstream/staff{v}" for v in verbs)]
     login(client, "alice", PASSWORD)
     alices = csrf_from(client.get("/account/apps"))
     assert client.get("/admin/upstream").status_code == 403
@@ -311,3 +312,84 @@ def test_csrf_and_admins_only(
     assert stored is not None and stored.enabled
     assert len(events(services, "upstream_provider.created")) == 1
     assert events(services, "upstream_provider.updated") == []
+
+
+def test_private_key_jwt_on_the_console_key_certificate_and_rotation(
+    admin_in: TestClient, services: Services
+) -> None:
+    resp = create(admin_in, client_secret=None, token_auth_method="private_key_jwt",
+                  assertion_audience="issuer")  # fmt: skip
+    assert resp.status_code == 303, resp.text
+    stored = services.store.get_upstream_provider("staff")
+    assert stored is not None and stored.client_secret is None
+    assert (stored.token_auth_method, stored.assertion_audience) == ("private_key_jwt", "issuer")
+    assert stored.assertion_key and stored.assertion_certificate
+
+    page = admin_in.get("/admin/upstream/staff")
+    kid = client_assertion.described(stored).kid  # type: ignore[union-attr]
+    assert f'<code id="provider-kid">{kid}</code>' in page.text
+    assert 'href="http://testserver/login/upstream/staff/jwks"' in page.text
+    assert 'href="/admin/upstream/staff/certificate"' in page.text
+    assert "authgate upstream rotate-key staff" in page.text
+    assert "authgate upstream jwks staff --json" in page.text
+    assert '<option value="private_key_jwt" selected>' in page.text
+    assert '<option value="issuer" selected>' in page.text
+    assert "PRIVATE KEY" not in page.text and stored.assertion_key not in page.text
+
+    cert = admin_in.get("/admin/upstream/staff/certificate")
+    assert cert.status_code == 200 and cert.text == stored.assertion_certificate
+    assert cert.headers["content-disposition"] == 'attachment; filename="authgate-staff.pem"'
+
+    rotated = admin_in.post(
+        "/admin/upstream/staff/rotate-key", data={"csrf_token": csrf_from(page)},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert rotated.status_code == 303
+    assert rotated.headers["location"] == "/admin/upstream/staff?notice=provider-key-rotated"
+    after = services.store.get_upstream_provider("staff")
+    assert after is not None and after.assertion_certificate != stored.assertion_certificate
+    [event] = events(services, "upstream_provider.key_rotated")
+    assert event.details["previous_kid"] == kid and event.actor_type == "user"
+
+    # Saving the form unchanged keeps the key; a secret method needs the secret.
+    unchanged = admin_in.post(
+        "/admin/upstream/staff", data=form(admin_in, "/admin/upstream/staff", client_secret=None,
+                                          token_auth_method="private_key_jwt",
+                                          assertion_audience="issuer"),
+        follow_redirects=False,
+    )  # fmt: skip
+    assert unchanged.status_code == 303, unchanged.text
+    kept = services.store.get_upstream_provider("staff")
+    assert kept is not None and kept.assertion_key == after.assertion_key
+    refused = admin_in.post(
+        "/admin/upstream/staff", data=form(admin_in, "/admin/upstream/staff", client_secret=None,
+                                          token_auth_method="client_secret_basic"),
+    )  # fmt: skip
+    assert refused.status_code == 400
+    assert "Client secret" in html.unescape(refused.text)
+    switched = admin_in.post(
+        "/admin/upstream/staff", data=form(admin_in, "/admin/upstream/staff",
+                                          token_auth_method="client_secret_basic"),
+        follow_redirects=False,
+    )  # fmt: skip
+    assert switched.status_code == 303, switched.text
+    plain = services.store.get_upstream_provider("staff")
+    assert plain is not None and plain.assertion_key is None and plain.client_secret
+    assert 'id="assertion-key"' not in admin_in.get("/admin/upstream/staff").text
+    assert admin_in.get("/admin/upstream/staff/certificate").status_code == 404
+    again = admin_in.post(
+        "/admin/upstream/staff/rotate-key",
+        data={"csrf_token": csrf_from(admin_in.get("/admin/upstream/staff"))},
+    )
+    assert again.status_code == 409 and "does not use private_key_jwt" in again.text
+
+
+def test_a_secret_with_private_key_jwt_is_refused_in_plain_words(
+    admin_in: TestClient, services: Services
+) -> None:
+    resp = create(admin_in, token_auth_method="private_key_jwt")
+    assert resp.status_code == 400
+    text = html.unescape(resp.text)
+    assert "Client secret" in text and "remove the client secret" in text
+    assert SECRET not in resp.text
+    assert services.store.get_upstream_provider("staff") is None

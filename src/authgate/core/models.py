@@ -320,6 +320,10 @@ class RegistrationSettings:
 #: session's ``amr``; ``idp`` names the provider).
 FEDERATED_AMR = "fed"
 UpstreamKind = Literal["oidc", "github"]
+#: How authgate authenticates at a provider's token endpoint; None (auto): from discovery.
+UpstreamAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+#: The ``aud`` of authgate's client assertion: the token endpoint URL or the issuer.
+AssertionAudience = Literal["token_endpoint", "issuer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,7 +337,10 @@ class UpstreamProvider:
     ``allowed_domains``: email domains just-in-time creation accepts (empty: any);
     ``required_claim``/``required_values``: a claim (a string or a list of strings) that must
     hold one of the values for a new account; ``admin_claim``/``admin_values`` the same for
-    the administrator role."""
+    the administrator role. ``token_auth_method``: None picks from discovery;
+    ``private_key_jwt`` signs a client assertion (``core/upstream/client_assertion.py``) for
+    ``assertion_audience`` with ``assertion_key`` (an RSA private key, sealed like the client
+    secret) whose self-signed ``assertion_certificate`` (PEM, public) is published."""
 
     id: str
     display_name: str
@@ -352,6 +359,10 @@ class UpstreamProvider:
     admin_claim: str | None = None
     admin_values: tuple[str, ...] = ()
     enabled: bool = True
+    token_auth_method: UpstreamAuthMethod | None = None
+    assertion_audience: AssertionAudience = "token_endpoint"
+    assertion_key: str | None = None
+    assertion_certificate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,8 +54,11 @@ def public_jwk(key: Key) -> dict[str, Any]:
     return dict(key.as_dict(private=False))
 
 
-def sign(key: Key, claims: dict[str, Any], typ: str = "at+jwt") -> str:
-    """A compact JWS of ``claims`` (RFC 7515 §7.1), signed with ``key`` by its own ``alg``.
+def sign(
+    key: Key, claims: dict[str, Any], typ: str = "at+jwt", header: dict[str, str] | None = None
+) -> str:
+    """A compact JWS of ``claims`` (RFC 7515 §7.1), signed with ``key`` by its own ``alg``;
+    ``header`` adds members to the protected header (``x5t``), never ``alg``, ``kid``, ``typ``.
 
     The signature is made by ``cryptography`` directly: this is the token endpoint's hot path,
     and joserfc's generic pipeline cost five times the signature itself. ``verify`` (joserfc)
@@ -64,8 +67,9 @@ def sign(key: Key, claims: dict[str, Any], typ: str = "at+jwt") -> str:
     alg = key.alg
     if alg not in ALGORITHMS:
         raise ValueError(f"unsupported signing algorithm {alg!r}")
-    header = {"alg": alg, "kid": key.kid, "typ": typ}
-    signing_input = _b64(_compact_json(header)) + b"." + _b64(_compact_json(claims))
+    protected = {"alg": alg, "kid": key.kid, "typ": typ}
+    protected |= {k: v for k, v in (header or {}).items() if k not in protected}
+    signing_input = _b64(_compact_json(protected)) + b"." + _b64(_compact_json(claims))
     return (signing_input + b"." + _b64(_signature(key, alg, signing_input))).decode("ascii")
 
 

@@ -1,6 +1,7 @@
 """JSON shapes of the upstream providers (``/api/v2/upstream-providers``), shared with
 ``authgate upstream``. The client secret is write-only: sent in, never sent back
-(``has_client_secret`` says whether one is stored)."""
+(``has_client_secret`` says whether one is stored); of the ``private_key_jwt`` key only the
+public parts are shown (``assertion_key``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,47 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from authgate.core.models import UpstreamKind, UpstreamProvider
+from authgate.core.models import (
+    AssertionAudience,
+    UpstreamAuthMethod,
+    UpstreamKind,
+    UpstreamProvider,
+)
+from authgate.core.upstream import client_assertion
 from authgate.core.upstream.discovery import discovery_url
-from authgate.core.upstream.transactions import callback_path
+from authgate.core.upstream.transactions import callback_path, jwks_path
+
+TOKEN_AUTH_METHOD = (
+    "How authgate authenticates at the provider's token endpoint; null: auto (Basic with the "
+    "client secret, or the form when discovery offers only that; a public client without one). "
+    "`private_key_jwt`: a client assertion signed with a key authgate generates (no client "
+    "secret); GitHub takes `client_secret_post` or `client_secret_basic` only"
+)
+ASSERTION_AUDIENCE = (
+    "The `aud` of the client assertion (`private_key_jwt` only): `token_endpoint` (the token "
+    "endpoint URL from discovery; Entra ID and Okta require it) or `issuer`"
+)
+
+
+class AssertionKeyOut(BaseModel):
+    """The public parts of the key authgate signs client assertions with."""
+
+    kid: str = Field(description="base64url SHA-256 of the certificate (its `x5t#S256`)")
+    x5t: str = Field(description="base64url SHA-1 of the certificate (Entra ID's thumbprint)")
+    not_after: datetime = Field(description="When the certificate expires: rotate before")
+    jwks_uri: str = Field(description="The public JWK Set to give the provider")
+
+    @classmethod
+    def of(cls, provider: UpstreamProvider, issuer: str) -> AssertionKeyOut | None:
+        key = client_assertion.described(provider)
+        if key is None:
+            return None
+        return cls(
+            kid=key.kid,
+            x5t=key.x5t,
+            not_after=key.not_after,
+            jwks_uri=issuer.rstrip("/") + jwks_path(provider.id),
+        )
 
 
 class UpstreamProviderOut(BaseModel):
@@ -33,6 +72,11 @@ class UpstreamProviderOut(BaseModel):
     admin_claim: str | None
     admin_values: list[str]
     enabled: bool
+    token_auth_method: UpstreamAuthMethod | None = Field(description=TOKEN_AUTH_METHOD)
+    assertion_audience: AssertionAudience = Field(description=ASSERTION_AUDIENCE)
+    assertion_key: AssertionKeyOut | None = Field(
+        description="The key of `private_key_jwt` (public parts only); null otherwise"
+    )
     redirect_path: str = Field(
         description="The path of the redirect URI to register at the provider (after the issuer)"
     )
@@ -41,7 +85,8 @@ class UpstreamProviderOut(BaseModel):
     updated_at: datetime
 
     @classmethod
-    def of(cls, provider: UpstreamProvider) -> UpstreamProviderOut:
+    def of(cls, provider: UpstreamProvider, issuer: str) -> UpstreamProviderOut:
+        """``issuer``: authgate's own, to which ``assertion_key.jwks_uri`` belongs."""
         return cls(
             id=provider.id,
             display_name=provider.display_name,
@@ -58,6 +103,9 @@ class UpstreamProviderOut(BaseModel):
             admin_claim=provider.admin_claim,
             admin_values=list(provider.admin_values),
             enabled=provider.enabled,
+            token_auth_method=provider.token_auth_method,
+            assertion_audience=provider.assertion_audience,
+            assertion_key=AssertionKeyOut.of(provider, issuer),
             redirect_path=callback_path(provider.id),
             discovery_url=discovery_url(provider.issuer) if provider.kind == "oidc" else None,
             created_at=provider.created_at,
@@ -90,6 +138,8 @@ class UpstreamProviderCreate(BaseModel):
     admin_claim: str | None = None
     admin_values: list[str] = Field(default_factory=list)
     enabled: bool = True
+    token_auth_method: UpstreamAuthMethod | None = Field(None, description=TOKEN_AUTH_METHOD)
+    assertion_audience: AssertionAudience = Field("token_endpoint", description=ASSERTION_AUDIENCE)
 
     def spec_values(self) -> dict[str, Any]:
         return _tuples(self.model_dump())
@@ -97,7 +147,7 @@ class UpstreamProviderCreate(BaseModel):
 
 class UpstreamProviderUpdate(BaseModel):
     """Change a provider: an omitted field keeps its stored value; `client_secret` "" removes
-    the stored secret."""
+    the stored secret; `token_auth_method` null is auto."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -114,11 +164,14 @@ class UpstreamProviderUpdate(BaseModel):
     admin_claim: str | None = None
     admin_values: list[str] | None = None
     enabled: bool | None = None
+    token_auth_method: UpstreamAuthMethod | None = Field(None, description=TOKEN_AUTH_METHOD)
+    assertion_audience: AssertionAudience | None = Field(None, description=ASSERTION_AUDIENCE)
 
     def changes(self) -> dict[str, Any]:
-        """The fields sent; null claims (``required_claim``, ``admin_claim``) clear them."""
+        """The fields sent; null claims (``required_claim``, ``admin_claim``) clear them, a
+        null ``token_auth_method`` is auto."""
         sent = self.model_dump(include=self.model_fields_set)
-        clearable = {"required_claim", "admin_claim"}
+        clearable = {"required_claim", "admin_claim", "token_auth_method"}
         return _tuples({k: v for k, v in sent.items() if v is not None or k in clearable})
 
 

@@ -100,6 +100,7 @@ def page_routes() -> list[Route]:
         Route("/login", login.login_post, methods=["POST"]),
         Route("/login/upstream/{provider}", upstream.start, methods=["POST"]),
         Route("/login/upstream/{provider}/callback", upstream.callback, methods=["GET"]),
+        Route("/login/upstream/{provider}/jwks", upstream.jwks, methods=["GET"]),
         Route("/logout", login.logout_get, methods=["GET"]),
         Route("/logout", login.logout_post, methods=["POST"]),
         Route("/branding.css", branding.stylesheet, methods=["GET"]),
@@ -123,6 +124,8 @@ def upstream_admin_routes() -> list[Route]:
         Route(f"{one}/enable", admin_upstream.enable_provider, methods=["POST"]),
         Route(f"{one}/disable", admin_upstream.disable_provider, methods=["POST"]),
         Route(f"{one}/delete", admin_upstream.delete_provider, methods=["POST"]),
+        Route(f"{one}/rotate-key", admin_upstream.rotate_key, methods=["POST"]),
+        Route(f"{one}/certificate", admin_upstream.certificate, methods=["GET"]),
     ]
 
 

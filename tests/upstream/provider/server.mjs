@@ -6,13 +6,20 @@
 // a small HTML form asks for one), a consent prompt is granted. The accounts and their claims are set by the test with
 // `PUT /test/accounts/<id>` (a JSON object of claims); the scope `groups` releases `groups`.
 //
+// Clients authenticating with private_key_jwt are added by the test with
+// `PUT /test/clients/<id>` ({"jwks": <the client's JWK Set>, "redirect_uris": [...],
+// "strict_audience": bool}): their keys are authgate's, as its JWKS URL publishes them, held
+// here as the provider's copy (a provider that cached the JWKS). `strict_audience` makes the
+// provider accept only the token endpoint URL as the assertion's `aud` and require an `x5t`
+// header, as Entra ID does (node-oidc-provider itself also accepts the issuer).
+//
 // Configuration from the environment (tests/upstream/provider.py sets every variable):
 //   PORT, ISSUER, TLS_CERT, TLS_KEY, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as https from 'node:https';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const env = (name) => {
   const value = process.env[name];
@@ -23,6 +30,7 @@ const env = (name) => {
 const PORT = Number(env('PORT'));
 const ISSUER = env('ISSUER');
 const accounts = new Map();
+const strictAudience = new Set();
 
 const signingKey = {
   ...crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }),
@@ -57,6 +65,15 @@ const configuration = {
     claims: async () => ({ ...(accounts.get(id) ?? {}), sub: id }),
   }),
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  assertJwtClientAuthClaimsAndHeader: async (ctx, claims, header, client) => {
+    if (!strictAudience.has(client.clientId)) return;
+    if (claims.aud !== ctx.oidc.urlFor('token')) {
+      throw new errors.InvalidClientAuth('audience (aud) must be the token endpoint URL');
+    }
+    if (typeof header.x5t !== 'string') {
+      throw new errors.InvalidClientAuth('the x5t header is required');
+    }
+  },
   features: { devInteractions: { enabled: false } },
 };
 
@@ -122,10 +139,30 @@ async function interaction(req, res) {
   );
 }
 
-async function setAccount(req, res, id) {
+async function readJson(req) {
   let body = '';
   for await (const chunk of req) body += chunk;
-  accounts.set(id, JSON.parse(body));
+  return JSON.parse(body);
+}
+
+async function setAccount(req, res, id) {
+  accounts.set(id, await readJson(req));
+  json(res, 200, { id });
+}
+
+async function setClient(req, res, id) {
+  const { jwks, redirect_uris: redirectUris, strict_audience: strict } = await readJson(req);
+  await provider.Client.adapter.upsert(id, {
+    client_id: id,
+    token_endpoint_auth_method: 'private_key_jwt',
+    token_endpoint_auth_signing_alg: 'RS256',
+    jwks,
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    redirect_uris: redirectUris,
+  });
+  if (strict) strictAudience.add(id);
+  else strictAudience.delete(id);
   json(res, 200, { id });
 }
 
@@ -140,6 +177,11 @@ const server = https.createServer(tls, (req, res) => {
   const account = req.url.match(/^\/test\/accounts\/([^/?]+)$/);
   if (account && req.method === 'PUT') {
     setAccount(req, res, decodeURIComponent(account[1])).catch(fail);
+    return;
+  }
+  const client = req.url.match(/^\/test\/clients\/([^/?]+)$/);
+  if (client && req.method === 'PUT') {
+    setClient(req, res, decodeURIComponent(client[1])).catch(fail);
     return;
   }
   callback(req, res);

@@ -12,12 +12,10 @@ URIs, RFC 9700 §4.4.2).
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from authgate.core import flows
 from authgate.core.context import Context
@@ -27,7 +25,7 @@ from authgate.core.upstream import (
     discovery,
     github_api,
     id_token,
-    providers,
+    token_auth,
     transactions,
 )
 from authgate.core.upstream.errors import (
@@ -36,7 +34,6 @@ from authgate.core.upstream.errors import (
     UpstreamRefusedError,
     UpstreamUnavailableError,
 )
-from authgate.crypto.encryption import DecryptionError
 
 _ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 #: Claims UserInfo is asked for when the ID token lacks them.
@@ -79,33 +76,11 @@ def _provider_error(params: Mapping[str, str]) -> UpstreamRefusedError:
     )
 
 
-def _secret(ctx: Context, provider: UpstreamProvider) -> str | None:
-    try:
-        return providers.client_secret(ctx, provider)
-    except DecryptionError as exc:  # AUTHGATE_SECRET_KEY changed since it was sealed
-        raise UpstreamUnavailableError(DOWN, debug="client secret unreadable") from exc
-
-
-def _client_auth(
-    ctx: Context, provider: UpstreamProvider, meta: dict[str, Any]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """(headers, form fields) that authenticate authgate at the token endpoint."""
-    secret = _secret(ctx, provider)
-    if secret is None:
-        return {}, {"client_id": provider.client_id}
-    methods = meta.get("token_endpoint_auth_methods_supported", ["client_secret_basic"])
-    if isinstance(methods, list) and "client_secret_basic" not in methods:
-        return {}, {"client_id": provider.client_id, "client_secret": secret}
-    # RFC 6749 §2.3.1: both parts form-encoded before they are joined and base64-encoded.
-    pair = f"{quote(provider.client_id, safe='')}:{quote(secret, safe='')}"
-    return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}, {}
-
-
 def exchange(
     ctx: Context, provider: UpstreamProvider, meta: dict[str, Any], code: str, verifier: str
 ) -> dict[str, Any]:
     """§3.1.3.1-§3.1.3.3: the token response, with an ``id_token`` and ``token_type`` Bearer."""
-    headers, form = _client_auth(ctx, provider, meta)
+    headers, form = token_auth.for_oidc(ctx, provider, meta)
     form |= {
         "grant_type": "authorization_code",
         "code": code,
@@ -183,11 +158,9 @@ def _github(
     transaction: UpstreamTransaction,
 ) -> dict[str, Any]:
     code = _code(params)
-    secret = _secret(ctx, provider)
-    if secret is None:  # refused when stored (providers.py); a row edited by hand
-        raise UpstreamUnavailableError(DOWN, debug="a GitHub provider without a client secret")
+    auth = token_auth.for_github(ctx, provider)
     redirect = transactions.redirect_uri(ctx, provider.id)
-    return github_api.claims(ctx, provider, code, transaction.code_verifier, redirect, secret)
+    return github_api.claims(ctx, provider, code, transaction.code_verifier, redirect, auth)
 
 
 def handle(

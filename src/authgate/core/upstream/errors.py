@@ -19,6 +19,7 @@ Reason = Literal[
     "state_invalid",
     "issuer_mismatch",
     "token_exchange_failed",
+    "auth_method_unsupported",
     "id_token_invalid",
     "userinfo_invalid",
     "scope_not_granted",

@@ -59,17 +59,17 @@ def exchange(
     code: str,
     verifier: str,
     redirect_uri: str,
-    secret: str,
+    auth: tuple[dict[str, str], dict[str, str]],
 ) -> str:
-    """POST {issuer}/login/oauth/access_token; the access token."""
+    """POST {issuer}/login/oauth/access_token, authenticated by ``auth`` (headers, form
+    fields: ``token_auth.for_github``); the access token."""
     form = {
-        "client_id": provider.client_id,
-        "client_secret": secret,
+        **auth[1],
         "code": code,
         "redirect_uri": redirect_uri,
         "code_verifier": verifier,
     }
-    headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+    headers = {**auth[0], "Accept": "application/json", "User-Agent": USER_AGENT}
     answer = backchannel.send(ctx, "POST", github.token_endpoint(provider), headers, form)
     _unavailable(answer, "token endpoint")
     body = backchannel.json_object(answer)
@@ -161,10 +161,10 @@ def claims(
     code: str,
     verifier: str,
     redirect_uri: str,
-    secret: str,
+    auth: tuple[dict[str, str], dict[str, str]],
 ) -> dict[str, Any]:
     """The person GitHub vouched for, as the claims ``linking`` reads (module doc)."""
-    token = exchange(ctx, provider, code, verifier, redirect_uri, secret)
+    token = exchange(ctx, provider, code, verifier, redirect_uri, auth)
     found = _user(ctx, provider, token)
     found |= _email(ctx, provider, token)
     found |= _memberships(ctx, provider, token, found["preferred_username"])

@@ -4,8 +4,11 @@ provider id as associated data, so a sealed secret cannot be moved to another pr
 
 The management API, the CLI and the startup configuration all come through here, so they
 share one set of rules and one audit trail (``upstream_provider.created`` / ``.updated`` /
-``.deleted``). The secret is write-only: nothing here returns it except ``client_secret``,
-which the code exchange alone calls.
+``.deleted`` / ``.key_rotated``). The secret is write-only: nothing here returns it except
+``client_secret``, which the code exchange alone calls. A provider whose ``token_auth_method``
+is ``private_key_jwt`` holds a key authgate generated (``client_assertion.py``) instead of a
+secret: made when the method becomes ``private_key_jwt``, dropped when it stops being,
+replaced by ``rotate_assertion_key``.
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ from urllib.parse import urlsplit
 from authgate.core import audit
 from authgate.core.context import Actor, Context
 from authgate.core.errors import Conflict, NotFound, ValidationFailed
-from authgate.core.models import UpstreamKind, UpstreamProvider
+from authgate.core.models import (
+    AssertionAudience,
+    UpstreamAuthMethod,
+    UpstreamKind,
+    UpstreamProvider,
+)
 from authgate.core.ports import DuplicateKeyError
-from authgate.core.upstream import github
+from authgate.core.upstream import client_assertion, github
 from authgate.core.upstream.errors import invalid_setting
 from authgate.crypto import encryption
 
@@ -34,6 +42,11 @@ MAX_VALUES = 64
 KINDS: tuple[UpstreamKind, ...] = get_args(UpstreamKind)
 #: The scopes of an OpenID Provider when the operator names none.
 OIDC_SCOPES = ("openid", "email", "profile")
+#: The token endpoint authentication methods an operator may pin (None: auto, from discovery).
+AUTH_METHODS: tuple[UpstreamAuthMethod, ...] = get_args(UpstreamAuthMethod)
+#: Those GitHub takes: it has no client assertions.
+GITHUB_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+AUDIENCES: tuple[AssertionAudience, ...] = get_args(AssertionAudience)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +54,8 @@ class ProviderSpec:
     """What an operator sets. ``client_secret``: None keeps the stored one on an update (and
     means a public client on creation); "" removes it. ``scopes`` "" is the kind's default
     (``OIDC_SCOPES``, ``github.DEFAULT_SCOPES``). ``kind`` "github": ``issuer`` is GitHub's
-    web base URL (``github.py``)."""
+    web base URL (``github.py``). ``token_auth_method`` None: auto (Basic, or the form when
+    discovery offers only that); ``assertion_audience`` is read only with ``private_key_jwt``."""
 
     id: str
     display_name: str
@@ -58,6 +72,8 @@ class ProviderSpec:
     admin_values: tuple[str, ...] = ()
     enabled: bool = True
     kind: str = "oidc"
+    token_auth_method: str | None = None
+    assertion_audience: str = "token_endpoint"
 
 
 #: The fields of a spec an update may change (all but ``id``).
@@ -123,8 +139,28 @@ def _check_kind(spec: ProviderSpec) -> str:
     return github.check_issuer(spec.issuer)
 
 
-def check(spec: ProviderSpec) -> ProviderSpec:
-    """The spec as stored (normalised), or ``ValidationFailed`` naming the field."""
+def _check_auth(spec: ProviderSpec, stored_secret: bool) -> None:
+    """The token endpoint's authentication: a method the kind has, and a client secret exactly
+    when the method uses one (``private_key_jwt`` signs with authgate's key: a secret beside
+    it would be a second credential nobody uses, so it is refused, not kept)."""
+    method = spec.token_auth_method
+    methods = GITHUB_AUTH_METHODS if spec.kind == "github" else AUTH_METHODS
+    if method is not None and method not in methods:
+        raise _problem("token_auth_method", "none (auto) or one of: " + ", ".join(methods))
+    if spec.assertion_audience not in AUDIENCES:
+        raise _problem("assertion_audience", "one of: " + ", ".join(AUDIENCES))
+    has_secret = stored_secret if spec.client_secret is None else bool(spec.client_secret)
+    if method == "private_key_jwt" and has_secret:
+        raise _problem(
+            "client_secret", "private_key_jwt signs with authgate's key: remove the client secret"
+        )
+    if method is not None and method.startswith("client_secret_") and not has_secret:
+        raise _problem("client_secret", f"{method} needs a client secret")
+
+
+def check(spec: ProviderSpec, *, stored_secret: bool = False) -> ProviderSpec:
+    """The spec as stored (normalised), or ``ValidationFailed`` naming the field.
+    ``stored_secret``: the provider holds a secret that a ``client_secret`` None keeps."""
     if not _SLUG.fullmatch(spec.id):
         raise _problem("id", "1-40 characters: a-z, 0-9 and '-', starting with a letter or digit")
     name = spec.display_name.strip()
@@ -139,6 +175,7 @@ def check(spec: ProviderSpec) -> ProviderSpec:
     _check_claim("required_claim", spec.required_claim, spec.required_values)
     _check_claim("admin_claim", spec.admin_claim, spec.admin_values)
     issuer = _check_kind(spec)
+    _check_auth(spec, stored_secret)
     return replace(
         spec,
         display_name=name,
@@ -167,7 +204,9 @@ def client_secret(ctx: Context, provider: UpstreamProvider) -> str | None:
 
 
 def _described(provider: UpstreamProvider) -> dict[str, Any]:
-    """What an audit event says of a provider: every setting, never the secret."""
+    """What an audit event says of a provider: every setting, never the secret or the
+    private key (the key's ``kid`` is public: the JWKS publishes it)."""
+    key = client_assertion.described(provider)
     return {
         "display_name": provider.display_name,
         "kind": provider.kind,
@@ -181,7 +220,23 @@ def _described(provider: UpstreamProvider) -> dict[str, Any]:
         "required_claim": provider.required_claim,
         "admin_claim": provider.admin_claim,
         "enabled": provider.enabled,
+        "token_auth_method": provider.token_auth_method,
+        "assertion_audience": provider.assertion_audience,
+        "assertion_kid": key.kid if key else None,
     }
+
+
+Sealed = tuple[str | None, str | None]
+
+
+def _assertion_key(ctx: Context, spec: ProviderSpec, kept: UpstreamProvider | None) -> Sealed:
+    """(sealed private key, certificate) the provider holds after the change: the kept one
+    while it uses ``private_key_jwt``, a new one when it starts to, none otherwise."""
+    if spec.token_auth_method != "private_key_jwt":
+        return None, None
+    if kept is not None and kept.assertion_key and kept.assertion_certificate:
+        return kept.assertion_key, kept.assertion_certificate
+    return client_assertion.new_key(ctx, spec.id)
 
 
 def _model(
@@ -189,6 +244,9 @@ def _model(
 ) -> UpstreamProvider:
     now = ctx.clock.now()
     kind: UpstreamKind = "github" if spec.kind == "github" else "oidc"
+    method = next((m for m in AUTH_METHODS if m == spec.token_auth_method), None)
+    audience = next(a for a in AUDIENCES if a == spec.assertion_audience)
+    key, certificate = _assertion_key(ctx, spec, created)
     return UpstreamProvider(
         id=spec.id,
         display_name=spec.display_name,
@@ -207,6 +265,10 @@ def _model(
         admin_claim=spec.admin_claim,
         admin_values=spec.admin_values,
         enabled=spec.enabled,
+        token_auth_method=method,
+        assertion_audience=audience,
+        assertion_key=key,
+        assertion_certificate=certificate,
     )
 
 
@@ -263,7 +325,7 @@ def update_provider(
     unknown = set(changes) - set(SPEC_FIELDS)
     if unknown:
         raise _problem(sorted(unknown)[0], "not a setting of an upstream provider")
-    spec = check(replace(spec_of(old), **changes))
+    spec = check(replace(spec_of(old), **changes), stored_secret=old.client_secret is not None)
     secret = changes.get("client_secret")
     sealed = old.client_secret if secret is None else _seal(ctx, old.id, secret)
     provider = _model(ctx, spec, sealed, old)
@@ -277,6 +339,33 @@ def update_provider(
         target_id=provider.id,
         fields=sorted(changes),
         **_described(provider),
+    )
+    return provider
+
+
+def rotate_assertion_key(ctx: Context, actor: Actor, provider_id: str) -> UpstreamProvider:
+    """Replace the provider's ``private_key_jwt`` key with a new one, at once: the old key
+    signs nothing more, so the provider must be given the new certificate or read the JWKS
+    again (Okta and Keycloak do when they meet an unknown ``kid``)."""
+    old = get_provider(ctx, provider_id)
+    before = client_assertion.described(old)
+    if old.token_auth_method != "private_key_jwt" or before is None:
+        raise Conflict(f"The upstream provider {provider_id!r} does not use private_key_jwt")
+    key, certificate = client_assertion.new_key(ctx, old.id)
+    provider = replace(
+        old, assertion_key=key, assertion_certificate=certificate, updated_at=ctx.clock.now()
+    )
+    ctx.store.update_upstream_provider(provider)
+    after = client_assertion.of_certificate(certificate)
+    audit.record(
+        ctx,
+        actor,
+        "upstream_provider.key_rotated",
+        target_type="upstream_provider",
+        target_id=provider.id,
+        previous_kid=before.kid,
+        kid=after.kid,
+        not_after=after.not_after.isoformat(),
     )
     return provider
 
@@ -305,6 +394,7 @@ def apply_configuration(ctx: Context, actor: Actor, specs: list[ProviderSpec]) -
     Idempotent: a second run changes nothing and audits nothing. Returns the ids changed."""
     changed: list[str] = []
     for spec in specs:
+        # Here a spec without a client_secret means none (a public client or private_key_jwt).
         checked = check(spec)
         old = ctx.store.get_upstream_provider(checked.id)
         if old is None:

@@ -19,7 +19,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from authgate.core.context import Context
 from authgate.core.models import UpstreamProvider, UpstreamTransaction
-from authgate.core.upstream import discovery, github, providers
+from authgate.core.upstream import discovery, github, providers, token_auth
 from authgate.core.upstream.errors import UpstreamInvalidError, UpstreamRefusedError
 from authgate.crypto import pkce, secrets
 
@@ -32,6 +32,11 @@ VERIFIER_LENGTH = 64  # RFC 7636 §4.1: 43-128 characters of the unreserved set
 
 def callback_path(provider_id: str) -> str:
     return f"/login/upstream/{provider_id}/callback"
+
+
+def jwks_path(provider_id: str) -> str:
+    """Where authgate publishes its ``private_key_jwt`` key for this provider."""
+    return f"/login/upstream/{provider_id}/jwks"
 
 
 def redirect_uri(ctx: Context, provider_id: str) -> str:
@@ -72,7 +77,10 @@ def start(ctx: Context, provider_id: str, return_to: str) -> Started:
     provider = usable_provider(ctx, provider_id)
     oidc = provider.kind == "oidc"
     if oidc:
-        endpoint = str(discovery.metadata(ctx, provider)["authorization_endpoint"])
+        meta = discovery.metadata(ctx, provider)
+        # Refused before the person is sent away, rather than after they signed in there.
+        token_auth.check_supported(provider, meta)
+        endpoint = str(meta["authorization_endpoint"])
     else:
         endpoint = github.authorization_endpoint(provider)
     state = secrets.random_string(STATE_LENGTH)

@@ -365,7 +365,8 @@ client_changes = Table(
 )
 
 # Upstream OpenID Providers people sign in through (0009). ``client_secret`` is sealed with a
-# key derived from AUTHGATE_SECRET_KEY (core/upstream/providers.py), never stored in clear.
+# key derived from AUTHGATE_SECRET_KEY (core/upstream/providers.py), never stored in clear; so
+# is ``assertion_key``, the private key of private_key_jwt (0011), whose certificate is public.
 upstream_providers = Table(
     "upstream_providers",
     metadata,
@@ -386,6 +387,10 @@ upstream_providers = Table(
     Column("enabled", Boolean, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("token_auth_method", String, nullable=True),
+    Column("assertion_audience", String, nullable=False, server_default="token_endpoint"),
+    Column("assertion_key", Text, nullable=True),
+    Column("assertion_certificate", Text, nullable=True),
 )
 
 # A person at an upstream provider linked to a local user: matched by (provider, subject) only.

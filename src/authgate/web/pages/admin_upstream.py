@@ -3,7 +3,9 @@
 Every change calls ``core.upstream.providers`` — the functions behind
 ``/api/v2/upstream-providers`` and ``authgate upstream`` — so it is checked and audited the
 same way. The client secret is write-only: a field sets or replaces it, a box removes it, and
-no page ever shows it, not even the form sent back after a refusal.
+no page ever shows it, not even the form sent back after a refusal. Of the ``private_key_jwt``
+key a provider's page shows the public parts, offers the certificate for download and a
+button that rotates the key; the private half never reaches a page.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from starlette.responses import Response
 from authgate.core.accounts import SignedIn
 from authgate.core.errors import InvalidRequestError, ManagementError, ValidationFailed
 from authgate.core.models import UpstreamProvider
-from authgate.core.upstream import providers
-from authgate.core.upstream.transactions import callback_path
+from authgate.core.upstream import client_assertion, providers
+from authgate.core.upstream.transactions import callback_path, jwks_path
 from authgate.web import deps
 from authgate.web.pages import common
 
@@ -45,10 +47,14 @@ LABELS = {
     "admin_values": "Administrator values",
     "enabled": "Enabled",
     "remove_client_secret": "Remove the client secret",
+    "token_auth_method": "Token endpoint authentication",
+    "assertion_audience": "Assertion audience",
 }
 BOXES = ("link_by_verified_email", "jit_create", "enabled")
 TEXTS = ("display_name", "issuer", "client_id", "scopes", "required_claim", "admin_claim")
 LINES = ("allowed_domains", "required_values", "admin_values")
+#: Drop-downs; an empty ``token_auth_method`` is auto (None).
+CHOICES = ("token_auth_method", "assertion_audience")
 
 
 def provider_path(provider_id: str) -> str:
@@ -114,6 +120,8 @@ def settings_from(form: FormData, *, creating: bool) -> dict[str, Any]:
     for name in BOXES:
         values[name] = _box(form, name)
     values["client_secret"] = _secret(form, creating=creating)
+    values["token_auth_method"] = _one(form, "token_auth_method") or None
+    values["assertion_audience"] = _one(form, "assertion_audience") or "token_endpoint"
     if creating:
         kind = _one(form, "kind") or providers.KINDS[0]
         if kind not in providers.KINDS:
@@ -126,14 +134,15 @@ def _values(form: FormData | None, provider: UpstreamProvider | None) -> dict[st
     """What the form shows: the posted values after a refusal (never the secret), else the
     provider's, else a new provider's defaults."""
     if form is not None:
-        shown = {name: common.text(form, name) for name in ("id", "kind", *TEXTS, *LINES)}
+        named = ("id", "kind", *TEXTS, *LINES, *CHOICES)
+        shown = {name: common.text(form, name) for name in named}
         return shown | {name: form.get(name) == "on" for name in BOXES}
     if provider is not None:
-        shown = {name: getattr(provider, name) or "" for name in ("id", "kind", *TEXTS)}
+        shown = {name: getattr(provider, name) or "" for name in ("id", "kind", *TEXTS, *CHOICES)}
         shown |= {name: "\n".join(getattr(provider, name)) for name in LINES}
         return shown | {name: getattr(provider, name) for name in BOXES}
     new = providers.ProviderSpec(id="", display_name="", issuer="", client_id="")
-    shown = {name: getattr(new, name) or "" for name in ("id", "kind", *TEXTS)}
+    shown = {name: getattr(new, name) or "" for name in ("id", "kind", *TEXTS, *CHOICES)}
     return shown | dict.fromkeys(LINES, "") | {name: getattr(new, name) for name in BOXES}
 
 
@@ -168,6 +177,8 @@ async def _list_page(
         providers=found,
         rules=rules,
         kinds=providers.KINDS,
+        auth_methods=providers.AUTH_METHODS,
+        audiences=providers.AUDIENCES,
         values=_values(form, None),
         failure=plain(failure) if failure else None,
     )
@@ -214,13 +225,18 @@ async def _provider_page(
     form: FormData | None = None,
     failure: ManagementError | None = None,
 ) -> Response:
+    issuer = deps.ctx_of(request).policy.issuer
     return common.page(
         request,
         "admin_upstream_provider.html",
         who,
         status=failure.status if failure else 200,
         provider=provider,
-        redirect_uri=deps.ctx_of(request).policy.issuer + callback_path(provider.id),
+        auth_methods=providers.AUTH_METHODS,
+        audiences=providers.AUDIENCES,
+        key=client_assertion.described(provider),
+        jwks_url=issuer.rstrip("/") + jwks_path(provider.id),
+        redirect_uri=issuer + callback_path(provider.id),
         values=_values(form, provider),
         failure=plain(failure) if failure else None,
     )
@@ -265,7 +281,8 @@ async def update_provider(request: Request) -> Response:
         """The settings that differ from the stored ones (so the audit names those only)."""
         settings = settings_from(form, creating=False)
         secret = settings.pop("client_secret")
-        normal = providers.check(replace(providers.spec_of(provider), **settings))
+        spec = replace(providers.spec_of(provider), **settings, client_secret=secret)
+        normal = providers.check(spec, stored_secret=provider.client_secret is not None)
         changes = {k: settings[k] for k in settings if getattr(normal, k) != getattr(provider, k)}
         return changes if secret is None else changes | {"client_secret": secret}
 
@@ -299,3 +316,41 @@ async def delete_provider(request: Request) -> Response:
     if isinstance(gone, ManagementError):
         return await _provider_page(request, who, provider, failure=gone)
     return common.done(LIST, "provider-deleted")
+
+
+async def rotate_key(request: Request) -> Response:
+    """Replace the provider's ``private_key_jwt`` key (``providers.rotate_assertion_key``)."""
+    checked = await common.admin_form(request)
+    if isinstance(checked, Response):
+        return checked
+    who, _ = checked
+    provider = await _target(request)
+    if not isinstance(provider, UpstreamProvider):
+        return provider
+    ctx = deps.ctx_of(request)
+    rotated = await common.attempt(
+        providers.rotate_assertion_key, ctx, common.actor(request, who), provider.id
+    )
+    if isinstance(rotated, ManagementError):
+        return await _provider_page(request, who, provider, failure=rotated)
+    return common.done(provider_path(provider.id), "provider-key-rotated")
+
+
+async def certificate(request: Request) -> Response:
+    """The certificate of the ``private_key_jwt`` key, as a download (PEM)."""
+    who = await common.admin_page(request)
+    if not isinstance(who, SignedIn):
+        return who
+    provider = await _target(request)
+    if not isinstance(provider, UpstreamProvider):
+        return provider
+    key = client_assertion.described(provider)
+    if key is None or provider.token_auth_method != "private_key_jwt":
+        failure = InvalidRequestError("The provider does not use private_key_jwt")
+        return common.error(request, failure, 404)
+    disposition = f'attachment; filename="authgate-{provider.id}.pem"'
+    return Response(
+        key.certificate_pem,
+        media_type="application/x-pem-file",
+        headers={"Content-Disposition": disposition, "Cache-Control": "no-store"},
+    )

@@ -62,6 +62,8 @@ NOTICES = {
     "provider-created": "The identity provider was added: its button is on the sign-in page "
     "while it is enabled.",
     "provider-saved": "The identity provider was saved.",
+    "provider-key-rotated": "A new key signs the client assertions: give the provider its "
+    "certificate, or let it read the JWKS URL again.",
     "provider-enabled": "The identity provider was enabled: its button is on the sign-in page.",
     "provider-disabled": "The identity provider was disabled: its button is gone from the "
     "sign-in page and sign-ins through it are refused.",

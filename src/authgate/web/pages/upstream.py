@@ -1,6 +1,7 @@
 """Sign-in through an upstream OpenID Provider: the button's POST starts it, the provider's
 redirect finishes it (``core/upstream/sign_in.py``). Errors are pages with a reference, never
-a 500; only a local path is ever the return target.
+a 500; only a local path is ever the return target. ``jwks`` publishes authgate's
+``private_key_jwt`` key for one provider, to be given to that provider as a JWKS URL.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from authgate.core.errors import OAuthError
-from authgate.core.upstream import sign_in
+from authgate.core.upstream import client_assertion, providers, sign_in
 from authgate.core.upstream.transactions import TTL
 from authgate.crypto.secrets import constant_time_equal
 from authgate.web import cookies, deps, flows
@@ -22,6 +23,9 @@ from authgate.web.pages.login import safe_return_to
 
 #: Refused at once: the provider's redirect carries a few short parameters.
 MAX_QUERY = 8192
+#: A provider reads the JWKS again when it meets an unknown ``kid``; a rotation shows within
+#: five minutes even to one that does not.
+JWKS_CACHE = "public, max-age=300"
 
 
 def _back(return_to: str) -> tuple[str, str]:
@@ -80,3 +84,19 @@ async def callback(request: Request) -> Response:
     cookies.clear(response, settings, cookies.UPSTREAM_STATE)
     cookies.clear(response, settings, cookies.LOGIN_CSRF)
     return response
+
+
+async def jwks(request: Request) -> Response:
+    """GET /login/upstream/{provider}/jwks: the public key of authgate's client assertions to
+    this provider (RFC 7517 §5); 404 when the provider does not use ``private_key_jwt``."""
+    found = await run_in_threadpool(
+        providers.find, deps.ctx_of(request), request.path_params["provider"]
+    )
+    document = client_assertion.published_jwks(found) if found is not None else None
+    if document is None:
+        return JSONResponse(
+            {"error": "not_found", "error_description": "No such key set"},
+            status_code=404,
+            headers={"Cache-Control": "no-store"},
+        )
+    return JSONResponse(document, headers={"Cache-Control": JWKS_CACHE})
