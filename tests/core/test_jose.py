@@ -7,8 +7,8 @@ import base64
 import json
 
 import pytest
-from jwt import PyJWK, PyJWS
 from joserfc.jwk import ECKey
+from jwt import PyJWK, PyJWS
 
 from authgate.crypto import jose
 

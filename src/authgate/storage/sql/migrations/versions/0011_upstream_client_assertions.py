@@ -3,7 +3,7 @@
 
 Revision ID: 0011
 Revises: 0010
-Create Date: 2026-12-08
+Create Date: 2026-12-06
 
 Written by hand and frozen once landed. Additive only: four columns of
 ``upstream_providers``. ``token_auth_method`` NULL is "auto", the choice every provider made
