@@ -14,11 +14,23 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 
+from authgate.core.upstream.providers import ProviderSpec
+
 os.environ.setdefault(
     "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "authgate-hypothesis")
 )
 
 EXAMPLES = int(os.environ.get("AUTHGATE_FUZZ_EXAMPLES", "50"))
+
+#: An upstream provider with a ``private_key_jwt`` key, so the fuzzers reach the routes of
+#: its key (its JWKS, its certificate, rotation).
+KEYED_PROVIDER = ProviderSpec(
+    id="keyed",
+    display_name="Keyed",
+    issuer="https://idp.example.com",
+    client_id="authgate-keyed",
+    token_auth_method="private_key_jwt",
+)
 
 
 def budget(database_url: str, examples: int = EXAMPLES) -> settings:

@@ -34,7 +34,7 @@ from authgate.core.flows import Flow, FlowQuery
 from authgate.core.upstream import client_assertion, providers
 from authgate.crypto import encryption
 from tests.conftest import ISSUER, PASSWORD, Account, Client
-from tests.fuzz.conftest import budget, refused_for_nul
+from tests.fuzz.conftest import KEYED_PROVIDER, budget, refused_for_nul
 from tests.http_types import Response
 
 pytestmark = pytest.mark.leaks_presented_off
@@ -165,14 +165,7 @@ def real_path_values(
         client_secret=UPSTREAM_SECRET,
     )
     providers.create_provider(ctx, SYSTEM, upstream)
-    keyed = providers.ProviderSpec(
-        id="keyed",
-        display_name="Keyed",
-        issuer="https://idp.example.com",
-        client_id="authgate-keyed",
-        token_auth_method="private_key_jwt",
-    )
-    providers.create_provider(ctx, SYSTEM, keyed)
+    providers.create_provider(ctx, SYSTEM, KEYED_PROVIDER)
     return {
         "app": [confidential.id, public.id],
         "secret_id": [secret.id],

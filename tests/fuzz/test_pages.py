@@ -27,7 +27,7 @@ from authgate.core.upstream import providers
 from authgate.web import routes
 from tests.conftest import PASSWORD, Account, Client
 from tests.flows import csrf_from, login
-from tests.fuzz.conftest import budget
+from tests.fuzz.conftest import KEYED_PROVIDER, budget
 
 pytestmark = pytest.mark.leaks_presented_off
 
@@ -69,14 +69,7 @@ def real_values(services: Services, alice: Account, app: Client) -> dict[str, li
     """Ids of objects that exist (never the fuzzing admin's own user); upstream providers are
     made for it, one with a sealed secret, one with a private_key_jwt key, so their pages reach
     the edit, disable, delete, rotate and certificate routes, and /login/upstream/{id}/jwks."""
-    keyed = providers.ProviderSpec(
-        id="keyed",
-        display_name="Keyed",
-        issuer="https://idp.example.com",
-        client_id="authgate-keyed",
-        token_auth_method="private_key_jwt",
-    )
-    providers.create_provider(services.ctx, SYSTEM, keyed)
+    providers.create_provider(services.ctx, SYSTEM, KEYED_PROVIDER)
     providers.create_provider(
         services.ctx,
         SYSTEM,

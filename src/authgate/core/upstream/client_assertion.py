@@ -71,10 +71,17 @@ def of_certificate(pem: str) -> AssertionKey:
     )
 
 
+def signing(provider: UpstreamProvider) -> AssertionKey | None:
+    """The key the provider is given (its JWKS, its certificate), or None when the provider
+    does not use ``private_key_jwt``: the one rule of what authgate publishes."""
+    key = described(provider)
+    return key if provider.token_auth_method == "private_key_jwt" else None
+
+
 def published_jwks(provider: UpstreamProvider) -> dict[str, Any] | None:
     """The JWK Set to give the provider (RFC 7517 §5), or None: the provider signs nothing."""
-    key = described(provider)
-    if key is None or provider.token_auth_method != "private_key_jwt":
+    key = signing(provider)
+    if key is None:
         return None
     return {"keys": [certificates.public_jwk(key.certificate_pem, key.kid, ALG)]}
 

@@ -72,8 +72,8 @@ def get_certificate(ctx: Ctx, who: Admin, provider: str) -> Response:
     """The self-signed certificate of the provider's `private_key_jwt` key (for Entra ID's
     certificate upload or Auth0's credential); 404 when it uses no key."""
     found = providers.get_provider(ctx, provider)
-    key = client_assertion.described(found)
-    if key is None or found.token_auth_method != "private_key_jwt":
+    key = client_assertion.signing(found)
+    if key is None:
         raise NotFound("The upstream provider does not use private_key_jwt")
     headers = {"Content-Disposition": f'attachment; filename="authgate-{found.id}.pem"'}
     return Response(key.certificate_pem, media_type=PEM, headers=headers)

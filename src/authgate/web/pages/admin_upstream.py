@@ -344,8 +344,8 @@ async def certificate(request: Request) -> Response:
     provider = await _target(request)
     if not isinstance(provider, UpstreamProvider):
         return provider
-    key = client_assertion.described(provider)
-    if key is None or provider.token_auth_method != "private_key_jwt":
+    key = client_assertion.signing(provider)
+    if key is None:
         failure = InvalidRequestError("The provider does not use private_key_jwt")
         return common.error(request, failure, 404)
     disposition = f'attachment; filename="authgate-{provider.id}.pem"'
