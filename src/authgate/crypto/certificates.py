@@ -82,15 +82,23 @@ def _der(certificate_pem: str) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+def _x5t(der: bytes) -> str:
+    return _b64url(hashlib.sha1(der, usedforsecurity=False).digest())
+
+
+def _x5t_s256(der: bytes) -> str:
+    return _b64url(hashlib.sha256(der).digest())
+
+
 def thumbprint_sha1(certificate_pem: str) -> str:
     """``x5t``: base64url of the SHA-1 of the DER certificate (an identifier, not a defence:
     Entra ID still requires it)."""
-    return _b64url(hashlib.sha1(_der(certificate_pem), usedforsecurity=False).digest())
+    return _x5t(_der(certificate_pem))
 
 
 def thumbprint_sha256(certificate_pem: str) -> str:
     """``x5t#S256``: base64url of the SHA-256 of the DER certificate."""
-    return _b64url(hashlib.sha256(_der(certificate_pem)).digest())
+    return _x5t_s256(_der(certificate_pem))
 
 
 def not_after(certificate_pem: str) -> datetime:
@@ -118,6 +126,6 @@ def public_jwk(certificate_pem: str, kid: str, alg: str = "RS256") -> dict[str, 
         "n": uint(numbers.n),
         "e": uint(numbers.e),
         "x5c": [base64.b64encode(der).decode("ascii")],
-        "x5t": _b64url(hashlib.sha1(der, usedforsecurity=False).digest()),
-        "x5t#S256": _b64url(hashlib.sha256(der).digest()),
+        "x5t": _x5t(der),
+        "x5t#S256": _x5t_s256(der),
     }

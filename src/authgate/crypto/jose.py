@@ -68,7 +68,8 @@ def sign(
     if alg not in ALGORITHMS:
         raise ValueError(f"unsupported signing algorithm {alg!r}")
     protected = {"alg": alg, "kid": key.kid, "typ": typ}
-    protected |= {k: v for k, v in (header or {}).items() if k not in protected}
+    if header:  # not on the token endpoint's path
+        protected |= {k: v for k, v in header.items() if k not in protected}
     signing_input = _b64(_compact_json(protected)) + b"." + _b64(_compact_json(claims))
     return (signing_input + b"." + _b64(_signature(key, alg, signing_input))).decode("ascii")
 
