@@ -328,6 +328,17 @@ class Settings(BaseSettings):
         "other client behind it. A source alone on the server is not held back. 0 turns this "
         "off. Behind a proxy, set `AUTHGATE_TRUST_PROXY_HEADERS` or every request is one source.",
     )
+    http_refusal_delay_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=30,
+        description="While other sources are active, a 429 answer (a rate limit, a full fetch "
+        "pool or hashing queue) waits this long before it is sent, in its source's turn "
+        "(`AUTHGATE_HTTP_IN_FLIGHT_PER_SOURCE`), without a thread: a source refused in a loop "
+        "gets at most that many answers per delay, and the processor goes to the other "
+        "clients. A source alone on the server is answered at once. 0 turns this off; so does "
+        "`AUTHGATE_HTTP_IN_FLIGHT_PER_SOURCE=0`.",
+    )
     metrics_enabled: bool = Field(
         True,
         description="Serve Prometheus metrics at `/metrics`. The endpoint is not authenticated: "

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from authgate.app import create_app
 from authgate.config import Settings
@@ -206,6 +206,94 @@ def test_a_waiting_request_that_goes_away_leaves_no_trace() -> None:
     _run(test)
 
 
+class Answering:
+    """An ASGI app that answers at once with the status its path names (``/429``)."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.started.append(scope["path"])
+        status = int(scope["path"].strip("/"))
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+class HeldSleep:
+    """A stand-in for ``asyncio.sleep`` that returns only when the test lets it."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+        self._gate: asyncio.Queue[None] = asyncio.Queue()
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        await self._gate.get()
+
+    def release(self) -> None:
+        self._gate.put_nowait(None)
+
+
+def _ask(middleware: FairShares, address: str, path: str, sent: list[int]) -> asyncio.Task[None]:
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            sent.append(message["status"])
+
+    scope = {**_scope(address), "path": path}
+    return asyncio.ensure_future(middleware(scope, _noop_receive, send))
+
+
+def test_a_refusal_waits_in_its_turn_while_other_sources_are_active() -> None:
+    async def test() -> None:
+        sleep = HeldSleep()
+        share = FairShare(1, refusal_delay=1.5, monotonic=Clock(), sleep=sleep)
+        app = Answering()
+        middleware = FairShares(app, share, trust_proxy_headers=False)
+        other: list[int] = []
+        await _ask(middleware, "198.51.100.7", "/200", other)  # another client is active
+        flood: list[int] = []
+        first = _ask(middleware, "192.0.2.1", "/429", flood)
+        second = _ask(middleware, "192.0.2.1", "/429", flood)
+        await _settle()
+        # The first refusal is made but not sent; it holds its source's only turn, so the
+        # second has not even started: the flood costs nothing while it waits.
+        assert sleep.asked == [1.5] and flood == [] and app.started.count("/429") == 1
+        assert share.delayed == 1 and share.in_progress("192.0.2.1") == 1
+        # Another source is answered meanwhile.
+        await _ask(middleware, "198.51.100.7", "/200", other)
+        assert other == [200, 200]
+        sleep.release()
+        await _settle()
+        assert flood == [429] and app.started.count("/429") == 2 and sleep.asked == [1.5, 1.5]
+        sleep.release()
+        await asyncio.gather(first, second)
+        assert flood == [429, 429] and share.delayed == 2 and share._sources == {}
+
+    _run(test)
+
+
+def test_a_source_alone_gets_its_refusals_at_once() -> None:
+    async def test() -> None:
+        clock = Clock()
+        sleep = HeldSleep()
+        share = FairShare(1, refusal_delay=1.5, monotonic=clock, sleep=sleep)
+        middleware = FairShares(Answering(), share, trust_proxy_headers=False)
+        sent: list[int] = []
+        await _ask(middleware, "198.51.100.7", "/200", sent)
+        clock.now += 1.5  # the other source left over a second ago
+        for _ in range(3):
+            await _ask(middleware, "192.0.2.1", "/429", sent)
+        assert sent == [200, 429, 429, 429] and sleep.asked == [] and share.delayed == 0
+        # Off: not even with company.
+        off = FairShare(1, refusal_delay=0, monotonic=clock, sleep=sleep)
+        middleware = FairShares(Answering(), off, trust_proxy_headers=False)
+        await _ask(middleware, "198.51.100.7", "/200", sent)
+        await _ask(middleware, "192.0.2.1", "/429", sent)
+        assert sent[-2:] == [200, 429] and sleep.asked == [] and off.delayed == 0
+
+    _run(test)
+
+
 @pytest.mark.parametrize(
     ("address", "forwarded", "trust", "expected"),
     [
@@ -230,6 +318,7 @@ def test_the_app_admits_fairly_by_default_and_can_be_told_not_to(
     app = create_app(settings, services=services)
     share = app.state.fair_share
     assert isinstance(share, FairShare) and share.per_source == 4
+    assert share.refusal_delay == settings.http_refusal_delay_seconds == 1.0
     admitted: list[str] = []
     enter = share.enter
 
@@ -253,12 +342,14 @@ def test_the_app_admits_fairly_by_default_and_can_be_told_not_to(
     assert [a.status_code for a in answers] == [200, 200]
     assert sorted(admitted) == ["192.0.2.1", "198.51.100.7"]  # each request went through it
     assert share._sources == {}  # every admission was left again
-    share.waited = 3
+    share.waited, share.delayed = 3, 2
     metrics = asyncio.run(ask("192.0.2.1", "/metrics")).text
     assert "authgate_requests_waited_turn_total 3.0" in metrics
+    assert "authgate_refusals_delayed_total 2.0" in metrics
     off = create_app(
         settings.model_copy(update={"http_in_flight_per_source": 0}), services=services
     )
     assert getattr(off.state, "fair_share", None) is None
     off_metrics = TestClient(off).get("/metrics").text
     assert "authgate_requests_waited_turn" not in off_metrics
+    assert "authgate_refusals_delayed" not in off_metrics

@@ -50,6 +50,7 @@ class Metrics:
         pool_in_use: Callable[[], float] | None = None,
         fetch_refusals: Callable[[], Mapping[str, int]] | None = None,
         turns_waited: Callable[[], int] | None = None,
+        refusals_delayed: Callable[[], int] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -126,7 +127,7 @@ class Metrics:
                 registry=registry,
             )
             gauge.set_function(pool_in_use)
-        registry.register(_Refusals(fetch_refusals, turns_waited))
+        registry.register(_Refusals(fetch_refusals, turns_waited, refusals_delayed))
 
     def observe_request(self, scope: Scope, status: int, seconds: float, error: str | None) -> None:
         route = route_template(scope)
@@ -198,9 +199,11 @@ class _Refusals(Collector):
         self,
         fetch_refusals: Callable[[], Mapping[str, int]] | None,
         turns_waited: Callable[[], int] | None,
+        refusals_delayed: Callable[[], int] | None,
     ) -> None:
         self._fetch = fetch_refusals
         self._waited = turns_waited
+        self._delayed = refusals_delayed
 
     def collect(self) -> Iterator[Metric]:
         fetches = CounterMetricFamily(
@@ -225,6 +228,13 @@ class _Refusals(Collector):
                 "an IPv6 /64) had AUTHGATE_HTTP_IN_FLIGHT_PER_SOURCE in progress while other "
                 "sources were active.",
                 value=self._waited(),
+            )
+        if self._delayed is not None:
+            yield CounterMetricFamily(
+                "authgate_refusals_delayed",
+                "429 answers held for AUTHGATE_HTTP_REFUSAL_DELAY_SECONDS, in their source's "
+                "turn, because other sources were active.",
+                value=self._delayed(),
             )
 
 

@@ -211,13 +211,18 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
     app.router.routes.extend(protocol_routes(settings.issuer))
     app.router.routes.extend(page_routes())
     per_source = settings.http_in_flight_per_source
-    share = FairShare(per_source) if per_source else None
+    share = (
+        FairShare(per_source, refusal_delay=settings.http_refusal_delay_seconds)
+        if per_source
+        else None
+    )
     if settings.metrics_enabled:
         # Not authenticated: operators keep /metrics off the public internet.
         app.state.metrics = metrics.Metrics(
             metrics.pool_gauge(ctx.store),
             metrics.fetch_refusals(ctx.fetcher),
             share.turns_waited if share else None,
+            share.refusals_delayed if share else None,
         )
         app.router.routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     if settings.flows_enabled:
