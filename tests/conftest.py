@@ -3,6 +3,7 @@ started one), the app on it, users, tokens and apps."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import uuid
@@ -47,6 +48,24 @@ def _pg_template() -> str:
     admin.dispose()
     storage.upgrade(_pg_db_url(name))
     return name
+
+
+@functools.cache
+def _pg_admin() -> sa.Engine:
+    """The connections that create and drop the tests' databases: kept for the session."""
+    assert PG_URL is not None
+    return sa.create_engine(
+        PG_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
+
+
+@functools.cache
+def _strategy() -> str:
+    """FILE_COPY where the server has it (PostgreSQL 15+): a copy of the template's files,
+    faster than the default page-by-page copy through the WAL for a small database."""
+    with _pg_admin().connect() as conn:
+        version = int(conn.execute(sa.text("SHOW server_version_num")).scalar_one())
+    return " STRATEGY FILE_COPY" if version >= 150000 else ""
 
 
 def _pg_db_url(name: str) -> str:
@@ -105,15 +124,12 @@ def database_url(
             pytest.fail("AUTHGATE_REQUIRE_POSTGRES=1 but AUTHGATE_TEST_POSTGRES_URL is not set")
         pytest.skip("PostgreSQL not configured (set AUTHGATE_TEST_POSTGRES_URL)")
     name = f"authgate_t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(
-        PG_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
-    )
+    admin = _pg_admin()
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"{_strategy()}'))
     yield _pg_db_url(name)
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture
