@@ -137,6 +137,7 @@ def markdown(result: dict[str, Any], plot_name: str | None) -> str:
         lines.append("")
     if result.get("growth"):
         lines += growth_section(result["growth"])
+    lines += flow_writer_section(scenarios, systems, med)
     lines += targets_section(result, med)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -162,6 +163,40 @@ def growth_section(growth: list[dict[str, Any]]) -> list[str]:
             f"{statistics.median(r['p50_ms'] for r in rows):.1f} | "
             f"{statistics.median(r['p99_ms'] for r in rows):.1f} | "
             f"{sum(r['errors'] for r in rows)} | {_fmt(rps / first if first else None)} |"
+        )
+    return [*lines, ""]
+
+
+def flow_writer_section(scenarios: list[str], systems: list[str], med: Medians) -> list[str]:
+    """The flow timeline's background writer: its CPU per request and its share of the
+    server's, both measured in the same run (``authgate_flow_writer_cpu_seconds_total``), a
+    figure the noise between runs does not blur. The steps' recording in the requests
+    themselves is not in it."""
+    rows = [
+        (scenario, system, m)
+        for scenario in scenarios
+        for system in systems
+        if (m := med.get((scenario, system))) is not None
+        and m.get("flow_writer_ms_per_req", -1) >= 0
+        and m["cpu_ms_per_req"] > 0
+    ]
+    if not rows:
+        return []
+    lines = [
+        "## Flow timeline: the writer's share",
+        "",
+        "CPU the flow writer's batches took per request, and its share of the server's CPU "
+        "in the same runs (`authgate_flow_writer_cpu_seconds_total`); the recording of the "
+        "steps in the requests is not in it.",
+        "",
+        "| scenario | system | writer CPU ms/req | share of server CPU |",
+        "|---|---|---|---|",
+    ]
+    for scenario, system, m in rows:
+        share = m["flow_writer_ms_per_req"] / m["cpu_ms_per_req"]
+        lines.append(
+            f"| {SCENARIO_TITLES[scenario]} | {system} | {m['flow_writer_ms_per_req']:.3f} "
+            f"| {share:.1%} |"
         )
     return [*lines, ""]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 from bench.harness import flows, growth, history, procstat, report
 from bench.harness.load import LoadResult, LoadSpec, have_wrk, run_python, run_wrk
 from bench.harness.provision import REDIRECT_URI, RESOURCE_JWT, RESOURCE_OPAQUE, SCOPE
@@ -55,6 +56,25 @@ DEFAULT_SYSTEMS = [
 ]
 POOL_CAP = 300_000  # most codes or tokens minted for one load run
 MINT_SECONDS_CAP = 60
+
+
+#: The flow writer's processor time in an authgate process (web/metrics.py).
+FLOW_WRITER_METRIC = "authgate_flow_writer_cpu_seconds_total"
+
+
+def flow_writer_seconds(server: Server) -> float:
+    """The flow writer's CPU seconds so far in a one-process authgate server that records
+    flows; -1 for any other (the metrics of a process are its own)."""
+    if server.kind != "authgate" or server.workers != 1:
+        return -1.0
+    try:
+        text = httpx.get(server.url + "/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return -1.0
+    for line in text.splitlines():
+        if line.startswith(FLOW_WRITER_METRIC + " "):
+            return float(line.split()[1])
+    return -1.0
 
 
 @dataclass
@@ -304,6 +324,7 @@ class Bench:
         s = state.server
         spec = None if scenario == "interactive" else self.spec(state, scenario, duration)
         procstat.reset_peaks(s.proc.pid)
+        writer0 = flow_writer_seconds(s)
         cpu0 = procstat.cpu_seconds(s.proc.pid)
         db0 = procstat.cpu_seconds(s.db_pid) if s.db_pid else 0.0
         if spec is None:
@@ -311,6 +332,7 @@ class Bench:
         else:
             result = self.load(s, spec, duration)
         cpu = procstat.cpu_seconds(s.proc.pid) - cpu0
+        writer = flow_writer_seconds(s) - writer0 if writer0 >= 0 else -1.0
         db = procstat.cpu_seconds(s.db_pid) - db0 if s.db_pid else -1.0
         peak, peak_total = procstat.peak_rss_mb(s.proc.pid)
         if scenario == "cc_opaque":
@@ -329,6 +351,7 @@ class Bench:
             "errors": result.errors,
             "cpu_ms_per_req": cpu * 1000 / requests,
             "db_cpu_ms_per_req": db * 1000 / requests if db >= 0 else -1.0,
+            "flow_writer_ms_per_req": writer * 1000 / requests if writer >= 0 else -1.0,
             "peak_rss_mb": peak,
             "peak_rss_total_mb": peak_total,
             "empty": exhausted,

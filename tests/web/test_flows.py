@@ -601,6 +601,15 @@ def test_refusals_are_counted_by_reason_and_bounded_client_label(
     assert f"{operator} 2.0" in text
     assert 'authgate_flow_refusals_total{client="other",reason="client_unknown"} 1.0' in text
     assert "made-up-id" not in text
+    # What the writer did and what it cost: three steps stored, none dropped, some CPU time.
+    samples = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("authgate_flow_")
+    }
+    assert samples["authgate_flow_steps_written_total"] == 3
+    assert samples["authgate_flow_steps_dropped_total"] == 0
+    assert 0 < samples["authgate_flow_writer_cpu_seconds_total"] < 5
 
 
 class _FlakyStore:

@@ -28,6 +28,7 @@ from authgate.core.grants import refresh_reuse
 from authgate.core.ports import StoreUnavailableError
 from authgate.core.token_endpoint import GRANTS
 from authgate.crypto import passwords
+from authgate.web.flow_writer import FlowWriter
 
 UNMATCHED = "unmatched"
 #: How many clients' metric labels a node remembers before it reads them again.
@@ -164,6 +165,10 @@ class Metrics:
 
         return count
 
+    def watch_flow_writer(self, writer: FlowWriter) -> None:
+        """Export what the flow timeline's writer did and what it cost."""
+        self.registry.register(_FlowWriterCollector(writer))
+
     def flow_refused(self, ctx: Context, reason: str, client_id: str | None) -> None:
         label = self._client_labels.get(client_id or "")
         if label is None:
@@ -188,6 +193,32 @@ class Metrics:
             self.refresh_reuse_refusals.labels(reason).inc()
             if reason in refresh_reuse.REVOKING:
                 self.refresh_token_reuse.inc()
+
+
+class _FlowWriterCollector(Collector):
+    """The flow writer's counters (they live with it: ``web/flow_writer.py``)."""
+
+    def __init__(self, writer: FlowWriter) -> None:
+        self._writer = writer
+
+    def collect(self) -> Iterator[Metric]:
+        writer = self._writer
+        yield CounterMetricFamily(
+            "authgate_flow_steps_written",
+            "Flow steps the background writer stored.",
+            value=writer.written,
+        )
+        yield CounterMetricFamily(
+            "authgate_flow_steps_dropped",
+            "Flow steps dropped: too many pending, or the database refused the batch.",
+            value=writer.dropped,
+        )
+        yield CounterMetricFamily(
+            "authgate_flow_writer_cpu_seconds",
+            "Processor time the flow writer's batches took in this process: the timeline's "
+            "cost beside the recording in the requests themselves.",
+            value=writer.cpu_seconds,
+        )
 
 
 class _Refusals(Collector):

@@ -227,9 +227,11 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
         app.router.routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     if settings.flows_enabled:
         observed = getattr(app.state, "metrics", None)
-        app.state.flow_writer = FlowWriter(
+        app.state.flow_writer = writer = FlowWriter(
             ctx.store, on_written=observed.flow_steps_written(ctx) if observed else None
         )
+        if observed is not None:
+            observed.watch_flow_writer(writer)
     app.include_router(admin.router, prefix="/api/v2")
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.add_middleware(RequestContext)  # the outermost of the app's own middleware
