@@ -76,15 +76,23 @@ class Prepared:
         )
         return bound if self._positional else dict(zip(self._names, bound, strict=True))
 
-    def batch(self, rows: Iterable[Any], *, attributes: bool = False) -> list[Any]:
+    def batch(
+        self,
+        rows: Iterable[Any],
+        *,
+        attributes: bool = False,
+        converted: dict[datetime, Any] | None = None,
+    ) -> list[Any]:
         """``parameters()`` of every row of a batch: mappings, or with ``attributes`` objects
         whose attributes are named like the parameters (a dataclass of the table's row).
 
         The values are read in C (``itemgetter``/``attrgetter``) and only the parameters that
         have a processor are processed; a datetime once per batch however many rows carry it
         (the steps of one request share their time, and a flow's summary repeats its steps'
-        times). The per-row Python is most of what a batch of appended rows costs."""
-        done: dict[datetime, Any] = {}
+        times; ``converted`` carries them over to the next batch of the same transaction,
+        whose rows repeat them). The per-row Python is most of what a batch of appended rows
+        costs."""
+        done: dict[datetime, Any] = {} if converted is None else converted
 
         def cached(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
             def process(value: Any) -> Any:
@@ -173,12 +181,18 @@ class Runner:
         return self._execute(prepared.sql, prepared.parameters(params)).rowcount
 
     def execute_each(
-        self, statement: ReturnsRows, rows: Iterable[Any], *, attributes: bool = False
+        self,
+        statement: ReturnsRows,
+        rows: Iterable[Any],
+        *,
+        attributes: bool = False,
+        converted: dict[datetime, Any] | None = None,
     ) -> None:
         """Run a statement once per row (mappings, or objects with ``attributes``, as
-        ``Prepared.batch`` takes them): one ``executemany`` of the driver for the batch."""
+        ``Prepared.batch`` takes them, ``converted`` too): one ``executemany`` of the driver
+        for the batch."""
         prepared = self._statements(statement)
-        batch = prepared.batch(rows, attributes=attributes)
+        batch = prepared.batch(rows, attributes=attributes, converted=converted)
         if batch:
             self._execute_many(prepared.sql, batch)
 

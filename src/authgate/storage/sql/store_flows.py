@@ -133,9 +133,10 @@ class FlowQueries(SqlBase):
             return
         rows = [summary.row(flow_id) for flow_id, summary in _summaries(steps).items()]
         upsert = _UPSERT_FLOW["sqlite" if self._sqlite else "postgresql"]
+        converted: dict[datetime, Any] = {}  # a flow's times are its steps'
         with self._raw_transaction(Intent.WRITE) as db:
-            db.execute_each(_INSERT_STEP, steps, attributes=True)
-            db.execute_each(upsert, rows)
+            db.execute_each(_INSERT_STEP, steps, attributes=True, converted=converted)
+            db.execute_each(upsert, rows, converted=converted)
 
     def list_flows(self, query: FlowQuery) -> tuple[Sequence[Flow], int]:
         filters = _filters(query)
