@@ -48,6 +48,7 @@ __all__ = [
     "run_cli",
     "sign_in",
     "sign_in_and_allow",
+    "sqlite_node",
     "token",
     "wait_ready",
     "wait_until",
@@ -331,3 +332,17 @@ def provision(database_url: str, workdir: Path, processes: Processes, **env: str
         (web.id, web_secret),
         (service.id, service_secret),
     )
+
+
+def sqlite_node(template: Path, workdir: Path, name: str, **env: str) -> Iterator[Deployment]:
+    """A copy of the migrated SQLite ``template`` in ``workdir``, provisioned, and one
+    `authgate serve` on it with ``env`` set (a fixture's body: stopped after the test)."""
+    database = workdir / "authgate.db"
+    database.write_bytes(template.read_bytes())
+    processes = Processes()
+    try:
+        deployment = provision(f"sqlite:///{database}", workdir, processes, **env)
+        deployment.start(name)
+        yield deployment
+    finally:
+        processes.stop_all()

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.procs import Deployment, Processes, provision
+from tests.procs import Deployment, sqlite_node
 
 pytestmark = pytest.mark.slow
 
@@ -35,23 +35,15 @@ REGISTRATION = {"redirect_uris": ["http://127.0.0.1:9876/callback"], "client_nam
 
 @pytest.fixture
 def node(tmp_path: Path, sqlite_template: Path) -> Iterator[Deployment]:
-    database = tmp_path / "authgate.db"
-    database.write_bytes(sqlite_template.read_bytes())
-    processes = Processes()
-    try:
-        deployment = provision(
-            f"sqlite:///{database}",
-            tmp_path,
-            processes,
-            AUTHGATE_REGISTRATION_RATE_PER_IP="1",
-            AUTHGATE_TOKEN_RATE_PER_CLIENT="0",  # the service asks as fast as it is answered
-            AUTHGATE_HTTP_REFUSAL_DELAY_SECONDS=str(DELAY),
-            AUTHGATE_HTTP_IN_FLIGHT_PER_SOURCE=str(PER_SOURCE),
-        )
-        deployment.start("delay")
-        yield deployment
-    finally:
-        processes.stop_all()
+    yield from sqlite_node(
+        sqlite_template,
+        tmp_path,
+        "delay",
+        AUTHGATE_REGISTRATION_RATE_PER_IP="1",
+        AUTHGATE_TOKEN_RATE_PER_CLIENT="0",  # the service asks as fast as it is answered
+        AUTHGATE_HTTP_REFUSAL_DELAY_SECONDS=str(DELAY),
+        AUTHGATE_HTTP_IN_FLIGHT_PER_SOURCE=str(PER_SOURCE),
+    )
 
 
 def loop(deployment: Deployment, seconds: float) -> list[tuple[float, httpx.Response]]:

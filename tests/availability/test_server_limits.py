@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.availability.test_request_bodies import read_response
-from tests.procs import Deployment, Processes, provision
+from tests.procs import Deployment, sqlite_node
 
 pytestmark = pytest.mark.slow
 
@@ -29,23 +29,11 @@ SLOWLORIS = 50
 CAP = 5
 
 
-def _node(tmp_path: Path, template: Path, name: str, **env: str) -> Iterator[Deployment]:
-    database = tmp_path / "authgate.db"
-    database.write_bytes(template.read_bytes())
-    processes = Processes()
-    try:
-        deployment = provision(f"sqlite:///{database}", tmp_path, processes, **env)
-        deployment.start(name)
-        yield deployment
-    finally:
-        processes.stop_all()
-
-
 @pytest.fixture
 def node(tmp_path: Path, sqlite_template: Path) -> Iterator[Deployment]:
-    yield from _node(
-        tmp_path,
+    yield from sqlite_node(
         sqlite_template,
+        tmp_path,
         "limits",
         AUTHGATE_HTTP_REQUEST_TIMEOUT_SECONDS=str(REQUEST_TIMEOUT),
     )
@@ -53,9 +41,9 @@ def node(tmp_path: Path, sqlite_template: Path) -> Iterator[Deployment]:
 
 @pytest.fixture
 def capped(tmp_path: Path, sqlite_template: Path) -> Iterator[Deployment]:
-    yield from _node(
-        tmp_path,
+    yield from sqlite_node(
         sqlite_template,
+        tmp_path,
         "capped",
         AUTHGATE_HTTP_MAX_CONNECTIONS=str(CAP),
         AUTHGATE_HTTP_REQUEST_TIMEOUT_SECONDS="60",
