@@ -80,6 +80,16 @@ def stored_text(services: Services) -> str:
     return json.dumps([dict(r) for r in rows], default=str)
 
 
+def table_counts(services: Services) -> tuple[int, int]:
+    """Rows of ``flows`` and of ``flow_steps``."""
+    with services.store.engine.connect() as conn:
+        counted = [
+            conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+            for table in ("flows", "flow_steps")
+        ]
+    return counted[0], counted[1]
+
+
 def assert_no_secret(services: Services, *values: str) -> None:
     text = stored_text(services)
     for value in values:
@@ -445,7 +455,51 @@ def test_client_credentials_starts_its_own_flow_each_time(
         assert kinds(steps) == [("client_credentials", "ok", None)]
         assert steps[0].detail["client_auth"] == "client_secret_basic"
         assert steps[0].resource == RESOURCE and steps[0].user_id is None
+        # Nothing can join such a flow: it is its step alone, with no summary row.
+        assert steps[0].id == flow.id and steps[0].alone
+        assert services.store.get_flow(flow.id) == flow
+        assert (flow.steps, flow.refusals, flow.last_outcome) == (1, 0, "ok")
+    assert table_counts(services) == (0, 2)
     assert_no_secret(services, service.secret)
+
+
+def test_a_flow_whose_id_was_handed_out_keeps_its_summary_row(
+    signed_in: TestClient, services: Services, confidential: Client
+) -> None:
+    """A code issued before flows were recorded carries no flow: its redemption starts one and
+    gives its id to the grant, so the refresh that follows joins it. That flow is not a step
+    alone, even while it has one step: a summary row from the start, and one flow in every
+    search."""
+    code, verifier = _code(signed_in, confidential)
+    with services.store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE authorization_codes SET flow_id = NULL"))
+    answer = exchange_code(
+        signed_in,
+        code,
+        client_id=confidential.id,
+        client_secret=confidential.secret,
+        verifier=verifier,
+    )
+    tokens = assert_token_response(answer)
+    flush(signed_in)
+    redeemed = [f for f in flows_of(signed_in, services, confidential.id) if f.steps == 1]
+    assert len(redeemed) == 1 and services.store.get_flow(redeemed[0].id) == redeemed[0]
+    [step] = services.store.list_flow_steps(redeemed[0].id)
+    assert step.kind == "token" and not step.alone
+    rotated = refresh(
+        signed_in,
+        tokens["refresh_token"],
+        client_id=confidential.id,
+        client_secret=confidential.secret,
+    )
+    assert_token_response(rotated)
+    flush(signed_in)
+    flow = services.store.get_flow(redeemed[0].id)
+    assert flow is not None and flow.steps == 2
+    steps = services.store.list_flow_steps(flow.id)
+    assert kinds(steps) == [("token", "ok", None), ("refresh", "ok", None)]
+    listed = [f.id for f in flows_of(signed_in, services, confidential.id)]
+    assert listed.count(flow.id) == 1
 
 
 def test_rate_limited(settings: Settings, services: Services) -> None:
@@ -557,6 +611,75 @@ def test_summary_row_adds_up_batches(services: Services, clock: MovableClock) ->
     assert store.list_flows(FlowQuery(reason="user_denied"))[1] == 0
 
 
+def _alone(flow_id: str, at: Any, **fields: Any) -> FlowStep:
+    """The only step of flow ``flow_id``: its id is the flow's."""
+    step = _step(flow_id, 0, at)
+    return dataclasses.replace(step, id=flow_id, kind="client_credentials", **fields)
+
+
+def test_flows_of_one_step_are_found_by_every_search(
+    services: Services, clock: MovableClock
+) -> None:
+    """A flow stored as its step alone is listed, counted, paged and looked up like one with
+    a summary row, in the same order (the latest step first)."""
+    store = services.store
+    t0 = clock.now()
+    store.record_flow_steps([_alone("a1", t0, client_id="svc")])
+    clock.advance(seconds=1)
+    t1 = clock.now()
+    refusal = {"outcome": "refused", "reason": "rate_limited", "reference": "ref00001"}
+    store.record_flow_steps(
+        [
+            _alone("a2", t1, client_id="svc", user_id="u1", resource="https://r/", **refusal),
+            _step("long", 1, t1),
+        ]
+    )
+    clock.advance(seconds=1)
+    t2 = clock.now()
+    store.record_flow_steps([_step("long", 2, t2), _alone("a3", t2, client_id="other")])
+    assert table_counts(services) == (1, 5)
+
+    def ids(**query: Any) -> tuple[list[str], int]:
+        found, total = store.list_flows(FlowQuery(**query))
+        return [f.id for f in found], total
+
+    assert ids() == (["long", "a3", "a2", "a1"], 4)
+    assert ids(limit=2, offset=1) == (["a3", "a2"], 4)
+    assert ids(client_id="svc") == (["a2", "a1"], 2)
+    assert ids(client_id="c") == (["long"], 1)
+    assert ids(user_id="u1") == (["a2"], 1)
+    assert ids(resource="https://r/") == (["a2"], 1)
+    assert ids(reason="rate_limited") == (["a2"], 1)
+    assert ids(reference="ref00001") == (["a2"], 1)
+    assert ids(refused=True) == (["a2"], 1)
+    assert ids(refused=False) == (["long", "a3", "a1"], 3)
+    assert ids(since=t1) == (["long", "a3", "a2"], 3)
+    assert ids(until=t1) == (["a1"], 1)
+    assert ids(since=t1, until=t2, client_id="svc") == (["a2"], 1)
+    assert store.get_flow("a2") == Flow(
+        id="a2",
+        started_at=t1,
+        last_at=t1,
+        client_id="svc",
+        user_id="u1",
+        resource="https://r/",
+        steps=1,
+        refusals=1,
+        last_outcome="refused",
+        last_reason="rate_limited",
+    )
+    long = store.get_flow("long")
+    assert long is not None and (long.steps, long.started_at, long.last_at) == (2, t1, t2)
+    assert store.get_flow("nothing") is None
+    assert flow_log.timeline(services.ctx, "ref00001").flow.id == "a2"
+    assert store.failing_clients(t0, 10) == [("svc", 1)]
+    # The cap and the retention take a flow of one step with its step.
+    clock.advance(days=8)
+    deleted = flow_log.purge(services.ctx, retention=timedelta(days=7), cap=2, batch_size=10)
+    assert deleted == 5 + 1
+    assert ids() == ([], 0) and table_counts(services) == (0, 0)
+
+
 def test_background_cleanup_purges_old_flows_and_counts_them(
     client: TestClient, services: Services, settings: Settings, clock: MovableClock
 ) -> None:
@@ -571,6 +694,7 @@ def test_background_cleanup_purges_old_flows_and_counts_them(
     )
     assert_token_response(resp)
     assert len(flows_of(client, services, service.id)) == 1
+    assert table_counts(services) == (0, 1)  # a flow of one step: the step alone
     clock.advance(seconds=settings.flow_retention_seconds + 1)
     metrics = Metrics()
     asyncio.run(cleanup_once(services.ctx, settings, metrics))
@@ -579,7 +703,7 @@ def test_background_cleanup_purges_old_flows_and_counts_them(
     value = metrics.registry.get_sample_value(
         "authgate_cleanup_deleted_rows_total", {"kind": "flows"}
     )
-    assert value == 2.0  # the step (the grant, saying how the client authenticated), its flow
+    assert value == 1.0  # the step (the grant, saying how the client authenticated)
 
 
 def test_refusals_are_counted_by_reason_and_bounded_client_label(

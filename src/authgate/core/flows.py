@@ -12,6 +12,12 @@ request), the code carries it (``AuthorizationCode.flow_id``) and the grant fami
 too (``Grant.flow_id``), so a refresh on another node continues the same flow. A
 ``client_credentials`` or refresh request that cannot be tied to one starts its own.
 
+A flow that a request starts, of one step, whose id the request never handed out (every
+``client_credentials`` grant, most refusals that are tied to nothing) can never have another
+step: it is stored as that step alone, whose id is the flow's (``FlowStep.alone``), without a
+row of ``flows`` to summarise it. That row was half of what the timeline cost a
+``client_credentials`` request (docs/decisions.md); the searches read such flows off the step.
+
 Steps are collected per request in a ``Trace`` that the protocol edge opens (``web/flows.py``)
 and core functions add to through ``note`` and ``step``; the edge hands them to a background
 writer, off the request path. Details carry identifiers and prefixes, never a secret, code,
@@ -87,6 +93,11 @@ class FlowStep:
     reference: str | None
     detail: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def alone(self) -> bool:
+        """The only step its flow will ever have (its id is the flow's): no ``flows`` row."""
+        return self.id == self.flow_id
+
 
 #: Where a step stands in timeline order: its ``at``, then its ``seq``.
 StepPosition = tuple[datetime, int]
@@ -148,6 +159,8 @@ class Trace:
     client_auth: str | None = None
     #: The id a flow this request starts gets (when nothing ties it to an earlier one).
     new_id: str | None = None
+    #: That id was handed out (a grant carries it): later requests may add steps to the flow.
+    new_id_given: bool = False
     #: The reason a core step already gave for the refusal the edge is about to record
     #: (a metadata document that could not be fetched, say), over the error's generic one.
     reason_hint: str | None = None
@@ -221,9 +234,14 @@ def authenticated(method: str) -> None:
 
 
 def current_flow_id() -> str | None:
-    """The flow this request belongs to: the one it was tied to, else the one it starts."""
+    """The flow this request belongs to: the one it was tied to, else the one it starts. For a
+    caller that stores it (a code, a grant), so that later requests continue the flow."""
     trace = _CURRENT.get()
-    return None if trace is None else current_flow_id_of(trace)
+    if trace is None:
+        return None
+    if trace.flow_id is None:
+        trace.new_id_given = True
+    return current_flow_id_of(trace)
 
 
 def current_flow_id_of(trace: Trace) -> str:
@@ -233,6 +251,12 @@ def current_flow_id_of(trace: Trace) -> str:
     if trace.new_id is None:
         trace.new_id = ids.time_ordered_id()
     return trace.new_id
+
+
+def alone(trace: Trace) -> bool:
+    """``trace``'s steps are a flow of their own that no later request can join: one step,
+    tied to nothing, its flow's id never handed out (stored as ``FlowStep.alone``)."""
+    return trace.flow_id is None and not trace.new_id_given and len(trace.steps) == 1
 
 
 def authorization_flow_id(key: bytes, pairs: Iterable[tuple[str, str]]) -> str:

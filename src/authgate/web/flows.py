@@ -107,9 +107,10 @@ def submit(
     seq = time.time_ns()
     flow_id = flows.current_flow_id_of(trace)
     reference = flows.reference_of(trace.request_id)
+    alone = flows.alone(trace)
     steps = [
         FlowStep(
-            id=ids.time_ordered_id(),
+            id=flow_id if alone else ids.time_ordered_id(),
             flow_id=flow_id,
             seq=seq + index,
             at=at,

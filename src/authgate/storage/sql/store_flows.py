@@ -1,5 +1,8 @@
 """SQL queries of the flow timeline: steps appended in batches, flows summarised, searched and
-purged by age and cap (``core/flows.py``, ``core/flow_log.py``)."""
+purged by age and cap (``core/flows.py``, ``core/flow_log.py``).
+
+A flow of one step (``FlowStep.alone``) has no ``flows`` row: the searches read its summary off
+the step (``_alone_flows``), beside the ``flows`` rows, in one ordered page."""
 
 from __future__ import annotations
 
@@ -8,7 +11,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Row, delete, func, insert, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Integer,
+    Row,
+    Select,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from authgate.core.flows import Flow, FlowQuery, FlowStep, StepPosition
@@ -59,6 +78,8 @@ class _Summary:
 def _summaries(steps: Sequence[FlowStep]) -> dict[str, _Summary]:
     summaries: dict[str, _Summary] = {}
     for step in steps:
+        if step.alone:
+            continue
         summary = summaries.setdefault(step.flow_id, _Summary(step, step))
         summary.add(step)
     return summaries
@@ -92,6 +113,27 @@ def _upsert_flow(dialect: str) -> Insert:
 _UPSERT_FLOW = {"postgresql": _upsert_flow("postgresql"), "sqlite": _upsert_flow("sqlite")}
 
 
+#: The steps that are flows of their own (the partial indexes' condition, tables.ALONE).
+_ALONE = flow_steps.c.id == flow_steps.c.flow_id
+
+
+def _alone_flows() -> Select[Any]:
+    """The summary of each flow of one step, read off that step, in the columns of ``flows``."""
+    step = flow_steps.c
+    return select(
+        step.flow_id.label("id"),
+        step.at.label("started_at"),
+        step.at.label("last_at"),
+        step.client_id,
+        step.user_id,
+        step.resource,
+        literal(1, Integer).label("steps"),
+        case((step.outcome == "refused", 1), else_=0).label("refusals"),
+        step.outcome.label("last_outcome"),
+        step.reason.label("last_reason"),
+    ).where(_ALONE)
+
+
 def _filters(query: FlowQuery) -> list[ColumnElement[bool]]:
     filters: list[ColumnElement[bool]] = []
     if query.client_id is not None:
@@ -119,6 +161,31 @@ def _filters(query: FlowQuery) -> list[ColumnElement[bool]]:
     return filters
 
 
+def _alone_filters(query: FlowQuery) -> list[ColumnElement[bool]]:
+    """``_filters`` for the flows of one step, on that step's columns."""
+    step = flow_steps.c
+    filters: list[ColumnElement[bool]] = []
+    for value, column in (
+        (query.client_id, step.client_id),
+        (query.user_id, step.user_id),
+        (query.resource, step.resource),
+        (query.reason, step.reason),
+    ):
+        if value is not None:
+            filters.append(column == value)
+    if query.reference is not None:
+        filters.append(step.reference == query.reference)
+        filters.append(step.reason.is_not(None))
+    if query.refused is not None:
+        refused = step.outcome == "refused"
+        filters.append(refused if query.refused else ~refused)
+    if query.since is not None:
+        filters.append(step.at >= query.since)
+    if query.until is not None:
+        filters.append(step.at < query.until)
+    return filters
+
+
 def _to_flow(row: Row[Any]) -> Flow:
     return Flow(**row._mapping)
 
@@ -139,23 +206,27 @@ class FlowQueries(SqlBase):
             db.execute_each(upsert, rows, converted=converted)
 
     def list_flows(self, query: FlowQuery) -> tuple[Sequence[Flow], int]:
-        filters = _filters(query)
+        filters, alone = _filters(query), _alone_filters(query)
         page = (
-            select(flows)
-            .where(*filters)
-            .order_by(flows.c.last_at.desc(), flows.c.id.desc())
+            union_all(select(flows).where(*filters), _alone_flows().where(*alone))
+            .order_by(literal_column("last_at").desc(), literal_column("id").desc())
             .limit(query.limit)
             .offset(query.offset)
         )
-        count = select(func.count()).select_from(flows).where(*filters)
+        counts = (
+            select(func.count()).select_from(flows).where(*filters),
+            select(func.count()).select_from(flow_steps).where(_ALONE, *alone),
+        )
         with self._transaction() as conn:
             found = [_to_flow(row) for row in conn.execute(page)]
-            total = int(conn.execute(count).scalar_one())
+            total = sum(int(conn.execute(count).scalar_one()) for count in counts)
         return found, total
 
     def get_flow(self, flow_id: str) -> Flow | None:
         with self._transaction() as conn:
             row = conn.execute(select(flows).where(flows.c.id == flow_id)).first()
+            if row is None:
+                row = conn.execute(_alone_flows().where(flow_steps.c.id == flow_id)).first()
         return _to_flow(row) if row else None
 
     def list_flow_steps(self, flow_id: str) -> Sequence[FlowStep]:

@@ -48,6 +48,16 @@ def _where_set(column: str) -> dict[str, Any]:
     return {"sqlite_where": where, "postgresql_where": where}
 
 
+#: A flow step that is its flow's only one (``FlowStep.alone``: its id is the flow's).
+ALONE = "id = flow_id"
+
+
+def _where_alone(*more: str) -> dict[str, Any]:
+    """A partial index's condition: the steps that are flows of their own (and ``more``)."""
+    where = text(" AND ".join((ALONE, *more)))
+    return {"sqlite_where": where, "postgresql_where": where}
+
+
 users = Table(
     "users",
     metadata,
@@ -293,6 +303,10 @@ flow_steps = Table(
     # Partial: searches by reason and by reference look for refusals, which have a reason.
     Index("ix_flow_steps_reason", "reason", **_where_set("reason")),
     Index("ix_flow_steps_reference", "reference", **_where_set("reason")),
+    # A flow of one step is that step alone, without a ``flows`` row (migration 0012): the
+    # searches by client and by person find it here.
+    Index("ix_flow_steps_alone_client", "client_id", "at", **_where_alone()),
+    Index("ix_flow_steps_alone_user", "user_id", **_where_alone("user_id IS NOT NULL")),
 )
 
 settings = Table(
