@@ -15,8 +15,9 @@ too (``Grant.flow_id``), so a refresh on another node continues the same flow. A
 A flow that a request starts, of one step, whose id the request never handed out (every
 ``client_credentials`` grant, most refusals that are tied to nothing) can never have another
 step: it is stored as that step alone, whose id is the flow's (``FlowStep.alone``), without a
-row of ``flows`` to summarise it. That row was half of what the timeline cost a
-``client_credentials`` request (docs/decisions.md); the searches read such flows off the step.
+row of ``flows`` to summarise it. That row was about a third of what the timeline's writer
+spent on a ``client_credentials`` request (docs/decisions.md); the searches read such flows off
+the step.
 
 Steps are collected per request in a ``Trace`` that the protocol edge opens (``web/flows.py``)
 and core functions add to through ``note`` and ``step``; the edge hands them to a background
