@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -260,6 +261,52 @@ def test_the_cache_is_used_only_while_the_listener_hears_its_own_heartbeat(
         listener.close()
     assert all(beat.startswith(client_cache.HEARTBEAT) for beat in conn.sent)
     assert len(set(conn.sent)) == len(conn.sent)  # each beat is told apart from the last
+
+
+class BusyConnection(PoolerConnection):
+    """A listening connection whose statements take a while, and which tells whether it was
+    closed while one ran: psycopg frees what a running statement uses, and the process
+    crashes."""
+
+    def __init__(self) -> None:
+        super().__init__(echo=True)
+        self.running = threading.Event()
+        self.closed = threading.Event()
+        self.closed_while_running = False
+
+    def execute(self, sql: str, params: tuple[str, ...] = ()) -> None:
+        self.running.set()
+        time.sleep(0.2)
+        self.running.clear()
+        super().execute(sql, params)
+
+    def close(self) -> None:
+        self.closed_while_running |= self.running.is_set()
+        self.closed.set()
+
+
+def test_closing_never_closes_the_connection_under_a_running_statement() -> None:
+    conn = BusyConnection()
+    listener = ChangeListener(ClientCache(None), lambda: conn)
+    listener.ensure_started()
+    assert conn.running.wait(2)  # LISTEN is running
+    listener.close()
+    assert not conn.closed.is_set()  # left to the thread, which closes it as it ends
+    assert conn.closed.wait(client_cache.HEARTBEAT_SECONDS + 2)
+    assert not conn.closed_while_running
+    assert listener._thread is not None
+    listener._thread.join(2)
+    assert not listener._thread.is_alive()
+
+
+def test_closing_an_idle_listener_closes_its_connection_at_once() -> None:
+    conn = PoolerConnection(echo=False)
+    closed = threading.Event()
+    conn.close = closed.set  # type: ignore[method-assign]
+    listener = ChangeListener(ClientCache(None), lambda: conn)
+    listener._conn = conn  # as if between two statements, the thread not running one
+    listener.close()
+    assert closed.is_set()
 
 
 # -- the triggers ----------------------------------------------------------------------------

@@ -182,6 +182,9 @@ class ChangeListener:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Held by the thread while it runs a statement or waits on the connection: psycopg's
+        # close() does not wait for them, and frees what they still use (the process crashed).
+        self._using = threading.Lock()
         self._conn: Any = None
         self._failures = 0
         self._deaf = False  # the last heartbeat did not come back
@@ -197,11 +200,16 @@ class ChangeListener:
                 self._thread.start()
 
     def close(self) -> None:
-        """Stop listening. The connection closes now; the thread ends by itself within
-        ``HEARTBEAT_SECONDS``, when its wait for notifications times out on it."""
+        """Stop listening. The connection closes now when the thread is not using it; else the
+        thread closes it as it ends, within ``HEARTBEAT_SECONDS``, when its wait for
+        notifications times out."""
         self._stop.set()
         self._cache.lapse()
-        _close_quietly(self._conn)
+        if self._using.acquire(blocking=False):
+            try:
+                self._disconnect()
+            finally:
+                self._using.release()
 
     def _run(self) -> None:
         self._failures = 0
@@ -217,11 +225,13 @@ class ChangeListener:
                     log.warning("not listening for client changes (%s); reading each time", exc)
                 self._stop.wait(min(0.5 * self._failures, 5.0))
             finally:
-                self._disconnect()
+                with self._using:
+                    self._disconnect()
 
     def _listen(self) -> None:
         self._conn = conn = self._connect()
-        conn.execute(f"LISTEN {CHANNEL}")
+        with self._using:
+            conn.execute(f"LISTEN {CHANNEL}")
         # Whatever changed while nobody listened: forget everything, then trust again.
         self._cache.changed(None)
         if self._failures:
@@ -235,14 +245,17 @@ class ChangeListener:
             # on, a stalled connection) renews nothing, and the lease runs out.
             beats += 1
             beat = f"{HEARTBEAT} {os.getpid()} {id(self)} {beats}"
-            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, beat))
             heard = False
-            for notify in conn.notifies(timeout=HEARTBEAT_SECONDS):
-                if notify.payload == beat:
-                    heard = True
-                    self._cache.renew()
-                elif not notify.payload.startswith(HEARTBEAT):  # not another process's beat
-                    self._cache.changed(notify.payload or None)
+            with self._using:
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, beat))
+                for notify in conn.notifies(timeout=HEARTBEAT_SECONDS):
+                    if self._stop.is_set():
+                        break  # closed meanwhile: trust nothing it says any more
+                    if notify.payload == beat:
+                        heard = True
+                        self._cache.renew()
+                    elif not notify.payload.startswith(HEARTBEAT):  # not another's beat
+                        self._cache.changed(notify.payload or None)
             if heard == self._deaf:
                 self._deaf = not heard
                 if self._deaf:
