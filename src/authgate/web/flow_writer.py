@@ -2,11 +2,14 @@
 
 A request only appends its steps to a list under a lock; a thread of this process takes what
 has gathered every ``interval`` seconds and writes it in one transaction (on SQLite one group
-commit, on PostgreSQL one round trip per statement). The interval is short (0.05 s): preparing
-a batch's rows is Python work that holds the interpreter lock, and the batches of 0.2 s (about
-400 steps under load) held it long enough to add 5 ms to the 99th percentile of token
-requests; batches of 0.05 s add under 2 ms, for the same throughput (bench/results/flows.md). The thread starts with the first steps and
-ends after a while without any, so an idle app holds no thread. What is pending is bounded:
+commit, on PostgreSQL one round trip per statement). The interval is short (0.1 s): preparing
+a batch's rows is Python work that holds the interpreter lock, and batches of 0.2 s (about 400
+steps under load) held it long enough to add 4–5 ms to the 99th percentile of token requests;
+0.1 s adds about 3 ms. Shorter still saved little more and cost more commits (0.05 s: the
+writer's share of the server's CPU 2.7 % instead of 2.5 % for cc_jwt; bench/results/flows.md).
+
+The thread starts with the first steps and ends after a while without any, so an idle app
+holds no thread. What is pending is bounded:
 beyond ``max_pending`` steps new ones are dropped and counted (a database that cannot keep up
 must not take the process's memory with it). Steps are diagnostics, not state: a process
 killed before its next write loses at most ``interval`` seconds of them.
@@ -46,7 +49,7 @@ class FlowWriter:
         self,
         store: Store,
         *,
-        interval: float = 0.05,
+        interval: float = 0.1,
         max_pending: int = 50_000,
         on_written: Callable[[Sequence[FlowStep]], None] | None = None,
         burst: int = 10,
