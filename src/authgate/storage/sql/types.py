@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.type_api import _BindProcessorType
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 #: JSON on SQLite, JSONB on PostgreSQL.
@@ -31,12 +32,12 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            # A naive value is ambiguous; guessing a zone here would silently shift expiries.
-            raise ValueError(f"naive datetime given to the store: {value!r}")
-        return value.astimezone(UTC)
+        return None if value is None else _utc(value)
+
+    def bind_processor(self, dialect: Dialect) -> _BindProcessorType[datetime] | None:
+        if dialect.name == "sqlite":
+            return _sqlite_text
+        return super().bind_processor(dialect)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -44,3 +45,20 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
+        return value
+    if value.tzinfo is None or value.utcoffset() is None:
+        # A naive value is ambiguous; guessing a zone here would silently shift expiries.
+        raise ValueError(f"naive datetime given to the store: {value!r}")
+    return value.astimezone(UTC)
+
+
+def _sqlite_text(value: datetime | None) -> str | None:
+    """The text SQLAlchemy's SQLite ``DATETIME`` stores for ``value`` in UTC
+    (``2026-12-07 03:54:57.059254``), made at once: the hot paths bind a few datetimes a
+    request (the flow timeline one more), and ``process_bind_param`` followed by that type's
+    own processor (a dict of the fields, then %-formatting) took twice as long."""
+    return None if value is None else _utc(value).isoformat(" ", "microseconds")[:26]
