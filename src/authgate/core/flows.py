@@ -75,9 +75,13 @@ _FORBIDDEN_KEYS = frozenset(
 REFERENCE_LENGTH = 8
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FlowStep:
-    """One row of ``flow_steps``: what one request did in a flow."""
+    """One row of ``flow_steps``: what one request did in a flow.
+
+    Not frozen, unlike the other values here, only for speed: every token request makes one,
+    and a frozen dataclass's ``__init__`` (``object.__setattr__`` per field) took three times
+    as long. Nothing assigns to a step once made (``dataclasses.replace`` makes another)."""
 
     id: str
     flow_id: str

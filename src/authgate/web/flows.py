@@ -10,8 +10,10 @@ opened and every call here is a no-op.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from types import TracebackType
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -41,7 +43,6 @@ def flow_of_return_to(conn: HTTPConnection, return_to: str | None) -> str | None
     return flows.flow_of_return_to(deps.ctx_of(conn).secret_key, return_to)
 
 
-@contextlib.contextmanager
 def tracing(
     conn: HTTPConnection,
     *,
@@ -49,27 +50,71 @@ def tracing(
     client_id: str | None = None,
     bounded: bool = False,
     tied_only: bool = False,
-) -> Iterator[Trace | None]:
+) -> contextlib.AbstractContextManager[Trace | None]:
     """Record this request's steps (when flows are on); on the way out, submit them.
     ``bounded``: a refusal is subject to the writer's flood bound even when tied to a flow
     (an endpoint without a rate limit, that a client may call in a loop). ``tied_only``: the
     steps are kept only if the request was tied to a flow on the way (an upstream provider's
     callback, whose authorization request is known only once its transaction is)."""
-    writer = writer_of(conn)
-    if writer is None:
-        yield None
-        return
-    trace = Trace(request_id=deps.request_id(conn), flow_id=flow_id, client_id=client_id)
-    token = flows.begin(trace)
-    try:
-        yield trace
-    except Exception:
-        trace.steps.append(flows.PendingStep("error_page", "refused", "server_error", {}))
-        raise
-    finally:
+    return _Tracing(conn, flow_id, client_id, bounded, tied_only)
+
+
+class _Tracing:
+    """``tracing()``: a class, not a generator function, because every token request opens one
+    (``contextlib.contextmanager`` costs as much again as all of this)."""
+
+    __slots__ = (
+        "_bounded",
+        "_client_id",
+        "_conn",
+        "_flow_id",
+        "_tied_only",
+        "_token",
+        "_trace",
+        "_writer",
+    )
+
+    def __init__(
+        self,
+        conn: HTTPConnection,
+        flow_id: str | None,
+        client_id: str | None,
+        bounded: bool,
+        tied_only: bool,
+    ) -> None:
+        self._conn = conn
+        self._flow_id = flow_id
+        self._client_id = client_id
+        self._bounded = bounded
+        self._tied_only = tied_only
+        self._writer: FlowWriter | None = None
+        self._trace: Trace | None = None
+        self._token: contextvars.Token[Trace | None] | None = None
+
+    def __enter__(self) -> Trace | None:
+        conn = self._conn
+        self._writer = writer_of(conn)
+        if self._writer is None:
+            return None
+        trace = Trace(deps.request_id(conn), flow_id=self._flow_id, client_id=self._client_id)
+        self._trace = trace
+        self._token = flows.begin(trace)
+        return trace
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        trace, token, writer = self._trace, self._token, self._writer
+        if trace is None or token is None or writer is None:
+            return
+        if kind is not None and issubclass(kind, Exception):
+            trace.steps.append(flows.PendingStep("error_page", "refused", "server_error", {}))
         flows.end(token)
-        if trace.flow_id is not None or not tied_only:
-            submit(conn, writer, trace, bounded=bounded)
+        if trace.flow_id is not None or not self._tied_only:
+            submit(self._conn, writer, trace, bounded=self._bounded)
 
 
 def refused(kind: StepKind, exc: OAuthError, **detail: Any) -> str | None:
