@@ -53,7 +53,7 @@ TABLES_0006 = TABLES_0008 - {"flows", "flow_steps"}
 TABLES_0004 = TABLES_0006 - {"client_changes"}
 TABLES_0002 = TABLES_0004 - {"client_assertion_jtis", "rate_limits"}
 TABLES_0001 = TABLES_0002 - {"resources", "signing_keys"}
-HEAD = "0012"
+HEAD = "0013"
 NEXT = f"{int(HEAD) + 1:04d}"  # a revision newer code would add
 
 every_sql_backend = pytest.mark.parametrize("empty_database_url", SQL_BACKENDS, indirect=True)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy import event, text
 
 from authgate.core.flows import FlowQuery
 from authgate.core.ports import StoreUnavailableError
-from authgate.storage import open_store, schema_status, upgrade
+from authgate.storage import SqlStore, open_store, schema_status, upgrade
 from authgate.storage.sql.engine import make_engine, parse_url
 from tests.storage import store_builders as b
 
@@ -185,20 +186,20 @@ def test_only_idle_connections_are_pinged(
         store.close()
 
 
-def _plans(store_url: str, search: FlowQuery) -> list[str]:
-    """SQLite's plan of every statement ``list_flows(search)`` runs."""
+def _plans(store_url: str, run: Callable[[SqlStore], object]) -> list[str]:
+    """SQLite's plan of every query (``SELECT``, ``DELETE``) ``run(store)`` runs."""
     store = open_store(store_url)
     statements: list[tuple[str, Sequence[Any]]] = []
 
     def capture(
         conn: object, cursor: object, sql: str, params: Sequence[Any], *rest: object
     ) -> None:
-        if sql.lstrip().upper().startswith("SELECT"):
+        if sql.lstrip().upper().startswith(("SELECT", "DELETE")):
             statements.append((sql, params))
 
     event.listen(store.engine, "before_cursor_execute", capture)
     try:
-        store.list_flows(search)
+        run(store)
         with store.engine.connect() as conn:
             return [
                 " | ".join(
@@ -229,8 +230,24 @@ def test_flow_searches_use_their_partial_indexes(
     and the count of each kind of flow) uses one of them, and none is left unused."""
     url = f"sqlite:///{tmp_path / 'plans.db'}"
     upgrade(url)
-    plans = _plans(url, search)
+    plans = _plans(url, lambda store: store.list_flows(search))
     assert len(plans) == 3, plans
     assert all(any(index in plan for index in indexes) for plan in plans), plans
     assert all(any(index in plan for plan in plans) for index in indexes), plans
     assert not any(re.search(r"\bSCAN (flows|flow_steps)\b", plan) for plan in plans), plans
+
+
+def test_the_steps_of_a_flow_are_found_by_index(tmp_path: Path) -> None:
+    """The index of steps by flow holds only the steps of longer flows (migration 0013): a
+    flow's timeline reads it for those and the primary key for a flow of one step, and the
+    cleanup of flows left without steps reads it too. Neither reads ``flow_steps`` whole."""
+    url = f"sqlite:///{tmp_path / 'plans.db'}"
+    upgrade(url)
+    [timeline] = _plans(url, lambda store: store.list_flow_steps("f1"))
+    assert "SEARCH flow_steps USING INDEX ix_flow_steps_flow_id (flow_id=?)" in timeline
+    assert "SEARCH flow_steps USING INDEX sqlite_autoindex_flow_steps_1 (id=?)" in timeline
+    cutoff = datetime(2026, 1, 1, tzinfo=UTC)
+    [cleanup] = _plans(url, lambda store: store.purge_flows(cutoff, 100))
+    assert "SEARCH flow_steps USING INDEX ix_flow_steps_flow_id (flow_id=?)" in cleanup
+    for plan in (timeline, cleanup):
+        assert not re.search(r"\bSCAN flow_steps\b", plan), plan

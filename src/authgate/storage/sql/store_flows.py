@@ -113,8 +113,10 @@ def _upsert_flow(dialect: str) -> Insert:
 _UPSERT_FLOW = {"postgresql": _upsert_flow("postgresql"), "sqlite": _upsert_flow("sqlite")}
 
 
-#: The steps that are flows of their own (the partial indexes' condition, tables.ALONE).
+#: The steps that are flows of their own (the partial indexes' condition, tables.ALONE), and
+#: the others (that of the index of steps by flow, tables.NOT_ALONE).
 _ALONE = flow_steps.c.id == flow_steps.c.flow_id
+_NOT_ALONE = flow_steps.c.id != flow_steps.c.flow_id
 
 
 def _alone_flows() -> Select[Any]:
@@ -230,11 +232,12 @@ class FlowQueries(SqlBase):
         return _to_flow(row) if row else None
 
     def list_flow_steps(self, flow_id: str) -> Sequence[FlowStep]:
-        query = (
-            select(flow_steps)
-            .where(flow_steps.c.flow_id == flow_id)
-            .order_by(flow_steps.c.at, flow_steps.c.seq, flow_steps.c.id)
-        )
+        # The steps of a longer flow by the index of steps by flow, a flow of one step by its
+        # step's id: each condition lets its index answer.
+        query = union_all(
+            select(flow_steps).where(flow_steps.c.flow_id == flow_id, _NOT_ALONE),
+            select(flow_steps).where(flow_steps.c.id == flow_id, _ALONE),
+        ).order_by(literal_column("at"), literal_column("seq"), literal_column("id"))
         with self._transaction() as conn:
             return [_to_step(row) for row in conn.execute(query)]
 
@@ -272,7 +275,9 @@ class FlowQueries(SqlBase):
         return self._purge_batch(flow_steps, which, limit)
 
     def purge_flows(self, before: datetime, limit: int) -> int:
-        stepless = ~select(flow_steps.c.id).where(flow_steps.c.flow_id == flows.c.id).exists()
+        # A flow with a row has no step alone (_summaries): its steps are in the flow index.
+        steps = select(flow_steps.c.id).where(flow_steps.c.flow_id == flows.c.id, _NOT_ALONE)
+        stepless = ~steps.exists()
         return self._purge_batch(flows, or_(flows.c.last_at < before, stepless), limit)
 
     def _purge_batch(self, table: Any, which: ColumnElement[bool], limit: int) -> int:

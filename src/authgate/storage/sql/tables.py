@@ -42,20 +42,26 @@ def _fk(target: str, *, on_delete: str = "CASCADE") -> ForeignKey:
     return ForeignKey(target, ondelete=on_delete)
 
 
-def _where_set(column: str) -> dict[str, Any]:
-    """A partial index's condition, on both backends: the rows where ``column`` is set."""
-    where = text(f"{column} IS NOT NULL")
+def _where(*conditions: str) -> dict[str, Any]:
+    """A partial index's condition, on both backends: the rows that meet all ``conditions``."""
+    where = text(" AND ".join(conditions))
     return {"sqlite_where": where, "postgresql_where": where}
+
+
+def _where_set(column: str) -> dict[str, Any]:
+    """The rows where ``column`` is set."""
+    return _where(f"{column} IS NOT NULL")
 
 
 #: A flow step that is its flow's only one (``FlowStep.alone``: its id is the flow's).
 ALONE = "id = flow_id"
+#: A step of a flow that has, or may have, others: only those are looked up by their flow's id.
+NOT_ALONE = "id <> flow_id"
 
 
 def _where_alone(*more: str) -> dict[str, Any]:
-    """A partial index's condition: the steps that are flows of their own (and ``more``)."""
-    where = text(" AND ".join((ALONE, *more)))
-    return {"sqlite_where": where, "postgresql_where": where}
+    """The steps that are flows of their own (and ``more``)."""
+    return _where(ALONE, *more)
 
 
 users = Table(
@@ -297,7 +303,8 @@ flow_steps = Table(
     Column("request_id", String, nullable=True),
     Column("reference", String, nullable=True),
     Column("detail", PortableJSON, nullable=False),
-    Index("ix_flow_steps_flow_id", "flow_id"),
+    # Partial (migration 0013): a flow of one step is found by its step's id, the primary key.
+    Index("ix_flow_steps_flow_id", "flow_id", **_where(NOT_ALONE)),
     # Timeline order: the cap, the retention and the failing clients (migration 0010).
     Index("ix_flow_steps_at_seq", "at", "seq"),
     # Partial: searches by reason and by reference look for refusals, which have a reason.
