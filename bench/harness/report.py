@@ -56,7 +56,27 @@ def pairs(systems: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
         relaxed = f"{system['name']}-normal"  # durable commits against unsynced ones
         if relaxed in names:
             out.append((f"{system['name']} / {relaxed}", system["name"], relaxed))
+        quiet = f"{system['name']}-noflows"  # the flow timeline on against off
+        if quiet in names:
+            out.append((f"{system['name']} / {quiet}", system["name"], quiet))
     return out
+
+
+def round_ratios(
+    runs: list[dict[str, Any]], scenario: str, mine: str, theirs: str, field: str = "rps"
+) -> list[float]:
+    """``field`` of ``mine`` over that of ``theirs``, round by round: the two ran one after
+    the other in each round, so what drifts over a run (another tenant of a shared machine)
+    weighs on both sides of each ratio."""
+    by_round: dict[int, dict[str, float]] = defaultdict(dict)
+    for run in runs:
+        if run["scenario"] == scenario and run["system"] in (mine, theirs):
+            by_round[run["round"]][run["system"]] = float(run[field])
+    return [
+        pair[mine] / pair[theirs]
+        for _, pair in sorted(by_round.items())
+        if mine in pair and pair.get(theirs, 0) > 0
+    ]
 
 
 def ratio_table(result: dict[str, Any]) -> tuple[list[str], list[str], list[list[float | None]]]:
@@ -137,6 +157,7 @@ def markdown(result: dict[str, Any], plot_name: str | None) -> str:
         lines.append("")
     if result.get("growth"):
         lines += growth_section(result["growth"])
+    lines += flows_on_off_section(result, scenarios)
     lines += flow_writer_section(scenarios, systems, med)
     lines += targets_section(result, med)
     return "\n".join(lines).rstrip() + "\n"
@@ -163,6 +184,40 @@ def growth_section(growth: list[dict[str, Any]]) -> list[str]:
             f"{statistics.median(r['p50_ms'] for r in rows):.1f} | "
             f"{statistics.median(r['p99_ms'] for r in rows):.1f} | "
             f"{sum(r['errors'] for r in rows)} | {_fmt(rps / first if first else None)} |"
+        )
+    return [*lines, ""]
+
+
+def flows_on_off_section(result: dict[str, Any], scenarios: list[str]) -> list[str]:
+    """Requests/s and server CPU per request with the flow timeline on against off, as the
+    median of the ratios of each round, with their quartiles."""
+    names = {s["name"] for s in result["systems"]}
+    pairs_ = [(name, f"{name}-noflows") for name in sorted(names) if f"{name}-noflows" in names]
+    rows = []
+    for mine, theirs in pairs_:
+        for scenario in scenarios:
+            rps = round_ratios(result["runs"], scenario, mine, theirs)
+            cpu = round_ratios(result["runs"], scenario, mine, theirs, "cpu_ms_per_req")
+            if len(rps) >= 2 and cpu:
+                rows.append((mine, theirs, scenario, rps, cpu))
+    if not rows:
+        return []
+    lines = [
+        "## Flow timeline on / off, round by round",
+        "",
+        "The ratio of each round (the two systems ran one after the other), then the median "
+        "over the rounds and its quartiles: less blurred than the ratio of the medians by "
+        "what drifts over a run on a shared machine.",
+        "",
+        "| system | scenario | rounds | req/s on / off | quartiles | server CPU/req on / off |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mine, theirs, scenario, rps, cpu in rows:
+        low, _, high = statistics.quantiles(rps, n=4) if len(rps) >= 4 else (min(rps), 0, max(rps))
+        lines.append(
+            f"| {mine} / {theirs} | {SCENARIO_TITLES[scenario]} | {len(rps)} | "
+            f"{statistics.median(rps) - 1:+.1%} | {low - 1:+.1%} … {high - 1:+.1%} | "
+            f"{statistics.median(cpu) - 1:+.1%} |"
         )
     return [*lines, ""]
 
