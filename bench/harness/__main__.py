@@ -48,6 +48,12 @@ def parse(argv: list[str]) -> Options:
         "--stem", default="", help="the setup's report name (default: latest); see HISTORY.md"
     )
     p.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="load every system at once, all sharing the one server CPU: their costs compared "
+        "in the same seconds (each round's ratio of CPU per request)",
+    )
+    p.add_argument(
         "--smoke",
         action="store_true",
         help="a seconds-long run that checks the harness works (CI)",
@@ -89,6 +95,7 @@ def parse(argv: list[str]) -> Options:
         work_dir=a.work_dir,
         stem=a.stem,
         smoke=a.smoke,
+        side_by_side=a.side_by_side,
     )
 
 

@@ -109,8 +109,13 @@ def markdown(result: dict[str, Any], plot_name: str | None) -> str:
         f"Machine: {meta['cpus']} CPUs ({meta['cpu_model']}), {meta['platform']}. "
         f"Load: {meta['loadgen']}, {meta['connections']} connections "
         f"(interactive flow: {meta['interactive_concurrency']}), {meta['duration']} s per "
-        f"scenario, {meta['rounds']} rounds interleaved, medians shown. "
-        f"Pinning: {meta['pinning']}.",
+        f"scenario, {meta['rounds']} rounds "
+        + (
+            "with every system loaded at the same time (side by side, sharing the server CPU), "
+            if meta.get("side_by_side")
+            else "interleaved, "
+        )
+        + f"medians shown. Pinning: {meta['pinning']}.",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
         "",
@@ -205,9 +210,15 @@ def flows_on_off_section(result: dict[str, Any], scenarios: list[str]) -> list[s
     lines = [
         "## Flow timeline on / off, round by round",
         "",
-        "The ratio of each round (the two systems ran one after the other), then the median "
-        "over the rounds and its quartiles: less blurred than the ratio of the medians by "
-        "what drifts over a run on a shared machine.",
+        (
+            "The two systems ran at the same time, sharing the server CPU: each round's ratio "
+            "of CPU per request is the ratio of their costs in the same seconds (their "
+            "requests/s also depend on how the scheduler shared the CPU between them). "
+            if result.get("meta", {}).get("side_by_side")
+            else "The two systems ran one after the other in each round. "
+        )
+        + "The ratio of each round, then the median over the rounds and its quartiles: less "
+        "blurred than the ratio of the medians by what drifts over a run on a shared machine.",
         "",
         "| system | scenario | rounds | req/s on / off | quartiles | server CPU/req on / off |",
         "|---|---|---|---|---|---|",

@@ -3,6 +3,7 @@ measure server CPU and memory around every load run, then the growth test and th
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import json
@@ -96,6 +97,8 @@ class Options:
     work_dir: Path
     stem: str
     smoke: bool
+    #: Load every system at once, all on the one server CPU, instead of one after the other.
+    side_by_side: bool = False
 
 
 @dataclass
@@ -321,16 +324,29 @@ class Bench:
     # one measurement -------------------------------------------------------------------------
 
     def measure(self, state: State, scenario: str, duration: float) -> dict[str, Any]:
+        return self.measure_with(
+            state, scenario, self.load_spec(state, scenario, duration), duration
+        )
+
+    def load_spec(self, state: State, scenario: str, duration: float) -> LoadSpec | None:
+        """``spec()``; None for the interactive flow, which drives itself."""
+        return None if scenario == "interactive" else self.spec(state, scenario, duration)
+
+    def measure_with(
+        self, state: State, scenario: str, spec: LoadSpec | None, duration: float
+    ) -> dict[str, Any]:
+        """Drive one system with ``spec`` (made by ``spec()``; None: the interactive flow)."""
         s = state.server
-        spec = None if scenario == "interactive" else self.spec(state, scenario, duration)
         procstat.reset_peaks(s.proc.pid)
         writer0 = flow_writer_seconds(s)
         cpu0 = procstat.cpu_seconds(s.proc.pid)
+        started = time.time()
         db0 = procstat.cpu_seconds(s.db_pid) if s.db_pid else 0.0
         if spec is None:
             result = flows.interactive(s, duration, self.o.interactive_concurrency)
         else:
             result = self.load(s, spec, duration)
+        window = [started, time.time()]  # wall clock: side by side, the loads overlap
         cpu = procstat.cpu_seconds(s.proc.pid) - cpu0
         writer = flow_writer_seconds(s) - writer0 if writer0 >= 0 else -1.0
         db = procstat.cpu_seconds(s.db_pid) - db0 if s.db_pid else -1.0
@@ -355,10 +371,14 @@ class Bench:
             "peak_rss_mb": peak,
             "peak_rss_total_mb": peak_total,
             "empty": exhausted,
+            "window": window,
         }
 
-    def measure_pool_aware(self, state: State, scenario: str, duration: float) -> dict[str, Any]:
-        row = self.measure(state, scenario, duration)
+    def measure_pool_aware(
+        self, state: State, scenario: str, duration: float, row: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """``measure()``, and the next pool's size from it (``row``: measured already)."""
+        row = self.measure(state, scenario, duration) if row is None else row
         if scenario in ("auth_code", "revoke", "refresh"):
             # A thread that runs out of items stops early but wrk still divides by the whole
             # duration: the pool is sized from the last rate, and a run that used more than
@@ -383,8 +403,14 @@ class Bench:
         for round_no in range(self.o.rounds):
             order = names[round_no % len(names) :] + names[: round_no % len(names)]
             for scenario in self.o.scenarios:
-                for name in order:
-                    row = self.measure_pool_aware(self.states[name], scenario, self.o.duration)
+                if self.o.side_by_side:
+                    rows = self.measure_together(order, scenario, self.o.duration)
+                else:
+                    rows = [
+                        self.measure_pool_aware(self.states[name], scenario, self.o.duration)
+                        for name in order
+                    ]
+                for name, row in zip(order, rows, strict=True):
                     row["round"] = round_no
                     self.runs.append(row)
                     log(
@@ -392,6 +418,27 @@ class Bench:
                         f"{row['rps']:9.0f}/s p50 {row['p50_ms']:6.1f} ms p99 "
                         f"{row['p99_ms']:6.1f} ms errors {row['errors']}"
                     )
+
+    def measure_together(
+        self, names: list[str], scenario: str, duration: float
+    ) -> list[dict[str, Any]]:
+        """Every system driven at the same time, each by its own load generator, the servers
+        sharing the one server CPU (``--side-by-side``): whatever else slows the machine down
+        meanwhile (another tenant of a shared host) slows them all alike, so the ratio of
+        their CPU per request is the ratio of their costs. Loads are prepared first (pools of
+        codes or tokens), then started together."""
+        states = [self.states[name] for name in names]
+        specs = [self.load_spec(state, scenario, duration) for state in states]
+        with concurrent.futures.ThreadPoolExecutor(len(states)) as pool:
+            done = pool.map(
+                lambda pair: self.measure_with(pair[0], scenario, pair[1], duration),
+                zip(states, specs, strict=True),
+            )
+            rows = list(done)
+        return [
+            self.measure_pool_aware(state, scenario, duration, row)
+            for state, row in zip(states, rows, strict=True)
+        ]
 
     def growth_test(self) -> None:
         for base in self.o.growth_systems:
@@ -473,6 +520,7 @@ class Bench:
             "duration": self.o.duration,
             "rounds": self.o.rounds,
             "pinning": pinning,
+            "side_by_side": self.o.side_by_side,
             "versions": versions,
             "notes": self.notes,
         }

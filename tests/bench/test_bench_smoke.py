@@ -203,3 +203,46 @@ def test_flows_on_and_off_are_compared_round_by_round() -> None:
     assert row.startswith(
         "| authgate-sqlite / authgate-sqlite-noflows | client_credentials, JWT | 4 | -4.0% |"
     )
+
+
+def test_smoke_run_side_by_side(tmp_path: Path) -> None:
+    """``--side-by-side``: both systems are loaded at the same time, each by its own load
+    generator, and each round's pair of runs is measured over the same seconds."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.harness",
+            "--smoke",
+            "--side-by-side",
+            "--systems",
+            "authgate-sqlite,authgate-sqlite-noflows",
+            "--scenarios",
+            "cc_jwt",
+            "--growth-sizes",
+            "",
+            "--out-dir",
+            str(tmp_path / "results"),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--stem",
+            "side",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "results" / "side.json").read_text())
+    assert result["meta"]["side_by_side"] is True
+    on, off = sorted((r for r in result["runs"] if r["round"] == 0), key=lambda r: r["system"])
+    assert (on["system"], off["system"]) == ("authgate-sqlite", "authgate-sqlite-noflows")
+    assert on["requests"] > 0 and off["requests"] > 0 and on["errors"] == off["errors"] == 0
+    # The two loads ran over the same seconds, not one after the other.
+    overlap = min(on["window"][1], off["window"][1]) - max(on["window"][0], off["window"][0])
+    assert overlap > 0.8 * min(w[1] - w[0] for w in (on["window"], off["window"]))
+    assert on["flow_writer_ms_per_req"] > 0 and off["flow_writer_ms_per_req"] == -1.0
+    text = (tmp_path / "results" / "side.md").read_text()
+    assert "with every system loaded at the same time" in text

@@ -5,9 +5,9 @@ has gathered every ``interval`` seconds and writes it in one transaction (on SQL
 commit, on PostgreSQL one round trip per statement). The interval is short (0.1 s): preparing
 a batch's rows is Python work that holds the interpreter lock, and batches of 0.2 s (about 400
 steps under load) held it long enough to add 4–5 ms to the 99th percentile of token requests;
-0.1 s adds about 3 ms (bench/results/flows.md). Shorter still saved little more and cost more
-commits (0.05 s: the writer's share of the server's CPU 2.7 % instead of 2.5 % for cc_jwt; the
-three runs are in the commit that chose 0.1 s).
+0.1 s added about 3 ms. Shorter still saved little more and cost more commits (0.05 s: the
+writer's share of the server's CPU 2.7 % instead of 2.5 % for cc_jwt). The three runs are in
+the commit that chose 0.1 s.
 
 The thread starts with the first steps and ends after a while without any, so an idle app
 holds no thread. What is pending is bounded:

@@ -5,11 +5,11 @@ Revises: 0012
 Create Date: 2026-12-07
 
 Written by hand and frozen once landed. Since 0012 a flow of one step (every
-``client_credentials`` grant, most refusals tied to nothing: most of the steps written) is
-that step alone, whose id is its flow's: it is found by the primary key, so its entry in
-``ix_flow_steps_flow_id`` was one index write per token request for nothing. The index is
-rebuilt over the other steps only (``id <> flow_id``), which the lookups of a flow's steps
-name (storage/sql/store_flows.py).
+``client_credentials`` grant, most refusals tied to nothing) is that step alone, whose id
+is its flow's: it is found by the primary key, so its entry in ``ix_flow_steps_flow_id`` was
+one index write per such token request for nothing. The index is rebuilt over the other
+steps only (``id <> flow_id``), which the lookups of a flow's steps name
+(storage/sql/store_flows.py).
 
 Nodes still running the code of 0012 find the steps of a flow by reading the whole table (the
 console's and the API's timeline of one flow, and the cleanup of flows without steps) until
