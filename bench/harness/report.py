@@ -269,6 +269,15 @@ def flow_writer_section(scenarios: list[str], systems: list[str], med: Medians) 
 
 def targets_section(result: dict[str, Any], med: Medians) -> list[str]:
     """The issue's targets, checked against this run."""
+    if result.get("meta", {}).get("side_by_side"):
+        # Each server had a share of the CPU: its latency and rate are not its own.
+        return [
+            "## Targets",
+            "",
+            "Not checked: the systems shared the server CPU (`--side-by-side`); the targets are "
+            "for a server that has it to itself.",
+            "",
+        ]
 
     def ratio(scenario: str, mine: str, theirs: str) -> float | None:
         a, b = med.get((scenario, mine)), med.get((scenario, theirs))

@@ -246,3 +246,4 @@ def test_smoke_run_side_by_side(tmp_path: Path) -> None:
     assert on["flow_writer_ms_per_req"] > 0 and off["flow_writer_ms_per_req"] == -1.0
     text = (tmp_path / "results" / "side.md").read_text()
     assert "with every system loaded at the same time" in text
+    assert "Not checked: the systems shared the server CPU" in text
