@@ -93,60 +93,47 @@ def test_report_writer_shows_ratios_of_medians(tmp_path: Path) -> None:
     assert "![ratios](2030-01-01.png)" in text
 
 
-def test_smoke_run_of_the_harness(tmp_path: Path) -> None:
+def _harness(tmp_path: Path, stem: str, *args: str, timeout: float = 150) -> str:
+    """Run ``python -m bench.harness`` with ``args``, its results and scratch files in
+    ``tmp_path``; what it printed. It must succeed."""
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "bench.harness",
-            "--smoke",
+            *args,
             "--out-dir",
             str(tmp_path / "results"),
             "--work-dir",
             str(tmp_path / "work"),
             "--stem",
-            "smoke",
+            stem,
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_smoke_run_of_the_harness(tmp_path: Path) -> None:
+    printed = _harness(tmp_path, "smoke", "--smoke")
     text = (tmp_path / "results" / "smoke.md").read_text()
     for title in ("client_credentials, JWT", "refresh_token (rotation)", "revocation"):
         assert f"### {title}" in text
     assert "## Growth" in text
     # Every load run was answered and none had errors.
-    assert "errors 0" in done.stdout
-    for line in done.stdout.splitlines():
+    assert "errors 0" in printed
+    for line in printed.splitlines():
         if " round 1/1 " in line:
             assert line.rstrip().endswith("errors 0"), line
 
 
 def test_smoke_run_of_the_under_attack_scenario(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.harness",
-            "--attack",
-            "--smoke",
-            "--out-dir",
-            str(tmp_path / "results"),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--stem",
-            "smoke",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    _harness(tmp_path, "smoke", "--attack", "--smoke", timeout=240)
     result = json.loads((tmp_path / "results" / "smoke.json").read_text())
     assert [row["attack"] for row in result["attacks"]] == [
         "chunked_bodies",
@@ -208,33 +195,18 @@ def test_flows_on_and_off_are_compared_round_by_round() -> None:
 def test_smoke_run_side_by_side(tmp_path: Path) -> None:
     """``--side-by-side``: both systems are loaded at the same time, each by its own load
     generator, and each round's pair of runs is measured over the same seconds."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.harness",
-            "--smoke",
-            "--side-by-side",
-            "--systems",
-            "authgate-sqlite,authgate-sqlite-noflows",
-            "--scenarios",
-            "cc_jwt",
-            "--growth-sizes",
-            "",
-            "--out-dir",
-            str(tmp_path / "results"),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--stem",
-            "side",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
+    _harness(
+        tmp_path,
+        "side",
+        "--smoke",
+        "--side-by-side",
+        "--systems",
+        "authgate-sqlite,authgate-sqlite-noflows",
+        "--scenarios",
+        "cc_jwt",
+        "--growth-sizes",
+        "",
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "results" / "side.json").read_text())
     assert result["meta"]["side_by_side"] is True
     on, off = sorted((r for r in result["runs"] if r["round"] == 0), key=lambda r: r["system"])
