@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import timedelta
@@ -22,7 +23,7 @@ from authgate.app import Services, create_app
 from authgate.config import Settings
 from authgate.core import accounts, flow_log
 from authgate.core.context import SYSTEM
-from authgate.core.flows import Flow, FlowQuery, FlowStep
+from authgate.core.flows import Flow, FlowQuery, FlowStep, PendingStep, Trace
 from authgate.core.ports import StoreUnavailableError
 from authgate.web.background import cleanup_once
 from authgate.web.flow_writer import FlowWriter
@@ -749,23 +750,40 @@ class _FlakyStore:
         self.written += steps
 
 
+def _trace(request_id: str, *outcomes: str, client: str = "c", reason: str = "") -> Trace:
+    """A request's trace, as the protocol edge hands it over: a step per outcome."""
+    trace = Trace(request_id, client_id=client)
+    for outcome in outcomes:
+        refused = outcome == "refused"
+        trace.steps.append(
+            PendingStep("token", "refused" if refused else "ok", reason if refused else None, {})
+        )
+    return trace
+
+
 def test_writer_drops_what_it_cannot_write_and_stays_bounded(clock: MovableClock) -> None:
     store = _FlakyStore()
-    writer = FlowWriter(store, interval=60, max_pending=3)  # type: ignore[arg-type]
+    writer = FlowWriter(store, interval=60, max_pending=3, clock=clock)  # type: ignore[arg-type]
     try:
-        writer.submit([_step("a", n, clock.now()) for n in range(5)])
+        writer.hand_over(_trace("a", *["ok"] * 5))
         assert writer.dropped == 2  # beyond max_pending: refused at once, memory bounded
-        writer.flush()  # the database is down: the batch is dropped and counted, not retried
-        assert writer.dropped == 5 and store.written == []
+        writer.hand_over(_trace("a2", "ok"))
+        assert writer.dropped == 3  # nothing more fits until a write
+        assert writer.flush() == 1  # the database is down: dropped and counted, not retried
+        assert writer.dropped == 6 and store.written == []
         store.down = False
-        writer.submit([_step("b", 1, clock.now())])
+        writer.hand_over(_trace("b", "ok"))
+        clock.advance(seconds=30)  # the step keeps the time it was handed over at
         writer.flush()
-        assert [s.id for s in store.written] == ["b-1"] and writer.written == 1
+        assert [s.request_id for s in store.written] == ["b"] and writer.written == 1
+        (step,) = store.written
+        assert step.at == clock.now() - timedelta(seconds=30)
+        assert step.alone and step.client_id == "c" and step.reference == "b"
     finally:
         writer.close()
 
 
-def test_a_flood_of_untied_refusals_is_counted_but_bounded(clock: MovableClock) -> None:
+def test_a_flood_of_untied_refusals_is_counted_but_bounded() -> None:
     store = _FlakyStore()
     store.down = False
     counted: list[FlowStep] = []
@@ -778,28 +796,75 @@ def test_a_flood_of_untied_refusals_is_counted_but_bounded(clock: MovableClock) 
         monotonic=lambda: now[0],
     )
 
-    def refusal(n: int, client: str = "c") -> list[FlowStep]:
-        step = FlowStep(**{**asdict(_step(f"r{client}{n}", n, clock.now())), "client_id": client})
-        return [dataclasses.replace(step, outcome="refused", reason="client_secret_wrong")]
+    def refusal(n: int, client: str = "c") -> Trace:
+        return _trace(f"r{client}{n}", "refused", client=client, reason="client_secret_wrong")
 
     try:
         for n in range(5):
-            writer.submit(refusal(n), untied_refusal=True)
-        writer.submit(refusal(0, "other"), untied_refusal=True)  # another client: its own bound
+            writer.hand_over(refusal(n))
+        writer.hand_over(refusal(0, "other"))  # another client: its own bound
+        now[0] += 1  # the bound counts the second the requests came in, not the write's
         writer.flush()
-        assert [s.flow_id for s in store.written] == ["rc0", "rc1", "rc2", "rother0"]
+        assert [s.request_id for s in store.written] == ["rc0", "rc1", "rc2", "rother0"]
         assert len(counted) == 6  # every refusal is still counted in the metrics
-        now[0] += 1
-        writer.submit(refusal(9), untied_refusal=True)
+        writer.hand_over(refusal(9))
         writer.flush()
         assert store.written[-1].detail["suppressed"] == 2
+        assert all(s.alone for s in store.written)  # each a flow of its own
     finally:
         writer.close()
 
 
-def test_a_flood_naming_a_new_client_each_time_is_bounded_by_its_reason(
-    clock: MovableClock,
-) -> None:
+def test_a_tied_refusal_is_bounded_only_where_its_endpoint_asks() -> None:
+    """A refusal in a flow is written whatever the rate, unless its endpoint is ``bounded``
+    (one a client may call in a loop)."""
+    store = _FlakyStore()
+    store.down = False
+    writer = FlowWriter(store, interval=60, burst=1)  # type: ignore[arg-type]
+
+    def tied(n: int) -> Trace:
+        trace = _trace(f"t{n}", "ok", "refused", reason="code_replayed")
+        trace.flow_id = "flow-1"
+        return trace
+
+    try:
+        for n in range(3):
+            writer.hand_over(tied(n))
+        for n in range(3, 6):
+            writer.hand_over(tied(n), bounded=True)
+        writer.flush()
+        requests = [s.request_id for s in store.written]
+        assert requests == ["t0", "t0", "t1", "t1", "t2", "t2", "t3", "t3"]
+        assert {s.flow_id for s in store.written} == {"flow-1"}
+        assert not any(s.alone for s in store.written)
+    finally:
+        writer.close()
+
+
+def test_the_writing_thread_lasts_while_steps_come_and_ends_when_they_stop() -> None:
+    store = _FlakyStore()
+    store.down = False
+    writer = FlowWriter(store, interval=0.02)  # type: ignore[arg-type]
+    try:
+        writer.hand_over(_trace("first", "ok"))
+        thread = writer._thread
+        assert thread is not None
+        # Steps keep coming for longer than the idle rounds (25 × 20 ms): one thread writes all.
+        for n in range(40):
+            writer.hand_over(_trace(f"r{n}", "ok"))
+            time.sleep(0.02)
+        assert writer._thread is thread and thread.is_alive()
+        thread.join(timeout=5)  # then nothing comes: it ends by itself
+        assert not thread.is_alive() and writer._thread is None
+        assert len(store.written) == 41
+        writer.hand_over(_trace("later", "ok"))  # a later step starts another
+        assert writer._thread is not None and writer._thread is not thread
+    finally:
+        writer.close()
+    assert store.written[-1].request_id == "later"
+
+
+def test_a_flood_naming_a_new_client_each_time_is_bounded_by_its_reason() -> None:
     """A fresh metadata-document URL per request passes the bound per client; the bound per
     reason over every client stops it."""
     store = _FlakyStore()
@@ -815,20 +880,19 @@ def test_a_flood_naming_a_new_client_each_time_is_bounded_by_its_reason(
         monotonic=lambda: now[0],
     )
 
-    def refusal(client: str, reason: str = "client_document_fetch_failed") -> list[FlowStep]:
-        step = FlowStep(**{**asdict(_step(f"f-{client}", 0, clock.now())), "client_id": client})
-        return [dataclasses.replace(step, outcome="refused", reason=reason)]
+    def refusal(client: str, reason: str = "client_document_fetch_failed") -> Trace:
+        return _trace(f"f-{client}", "refused", client=client, reason=reason)
 
     try:
         for n in range(10):
-            writer.submit(refusal(f"https://c.example/{n}.json"), untied_refusal=True)
-        writer.submit(refusal("other", reason="client_secret_wrong"), untied_refusal=True)
+            writer.hand_over(refusal(f"https://c.example/{n}.json"))
+        writer.hand_over(refusal("other", reason="client_secret_wrong"))
         writer.flush()
-        written = [s.flow_id for s in store.written]
+        written = [s.request_id for s in store.written]
         assert written == [f"f-https://c.example/{n}.json" for n in range(4)] + ["f-other"]
         assert len(counted) == 11  # every refusal is still counted in the metrics
         now[0] += 1
-        writer.submit(refusal("https://c.example/new.json"), untied_refusal=True)
+        writer.hand_over(refusal("https://c.example/new.json"))
         writer.flush()
         assert store.written[-1].detail == {**store.written[0].detail, "suppressed_overall": 6}
         assert "suppressed" not in store.written[-1].detail

@@ -264,6 +264,39 @@ def alone(trace: Trace) -> bool:
     return trace.flow_id is None and not trace.new_id_given and len(trace.steps) == 1
 
 
+def steps_of(trace: Trace, at: datetime, seq: int) -> list[FlowStep]:
+    """The rows of ``trace``'s steps, recorded at ``at`` (``seq``: wall-clock nanoseconds,
+    which order the steps of one instant); a flow the trace starts gets its id here."""
+    flow_id = current_flow_id_of(trace)
+    reference = reference_of(trace.request_id)
+    step_id = flow_id if alone(trace) else None
+    return [
+        FlowStep(
+            id=step_id or ids.time_ordered_id(),
+            flow_id=flow_id,
+            seq=seq + index,
+            at=at,
+            kind=pending.kind,
+            outcome=pending.outcome,
+            reason=pending.reason,
+            client_id=trace.client_id,
+            user_id=trace.user_id,
+            resource=trace.resource,
+            request_id=trace.request_id,
+            reference=reference,
+            detail=pending.detail,
+        )
+        for index, pending in enumerate(trace.steps)
+    ]
+
+
+def untied_refusal(trace: Trace, bounded: bool) -> bool:
+    """``trace`` ends in a refusal and belongs to no earlier flow (or its endpoint is
+    ``bounded``): it starts a flow of its own, subject to the writer's flood bound, whatever
+    steps (a client authentication) went well before the refusal."""
+    return (trace.flow_id is None or bounded) and trace.steps[-1].outcome == "refused"
+
+
 def authorization_flow_id(key: bytes, pairs: Iterable[tuple[str, str]]) -> str:
     """The flow id of an authorization request: an HMAC of its parameters, so the request, the
     sign-in it sends the person through and the consent form posting it back (each carrying

@@ -1,13 +1,13 @@
 """Writes the flow steps requests record, in batches, off the request path (core/flows.py).
 
-A request only appends its steps to a list under a lock; a thread of this process takes what
-has gathered every ``interval`` seconds and writes it in one transaction (on SQLite one group
-commit, on PostgreSQL one round trip per statement). The interval is short (0.1 s): preparing
-a batch's rows is Python work that holds the interpreter lock, and batches of 0.2 s (about 400
-steps under load) held it long enough to add 4–5 ms to the 99th percentile of token requests;
-0.1 s added about 3 ms. Shorter still saved little more and cost more commits (0.05 s: the
-writer's share of the server's CPU 2.7 % instead of 2.5 % for cc_jwt). The three runs are in
-the commit that chose 0.1 s.
+A request only appends its trace to a list under a lock; a thread of this process takes what
+has gathered every ``interval`` seconds, makes its rows and writes them in one transaction (on
+SQLite one group commit, on PostgreSQL one round trip per statement). The interval is short
+(0.1 s): preparing a batch's rows is Python work that holds the interpreter lock, and batches
+of 0.2 s (about 400 steps under load) held it long enough to add 4–5 ms to the 99th percentile
+of token requests; 0.1 s added about 3 ms. Shorter still saved little more and cost more
+commits (0.05 s: the writer's share of the server's CPU 2.7 % instead of 2.5 % for cc_jwt). The
+three runs are in the commit that chose 0.1 s.
 
 The thread starts with the first steps and ends after a while without any, so an idle app
 holds no thread. What is pending is bounded:
@@ -32,10 +32,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TypeVar
 
-from authgate.core.flows import FlowStep
-from authgate.core.ports import Store, StoreUnavailableError
+from authgate.core import flows
+from authgate.core.flows import FlowStep, Trace
+from authgate.core.policy import SystemClock
+from authgate.core.ports import Clock, Store, StoreUnavailableError
 
 log = logging.getLogger("authgate.flows")
 
@@ -56,6 +59,7 @@ class FlowWriter:
         burst: int = 10,
         burst_overall: int = 50,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self._store = store
         # Called in the writing thread with each batch written (the refusal metrics: reading
@@ -65,7 +69,10 @@ class FlowWriter:
         self._max_pending = max_pending
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._pending: list[FlowStep] = []
+        # Requests' traces whose rows are still to be made, and how many steps they hold.
+        self._handed: list[_Handed] = []
+        self._handed_steps = 0
+        self._now = (clock or SystemClock()).now
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._closed = False
@@ -84,30 +91,44 @@ class FlowWriter:
         #: the timeline costs beside the steps' recording in the requests themselves.
         self.cpu_seconds = 0.0
 
-    def submit(self, steps: Sequence[FlowStep], *, untied_refusal: bool = False) -> None:
-        """Queue one request's steps; ``untied_refusal``: they end in a refusal and start a
-        flow of their own (subject to the flood bound, keyed on the refusal: the last step)."""
-        with self._lock:
-            if untied_refusal and steps:
-                steps = self._bounded(steps)
-                if not steps:
-                    return
-            room = self._max_pending - len(self._pending)
-            if room < len(steps):
-                self.dropped += len(steps) - max(room, 0)
-                steps = steps[: max(room, 0)]
-            self._pending.extend(steps)
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(
-                    target=self._run, name="authgate-flow-writer", daemon=True
-                )
-                self._thread.start()
+    def hand_over(self, trace: Trace, *, bounded: bool = False) -> None:
+        """Queue one request's trace (it has steps; nothing records into it any more), with
+        the time it was handed over at; its rows are made in the writing thread, not in the
+        request. ``bounded``: a refusal is flood-bounded even when tied to a flow
+        (core/flows.py ``untied_refusal``). Beyond ``max_pending`` its last steps are dropped.
 
-    def _bounded(self, steps: Sequence[FlowStep]) -> Sequence[FlowStep]:
+        Making the rows (ids, a ``FlowStep`` per step) took about 6 µs in a loop but 45 µs of
+        a loaded server's request, where that code and its data are out of the processor's
+        caches; in the writer's batch, about 10 µs a row."""
+        entry = (trace, self._now(), time.time_ns(), bounded, self._monotonic())
+        with self._lock:
+            room = self._room()
+            if room < len(trace.steps):
+                self.dropped += len(trace.steps) - max(room, 0)
+                if room <= 0:
+                    return
+                del trace.steps[room:]
+            self._handed.append(entry)
+            self._handed_steps += len(trace.steps)
+            self._start()
+
+    def _room(self) -> int:
+        """How many more steps may be pending (lock held)."""
+        return self._max_pending - self._handed_steps
+
+    def _start(self) -> None:
+        """Start the writing thread if none runs (lock held)."""
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(
+                target=self._run, name="authgate-flow-writer", daemon=True
+            )
+            self._thread.start()
+
+    def _bounded(self, steps: Sequence[FlowStep], when: float) -> Sequence[FlowStep]:
         """``steps``, or nothing when their client and reason, or their reason over every
-        client, are flooding (lock held)."""
+        client, are flooding in the second of ``when`` (``monotonic``) (lock held)."""
         last = steps[-1]
-        second = int(self._monotonic())
+        second = int(when)
         key = (last.client_id, last.reason)
         mine = _window(self._floods.get(key), second)
         overall = _window(self._reason_floods.get(last.reason), second)
@@ -126,24 +147,27 @@ class FlowWriter:
             steps = [*steps[:-1], dataclasses.replace(last, detail=detail)]
         return steps
 
-    def flush(self) -> None:
-        """Write everything pending now (tests; shutdown)."""
+    def flush(self) -> int:
+        """Write everything pending now (tests; shutdown); how many traces it took."""
         with self._write_lock:
             started = time.thread_time()
             try:
-                self._write()
+                return self._write()
             finally:
                 self.cpu_seconds += time.thread_time() - started
 
-    def _write(self) -> None:
+    def _write(self) -> int:
         """``flush`` under its lock."""
         with self._lock:
-            batch, self._pending = self._pending, []
+            handed, self._handed, self._handed_steps = self._handed, [], 0
+        taken = len(handed)
+        batch = [step for entry in handed for step in self._rows(*entry)]
+        with self._lock:
             uncounted, self._uncounted = self._uncounted, []
         if uncounted and self._on_written is not None:
             self._on_written(uncounted)
         if not batch:
-            return
+            return taken
         try:
             self._store.record_flow_steps(batch)
         except (StoreUnavailableError, ValueError) as exc:
@@ -151,11 +175,22 @@ class FlowWriter:
                 self.dropped += len(batch)
             line = {"event": "flows.write_failed", "steps": len(batch), "reason": str(exc)}
             log.warning(json.dumps(line)[:500])
-            return
+            return taken
         with self._lock:
             self.written += len(batch)
         if self._on_written is not None:
             self._on_written(batch)
+        return taken
+
+    def _rows(
+        self, trace: Trace, at: datetime, seq: int, bounded: bool, when: float
+    ) -> Sequence[FlowStep]:
+        """The rows of a trace handed over (nothing when its refusal is flooding)."""
+        steps = flows.steps_of(trace, at, seq)
+        if not flows.untied_refusal(trace, bounded):
+            return steps
+        with self._lock:
+            return self._bounded(steps, when)
 
     def close(self) -> None:
         with self._lock:
@@ -170,22 +205,26 @@ class FlowWriter:
         idle = 0
         while idle < _IDLE_ROUNDS:
             self._wake.wait(self._interval)
+            taken = 0
             try:
-                self.flush()
+                taken = self.flush()
             except Exception:  # never let the thread die with steps pending
                 log.exception("flow writer failed")
             with self._lock:
                 if self._closed:
                     self._thread = None
                     return
-                if self._pending:
+                if taken or self._handed:
                     idle = 0
                     continue
                 idle += 1
                 if idle >= _IDLE_ROUNDS:
-                    self._thread = None  # a later submit starts a new one
+                    self._thread = None  # a later hand-over starts a new one
                     return
 
+
+#: A trace handed over: the trace, when (``at``, ``seq``), bounded, and ``monotonic`` then.
+_Handed = tuple[Trace, datetime, int, bool, float]
 
 #: (the second, refusals recorded in it, refusals left out since the last one recorded)
 _Window = tuple[int, int, int]

@@ -1,5 +1,5 @@
-"""The protocol edge of the flow timeline: open a request's trace, record its outcome, hand its
-steps to the background writer (``web/flow_writer.py``), count refusals (core/flows.py).
+"""The protocol edge of the flow timeline: open a request's trace, record its outcome, hand it
+to the background writer (``web/flow_writer.py``), which makes its rows.
 
 ``tracing()`` wraps a handler's work: core functions it calls (in this thread or the protocol
 pool, which runs them in a copy of this context) add identifiers and steps; the handler adds
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
@@ -20,8 +19,7 @@ from starlette.requests import HTTPConnection
 
 from authgate.core import flow_reasons, flows
 from authgate.core.errors import InvalidClientError, OAuthError
-from authgate.core.flows import FlowStep, StepKind, Trace
-from authgate.crypto import ids
+from authgate.core.flows import StepKind, Trace
 from authgate.web import deps
 from authgate.web.flow_writer import FlowWriter
 
@@ -113,8 +111,8 @@ class _Tracing:
         if kind is not None and issubclass(kind, Exception):
             trace.steps.append(flows.PendingStep("error_page", "refused", "server_error", {}))
         flows.end(token)
-        if trace.flow_id is not None or not self._tied_only:
-            submit(self._conn, writer, trace, bounded=self._bounded)
+        if trace.steps and (trace.flow_id is not None or not self._tied_only):
+            writer.hand_over(trace, bounded=self._bounded)
 
 
 def refused(kind: StepKind, exc: OAuthError, **detail: Any) -> str | None:
@@ -140,38 +138,3 @@ def record_refusal(
     with tracing(conn, client_id=client_id):
         kind = "client_auth" if isinstance(exc, InvalidClientError) else kind
         refused(kind, exc)
-
-
-def submit(
-    conn: HTTPConnection, writer: FlowWriter, trace: Trace, *, bounded: bool = False
-) -> None:
-    if not trace.steps:
-        return
-    ctx = deps.ctx_of(conn)
-    at = ctx.clock.now()
-    seq = time.time_ns()
-    flow_id = flows.current_flow_id_of(trace)
-    reference = flows.reference_of(trace.request_id)
-    alone = flows.alone(trace)
-    steps = [
-        FlowStep(
-            id=flow_id if alone else ids.time_ordered_id(),
-            flow_id=flow_id,
-            seq=seq + index,
-            at=at,
-            kind=pending.kind,
-            outcome=pending.outcome,
-            reason=pending.reason,
-            client_id=trace.client_id,
-            user_id=trace.user_id,
-            resource=trace.resource,
-            request_id=trace.request_id,
-            reference=reference,
-            detail=pending.detail,
-        )
-        for index, pending in enumerate(trace.steps)
-    ]
-    # A request that ends in a refusal and belongs to no earlier flow starts one of its own:
-    # flood-bounded, whatever steps (a client authentication) went well before the refusal.
-    untied = (trace.flow_id is None or bounded) and steps[-1].outcome == "refused"
-    writer.submit(steps, untied_refusal=untied)

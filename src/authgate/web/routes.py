@@ -228,7 +228,9 @@ def build_app(ctx: Context, settings: Settings, *, background: bool = False) -> 
     if settings.flows_enabled:
         observed = getattr(app.state, "metrics", None)
         app.state.flow_writer = writer = FlowWriter(
-            ctx.store, on_written=observed.flow_steps_written(ctx) if observed else None
+            ctx.store,
+            on_written=observed.flow_steps_written(ctx) if observed else None,
+            clock=ctx.clock,
         )
         if observed is not None:
             observed.watch_flow_writer(writer)
